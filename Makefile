@@ -1,0 +1,38 @@
+# Set-up on a fresh machine: `make demo` (train on the embedded digits and write a sample grid),
+# `make test` (run the test suite). Both create .venv and install what they need.
+#
+# TORCH_SPEC pins the CPU wheel this project is developed against; on a GPU machine let pip choose
+# its own build instead:  make demo TORCH_SPEC=torch
+PYTHON ?= python3
+VENV ?= .venv
+TORCH_SPEC ?= torch==2.13.0
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+
+.PHONY: venv demo test bench clean
+
+$(VENV)/.base: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet "$(TORCH_SPEC)"
+	$(PIP) install --quiet -e .
+	touch $@
+
+$(VENV)/.test: $(VENV)/.base
+	$(PIP) install --quiet -e '.[test]'
+	touch $@
+
+venv: $(VENV)/.base
+
+demo: $(VENV)/.base
+	$(VENV)/bin/dpsad-core demo
+
+test: $(VENV)/.test
+	$(VENV)/bin/lint-imports
+	$(PY) -m pytest
+
+bench: $(VENV)/.test
+	$(PY) bench/step_time.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis

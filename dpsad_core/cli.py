@@ -1,0 +1,376 @@
+"""``dpsad-core``: the headless command line over dpsad_core.
+
+Every user mistake ends as one line on stderr and an exit code per error class (see errors.py);
+set ``DPSAD_DEBUG=1`` to see tracebacks. Long work shows a progress bar on stderr; ``--json`` prints
+one JSON object on the last line of stdout for scripts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from dpsad_core.errors import ConfigError, DpsadError
+
+EXIT_INTERRUPTED = 130
+EXIT_INTERNAL = 70
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "handler", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.handler(args) or 0)
+    except DpsadError as error:
+        print(f"dpsad-core: error: {error}", file=sys.stderr)
+        return error.exit_code
+    except KeyboardInterrupt:
+        print("dpsad-core: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as error:  # noqa: BLE001 - last line of defence: one line, not a traceback
+        if os.environ.get("DPSAD_DEBUG"):
+            raise
+        print(f"dpsad-core: internal error: {type(error).__name__}: {error} "
+              "(set DPSAD_DEBUG=1 to see the traceback, and please report it)", file=sys.stderr)
+        return EXIT_INTERNAL
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dpsad-core",
+        description="Turn a private labelled image collection into a differentially private image generator "
+                    "and synthetic data, with a privacy guarantee that covers every part that reads the data.",
+        epilog="Start with: dpsad-core demo   (trains on a small digits dataset that ships with scikit-learn)")
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND")
+
+    def workspace_option(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument("--workspace", metavar="DIR",
+                         help="where runs and datasets live (default: $DPSAD_WORKSPACE or your user data folder)")
+
+    sub = commands.add_parser("import", help="read a dataset, check it, and save it in the workspace",
+                              description="Formats: a folder with one subfolder per class (PNG, JPEG, BMP, TIFF, "
+                                          "DICOM); a CSV manifest (path,label[,patient_id]); MNIST IDX files; "
+                                          "a MedMNIST .npz.")
+    sub.add_argument("path", help="folder, .csv, IDX file or folder, or .npz")
+    sub.add_argument("--name", help="name to save it under (default: derived from the path)")
+    sub.add_argument("--split", default="train", help="split for IDX (train/test) and .npz (train/val/test) files")
+    _data_options(sub)
+    workspace_option(sub)
+    sub.add_argument("--json", action="store_true", help="print the summary as JSON")
+    sub.set_defaults(handler=_cmd_import)
+
+    sub = commands.add_parser("datasets", help="list the datasets saved in the workspace")
+    workspace_option(sub)
+    sub.add_argument("--json", action="store_true")
+    sub.set_defaults(handler=_cmd_datasets)
+
+    sub = commands.add_parser("train", help="train a private image generator",
+                              description="Recipes: dpsad (DP teacher, DP student and discriminator), "
+                                          "dpsad-public-teacher (teacher on data you declare public), dpdm (one "
+                                          "DP model, baseline), dpsad-paper (the published method: NOT "
+                                          "differentially private, for research only).")
+    sub.add_argument("--data", help="'demo', a dataset name from 'dpsad-core datasets', or a path to import")
+    sub.add_argument("--recipe", default="dpsad", choices=["dpsad", "dpsad-public-teacher", "dpdm", "dpsad-paper"])
+    sub.add_argument("--epsilon", type=float, default=10.0, help="target epsilon for the whole run (default 10)")
+    sub.add_argument("--delta", type=float, help="target delta (default min(1e-5, 0.1/N))")
+    sub.add_argument("--preset", default="quick", choices=["tiny", "quick", "standard"])
+    sub.add_argument("--public-data", help="public dataset for the dpsad-public-teacher recipe")
+    sub.add_argument("--max-steps", type=int, help="stop each phase after this many steps (epsilon reports what "
+                                                   "was actually spent)")
+    sub.add_argument("--resume", metavar="RUN", help="continue an interrupted run (id or folder)")
+    sub.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    sub.add_argument("--seed", type=int, default=0)
+    sub.add_argument("--resolution", type=int, help="resize images to this size (e.g. 16, 28, 32)")
+    sub.add_argument("--min-records", type=int, default=100, help="refuse datasets with fewer privacy units")
+    sub.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                     help="override one preset setting, e.g. --set teacher_steps=500 (repeatable)")
+    sub.add_argument("--plan", action="store_true", help="print the privacy plan and stop without training")
+    workspace_option(sub)
+    sub.add_argument("--json", action="store_true", help="end with one JSON object on the last line of stdout")
+    sub.set_defaults(handler=_cmd_train)
+
+    sub = commands.add_parser("sample", help="draw images from a finished run's released model")
+    sub.add_argument("run", help="run id or folder")
+    sub.add_argument("--per-class", type=int, default=8, help="images per class (default 8)")
+    sub.add_argument("--out", help="PNG path for the grid (default: the run's samples/grid.png)")
+    sub.add_argument("--npz", help="also save the images and labels as .npz here")
+    sub.add_argument("--sampler", default="ddim", choices=["ddim", "ddpm"])
+    sub.add_argument("--steps", type=int, help="DDIM steps (default: the run's setting)")
+    sub.add_argument("--guidance", type=float, help="classifier-free guidance weight (default: the run's)")
+    sub.add_argument("--seed", type=int, default=0)
+    sub.add_argument("--device", default="auto")
+    workspace_option(sub)
+    sub.add_argument("--json", action="store_true")
+    sub.set_defaults(handler=_cmd_sample)
+
+    sub = commands.add_parser("runs", help="list runs with their state, recipe and epsilon")
+    workspace_option(sub)
+    sub.add_argument("--json", action="store_true")
+    sub.set_defaults(handler=_cmd_runs)
+
+    sub = commands.add_parser("demo", help="train on the embedded digits dataset and write a sample grid")
+    sub.add_argument("--preset", default="quick", choices=["tiny", "quick", "standard"])
+    sub.add_argument("--epsilon", type=float, default=10.0)
+    workspace_option(sub)
+    sub.add_argument("--json", action="store_true")
+    sub.set_defaults(handler=_cmd_demo)
+    return parser
+
+
+def _data_options(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument("--resolution", type=int, help="resize every image to this size")
+    sub.add_argument("--grey", action="store_true", help="convert colour images to grey")
+    sub.add_argument("--skip-corrupt", action="store_true", help="skip unreadable images and report how many")
+    sub.add_argument("--min-records", type=int, default=100, help="refuse datasets with fewer privacy units")
+
+
+def _workspace(args: argparse.Namespace) -> Path:
+    from dpsad_core.paths import workspace_dir
+
+    path = workspace_dir(args.workspace)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _print_json(obj: Any) -> None:
+    print(json.dumps(obj, sort_keys=True, default=str))
+
+
+# -- commands ----------------------------------------------------------------------------------------
+def _cmd_import(args: argparse.Namespace) -> int:
+    from dpsad_core.data import load_dataset, save_dataset
+
+    dataset = load_dataset(args.path, split=args.split, resolution=args.resolution,
+                           channels=1 if args.grey else None, skip_corrupt=args.skip_corrupt,
+                           min_records=args.min_records, name=args.name)
+    folder = save_dataset(dataset, _workspace(args))
+    summary = dict(dataset.summary(), saved_to=str(folder))
+    if args.json:
+        _print_json(summary)
+    else:
+        print(f"imported {summary['num_records']} images in {summary['num_classes']} classes "
+              f"({summary['channels']}x{summary['resolution']}x{summary['resolution']}) as '{dataset.name}'")
+        print(f"  class counts: {summary['class_counts']}")
+        if dataset.skipped:
+            print(f"  skipped {len(dataset.skipped)} unreadable file(s)")
+        print(f"  fingerprint:  {summary['fingerprint']}")
+        print(f"  saved to:     {folder}")
+        print(f"train on it with: dpsad-core train --data {dataset.name} --epsilon 10")
+    return 0
+
+
+def _cmd_datasets(args: argparse.Namespace) -> int:
+    from dpsad_core.data import list_saved_datasets
+
+    datasets = list_saved_datasets(_workspace(args))
+    if args.json:
+        _print_json(datasets)
+        return 0
+    if not datasets:
+        print("no datasets yet: import one with 'dpsad-core import PATH'")
+    for d in datasets:
+        print(f"{d['name']:<32} {d['num_records']:>7} records  {d['num_classes']:>3} classes  {d['fingerprint'][:28]}")
+    return 0
+
+
+def _parse_overrides(pairs: list[str]) -> dict[str, str]:
+    overrides = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--set expects KEY=VALUE, got {pair!r}", field="set", value=pair,
+                              remedy="e.g. --set teacher_steps=500")
+        overrides[key.strip()] = value.strip()
+    return overrides
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from dpsad_core.training import TrainConfig, resolve_hyperparameters, resume_training, start_training
+
+    workspace = _workspace(args)
+    if args.resume:
+        return _consume(resume_training(args.resume, workspace=workspace, stop=_stop_flag()), json_out=args.json)
+    if not args.data:
+        raise ConfigError("no data given", field="data", remedy="pass --data demo, a dataset name, or a path")
+    hyper = resolve_hyperparameters(args.preset, _parse_overrides(args.set))
+    config = TrainConfig(data=args.data, recipe=args.recipe, epsilon=args.epsilon, delta=args.delta,
+                         preset=args.preset, hyper=hyper, public_data=args.public_data, max_steps=args.max_steps,
+                         resolution=args.resolution, seed=args.seed, device=args.device, min_records=args.min_records)
+    if args.plan:
+        from dpsad_core.training import prepare_run
+
+        _, _, plan = prepare_run(config, workspace=workspace)
+        if args.json:
+            _print_json(plan.to_dict())
+        else:
+            _print_plan(plan)
+        return 0
+    return _consume(start_training(config, workspace=workspace, stop=_stop_flag()), json_out=args.json)
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from dpsad_core.training import TrainConfig, resolve_hyperparameters, start_training
+
+    config = TrainConfig(data="demo", recipe="dpsad", epsilon=args.epsilon, preset=args.preset,
+                         hyper=resolve_hyperparameters(args.preset))
+    return _consume(start_training(config, workspace=_workspace(args), stop=_stop_flag()), json_out=args.json)
+
+
+def _cmd_sample(args: argparse.Namespace) -> int:
+    import numpy as np
+    import torch
+
+    from dpsad_core.sampling import generate, grid_image, load_released_model, save_png, to_uint8
+    from dpsad_core.training import RunFolder
+    from dpsad_core.training.engine import resolve_device
+
+    if args.per_class < 1:
+        raise ConfigError("--per-class must be at least 1", field="per_class", value=args.per_class)
+    run = RunFolder.open(_workspace(args), args.run)
+    device = resolve_device(args.device)
+    model, schedule, meta = load_released_model(run.model_path, device)
+    classes = len(meta["class_names"])
+    labels = torch.arange(classes).repeat_interleave(args.per_class)
+    config = model.config
+    images = generate(model, schedule, labels=labels, image_shape=(config.image_channels, config.resolution,
+                                                                    config.resolution),
+                      sampler=args.sampler, steps=args.steps or meta["sample_steps"],
+                      guidance=meta["guidance"] if args.guidance is None else args.guidance, seed=args.seed,
+                      device=device)
+    pixels = to_uint8(images)
+    out = Path(args.out) if args.out else run.path / "samples" / "grid.png"
+    save_png(grid_image(pixels, rows=classes), out)
+    summary: dict[str, Any] = {"run_id": run.run_id, "grid": str(out), "count": int(labels.numel()),
+                               "private": meta["private"]}
+    if args.npz:
+        from dpsad_core.atomic import atomic_write
+
+        atomic_write(args.npz, lambda h: np.savez(h, images=pixels, labels=labels.numpy(),
+                                                  class_names=np.array(meta["class_names"])))
+        summary["npz"] = str(args.npz)
+    if args.json:
+        _print_json(summary)
+    else:
+        if not meta["private"]:
+            print("WARNING: this model is NOT differentially private (recipe dpsad-paper)", file=sys.stderr)
+        print(f"wrote {summary['count']} samples to {out}")
+    return 0
+
+
+def _cmd_runs(args: argparse.Namespace) -> int:
+    from dpsad_core.training import list_runs
+
+    runs = list_runs(_workspace(args))
+    if args.json:
+        _print_json(runs)
+        return 0
+    if not runs:
+        print("no runs yet: start one with 'dpsad-core demo' or 'dpsad-core train --data ...'")
+    for r in runs:
+        epsilon = "inf (not private)" if not r["private"] else (
+            f"{r['epsilon']:.3g}" if isinstance(r["epsilon"], (int, float)) else "-")
+        print(f"{r['run_id']:<40} {r['state']:<12} {r['recipe']:<22} eps {epsilon:<18} {r['dataset']}")
+    return 0
+
+
+# -- helpers -----------------------------------------------------------------------------------------
+def _stop_flag():
+    """SIGTERM/SIGINT ask the engine to checkpoint and stop at the next step; a second SIGINT aborts."""
+    requested = {"stop": False}
+
+    def handler(signum, frame) -> None:  # noqa: ARG001
+        if requested["stop"] and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        requested["stop"] = True
+        print("\ndpsad-core: stopping after this step and writing a checkpoint...", file=sys.stderr)
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+    return lambda: requested["stop"]
+
+
+def _print_plan(plan) -> None:
+    print(f"recipe {plan.recipe.value}: target epsilon {plan.epsilon_target:g}, delta {plan.delta:.3g}, "
+          f"{plan.private_units} private units")
+    for phase in plan.phases:
+        noise = f"sigma {phase.noise_multiplier:.3f}" if phase.privacy == "dp" else "no noise"
+        print(f"  {phase.name:<9} {phase.privacy:<10} on {phase.data:<7} data: {phase.steps} steps, "
+              f"expected batch {phase.expected_batch_size:g} (q={phase.sample_rate:.4f}), {noise}")
+    eps = plan.planned_epsilon.get("certified")
+    print(f"  planned epsilon (RDP): {'infinity: NOT differentially private' if eps is None else f'{eps:.4f}'}")
+    for warning in plan.warnings:
+        print(f"  warning: {warning}")
+
+
+def _consume(events, *, json_out: bool) -> int:
+    from tqdm import tqdm
+
+    from dpsad_core.events import (CheckpointWritten, PhaseStarted, RunFinished, RunInterrupted, RunStarted,
+                                   SampleGrid, StepCompleted)
+
+    bar = None
+    result = None
+    run_dir = None
+    for event in events:
+        if isinstance(event, RunStarted):
+            run_dir = event.run_dir
+            verb = "resuming" if event.resumed else "started"
+            print(f"{verb} run {event.run_id} in {event.run_dir}", file=sys.stderr)
+            for warning in event.plan.get("warnings", []):
+                print(f"warning: {warning}", file=sys.stderr)
+        elif isinstance(event, PhaseStarted):
+            if bar is not None:
+                bar.close()
+            bar = tqdm(total=event.total_steps, initial=event.start_step, desc=f"{event.phase} ({event.privacy})",
+                       file=sys.stderr, dynamic_ncols=True, disable=None)
+        elif isinstance(event, StepCompleted) and bar is not None:
+            eps = "inf" if math.isinf(event.epsilon_spent) else f"{event.epsilon_spent:.2f}"
+            loss = next(iter(event.losses.values()))
+            bar.set_postfix_str(f"loss {loss:.4f} eps {eps}/{event.epsilon_target:g}")
+            bar.update(1)
+        elif isinstance(event, (SampleGrid, CheckpointWritten)):
+            pass
+        elif isinstance(event, RunInterrupted):
+            if bar is not None:
+                bar.close()
+            print(f"run {event.run_id} stopped at {event.phase} step {event.step}; "
+                  f"resume with: dpsad-core train --resume {event.run_id}", file=sys.stderr)
+            return EXIT_INTERRUPTED
+        elif isinstance(event, RunFinished):
+            result = event.result
+    if bar is not None:
+        bar.close()
+    if result is None:  # pragma: no cover - the engine always ends with one of the two events above
+        return EXIT_INTERNAL
+    if json_out:
+        _print_json(result)
+    else:
+        _print_result(result, run_dir)
+    return 0
+
+
+def _print_result(result: dict[str, Any], run_dir) -> None:
+    if result["private"]:
+        values = result["accountant_values"]
+        print(f"finished: ({result['epsilon']:.4f}, {result['delta']:.3g})-differentially private "
+              f"[RDP {values['rdp']:.4f}, PRV {values['prv']:.4f}; unit of privacy: {result['unit_of_privacy']}]")
+    else:
+        print("finished: NOT differentially private (epsilon = infinity): parts trained on the private data without "
+              f"protection: {', '.join(result['nonprivate_parts'])}")
+    print(f"  run folder:  {run_dir}")
+    print(f"  model:       {result['model_path']}")
+    print(f"  sample grid: {result['sample_grid']}")
+    print(f"  train time:  {result['train_seconds']:.0f} s on {result['device']}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,192 @@
+"""Entry points: detect a source's format and import it, or resolve a user's data spec.
+
+Formats :func:`load_dataset` recognises:
+
+1. a folder of class subfolders (PNG/JPEG/BMP/TIFF and DICOM), see :mod:`.folder`;
+2. a CSV manifest (``path,label[,patient_id]``), see :mod:`.manifest`;
+3. MNIST IDX files, a folder or one images file, see :mod:`.idx`;
+4. a MedMNIST ``.npz``, see :mod:`.medmnist`;
+5. DICOM files, inside class folders or listed in a manifest, see :mod:`.dicom`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from dpsad_core.data import idx
+from dpsad_core.data.dataset import ImageDataset
+from dpsad_core.data.demo import DEMO_SOURCE, load_demo
+from dpsad_core.data.folder import load_class_folder
+from dpsad_core.data.imaging import IMAGE_SUFFIXES, batch_to_chw, chw_to_hwc, validate_options
+from dpsad_core.data.manifest import load_manifest
+from dpsad_core.data.medmnist import load_medmnist
+from dpsad_core.data.store import (META_FILE, check_name, datasets_dir, is_safe_name,
+                                   load_saved_dataset, sanitise_name, saved_dataset_names)
+from dpsad_core.errors import ConfigError, DataImportError, TooFewRecordsError
+
+KNOWN_SPLITS = ("train", "val", "test")
+ACCEPTED = ("a folder with one subfolder per class (PNG/JPEG/BMP/TIFF/DICOM images), a CSV "
+            "manifest (path,label[,patient_id]), an MNIST IDX folder or images file, or a MedMNIST "
+            ".npz")
+
+
+def load_dataset(source: str | os.PathLike[str], *, split: str = "train",
+                 resolution: int | None = None, channels: int | None = None,
+                 skip_corrupt: bool = False, min_records: int = 100,
+                 name: str | None = None) -> ImageDataset:
+    """Import images from ``source``, detecting its format.
+
+    Parameters
+    ----------
+    source
+        A class folder, a ``.csv`` manifest, an MNIST IDX folder or images file, or a MedMNIST
+        ``.npz``.
+    split
+        For sources with splits: "train" or "test" (IDX folder), "train", "val" or "test"
+        (MedMNIST). A class folder, a manifest or a single IDX file is one set: the split is
+        ignored there (but must still be one of "train", "val", "test").
+    resolution
+        Resize every image to ``resolution x resolution`` (PIL bilinear). Non-square images are
+        resized to square, changing their aspect ratio. None keeps the images' own size, which
+        they must then share and which must be square.
+    channels
+        1 (grey) or 3 (colour); None keeps the images' own, which must then not mix. Grey becomes
+        colour by repetition, colour becomes grey by PIL's luma ("L") weights.
+    skip_corrupt
+        Skip unreadable image files (listed in ``ImageDataset.skipped``) instead of failing.
+    min_records
+        The fewest privacy units (patients if patient ids exist, else images) to accept.
+    name
+        The dataset's name (a safe folder name); by default one derived from the source.
+
+    Raises
+    ------
+    DataImportError
+        The source is missing, unreadable or unusable; the message names the file (and row).
+    TooFewRecordsError
+        Fewer than ``min_records`` privacy units.
+    ConfigError
+        An invalid option, or a split the source does not have.
+    """
+    _check_split(split)
+    validate_options(resolution=resolution, channels=channels)
+    _check_min_records(min_records)
+    if name is not None:
+        check_name(name)
+    path = Path(source).expanduser()
+    if not path.exists():
+        raise DataImportError("no such file or folder", path=path, remedy=f"pass {ACCEPTED}")
+    path = path.resolve()
+    options = {"resolution": resolution, "channels": channels}
+    suffix = path.suffix.lower()
+
+    if path.is_dir() and idx.is_idx_folder(path):
+        images_path, labels_path = idx.idx_folder_files(path, split)
+        dataset = idx.load_idx(images_path, labels_path, class_names=idx.class_names_for(path),
+                               name=name or sanitise_name(f"{path.name}-{split}"), **options)
+    elif path.is_dir():
+        dataset = load_class_folder(path, name=name or sanitise_name(path.name),
+                                    skip_corrupt=skip_corrupt, **options)
+    elif suffix == ".csv":
+        dataset = load_manifest(path, name=name or sanitise_name(path.stem),
+                                skip_corrupt=skip_corrupt, **options)
+    elif suffix == ".npz":
+        dataset = load_medmnist(path, split=split,
+                                name=name or sanitise_name(f"{path.stem}-{split}"), **options)
+    elif idx.is_idx_file(path):
+        labels_path = idx.labels_beside(path)
+        file_split = "test" if path.name.lower().startswith("t10k") else "train"
+        dataset = idx.load_idx(path, labels_path, class_names=idx.class_names_for(path.parent),
+                               name=name or sanitise_name(f"{path.parent.name}-{file_split}"),
+                               **options)
+    elif suffix in IMAGE_SUFFIXES:
+        raise DataImportError("a single image is not a dataset", path=path,
+                              remedy="pass the folder of class subfolders it belongs to, or a CSV "
+                                     "manifest listing it")
+    else:
+        raise DataImportError(f"unrecognised data format {suffix or '(no extension)'!r}",
+                              path=path, remedy=f"pass {ACCEPTED}")
+    check_min_units(dataset, min_records)
+    return dataset
+
+
+def resolve_data_source(spec: str, *, workspace: Path, split: str = "train",
+                        resolution: int | None = None, channels: int | None = None,
+                        skip_corrupt: bool = False, min_records: int = 100) -> ImageDataset:
+    """Turn what a user typed into a dataset.
+
+    ``"demo"`` is the bundled demo digits; the name of a dataset saved in
+    ``workspace/datasets`` loads it (the split is ignored: a saved dataset is one set); anything
+    else is a path for :func:`load_dataset`. A spec that looks like a path (it has a separator or
+    starts with "." or "~") is always treated as one. ``resolution`` and ``channels`` convert demo
+    and saved data too; ``min_records`` applies to all three.
+    """
+    _check_split(split)
+    validate_options(resolution=resolution, channels=channels)
+    _check_min_records(min_records)
+    text = str(spec).strip()
+    looks_like_path = any(sep in text for sep in ("/", "\\", os.sep)) or text.startswith((".", "~"))
+    if text == DEMO_SOURCE:
+        dataset = conform_dataset(load_demo(split=split, resolution=resolution),
+                                  resolution=resolution, channels=channels)
+    elif not looks_like_path and is_safe_name(text) \
+            and (datasets_dir(workspace) / text / META_FILE).is_file():
+        dataset = conform_dataset(load_saved_dataset(datasets_dir(workspace) / text),
+                                  resolution=resolution, channels=channels)
+    elif text and Path(text).expanduser().exists():
+        return load_dataset(text, split=split, resolution=resolution, channels=channels,
+                            skip_corrupt=skip_corrupt, min_records=min_records)
+    else:
+        saved = saved_dataset_names(workspace)
+        listed = ", ".join(saved) if saved else "none"
+        raise DataImportError(
+            f"data source {text!r} is not 'demo', not a dataset saved in "
+            f"{datasets_dir(workspace)} (saved: {listed}), and no such file or folder exists",
+            remedy=f"pass 'demo', a saved dataset's name, or the path of {ACCEPTED}")
+    check_min_units(dataset, min_records)
+    return dataset
+
+
+def conform_dataset(dataset: ImageDataset, *, resolution: int | None = None,
+                    channels: int | None = None) -> ImageDataset:
+    """``dataset`` resized to ``resolution`` and converted to ``channels`` (unchanged if None)."""
+    validate_options(resolution=resolution, channels=channels)
+    if (resolution is None or resolution == dataset.resolution) \
+            and (channels is None or channels == dataset.channels):
+        return dataset
+    images = batch_to_chw(chw_to_hwc(dataset.images), resolution=resolution,
+                          channels=channels or dataset.channels, source=dataset.source)
+    return ImageDataset(images=images, labels=dataset.labels, class_names=dataset.class_names,
+                        patient_ids=dataset.patient_ids, name=dataset.name, source=dataset.source,
+                        skipped=dataset.skipped)
+
+
+def check_min_units(dataset: ImageDataset, min_records: int) -> None:
+    """Raise :class:`TooFewRecordsError` if ``dataset`` has fewer than ``min_records`` units."""
+    units = dataset.num_privacy_units
+    if units >= min_records:
+        return
+    kind = "patients" if dataset.patient_ids is not None else "images"
+    detail = (f" ({dataset.num_records} images)" if dataset.patient_ids is not None else "")
+    raise TooFewRecordsError(
+        f"only {units} {kind}{detail} in dataset {dataset.name!r}; at least {min_records} are "
+        "required", path=None if dataset.source == DEMO_SOURCE else dataset.source,
+        remedy=f"a differential-privacy guarantee over so few {kind} is weak: add more data, or "
+               f"lower the threshold with min_records={units} (--min-records {units}) if you "
+               "accept that")
+
+
+def _check_split(split: str) -> None:
+    if split not in KNOWN_SPLITS:
+        raise ConfigError(f"unknown split {split!r}; valid splits: {', '.join(KNOWN_SPLITS)}",
+                          field="split", value=split, remedy="pass split='train'")
+
+
+def _check_min_records(min_records: int) -> None:
+    if isinstance(min_records, bool) or not isinstance(min_records, (int, np.integer)) \
+            or min_records < 0:
+        raise ConfigError(f"min_records must be a whole number >= 0, got {min_records!r}",
+                          field="min_records", value=min_records, remedy="e.g. min_records=100")

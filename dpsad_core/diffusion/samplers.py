@@ -1,0 +1,92 @@
+"""Samplers: ancestral DDPM (Ho et al. 2020, Alg. 2) and DDIM (Song et al. 2021, eq. 12).
+
+A sampler takes any ``model(x_t, t, y) -> eps`` and returns images in [-1, 1]. Classifier-free
+guidance (Ho & Salimans 2022) mixes the conditional and the "no label" prediction:
+``eps = (1 + w) eps(x, y) - w eps(x, null)``; w = 0 turns it off.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Literal
+
+import torch
+
+from dpsad_core.diffusion.schedule import DiffusionSchedule
+from dpsad_core.errors import ConfigError
+
+EpsModel = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+SamplerKind = Literal["ddim", "ddpm"]
+
+
+def guided_eps(model: EpsModel, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor, *,
+               null_label: int, guidance: float) -> torch.Tensor:
+    if guidance == 0.0:
+        return model(x, t, labels)
+    both = model(torch.cat([x, x]), torch.cat([t, t]), torch.cat([labels, torch.full_like(labels, null_label)]))
+    conditional, unconditional = both.chunk(2)
+    return (1.0 + guidance) * conditional - guidance * unconditional
+
+
+@torch.no_grad()
+def ddim_sample(model: EpsModel, schedule: DiffusionSchedule, labels: torch.Tensor, *, shape: tuple[int, ...],
+                steps: int = 25, eta: float = 0.0, guidance: float = 0.0, null_label: int = -1,
+                generator: torch.Generator | None = None) -> torch.Tensor:
+    """DDIM with ``steps`` evenly spaced time steps; ``eta = 0`` is deterministic given the start noise."""
+    if not 1 <= steps <= schedule.num_steps:
+        raise ConfigError(f"sampling steps must be in 1..{schedule.num_steps}", field="sample_steps", value=steps)
+    device = labels.device
+    x = torch.randn((labels.shape[0], *shape), generator=generator, device=device)
+    timesteps = torch.linspace(schedule.num_steps - 1, 0, steps).round().long().tolist()
+    abar = schedule.alphas_cumprod.to(device=device, dtype=torch.float32)
+    for index, t in enumerate(timesteps):
+        t_batch = torch.full((x.shape[0],), t, device=device, dtype=torch.long)
+        eps = guided_eps(model, x, t_batch, labels, null_label=null_label, guidance=guidance)
+        abar_t = abar[t]
+        abar_prev = abar[timesteps[index + 1]] if index + 1 < len(timesteps) else torch.tensor(1.0, device=device)
+        x0 = ((x - (1 - abar_t).sqrt() * eps) / abar_t.sqrt()).clamp(-1, 1)
+        eps = (x - abar_t.sqrt() * x0) / (1 - abar_t).sqrt()
+        sigma = eta * ((1 - abar_prev) / (1 - abar_t) * (1 - abar_t / abar_prev)).clamp(min=0).sqrt()
+        x = abar_prev.sqrt() * x0 + (1 - abar_prev - sigma**2).clamp(min=0).sqrt() * eps
+        if eta > 0 and index + 1 < len(timesteps):
+            x = x + sigma * torch.randn(x.shape, generator=generator, device=device)
+    return x.clamp(-1, 1)
+
+
+@torch.no_grad()
+def ddpm_sample(model: EpsModel, schedule: DiffusionSchedule, labels: torch.Tensor, *, shape: tuple[int, ...],
+                guidance: float = 0.0, null_label: int = -1,
+                generator: torch.Generator | None = None) -> torch.Tensor:
+    """Ancestral sampling through all T steps, with the posterior variance beta-tilde."""
+    device = labels.device
+    betas = schedule.betas.to(device=device, dtype=torch.float32)
+    abar = schedule.alphas_cumprod.to(device=device, dtype=torch.float32)
+    x = torch.randn((labels.shape[0], *shape), generator=generator, device=device)
+    for t in reversed(range(schedule.num_steps)):
+        t_batch = torch.full((x.shape[0],), t, device=device, dtype=torch.long)
+        eps = guided_eps(model, x, t_batch, labels, null_label=null_label, guidance=guidance)
+        abar_t = abar[t]
+        abar_prev = abar[t - 1] if t > 0 else torch.tensor(1.0, device=device)
+        x0 = ((x - (1 - abar_t).sqrt() * eps) / abar_t.sqrt()).clamp(-1, 1)
+        # Posterior mean of q(x_{t-1} | x_t, x_0) (Ho et al. 2020, eq. 7).
+        mean = (abar_prev.sqrt() * betas[t] / (1 - abar_t)) * x0 + ((1 - betas[t]).sqrt() * (1 - abar_prev) /
+                                                                       (1 - abar_t)) * x
+        if t > 0:
+            variance = betas[t] * (1 - abar_prev) / (1 - abar_t)
+            x = mean + variance.sqrt() * torch.randn(x.shape, generator=generator, device=device)
+        else:
+            x = mean
+    return x.clamp(-1, 1)
+
+
+def sample(model: EpsModel, schedule: DiffusionSchedule, labels: torch.Tensor, *, shape: tuple[int, ...],
+           sampler: SamplerKind = "ddim", steps: int = 25, guidance: float = 0.0, null_label: int = -1,
+           generator: torch.Generator | None = None) -> torch.Tensor:
+    """One entry point over both samplers."""
+    if sampler == "ddim":
+        return ddim_sample(model, schedule, labels, shape=shape, steps=steps, guidance=guidance,
+                           null_label=null_label, generator=generator)
+    if sampler == "ddpm":
+        return ddpm_sample(model, schedule, labels, shape=shape, guidance=guidance, null_label=null_label,
+                           generator=generator)
+    raise ConfigError(f"unknown sampler {sampler!r}", field="sampler", value=sampler, remedy="use 'ddim' or 'ddpm'")

@@ -1,0 +1,7 @@
+"""Networks: the class-conditional UNet (teacher, student, DPDM model) and the discriminator."""
+
+from dpsad_core.models.discriminator import Discriminator, DiscriminatorConfig
+from dpsad_core.models.ema import EMA
+from dpsad_core.models.unet import UNet, UNetConfig
+
+__all__ = ["EMA", "Discriminator", "DiscriminatorConfig", "UNet", "UNetConfig"]

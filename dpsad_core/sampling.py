@@ -1,0 +1,80 @@
+"""Sampling from a run's released model, and sample grids as images."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dpsad_core.atomic import atomic_write
+from dpsad_core.errors import ConfigError, RunError
+
+
+def to_uint8(images) -> np.ndarray:
+    """[-1, 1] float images (N x C x H x W tensor or array) -> uint8 N x H x W (grey) or N x H x W x 3."""
+    array = images.detach().cpu().numpy() if hasattr(images, "detach") else np.asarray(images)
+    array = np.clip((array + 1.0) * 127.5 + 0.5, 0, 255).astype(np.uint8)
+    return array[:, 0] if array.shape[1] == 1 else array.transpose(0, 2, 3, 1)
+
+
+def grid_image(images_uint8: np.ndarray, *, rows: int, cell: int = 32, gap: int = 2) -> np.ndarray:
+    """Tile images row by row (one row per class) with nearest-neighbour upscaling to ``cell`` pixels."""
+    count, height, width = images_uint8.shape[:3]
+    columns = int(np.ceil(count / rows))
+    scale = max(1, cell // height)
+    tile_h, tile_w = height * scale, width * scale
+    shape = (rows * (tile_h + gap) + gap, columns * (tile_w + gap) + gap) + images_uint8.shape[3:]
+    canvas = np.full(shape, 255, dtype=np.uint8)
+    for index, image in enumerate(images_uint8):
+        r, c = divmod(index, columns)
+        big = image.repeat(scale, axis=0).repeat(scale, axis=1)
+        top, left = gap + r * (tile_h + gap), gap + c * (tile_w + gap)
+        canvas[top:top + tile_h, left:left + tile_w] = big
+    return canvas
+
+
+def save_png(image: np.ndarray, path: Path) -> Path:
+    from PIL import Image
+
+    def write(handle) -> None:
+        Image.fromarray(image).save(handle, format="PNG")
+
+    return atomic_write(path, write)
+
+
+def load_released_model(model_path: Path, device: str = "cpu") -> tuple[Any, Any, dict[str, Any]]:
+    """(model, schedule, metadata) from a run's ``model.pt``."""
+    import torch
+
+    from dpsad_core.diffusion import DiffusionSchedule
+    from dpsad_core.models import UNet, UNetConfig
+
+    if not model_path.is_file():
+        raise RunError(f"{model_path} does not exist", remedy="the run has not finished; resume it first")
+    payload = torch.load(model_path, map_location="cpu", weights_only=False)
+    model = UNet(UNetConfig(**payload["unet_config"]))
+    model.load_state_dict(payload["state_dict"])
+    model.to(device).eval()
+    schedule = DiffusionSchedule(payload["diffusion_steps"], payload["schedule"])
+    return model, schedule, payload["metadata"]
+
+
+def generate(model, schedule, *, labels, image_shape: tuple[int, ...], sampler: str = "ddim", steps: int = 25,
+             guidance: float = 0.0, seed: int = 0, batch_size: int = 500, device: str = "cpu"):
+    """Images in [-1, 1] for the given class labels, sampled in batches."""
+    import torch
+
+    from dpsad_core.diffusion import sample
+
+    labels = torch.as_tensor(labels, dtype=torch.long)
+    if labels.numel() == 0:
+        raise ConfigError("nothing to sample: the count is 0", field="count", value=0)
+    generator = torch.Generator(device=device).manual_seed(seed)
+    null_label = model.config.num_classes
+    chunks = []
+    for start in range(0, labels.numel(), batch_size):
+        chunk = labels[start:start + batch_size].to(device)
+        chunks.append(sample(model, schedule, chunk, shape=image_shape, sampler=sampler, steps=steps,
+                             guidance=guidance, null_label=null_label, generator=generator).cpu())
+    return torch.cat(chunks)

@@ -1,0 +1,209 @@
+"""Training configuration: recipes, presets and the fully resolved config written into each run.
+
+A preset fills every hyper-parameter; ``overrides`` (CLI ``--set key=value``) change single fields. The
+resolved :class:`TrainConfig` round-trips through JSON and is stored in the run folder, so a run can
+always be resumed or audited with exactly the settings it used.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import math
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from dpsad_core.errors import ConfigError
+
+
+class Recipe(str, enum.Enum):
+    """Which parts exist and how each may touch the private data (METHOD.md 1.6)."""
+
+    DPSAD = "dpsad"                                # DP teacher, DP student + discriminator
+    DPSAD_PUBLIC_TEACHER = "dpsad-public-teacher"  # teacher on user-declared public data, DP student + D
+    DPDM = "dpdm"                                  # one model trained with DP-SGD (baseline)
+    DPSAD_PAPER = "dpsad-paper"                    # reproduction: non-private teacher and D => epsilon = inf
+
+    @property
+    def is_private(self) -> bool:
+        return self is not Recipe.DPSAD_PAPER
+
+    @property
+    def has_student(self) -> bool:
+        return self is not Recipe.DPDM
+
+
+@dataclass(frozen=True)
+class Hyperparameters:
+    """Everything a preset decides. Names are what ``--set`` accepts."""
+
+    # networks
+    channels: tuple[int, ...] = (32, 64)
+    blocks_per_level: int = 1
+    attention_levels: tuple[int, ...] = ()
+    disc_channels: tuple[int, ...] = (16, 32)
+    # diffusion
+    diffusion_steps: int = 500
+    schedule: str = "linear"
+    # optimisation (teacher / DPDM denoiser phase)
+    teacher_steps: int = 300
+    teacher_batch_size: int = 256          # expected Poisson batch size
+    teacher_lr: float = 2e-3
+    teacher_clip_norm: float = 0.1
+    # optimisation (student + discriminator phase)
+    student_steps: int = 150
+    student_batch_size: int = 256
+    student_lr: float = 1e-3
+    student_clip_norm: float = 0.1
+    disc_lr: float = 1e-3
+    disc_clip_norm: float = 0.1
+    student_noise_share: float = 0.7       # share of the joint step's 1/sigma^2 given to the student's release
+    adversarial_weight: float = 1.0        # lambda in METHOD.md 1.3 (paper: 1)
+    # shared
+    noise_multiplicity: int = 4            # K draws of (t, eps) per record, averaged before clipping
+    warmup_steps: int = 20
+    ema_decay: float = 0.995
+    label_dropout: float = 0.1             # for classifier-free guidance
+    teacher_budget_share: float = 0.5      # dpsad: share of the target epsilon calibrated for the teacher alone
+    accountant: str = "rdp"                # accountant used to calibrate noise ("rdp" fast, "prv" tighter)
+    # sampling and bookkeeping
+    sample_steps: int = 25
+    guidance: float = 0.0
+    sample_every: int = 50
+    checkpoint_every: int = 25
+    microbatch_size: int = 64              # records per vmap chunk: speed and memory only (64 measured fastest)
+
+    def __post_init__(self) -> None:
+        for name in ("channels", "attention_levels", "disc_channels"):
+            object.__setattr__(self, name, tuple(int(v) for v in getattr(self, name)))
+        positive_ints = ("diffusion_steps", "teacher_batch_size", "student_batch_size", "noise_multiplicity",
+                         "sample_steps", "sample_every", "checkpoint_every", "microbatch_size", "blocks_per_level")
+        for name in positive_ints:
+            if int(getattr(self, name)) < 1:
+                raise ConfigError(f"{name} must be >= 1", field=name, value=getattr(self, name))
+        for name in ("teacher_steps", "student_steps", "warmup_steps"):
+            if int(getattr(self, name)) < 0:
+                raise ConfigError(f"{name} must be >= 0", field=name, value=getattr(self, name))
+        for name in ("teacher_lr", "student_lr", "disc_lr", "teacher_clip_norm", "student_clip_norm",
+                     "disc_clip_norm"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value > 0):
+                raise ConfigError(f"{name} must be a positive number", field=name, value=value)
+        for name in ("student_noise_share", "teacher_budget_share"):
+            value = getattr(self, name)
+            if not 0 < value < 1:
+                raise ConfigError(f"{name} must be strictly between 0 and 1", field=name, value=value)
+        if not 0 <= self.label_dropout < 1:
+            raise ConfigError("label_dropout must be in [0, 1)", field="label_dropout", value=self.label_dropout)
+        if not 0 <= self.ema_decay < 1:
+            raise ConfigError("ema_decay must be in [0, 1)", field="ema_decay", value=self.ema_decay)
+        if self.schedule not in ("linear", "cosine"):
+            raise ConfigError("schedule must be 'linear' or 'cosine'", field="schedule", value=self.schedule)
+        if self.accountant not in ("rdp", "prv"):
+            raise ConfigError("accountant must be 'rdp' or 'prv'", field="accountant", value=self.accountant)
+        if self.adversarial_weight < 0:
+            raise ConfigError("adversarial_weight must be >= 0", field="adversarial_weight",
+                              value=self.adversarial_weight)
+        if self.sample_steps > self.diffusion_steps:
+            raise ConfigError("sample_steps cannot exceed diffusion_steps", field="sample_steps",
+                              value=self.sample_steps)
+
+
+PRESETS: dict[str, Hyperparameters] = {
+    # Seconds on 2 CPU cores: for tests and smoke checks. Learns nothing useful.
+    "tiny": Hyperparameters(channels=(8, 16), disc_channels=(8, 8), diffusion_steps=100, teacher_steps=4,
+                            teacher_batch_size=16, student_steps=4, student_batch_size=16, noise_multiplicity=2,
+                            warmup_steps=1, sample_steps=5, sample_every=2, checkpoint_every=2,
+                            microbatch_size=16),
+    # A few minutes on 2 CPU cores (the demo).
+    "quick": Hyperparameters(),
+    # Larger model and longer run (GPU, or an hour-scale CPU run).
+    "standard": Hyperparameters(channels=(32, 64, 128), attention_levels=(2,), disc_channels=(32, 64),
+                                teacher_steps=1000, teacher_batch_size=512, student_steps=500,
+                                student_batch_size=512, sample_every=100, checkpoint_every=50),
+}
+
+
+def resolve_hyperparameters(preset: str, overrides: dict[str, Any] | None = None) -> Hyperparameters:
+    """The preset's values with ``overrides`` applied; values given as strings are parsed by field type."""
+    if preset not in PRESETS:
+        raise ConfigError(f"unknown preset {preset!r}", field="preset", value=preset,
+                          remedy=f"choose one of: {', '.join(PRESETS)}")
+    base = PRESETS[preset]
+    if not overrides:
+        return base
+    known = {f.name: f for f in fields(Hyperparameters)}
+    parsed: dict[str, Any] = {}
+    for key, value in overrides.items():
+        if key not in known:
+            raise ConfigError(f"unknown setting {key!r}", field=key, value=value,
+                              remedy=f"known settings: {', '.join(sorted(known))}")
+        parsed[key] = _parse_like(getattr(base, key), value, key)
+    return dataclasses.replace(base, **parsed)
+
+
+def _parse_like(example: Any, value: Any, name: str) -> Any:
+    if not isinstance(value, str):
+        return value
+    try:
+        if isinstance(example, tuple):
+            return tuple(int(v) for v in value.replace("(", "").replace(")", "").split(",") if v.strip())
+        if isinstance(example, bool):
+            return value.lower() in ("1", "true", "yes")
+        if isinstance(example, int):
+            return int(value)
+        if isinstance(example, float):
+            return float(value)
+    except ValueError:
+        raise ConfigError(f"cannot read {value!r} as a value for {name}", field=name, value=value,
+                          remedy=f"give a {type(example).__name__}, like {example!r}") from None
+    return value
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that defines a run. Written as ``config.json`` into the run folder."""
+
+    data: str
+    recipe: Recipe = Recipe.DPSAD
+    epsilon: float = 10.0
+    delta: float | None = None               # None: min(1e-5, 0.1 / number of privacy units)
+    preset: str = "quick"
+    hyper: Hyperparameters = field(default_factory=Hyperparameters)
+    public_data: str | None = None           # dpsad-public-teacher: data the user declares public
+    max_steps: int | None = None             # cap on the steps of each phase (spend is reported as actual)
+    resolution: int | None = None
+    seed: int = 0
+    device: str = "auto"
+    min_records: int = 100
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "recipe", Recipe(self.recipe))
+        if not (math.isfinite(self.epsilon) and self.epsilon > 0):
+            raise ConfigError("epsilon must be a positive number", field="epsilon", value=self.epsilon,
+                              remedy="pass --epsilon, e.g. --epsilon 10")
+        if self.delta is not None and not 0 < self.delta < 1:
+            raise ConfigError("delta must be in (0, 1)", field="delta", value=self.delta,
+                              remedy="pass --delta well below 1/N, e.g. --delta 1e-5")
+        if self.max_steps is not None and self.max_steps < 0:
+            raise ConfigError("max_steps must be >= 0", field="max_steps", value=self.max_steps)
+        if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
+            raise ConfigError(f"unknown device {self.device!r}", field="device", value=self.device,
+                              remedy="use auto, cpu or cuda")
+        if self.recipe is Recipe.DPSAD_PUBLIC_TEACHER and not self.public_data:
+            raise ConfigError("the dpsad-public-teacher recipe needs a public dataset", field="public_data",
+                              remedy="pass --public-data PATH with data you are allowed to treat as public")
+        if self.recipe is not Recipe.DPSAD_PUBLIC_TEACHER and self.public_data:
+            raise ConfigError(f"--public-data is only used by the dpsad-public-teacher recipe, not {self.recipe.value}",
+                              field="public_data", value=self.public_data)
+
+    def to_dict(self) -> dict[str, Any]:
+        result = dataclasses.asdict(self)
+        result["recipe"] = self.recipe.value
+        return result
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        data = dict(data)
+        data["hyper"] = Hyperparameters(**data.get("hyper", {}))
+        return cls(**data)

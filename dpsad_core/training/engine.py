@@ -1,0 +1,373 @@
+"""The training engine: a generator of events over the phases of a privacy plan.
+
+``start_training`` creates a run folder and trains; ``resume_training`` continues one from its last
+checkpoint with the same accountant history, RNG states and optimisers, so a resumed run ends with
+the same epsilon (and, on the same machine, the same weights) as an uninterrupted one.
+
+Cancellation is cooperative: pass ``stop`` (a callable returning True when the user asked to stop)
+or close the generator; either way a checkpoint is written at a step boundary before returning.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from dpsad_core.errors import DeviceError, RunError
+from dpsad_core.events import (CheckpointWritten, Event, PhaseStarted, RunFinished, RunInterrupted, RunStarted,
+                               SampleGrid, StepCompleted)
+from dpsad_core.training.config import Recipe, TrainConfig
+from dpsad_core.training.planner import DENOISER, STUDENT, TEACHER, TrainingPlan, default_delta, plan_training
+from dpsad_core.training.runs import RunFolder, new_run_id, utc_now
+
+GRID_PER_CLASS = 8
+SECURE_RNG_NOTE = ("noise is drawn from PyTorch's default generator: Opacus' secure_mode needs torchcsprng, which "
+                   "cannot be installed here, so the noise is not from a cryptographically secure generator")
+
+
+def resolve_device(name: str) -> str:
+    import torch
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise DeviceError("CUDA was requested but no CUDA device is available", remedy="use --device cpu or auto")
+    return name
+
+
+def prepare_run(config: TrainConfig, *, workspace: Path):
+    """Load the data and make the plan without creating anything (for previews and the GUI)."""
+    from dpsad_core.data import resolve_data_source
+
+    dataset = resolve_data_source(config.data, workspace=workspace, resolution=config.resolution,
+                                  min_records=config.min_records)
+    public = None
+    if config.public_data:
+        public = resolve_data_source(config.public_data, workspace=workspace, resolution=dataset.resolution,
+                                     channels=dataset.channels, min_records=1)
+        if public.num_classes != dataset.num_classes:
+            from dpsad_core.errors import ConfigError
+
+            raise ConfigError(f"the public dataset has {public.num_classes} classes, the private one "
+                              f"{dataset.num_classes}", field="public_data", value=config.public_data,
+                              remedy="use public data with the same classes as the private data")
+    delta = config.delta if config.delta is not None else default_delta(dataset.num_privacy_units)
+    plan = plan_training(recipe=config.recipe, hyper=config.hyper, epsilon=config.epsilon, delta=delta,
+                         private_units=dataset.num_privacy_units,
+                         public_records=public.num_records if public is not None else 0)
+    return dataset, public, plan
+
+
+def start_training(config: TrainConfig, *, workspace: Path,
+                   stop: Callable[[], bool] | None = None) -> Iterator[Event]:
+    dataset, public, plan = prepare_run(config, workspace=workspace)
+    run = RunFolder.create(workspace, new_run_id(config.recipe.value))
+    run.write_json("config.json", {
+        "config": config.to_dict(), "dataset": dataset.summary(),
+        "public_dataset": public.summary() if public is not None else None,
+        "plan": plan.to_dict(), "created": utc_now(), "software": _software_versions(),
+    })
+    trainer = _Trainer(run, config, plan, dataset, public)
+    yield from trainer.execute(resumed=False, stop=stop)
+
+
+def resume_training(run_ref: str, *, workspace: Path, stop: Callable[[], bool] | None = None) -> Iterator[Event]:
+    from dpsad_core.data import resolve_data_source
+
+    run = RunFolder.open(workspace, run_ref)
+    stored = run.read_json("config.json")
+    if run.status().get("state") == "finished":
+        raise RunError(f"run {run.run_id} has already finished", remedy="start a new run instead")
+    config = TrainConfig.from_dict(stored["config"])
+    plan = TrainingPlan.from_dict(stored["plan"])
+    dataset = resolve_data_source(config.data, workspace=workspace, resolution=stored["dataset"]["resolution"],
+                                  min_records=config.min_records)
+    if dataset.fingerprint() != stored["dataset"]["fingerprint"]:
+        raise RunError(f"the data at {config.data!r} is not the data run {run.run_id} started with "
+                       "(its fingerprint differs)", remedy="restore the original data, or start a new run")
+    public = None
+    if config.public_data:
+        public = resolve_data_source(config.public_data, workspace=workspace, resolution=dataset.resolution,
+                                     channels=dataset.channels, min_records=1)
+    trainer = _Trainer(run, config, plan, dataset, public)
+    yield from trainer.execute(resumed=True, stop=stop)
+
+
+class _Trainer:
+    def __init__(self, run: RunFolder, config: TrainConfig, plan: TrainingPlan, dataset, public) -> None:
+        import torch
+
+        from dpsad_core.diffusion import DiffusionSchedule
+        from dpsad_core.models import EMA, Discriminator, DiscriminatorConfig, UNet, UNetConfig
+        from dpsad_core.privacy import PrivacyAccountant
+
+        self.run, self.config, self.plan, self.hyper = run, config, plan, config.hyper
+        self.dataset = dataset
+        self.device = resolve_device(config.device)
+        torch.manual_seed(config.seed)
+        self.schedule = DiffusionSchedule(self.hyper.diffusion_steps, self.hyper.schedule)
+        self.unet_config = UNetConfig(image_channels=dataset.channels, resolution=dataset.resolution,
+                                      num_classes=dataset.num_classes, channels=self.hyper.channels,
+                                      blocks_per_level=self.hyper.blocks_per_level,
+                                      attention_levels=self.hyper.attention_levels)
+        self.null_label = dataset.num_classes
+        first = DENOISER if config.recipe is Recipe.DPDM else TEACHER
+        self.models: dict[str, Any] = {first: UNet(self.unet_config).to(self.device)}
+        if config.recipe.has_student:
+            self.models[STUDENT] = UNet(self.unet_config).to(self.device)
+            self.models["discriminator"] = Discriminator(DiscriminatorConfig(
+                image_channels=dataset.channels, num_classes=dataset.num_classes,
+                channels=self.hyper.disc_channels)).to(self.device)
+        self.emas = {name: EMA(self.models[name], self.hyper.ema_decay) for name in (first, STUDENT)
+                     if name in self.models}
+        lrs = {TEACHER: self.hyper.teacher_lr, DENOISER: self.hyper.teacher_lr, STUDENT: self.hyper.student_lr,
+               "discriminator": self.hyper.disc_lr}
+        self.base_lr = {name: lrs[name] for name in self.models}
+        self.optimizers = {name: torch.optim.Adam(model.parameters(), lr=self.base_lr[name])
+                           for name, model in self.models.items()}
+        self.accountant = PrivacyAccountant(delta=plan.delta)
+        self.sampling_generator = torch.Generator().manual_seed(config.seed)
+        self.noise_generator = torch.Generator(device=self.device).manual_seed(config.seed + 1)
+        self.phase_index, self.step, self.elapsed = 0, 0, 0.0
+        self.private_data = self._tensors(dataset)
+        self.public_data = self._tensors(public) if public is not None else None
+
+    # -- state -------------------------------------------------------------------------------------
+    def _tensors(self, dataset):
+        import torch
+
+        from dpsad_core.training.steps import DataTensors
+
+        units = torch.as_tensor(dataset.privacy_units(), dtype=torch.long)
+        return DataTensors(images=torch.as_tensor(dataset.images, device=self.device) * 2 - 1,
+                           labels=torch.as_tensor(dataset.labels, dtype=torch.long, device=self.device),
+                           unit_of_record=units, num_units=int(dataset.num_privacy_units),
+                           has_units=dataset.patient_ids is not None)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "phase_index": self.phase_index, "step": self.step, "elapsed": self.elapsed,
+            "models": {name: model.state_dict() for name, model in self.models.items()},
+            "emas": {name: ema.state_dict() for name, ema in self.emas.items()},
+            "optimizers": {name: opt.state_dict() for name, opt in self.optimizers.items()},
+            "accountant": self.accountant.state_dict(),
+            "rng": {"sampling": self.sampling_generator.get_state(), "noise": self.noise_generator.get_state()},
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        from dpsad_core.privacy import PrivacyAccountant
+
+        self.phase_index, self.step, self.elapsed = state["phase_index"], state["step"], state["elapsed"]
+        for name, model in self.models.items():
+            model.load_state_dict(state["models"][name])
+        for name, ema in self.emas.items():
+            ema.load_state_dict(state["emas"][name])
+        for name, optimizer in self.optimizers.items():
+            optimizer.load_state_dict(state["optimizers"][name])
+        self.accountant = PrivacyAccountant.from_state_dict(state["accountant"])
+        self.sampling_generator.set_state(state["rng"]["sampling"])
+        self.noise_generator.set_state(state["rng"]["noise"])
+
+    def checkpoint(self) -> CheckpointWritten:
+        self.run.save_torch(self.run.checkpoint_path, self.state_dict())
+        return CheckpointWritten(phase=self._phase.name, step=self.step, path=self.run.checkpoint_path)
+
+    # -- main loop ---------------------------------------------------------------------------------
+    @property
+    def _phase(self):
+        return self.plan.phases[min(self.phase_index, len(self.plan.phases) - 1)]
+
+    def _phase_limit(self, phase) -> int:
+        cap = self.config.max_steps
+        return phase.steps if cap is None else min(phase.steps, cap)
+
+    def execute(self, *, resumed: bool, stop: Callable[[], bool] | None) -> Iterator[Event]:
+        self.run.acquire()
+        try:
+            if resumed:
+                state = self.run.load_checkpoint()
+                if state is not None:
+                    self.load_state_dict(state)
+                self.run.truncate_metrics(self.phase_index, self.step)
+            else:
+                for part in self.plan.nonprivate_parts:
+                    self.accountant.mark_nonprivate(part)
+            self.run.set_status("running", phase=self._phase.name, step=self.step)
+            yield RunStarted(run_id=self.run.run_id, run_dir=self.run.path, resumed=resumed,
+                             plan=self.plan.to_dict())
+            interrupted = yield from self._phases(stop)
+            if interrupted:
+                return
+            yield RunFinished(run_id=self.run.run_id, result=self._finish())
+        except GeneratorExit:
+            self._interrupt("the run was closed")
+            raise
+        except BaseException as error:
+            self.run.set_status("failed", phase=self._phase.name, step=self.step, error=str(error))
+            raise
+        finally:
+            self.run.release()
+
+    def _phases(self, stop: Callable[[], bool] | None) -> Iterator[Event]:
+        total_left = lambda: sum(self._phase_limit(p) for p in self.plan.phases[self.phase_index:]) - self.step  # noqa: E731
+        recent: list[float] = []
+        while self.phase_index < len(self.plan.phases):
+            phase = self.plan.phases[self.phase_index]
+            limit = self._phase_limit(phase)
+            if self.step == 0:
+                self._begin_phase(phase)
+            yield PhaseStarted(phase=phase.name, total_steps=limit, start_step=self.step, privacy=phase.privacy)
+            while self.step < limit:
+                if stop is not None and stop():
+                    yield self._interrupt("stopped on request")
+                    return True
+                began = time.perf_counter()
+                losses = self._train_step(phase)
+                self.step += 1
+                seconds = time.perf_counter() - began
+                self.elapsed += seconds
+                recent = (recent + [seconds])[-20:]
+                epsilon = self.accountant.epsilon_rdp()
+                self.run.append_metrics({"phase_index": self.phase_index, "phase": phase.name, "step": self.step,
+                                         "seconds": seconds, "epsilon_rdp": _json_float(epsilon), **losses})
+                yield StepCompleted(phase=phase.name, step=self.step, total_steps=limit, losses=losses,
+                                    epsilon_spent=epsilon, epsilon_target=self.plan.epsilon_target, seconds=seconds,
+                                    eta_seconds=total_left() * sum(recent) / len(recent))
+                if self.step % self.hyper.sample_every == 0 or self.step == limit:
+                    yield self._sample_grid(phase.name)
+                if self.step % self.hyper.checkpoint_every == 0 or self.step == limit:
+                    self.run.write_json("privacy.json", self._privacy_state())
+                    self.run.set_status("running", phase=phase.name, step=self.step,
+                                        epsilon_spent=_json_float(epsilon))
+                    yield self.checkpoint()
+            self.phase_index += 1
+            self.step = 0
+        return False
+
+    def _begin_phase(self, phase) -> None:
+        if phase.name == STUDENT:
+            # The student starts from the teacher's averaged weights. For a DP or public teacher this
+            # is post-processing of an already accounted release: it costs no privacy.
+            teacher = self.emas[TEACHER].model
+            self.models[STUDENT].load_state_dict(teacher.state_dict())
+            self.emas[STUDENT].model.load_state_dict(teacher.state_dict())
+
+    def _train_step(self, phase) -> dict[str, float]:
+        from dpsad_core.training.steps import denoise_step, distill_step, draw_batch
+
+        for name, optimizer in self.optimizers.items():
+            warm = min(1.0, (self.step + 1) / max(1, self.hyper.warmup_steps))
+            for group in optimizer.param_groups:
+                group["lr"] = self.base_lr[name] * warm
+        data = self.public_data if phase.data == "public" else self.private_data
+        batch = draw_batch(data, sample_rate=phase.sample_rate, schedule=self.schedule,
+                           multiplicity=self.hyper.noise_multiplicity, label_dropout=self.hyper.label_dropout,
+                           null_label=self.null_label, sampling_generator=self.sampling_generator,
+                           noise_generator=self.noise_generator)
+        if phase.kind == "denoise":
+            model = self.models[phase.name]
+            metrics = denoise_step(model, self.optimizers[phase.name], batch, phase,
+                                   clip_norm=self.hyper.teacher_clip_norm, microbatch_size=self.hyper.microbatch_size,
+                                   generator=self.noise_generator)
+            metrics = {f"{phase.name}_{k}": v for k, v in metrics.items()}
+            self.emas[phase.name].update(model)
+        else:
+            metrics = distill_step(
+                teacher=self.emas[TEACHER].model, student=self.models[STUDENT],
+                discriminator=self.models["discriminator"], student_optimizer=self.optimizers[STUDENT],
+                disc_optimizer=self.optimizers["discriminator"], batch=batch, phase=phase,
+                student_clip_norm=self.hyper.student_clip_norm, disc_clip_norm=self.hyper.disc_clip_norm,
+                adversarial_weight=self.hyper.adversarial_weight, microbatch_size=self.hyper.microbatch_size,
+                generator=self.noise_generator)
+            self.emas[STUDENT].update(self.models[STUDENT])
+        mechanism = phase.mechanism(self.hyper, steps=1)
+        if mechanism is not None:
+            self.accountant.step(part=mechanism.part, noise_multiplier=mechanism.noise_multiplier,
+                                 sample_rate=mechanism.sample_rate, clip_norm=mechanism.clip_norm,
+                                 components=mechanism.components)
+        return metrics
+
+    def _sample_grid(self, part: str) -> SampleGrid:
+        import torch
+
+        from dpsad_core.sampling import generate, grid_image, save_png, to_uint8
+
+        labels = torch.arange(self.dataset.num_classes).repeat_interleave(GRID_PER_CLASS)
+        images = generate(self.emas[part].model, self.schedule, labels=labels,
+                          image_shape=(self.dataset.channels, self.dataset.resolution, self.dataset.resolution),
+                          steps=self.hyper.sample_steps, guidance=self.hyper.guidance, seed=self.config.seed + 2,
+                          device=self.device)
+        grid = grid_image(to_uint8(images), rows=self.dataset.num_classes)
+        path = save_png(grid, self.run.path / "samples" / f"{self.phase_index}-{part}-{self.step:05d}.png")
+        save_png(grid, self.run.path / "samples" / "latest.png")
+        return SampleGrid(phase=part, step=self.step, path=path, image=grid)
+
+    def _interrupt(self, message: str) -> RunInterrupted:
+        phase = self._phase
+        self.run.save_torch(self.run.checkpoint_path, self.state_dict())
+        self.run.write_json("privacy.json", self._privacy_state())
+        self.run.set_status("interrupted", phase=phase.name, step=self.step, message=message,
+                            epsilon_spent=_json_float(self.accountant.epsilon_rdp()))
+        return RunInterrupted(run_id=self.run.run_id, phase=phase.name, step=self.step, message=message)
+
+    # -- results -----------------------------------------------------------------------------------
+    def _privacy_state(self) -> dict[str, Any]:
+        return {"accountant": self.accountant.state_dict(), "updated": utc_now()}
+
+    def _finish(self) -> dict[str, Any]:
+        import torch
+
+        release = self.plan.release
+        payload = {
+            "unet_config": self.unet_config.to_dict(), "state_dict": self.emas[release].model.state_dict(),
+            "diffusion_steps": self.hyper.diffusion_steps, "schedule": self.hyper.schedule,
+            "metadata": {"run_id": self.run.run_id, "recipe": self.config.recipe.value,
+                         "private": self.plan.is_private, "class_names": list(self.dataset.class_names),
+                         "sample_steps": self.hyper.sample_steps, "guidance": self.hyper.guidance},
+        }
+        self.run.save_torch(self.run.model_path, payload)
+        values = self.accountant.values()
+        result = {
+            "run_id": self.run.run_id, "run_dir": str(self.run.path), "recipe": self.config.recipe.value,
+            "private": self.accountant.is_private,
+            "epsilon": values.to_dict()["certified"], "epsilon_target": self.plan.epsilon_target,
+            "delta": self.plan.delta,
+            "accountant_values": {"rdp": _json_float(values.rdp), "prv": _json_float(values.prv),
+                                  "rdp_order": values.rdp_order},
+            "mechanisms": [m.to_dict() for m in self.accountant.mechanisms],
+            "nonprivate_parts": list(self.accountant.nonprivate_parts),
+            "claimed_epsilon_paper": self.plan.claimed_epsilon_paper,
+            "unit_of_privacy": "patient" if self.dataset.patient_ids is not None else "image",
+            "dataset": {"name": self.dataset.name, "fingerprint": self.dataset.fingerprint(),
+                        "num_records": self.dataset.num_records, "num_units": self.dataset.num_privacy_units},
+            "steps": {p.name: self._phase_limit(p) for p in self.plan.phases},
+            "model_path": str(self.run.model_path),
+            "sample_grid": str(self.run.path / "samples" / "latest.png"),
+            "train_seconds": round(self.elapsed, 2), "device": self.device,
+            "secure_rng": False, "secure_rng_note": SECURE_RNG_NOTE,
+            "finished": utc_now(),
+        }
+        self.run.write_json("privacy.json", self._privacy_state())
+        self.run.write_json("result.json", result)
+        self.run.set_status("finished", phase=self._phase.name, step=self.step, epsilon_spent=result["epsilon"])
+        return result
+
+
+def _json_float(value: float) -> float | None:
+    return None if value is None or math.isinf(value) or math.isnan(value) else float(value)
+
+
+def _software_versions() -> dict[str, str]:
+    import platform
+
+    import numpy
+    import opacus
+    import torch
+
+    import dpsad_core
+
+    return {"dpsad_core": dpsad_core.__version__, "torch": torch.__version__, "opacus": opacus.__version__,
+            "numpy": numpy.__version__, "python": platform.python_version()}

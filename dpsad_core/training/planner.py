@@ -1,0 +1,187 @@
+"""The privacy plan: which phases run, on which data, with which calibrated noise (METHOD.md 1.6-1.7).
+
+The planner is shared by the CLI, the GUI's "New run" screen and the engine, so the numbers a user
+sees before starting are the numbers the run uses.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from dpsad_core.errors import ConfigError
+from dpsad_core.privacy import (Mechanism, calibrate_noise_multiplier, combined_noise_multiplier,
+                                compute_epsilon, split_noise_multiplier)
+from dpsad_core.training.config import Hyperparameters, Recipe
+
+TEACHER, STUDENT, DENOISER = "teacher", "student", "denoiser"
+JOINT_PART = "student+discriminator"
+
+
+@dataclass(frozen=True)
+class PhasePlan:
+    """One training phase.
+
+    ``kind`` is "denoise" (teacher or DPDM model: denoising loss) or "distill" (student and
+    discriminator). ``privacy`` is "dp", "public" (public data, no cost) or "nonprivate" (private data
+    without protection: the release is not differentially private).
+    """
+
+    name: str
+    kind: str
+    privacy: str
+    data: str                      # "private" or "public"
+    steps: int
+    expected_batch_size: float
+    sample_rate: float
+    noise_multiplier: float        # what the accountant composes per step (sigma_eff for the joint step)
+    model_noise_multiplier: float  # sigma of the trained model's own release (student or denoiser)
+    disc_noise_multiplier: float   # sigma of the discriminator's release (0: not privatised)
+    disc_private: bool
+
+    def mechanism(self, hyper: Hyperparameters, steps: int | None = None) -> Mechanism | None:
+        """The mechanism the accountant composes for ``steps`` steps of this phase (None: no DP cost)."""
+        if self.privacy != "dp":
+            return None
+        steps = self.steps if steps is None else steps
+        if self.kind == "denoise":
+            return Mechanism(part=self.name, noise_multiplier=self.noise_multiplier, sample_rate=self.sample_rate,
+                             steps=steps, clip_norm=hyper.teacher_clip_norm)
+        if not self.disc_private:
+            # dpsad-paper: only the student's release is noised (the discriminator is non-private).
+            return Mechanism(part=STUDENT, noise_multiplier=self.noise_multiplier, sample_rate=self.sample_rate,
+                             steps=steps, clip_norm=hyper.student_clip_norm)
+        components = (
+            {"part": STUDENT, "noise_multiplier": self.model_noise_multiplier, "clip_norm": hyper.student_clip_norm},
+            {"part": "discriminator", "noise_multiplier": self.disc_noise_multiplier,
+             "clip_norm": hyper.disc_clip_norm},
+        )
+        return Mechanism(part=JOINT_PART, noise_multiplier=self.noise_multiplier, sample_rate=self.sample_rate,
+                         steps=steps, clip_norm=None, components=components)
+
+
+@dataclass(frozen=True)
+class TrainingPlan:
+    recipe: Recipe
+    epsilon_target: float
+    delta: float
+    private_units: int
+    public_records: int
+    phases: tuple[PhasePlan, ...]
+    nonprivate_parts: tuple[str, ...]
+    planned_epsilon: dict[str, Any]      # AccountantValues.to_dict() of the full plan
+    claimed_epsilon_paper: float | None  # dpsad-paper: what the paper's accounting would claim
+    release: str                         # which part is released and sampled from
+    warnings: tuple[str, ...]
+
+    @property
+    def is_private(self) -> bool:
+        return not self.nonprivate_parts
+
+    def mechanisms(self, hyper: Hyperparameters) -> list[Mechanism]:
+        return [m for m in (p.mechanism(hyper) for p in self.phases) if m is not None]
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["recipe"] = self.recipe.value
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainingPlan:
+        data = dict(data)
+        data["recipe"] = Recipe(data["recipe"])
+        data["phases"] = tuple(PhasePlan(**p) for p in data["phases"])
+        for key in ("nonprivate_parts", "warnings"):
+            data[key] = tuple(data[key])
+        return cls(**data)
+
+
+def default_delta(private_units: int) -> float:
+    """Well below 1/N: min(1e-5, 0.1/N)."""
+    return min(1e-5, 0.1 / max(private_units, 1))
+
+
+def plan_training(*, recipe: Recipe, hyper: Hyperparameters, epsilon: float, delta: float, private_units: int,
+                  public_records: int = 0) -> TrainingPlan:
+    """Calibrate every noise multiplier so that the composed epsilon of the whole plan <= ``epsilon``."""
+    if private_units < 1:
+        raise ConfigError("the private dataset is empty", field="data", value=private_units)
+    warnings: list[str] = []
+    if delta >= 1.0 / private_units:
+        warnings.append(f"delta = {delta:g} is not below 1/N = {1.0 / private_units:.3g}: the guarantee allows "
+                        "one record in N to be exposed; choose a smaller delta")
+
+    def rate(batch: int, population: int, part: str) -> tuple[float, float]:
+        if batch >= population:
+            warnings.append(f"{part}: expected batch {batch} >= {population} records, so every record is in every "
+                            "batch (sample rate 1): there is no amplification by subsampling")
+            return 1.0, float(population)
+        return batch / population, float(batch)
+
+    accountant = hyper.accountant
+    phases: list[PhasePlan] = []
+    nonprivate: list[str] = []
+    claimed: float | None = None
+    q_s, batch_s = rate(hyper.student_batch_size, private_units, STUDENT)
+
+    def joint_phase(prior: list[Mechanism]) -> PhasePlan:
+        sigma_eff = calibrate_noise_multiplier(target_epsilon=epsilon, delta=delta, sample_rate=q_s,
+                                               steps=hyper.student_steps, prior=prior, accountant=accountant)
+        shares = (hyper.student_noise_share, 1.0 - hyper.student_noise_share)
+        sigma_student, sigma_disc = split_noise_multiplier(sigma_eff, shares=shares)
+        return PhasePlan(name=STUDENT, kind="distill", privacy="dp", data="private", steps=hyper.student_steps,
+                         expected_batch_size=batch_s, sample_rate=q_s,
+                         noise_multiplier=combined_noise_multiplier([sigma_student, sigma_disc]),
+                         model_noise_multiplier=sigma_student, disc_noise_multiplier=sigma_disc, disc_private=True)
+
+    if recipe is Recipe.DPDM:
+        q, batch = rate(hyper.teacher_batch_size, private_units, DENOISER)
+        sigma = calibrate_noise_multiplier(target_epsilon=epsilon, delta=delta, sample_rate=q,
+                                           steps=hyper.teacher_steps, accountant=accountant)
+        phases.append(_denoise_phase(DENOISER, "dp", "private", hyper.teacher_steps, batch, q, sigma))
+        release = DENOISER
+    elif recipe is Recipe.DPSAD:
+        q, batch = rate(hyper.teacher_batch_size, private_units, TEACHER)
+        sigma_t = calibrate_noise_multiplier(target_epsilon=epsilon * hyper.teacher_budget_share, delta=delta,
+                                             sample_rate=q, steps=hyper.teacher_steps, accountant=accountant)
+        teacher = _denoise_phase(TEACHER, "dp", "private", hyper.teacher_steps, batch, q, sigma_t)
+        phases += [teacher, joint_phase([teacher.mechanism(hyper)])]
+        release = STUDENT
+    elif recipe is Recipe.DPSAD_PUBLIC_TEACHER:
+        if public_records < 1:
+            raise ConfigError("the public dataset is empty", field="public_data", value=public_records)
+        q, batch = min(1.0, hyper.teacher_batch_size / public_records), min(hyper.teacher_batch_size, public_records)
+        phases += [_denoise_phase(TEACHER, "public", "public", hyper.teacher_steps, batch, q, 0.0), joint_phase([])]
+        release = STUDENT
+    elif recipe is Recipe.DPSAD_PAPER:
+        q, batch = rate(hyper.teacher_batch_size, private_units, TEACHER)
+        # The paper calibrates the student's noise as if the student were the only mechanism.
+        sigma_s = calibrate_noise_multiplier(target_epsilon=epsilon, delta=delta, sample_rate=q_s,
+                                             steps=hyper.student_steps, accountant=accountant)
+        phases.append(_denoise_phase(TEACHER, "nonprivate", "private", hyper.teacher_steps, batch, q, 0.0))
+        phases.append(PhasePlan(name=STUDENT, kind="distill", privacy="dp", data="private", steps=hyper.student_steps,
+                                expected_batch_size=batch_s, sample_rate=q_s, noise_multiplier=sigma_s,
+                                model_noise_multiplier=sigma_s, disc_noise_multiplier=0.0, disc_private=False))
+        nonprivate = [TEACHER, "discriminator"]
+        claimed = epsilon
+        warnings.append("dpsad-paper trains the teacher and the discriminator on the private data without "
+                        "protection: the result is NOT differentially private (epsilon = infinity)")
+        release = STUDENT
+    else:  # pragma: no cover - Recipe is a closed enum
+        raise ConfigError(f"unknown recipe {recipe}", field="recipe", value=recipe)
+
+    mechanisms = [m for m in (p.mechanism(hyper) for p in phases) if m is not None]
+    values = compute_epsilon(mechanisms, delta=delta, accountants=("rdp",), nonprivate_parts=tuple(nonprivate))
+    if private_units < 1000:
+        warnings.append(f"only {private_units} privacy units: with so few, the noise needed for epsilon "
+                        f"{epsilon:g} leaves little signal; expect low quality")
+    return TrainingPlan(recipe=recipe, epsilon_target=epsilon, delta=delta, private_units=private_units,
+                        public_records=public_records, phases=tuple(phases), nonprivate_parts=tuple(nonprivate),
+                        planned_epsilon=values.to_dict(), claimed_epsilon_paper=claimed, release=release,
+                        warnings=tuple(warnings))
+
+
+def _denoise_phase(name: str, privacy: str, data: str, steps: int, batch: float, q: float, sigma: float) -> PhasePlan:
+    return PhasePlan(name=name, kind="denoise", privacy=privacy, data=data, steps=steps, expected_batch_size=batch,
+                     sample_rate=q, noise_multiplier=sigma, model_noise_multiplier=sigma, disc_noise_multiplier=0.0,
+                     disc_private=False)

@@ -1,0 +1,139 @@
+"""One optimisation step of each phase kind, private or not.
+
+``denoise_step`` trains a teacher or the DPDM model; ``distill_step`` trains the discriminator and
+then the student from the same Poisson batch (one joint mechanism, METHOD.md 1.7).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.func import functional_call
+
+from dpsad_core.diffusion import DiffusionSchedule
+from dpsad_core.training.dp_sgd import (add_noise_and_average, apply_gradients, clipped_gradient_sum,
+                                        poisson_sample)
+from dpsad_core.training.losses import denoising_loss, discriminator_loss, make_student_loss
+from dpsad_core.training.planner import PhasePlan
+
+
+@dataclass
+class DataTensors:
+    """A dataset on the training device, images scaled to [-1, 1]."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    unit_of_record: torch.Tensor   # on CPU, for sampling
+    num_units: int
+    has_units: bool                # True when the unit is a patient (sum records before clipping)
+
+
+@dataclass
+class NoisyBatch:
+    x_t: torch.Tensor      # B x K x C x H x W
+    t: torch.Tensor        # B x K
+    labels: torch.Tensor   # B x K (label dropout applied)
+    noise: torch.Tensor    # B x K x C x H x W
+    units: torch.Tensor | None
+
+    @property
+    def size(self) -> int:
+        return self.x_t.shape[0]
+
+    def flat(self, tensor: torch.Tensor) -> torch.Tensor:
+        return tensor.reshape(-1, *tensor.shape[2:])
+
+
+def draw_batch(data: DataTensors, *, sample_rate: float, schedule: DiffusionSchedule, multiplicity: int,
+               label_dropout: float, null_label: int, sampling_generator: torch.Generator,
+               noise_generator: torch.Generator) -> NoisyBatch:
+    """A Poisson batch with K draws of (t, eps) per record and x_t formed from each draw."""
+    index = poisson_sample(data.unit_of_record, data.num_units, sample_rate, sampling_generator)
+    index = index.to(data.images.device)
+    x0 = data.images[index]
+    batch, device = x0.shape[0], x0.device
+    t = torch.randint(0, schedule.num_steps, (batch, multiplicity), generator=noise_generator, device=device)
+    noise = torch.randn((batch, multiplicity, *x0.shape[1:]), generator=noise_generator, device=device)
+    labels = data.labels[index][:, None].expand(batch, multiplicity).clone()
+    if label_dropout > 0:
+        drop = torch.rand((batch, multiplicity), generator=noise_generator, device=device) < label_dropout
+        labels[drop] = null_label
+    x0_k = x0[:, None].expand(batch, multiplicity, *x0.shape[1:])
+    x_t = schedule.q_sample(x0_k.reshape(-1, *x0.shape[1:]), t.reshape(-1), noise.reshape(-1, *x0.shape[1:]))
+    units = data.unit_of_record[index.cpu()].to(device) if data.has_units else None
+    return NoisyBatch(x_t=x_t.reshape(noise.shape), t=t, labels=labels, noise=noise, units=units)
+
+
+def _private_update(module: nn.Module, optimizer: torch.optim.Optimizer, loss, records, *, clip_norm: float,
+                    noise_multiplier: float, expected_batch_size: float, units, microbatch_size: int,
+                    generator: torch.Generator) -> dict[str, float]:
+    summed, stats = clipped_gradient_sum(module, loss, records, clip_norm=clip_norm, units=units,
+                                         microbatch_size=microbatch_size)
+    gradients = add_noise_and_average(summed, noise_multiplier=noise_multiplier, clip_norm=clip_norm,
+                                      expected_batch_size=expected_batch_size, generator=generator)
+    apply_gradients(module, gradients, optimizer)
+    return {"loss": stats.mean_loss, "clipped_fraction": stats.clipped_fraction, "grad_norm": stats.mean_norm,
+            "batch": float(stats.units)}
+
+
+def _plain_update(module: nn.Module, optimizer: torch.optim.Optimizer, loss_value: torch.Tensor) -> dict[str, float]:
+    optimizer.zero_grad(set_to_none=True)
+    loss_value.backward()
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return {"loss": float(loss_value.detach())}
+
+
+def denoise_step(model: nn.Module, optimizer: torch.optim.Optimizer, batch: NoisyBatch, phase: PhasePlan, *,
+                 clip_norm: float, microbatch_size: int, generator: torch.Generator) -> dict[str, float]:
+    if phase.privacy == "dp":
+        return _private_update(model, optimizer, denoising_loss, (batch.x_t, batch.t, batch.labels, batch.noise),
+                               clip_norm=clip_norm, noise_multiplier=phase.model_noise_multiplier,
+                               expected_batch_size=phase.expected_batch_size, units=batch.units,
+                               microbatch_size=microbatch_size, generator=generator)
+    if batch.size == 0:
+        return {"loss": float("nan")}
+    loss = denoising_loss(model, batch.flat(batch.x_t), batch.flat(batch.t), batch.flat(batch.labels),
+                          batch.flat(batch.noise))
+    return _plain_update(model, optimizer, loss)
+
+
+def distill_step(*, teacher: nn.Module, student: nn.Module, discriminator: nn.Module,
+                 student_optimizer: torch.optim.Optimizer, disc_optimizer: torch.optim.Optimizer,
+                 batch: NoisyBatch, phase: PhasePlan, student_clip_norm: float, disc_clip_norm: float,
+                 adversarial_weight: float, microbatch_size: int, generator: torch.Generator) -> dict[str, float]:
+    """Discriminator update, then student update, both from ``batch`` (one Poisson subsample)."""
+    flat_x, flat_t, flat_y = batch.flat(batch.x_t), batch.flat(batch.t), batch.flat(batch.labels)
+    with torch.no_grad():
+        teacher_eps = teacher(flat_x, flat_t, flat_y).reshape(batch.noise.shape) if batch.size else batch.noise
+        student_eps = student(flat_x, flat_t, flat_y).reshape(batch.noise.shape) if batch.size else batch.noise
+    disc_records = (batch.x_t, batch.t, batch.labels, teacher_eps, student_eps)
+    if phase.disc_private:
+        disc_metrics = _private_update(discriminator, disc_optimizer, discriminator_loss, disc_records,
+                                       clip_norm=disc_clip_norm, noise_multiplier=phase.disc_noise_multiplier,
+                                       expected_batch_size=phase.expected_batch_size, units=batch.units,
+                                       microbatch_size=microbatch_size, generator=generator)
+    elif batch.size:
+        # dpsad-paper reproduction: the discriminator trains on private inputs without protection.
+        disc_metrics = _plain_update(discriminator, disc_optimizer,
+                                     discriminator_loss(discriminator, flat_x, flat_t, flat_y,
+                                                        batch.flat(teacher_eps), batch.flat(student_eps)))
+    else:
+        disc_metrics = {"loss": float("nan")}
+
+    disc_params = {name: p.detach() for name, p in discriminator.named_parameters()}
+    disc_buffers = dict(discriminator.named_buffers())
+
+    def disc_call(*inputs: torch.Tensor) -> torch.Tensor:
+        return functional_call(discriminator, (disc_params, disc_buffers), inputs)
+
+    student_metrics = _private_update(
+        student, student_optimizer, make_student_loss(disc_call, adversarial_weight),
+        (batch.x_t, batch.t, batch.labels, batch.noise, teacher_eps), clip_norm=student_clip_norm,
+        noise_multiplier=phase.model_noise_multiplier, expected_batch_size=phase.expected_batch_size,
+        units=batch.units, microbatch_size=microbatch_size, generator=generator)
+    metrics = {f"student_{k}": v for k, v in student_metrics.items()}
+    metrics.update({f"disc_{k}": v for k, v in disc_metrics.items() if k != "batch"})
+    return metrics
