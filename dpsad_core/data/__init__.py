@@ -13,6 +13,7 @@ from dpsad_core.data.fingerprint import installation_key
 from dpsad_core.data.imaging import UnreadableImageError
 from dpsad_core.data.loader import (check_min_units, conform_dataset, load_dataset,
                                     resolve_data_source)
+from dpsad_core.data.synthetic import render_digits
 from dpsad_core.data.store import list_saved_datasets, load_saved_dataset, save_dataset
 
 __all__ = [
@@ -26,5 +27,6 @@ __all__ = [
     "load_demo",
     "load_saved_dataset",
     "resolve_data_source",
+    "render_digits",
     "save_dataset",
 ]

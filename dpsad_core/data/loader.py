@@ -19,6 +19,7 @@ import numpy as np
 from dpsad_core.data import idx
 from dpsad_core.data.dataset import ImageDataset
 from dpsad_core.data.demo import DEMO_SOURCE, load_demo
+from dpsad_core.data.synthetic import RENDERED_DIGITS_SOURCE, render_digits
 from dpsad_core.data.folder import load_class_folder
 from dpsad_core.data.imaging import IMAGE_SUFFIXES, batch_to_chw, chw_to_hwc, validate_options
 from dpsad_core.data.manifest import load_manifest
@@ -118,7 +119,8 @@ def resolve_data_source(spec: str, *, workspace: Path, split: str = "train",
                         skip_corrupt: bool = False, min_records: int = 100) -> ImageDataset:
     """Turn what a user typed into a dataset.
 
-    ``"demo"`` is the bundled demo digits; the name of a dataset saved in
+    ``"demo"`` is the bundled demo digits; ``"rendered-digits"`` generated public font digits
+    (:mod:`dpsad_core.data.synthetic`); the name of a dataset saved in
     ``workspace/datasets`` loads it (the split is ignored: a saved dataset is one set); anything
     else is a path for :func:`load_dataset`. A spec that looks like a path (it has a separator or
     starts with "." or "~") is always treated as one. ``resolution`` and ``channels`` convert demo
@@ -132,6 +134,9 @@ def resolve_data_source(spec: str, *, workspace: Path, split: str = "train",
     if text == DEMO_SOURCE:
         dataset = conform_dataset(load_demo(split=split, resolution=resolution),
                                   resolution=resolution, channels=channels)
+    elif text == RENDERED_DIGITS_SOURCE:
+        dataset = conform_dataset(render_digits(resolution=resolution or 28, seed=0 if split == "train" else 1),
+                                  channels=channels)
     elif not looks_like_path and is_safe_name(text) \
             and (datasets_dir(workspace) / text / META_FILE).is_file():
         dataset = conform_dataset(load_saved_dataset(datasets_dir(workspace) / text),
@@ -143,7 +148,7 @@ def resolve_data_source(spec: str, *, workspace: Path, split: str = "train",
         saved = saved_dataset_names(workspace)
         listed = ", ".join(saved) if saved else "none"
         raise DataImportError(
-            f"data source {text!r} is not 'demo', not a dataset saved in "
+            f"data source {text!r} is not 'demo' or 'rendered-digits', not a dataset saved in "
             f"{datasets_dir(workspace)} (saved: {listed}), and no such file or folder exists",
             remedy=f"pass 'demo', a saved dataset's name, or the path of {ACCEPTED}")
     check_min_units(dataset, min_records)

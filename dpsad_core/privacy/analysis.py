@@ -256,7 +256,10 @@ def epsilon_prv(mechanisms: Sequence[Mechanism], *, delta: float, eps_error: flo
             f"(epsilon about {half_width - 3:.3g}); the limit is {PRV_MAX_GRID_POINTS:.3g}",
             remedy="use the RDP accountant for this run (accountants=('rdp',))")
     domain = Domain.create_aligned(-half_width, half_width, mesh)
-    dprvs = [discretize(TruncatedPrivacyRandomVariable(prv, domain.t_min, domain.t_max), domain) for prv in prvs]
+    # Opacus evaluates log(1 - q), which is -inf (correctly) for q = 1; silence numpy's warning about it.
+    with np.errstate(divide="ignore"):
+        dprvs = [discretize(TruncatedPrivacyRandomVariable(prv, domain.t_min, domain.t_max), domain)
+                 for prv in prvs]
     composed = compose_heterogeneous(dprvs=dprvs, num_self_compositions=counts)
     try:
         _, _, upper = composed.compute_epsilon(delta, delta_error, eps_error)

@@ -80,7 +80,7 @@ def _json_scalar(key: str, value: object) -> _JSONScalar:
         return int(value)
     if isinstance(value, numbers.Real):
         return float(value)
-    raise ConfigError(f"component entry {key!r} must be a string, number, bool or None, got {value!r}",
+    raise ConfigError(f"components: entry {key!r} must be a string, number, bool or None, got {value!r}",
                       field="components", value=value)
 
 
@@ -91,7 +91,7 @@ def _check_components(value: object) -> tuple[dict[str, _JSONScalar], ...]:
     components = []
     for item in value:
         if not isinstance(item, Mapping) or not all(isinstance(key, str) for key in item):
-            raise ConfigError(f"each component must be a dict with string keys, got {item!r}",
+            raise ConfigError(f"components must be dicts with string keys, got {item!r}",
                               field="components", value=item)
         # A private copy: a frozen mechanism must not change when the caller's dict does.
         components.append({key: _json_scalar(key, entry) for key, entry in item.items()})

@@ -121,7 +121,7 @@ class _Trainer:
             self.models["discriminator"] = Discriminator(DiscriminatorConfig(
                 image_channels=dataset.channels, num_classes=dataset.num_classes,
                 channels=self.hyper.disc_channels)).to(self.device)
-        self.emas = {name: EMA(self.models[name], self.hyper.ema_decay) for name in (first, STUDENT)
+        self.emas = {name: EMA(self.models[name], self.hyper.ema_decay, self.hyper.ema_power) for name in (first, STUDENT)
                      if name in self.models}
         lrs = {TEACHER: self.hyper.teacher_lr, DENOISER: self.hyper.teacher_lr, STUDENT: self.hyper.student_lr,
                "discriminator": self.hyper.disc_lr}

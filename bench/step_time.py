@@ -1,0 +1,127 @@
+"""Step-time benchmark: a DP step against a non-private step of the same model and batch.
+
+Measures, in one process (so the ratios compare like with like on a noisy shared machine):
+- denoiser (teacher / DPDM) step: DP-SGD (per-record grads, clipping, noise) vs plain autograd;
+- student + discriminator step: DP (two clipped releases) vs the same losses with plain autograd;
+- private records per second of the DP student step;
+- DDIM sampling throughput (images per second).
+
+Usage: python bench/step_time.py [--resolution 8] [--preset quick] [--repeats 5] [--device cpu]
+Prints a Markdown table row per measurement and one JSON line at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+
+import torch
+from torch.nn import functional as F
+
+from dpsad_core.diffusion import DiffusionSchedule
+from dpsad_core.models import Discriminator, DiscriminatorConfig, UNet, UNetConfig
+from dpsad_core.sampling import generate
+from dpsad_core.training import resolve_hyperparameters
+from dpsad_core.training.losses import denoising_loss, discriminator_loss, make_student_loss
+from dpsad_core.training.planner import PhasePlan
+from dpsad_core.training.steps import DataTensors, denoise_step, distill_step, draw_batch
+
+
+def timed(fn, repeats: int) -> float:
+    fn()  # warm-up
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--resolution", type=int, default=8)
+    parser.add_argument("--preset", default="quick")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--sample-count", type=int, default=200)
+    args = parser.parse_args()
+    hyper = resolve_hyperparameters(args.preset)
+    device = args.device
+    torch.manual_seed(0)
+    n, res, batch, k = 4096, args.resolution, hyper.student_batch_size, hyper.noise_multiplicity
+    images = torch.rand(n, 1, res, res, device=device) * 2 - 1
+    data = DataTensors(images, torch.randint(0, 10, (n,), device=device), torch.arange(n), n, False)
+    schedule = DiffusionSchedule(hyper.diffusion_steps, hyper.schedule)
+    unet_config = UNetConfig(image_channels=1, resolution=res, num_classes=10, channels=hyper.channels,
+                             attention_levels=hyper.attention_levels)
+    teacher, student = UNet(unet_config).to(device), UNet(unet_config).to(device)
+    disc = Discriminator(DiscriminatorConfig(image_channels=1, num_classes=10,
+                                             channels=hyper.disc_channels)).to(device)
+    opt_s, opt_d = torch.optim.Adam(student.parameters(), 1e-4), torch.optim.Adam(disc.parameters(), 1e-4)
+    generator = torch.Generator(device=device).manual_seed(0)
+    cpu_generator = torch.Generator().manual_seed(0)
+    # Fixed batch of exactly the expected size, so both variants see the same work.
+    batch_obj = draw_batch(data, sample_rate=1.0, schedule=schedule, multiplicity=k, label_dropout=0.1,
+                           null_label=10, sampling_generator=cpu_generator, noise_generator=generator)
+    for field in ("x_t", "t", "labels", "noise"):
+        setattr(batch_obj, field, getattr(batch_obj, field)[:batch])
+
+    def phase(privacy: str, kind: str) -> PhasePlan:
+        return PhasePlan(name="teacher" if kind == "denoise" else "student", kind=kind, privacy=privacy,
+                         data="private", steps=1, expected_batch_size=batch, sample_rate=batch / n,
+                         noise_multiplier=1.0, model_noise_multiplier=1.0, disc_noise_multiplier=1.0,
+                         disc_private=True)
+
+    def denoise(privacy: str):
+        return lambda: denoise_step(student, opt_s, batch_obj, phase(privacy, "denoise"), clip_norm=0.1,
+                                    microbatch_size=hyper.microbatch_size, generator=generator)
+
+    def student_dp():
+        distill_step(teacher=teacher, student=student, discriminator=disc, student_optimizer=opt_s,
+                     disc_optimizer=opt_d, batch=batch_obj, phase=phase("dp", "distill"), student_clip_norm=0.1,
+                     disc_clip_norm=0.1, adversarial_weight=1.0, microbatch_size=hyper.microbatch_size,
+                     generator=generator)
+
+    def student_plain():
+        b = batch_obj
+        fx, ft, fy, fn = b.flat(b.x_t), b.flat(b.t), b.flat(b.labels), b.flat(b.noise)
+        with torch.no_grad():
+            teacher_eps, student_eps = teacher(fx, ft, fy), student(fx, ft, fy)
+        opt_d.zero_grad()
+        discriminator_loss(disc, fx, ft, fy, teacher_eps, student_eps).backward()
+        opt_d.step()
+        opt_s.zero_grad()
+        make_student_loss(disc, 1.0)(student, fx, ft, fy, fn, teacher_eps).backward()
+        opt_s.step()
+
+    results = {
+        "denoise_plain_s": timed(denoise("public"), args.repeats),
+        "denoise_dp_s": timed(denoise("dp"), args.repeats),
+        "student_plain_s": timed(student_plain, args.repeats),
+        "student_dp_s": timed(student_dp, args.repeats),
+    }
+    labels = torch.arange(10).repeat_interleave(args.sample_count // 10)
+    sample_s = timed(lambda: generate(student, schedule, labels=labels, image_shape=(1, res, res),
+                                      steps=hyper.sample_steps, device=device, batch_size=500), 1)
+    results.update({
+        "resolution": res, "preset": args.preset, "batch": batch, "noise_multiplicity": k,
+        "unet_params": sum(p.numel() for p in student.parameters()),
+        "disc_params": sum(p.numel() for p in disc.parameters()),
+        "denoise_ratio": results["denoise_dp_s"] / results["denoise_plain_s"],
+        "student_ratio": results["student_dp_s"] / results["student_plain_s"],
+        "student_dp_records_per_s": batch / results["student_dp_s"],
+        "denoise_dp_records_per_s": batch / results["denoise_dp_s"],
+        "ddim_steps": hyper.sample_steps, "ddim_images_per_s": labels.numel() / sample_s,
+        "device": device, "threads": torch.get_num_threads(), "torch": torch.__version__,
+    })
+    print(f"| {res}x{res} | {args.preset} | {batch}x{k} | {results['denoise_plain_s']:.2f} | "
+          f"{results['denoise_dp_s']:.2f} | {results['denoise_ratio']:.2f} | {results['student_plain_s']:.2f} | "
+          f"{results['student_dp_s']:.2f} | {results['student_ratio']:.2f} | "
+          f"{results['student_dp_records_per_s']:.0f} | {results['ddim_images_per_s']:.0f} |")
+    print(json.dumps(results))
+
+
+if __name__ == "__main__":
+    main()
