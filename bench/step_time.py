@@ -81,7 +81,7 @@ def main() -> None:
     def student_dp():
         distill_step(teacher=teacher, student=student, discriminator=disc, student_optimizer=opt_s,
                      disc_optimizer=opt_d, batch=batch_obj, phase=phase("dp", "distill"), student_clip_norm=0.1,
-                     disc_clip_norm=0.1, adversarial_weight=1.0, microbatch_size=hyper.microbatch_size,
+                     disc_clip_norm=0.1, adversarial_weight=1.0, distillation_weight=1.0, microbatch_size=hyper.microbatch_size,
                      generator=generator)
 
     def student_plain():

@@ -13,6 +13,7 @@ import math
 import os
 import signal
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -328,6 +329,8 @@ def _consume(events, *, json_out: bool) -> int:
     bar = None
     result = None
     run_dir = None
+    plain = not sys.stderr.isatty()  # tqdm stays silent off a terminal: print a line every 30 s instead
+    last_line = 0.0
     for event in events:
         if isinstance(event, RunStarted):
             run_dir = event.run_dir
@@ -343,8 +346,13 @@ def _consume(events, *, json_out: bool) -> int:
         elif isinstance(event, StepCompleted) and bar is not None:
             eps = "inf" if math.isinf(event.epsilon_spent) else f"{event.epsilon_spent:.2f}"
             loss = next(iter(event.losses.values()))
-            bar.set_postfix_str(f"loss {loss:.4f} eps {eps}/{event.epsilon_target:g}")
+            status = f"loss {loss:.4f} eps {eps}/{event.epsilon_target:g}"
+            bar.set_postfix_str(status)
             bar.update(1)
+            if plain and (time.monotonic() - last_line > 30 or event.step == event.total_steps):
+                last_line = time.monotonic()
+                print(f"{event.phase} step {event.step}/{event.total_steps}: {status}, "
+                      f"about {event.eta_seconds / 60:.1f} min left", file=sys.stderr, flush=True)
         elif isinstance(event, (SampleGrid, CheckpointWritten)):
             pass
         elif isinstance(event, RunInterrupted):

@@ -59,6 +59,7 @@ class Hyperparameters:
     disc_clip_norm: float = 0.1
     student_noise_share: float = 0.7       # share of the joint step's 1/sigma^2 given to the student's release
     adversarial_weight: float = 1.0        # lambda in METHOD.md 1.3 (paper: 1)
+    distillation_weight: float = 1.0       # weight of the teacher term in L_dis (paper: 1)
     # shared
     noise_multiplicity: int = 4            # K draws of (t, eps) per record, averaged before clipping
     warmup_steps: int = 20
@@ -104,6 +105,9 @@ class Hyperparameters:
             raise ConfigError("schedule must be 'linear' or 'cosine'", field="schedule", value=self.schedule)
         if self.accountant not in ("rdp", "prv"):
             raise ConfigError("accountant must be 'rdp' or 'prv'", field="accountant", value=self.accountant)
+        if self.distillation_weight < 0:
+            raise ConfigError("distillation_weight must be >= 0", field="distillation_weight",
+                              value=self.distillation_weight)
         if self.adversarial_weight < 0:
             raise ConfigError("adversarial_weight must be >= 0", field="adversarial_weight",
                               value=self.adversarial_weight)

@@ -63,6 +63,7 @@ def prepare_run(config: TrainConfig, *, workspace: Path):
 
 def start_training(config: TrainConfig, *, workspace: Path,
                    stop: Callable[[], bool] | None = None) -> Iterator[Event]:
+    resolve_device(config.device)  # fail before anything is written
     dataset, public, plan = prepare_run(config, workspace=workspace)
     run = RunFolder.create(workspace, new_run_id(config.recipe.value))
     run.write_json("config.json", {
@@ -70,7 +71,11 @@ def start_training(config: TrainConfig, *, workspace: Path,
         "public_dataset": public.summary() if public is not None else None,
         "plan": plan.to_dict(), "created": utc_now(), "software": _software_versions(),
     })
-    trainer = _Trainer(run, config, plan, dataset, public)
+    try:
+        trainer = _Trainer(run, config, plan, dataset, public)
+    except BaseException as error:
+        run.set_status("failed", phase=plan.phases[0].name, step=0, error=str(error))
+        raise
     yield from trainer.execute(resumed=False, stop=stop)
 
 
@@ -121,8 +126,8 @@ class _Trainer:
             self.models["discriminator"] = Discriminator(DiscriminatorConfig(
                 image_channels=dataset.channels, num_classes=dataset.num_classes,
                 channels=self.hyper.disc_channels)).to(self.device)
-        self.emas = {name: EMA(self.models[name], self.hyper.ema_decay, self.hyper.ema_power) for name in (first, STUDENT)
-                     if name in self.models}
+        self.emas = {name: EMA(self.models[name], self.hyper.ema_decay, self.hyper.ema_power)
+                     for name in (first, STUDENT) if name in self.models}
         lrs = {TEACHER: self.hyper.teacher_lr, DENOISER: self.hyper.teacher_lr, STUDENT: self.hyper.student_lr,
                "discriminator": self.hyper.disc_lr}
         self.base_lr = {name: lrs[name] for name in self.models}
@@ -280,7 +285,8 @@ class _Trainer:
                 discriminator=self.models["discriminator"], student_optimizer=self.optimizers[STUDENT],
                 disc_optimizer=self.optimizers["discriminator"], batch=batch, phase=phase,
                 student_clip_norm=self.hyper.student_clip_norm, disc_clip_norm=self.hyper.disc_clip_norm,
-                adversarial_weight=self.hyper.adversarial_weight, microbatch_size=self.hyper.microbatch_size,
+                adversarial_weight=self.hyper.adversarial_weight,
+                distillation_weight=self.hyper.distillation_weight, microbatch_size=self.hyper.microbatch_size,
                 generator=self.noise_generator)
             self.emas[STUDENT].update(self.models[STUDENT])
         mechanism = phase.mechanism(self.hyper, steps=1)

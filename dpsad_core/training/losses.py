@@ -21,18 +21,21 @@ def denoising_loss(call: Call, x_t: torch.Tensor, t: torch.Tensor, labels: torch
     return (call(x_t, t, labels) - noise).pow(2).mean()
 
 
-def make_student_loss(discriminator: Call, adversarial_weight: float):
+def make_student_loss(discriminator: Call, adversarial_weight: float, distillation_weight: float = 1.0):
     """Student loss ``L_dis + lambda L_adv`` (METHOD.md 1.3, steps 2-4).
 
     ``discriminator(x_t, eps, t, y)`` runs D with its current (already privatised) weights: using them
-    is post-processing, so D's parameters are constants here.
+    is post-processing, so D's parameters are constants here. ``distillation_weight`` scales the
+    teacher term of ``L_dis`` (1 in the paper): the unweighted ``L_dis`` is minimised halfway between
+    the teacher and the data's denoiser, which biases the student toward a public teacher's style.
     """
 
     def student_loss(call: Call, x_t: torch.Tensor, t: torch.Tensor, labels: torch.Tensor, noise: torch.Tensor,
                      teacher_eps: torch.Tensor) -> torch.Tensor:
         student_eps = call(x_t, t, labels)
         # L_dis = || eps_psi(x_r) - eps_theta(x_r) ||^2 + || eps - eps_theta(x_r) ||^2
-        distillation = (teacher_eps - student_eps).pow(2).mean() + (noise - student_eps).pow(2).mean()
+        distillation = (distillation_weight * (teacher_eps - student_eps).pow(2).mean()
+                        + (noise - student_eps).pow(2).mean())
         if adversarial_weight == 0:
             return distillation
         # L_adv = -log D(x_r, eps_theta(x_r)) (non-saturating): softplus(-logit) = -log sigmoid(logit)

@@ -103,7 +103,8 @@ def denoise_step(model: nn.Module, optimizer: torch.optim.Optimizer, batch: Nois
 def distill_step(*, teacher: nn.Module, student: nn.Module, discriminator: nn.Module,
                  student_optimizer: torch.optim.Optimizer, disc_optimizer: torch.optim.Optimizer,
                  batch: NoisyBatch, phase: PhasePlan, student_clip_norm: float, disc_clip_norm: float,
-                 adversarial_weight: float, microbatch_size: int, generator: torch.Generator) -> dict[str, float]:
+                 adversarial_weight: float, distillation_weight: float, microbatch_size: int,
+                 generator: torch.Generator) -> dict[str, float]:
     """Discriminator update, then student update, both from ``batch`` (one Poisson subsample)."""
     flat_x, flat_t, flat_y = batch.flat(batch.x_t), batch.flat(batch.t), batch.flat(batch.labels)
     with torch.no_grad():
@@ -130,7 +131,7 @@ def distill_step(*, teacher: nn.Module, student: nn.Module, discriminator: nn.Mo
         return functional_call(discriminator, (disc_params, disc_buffers), inputs)
 
     student_metrics = _private_update(
-        student, student_optimizer, make_student_loss(disc_call, adversarial_weight),
+        student, student_optimizer, make_student_loss(disc_call, adversarial_weight, distillation_weight),
         (batch.x_t, batch.t, batch.labels, batch.noise, teacher_eps), clip_norm=student_clip_norm,
         noise_multiplier=phase.model_noise_multiplier, expected_batch_size=phase.expected_batch_size,
         units=batch.units, microbatch_size=microbatch_size, generator=generator)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from dpsad_core.errors import ConfigError, DataImportError, RunError
+from dpsad_core.errors import ConfigError, DataImportError, DeviceError, RunError
 
 pytestmark = pytest.mark.slow
 
@@ -66,6 +66,7 @@ def test_paper_recipe_json_says_not_private(workspace):
     (["train", "--data", "demo", "--recipe", "dpsad-public-teacher", *TINY], ConfigError),
     (["train", "--resume", "no-such-run"], RunError),
     (["sample", "no-such-run"], RunError),
+    (["train", "--data", "demo", *TINY, "--device", "cuda"], DeviceError),
 ])
 def test_user_mistakes_give_one_line_and_the_error_class_exit_code(workspace, args, error):
     proc = cli(*args, check=False)
@@ -74,6 +75,8 @@ def test_user_mistakes_give_one_line_and_the_error_class_exit_code(workspace, ar
     assert len(lines) == 1, proc.stderr
     assert lines[0].startswith("dpsad-core: error:")
     assert "Traceback" not in proc.stderr
+    runs = workspace / "runs"
+    assert not runs.exists() or not any(runs.iterdir()), "a refused run must not leave a run folder"
 
 
 def test_plan_prints_noise_without_training(workspace):
