@@ -137,6 +137,7 @@ class _Trainer:
         self.sampling_generator = torch.Generator().manual_seed(config.seed)
         self.noise_generator = torch.Generator(device=self.device).manual_seed(config.seed + 1)
         self.phase_index, self.step, self.elapsed = 0, 0, 0.0
+        self.ended = False  # finished or stopped: closing the generator afterwards changes nothing
         self.private_data = self._tensors(dataset)
         self.public_data = self._tensors(public) if public is not None else None
 
@@ -206,9 +207,18 @@ class _Trainer:
             interrupted = yield from self._phases(stop)
             if interrupted:
                 return
-            yield RunFinished(run_id=self.run.run_id, result=self._finish())
+            result = self._finish()
+            self.ended = True
+            yield RunFinished(run_id=self.run.run_id, result=result)
         except GeneratorExit:
-            self._interrupt("the run was closed")
+            # The consumer dropped the generator between steps: the state is consistent, keep it.
+            if not self.ended:
+                self._interrupt("the run was closed")
+            raise
+        except KeyboardInterrupt:
+            # Interrupted inside a step (a second Ctrl-C): the last checkpoint stands and resumes.
+            self.run.set_status("interrupted", phase=self._phase.name, step=self.step,
+                                message="aborted during a step; resuming continues from the last checkpoint")
             raise
         except BaseException as error:
             self.run.set_status("failed", phase=self._phase.name, step=self.step, error=str(error))
@@ -227,7 +237,9 @@ class _Trainer:
             yield PhaseStarted(phase=phase.name, total_steps=limit, start_step=self.step, privacy=phase.privacy)
             while self.step < limit:
                 if stop is not None and stop():
-                    yield self._interrupt("stopped on request")
+                    event = self._interrupt("stopped on request")
+                    self.ended = True
+                    yield event
                     return True
                 began = time.perf_counter()
                 losses = self._train_step(phase)

@@ -156,3 +156,12 @@ def test_unknown_setting_and_bad_values_are_config_errors():
     with pytest.raises(ConfigError, match="public"):
         TrainConfig(data="demo", recipe=Recipe.DPSAD_PUBLIC_TEACHER)
     assert math.isfinite(TrainConfig(data="demo").epsilon)
+
+
+def test_dropping_the_generator_after_it_finished_keeps_the_run_finished(workspace):
+    events = start_training(tiny_config("dpdm"), workspace=workspace)
+    for event in events:
+        if isinstance(event, RunFinished):
+            events.close()
+            break
+    assert RunFolder.open(workspace, event.run_id).status()["state"] == "finished"
