@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from dpsad_core.errors import DeviceError, RunError
+from dpsad_core.errors import DeviceError, PrivacyBudgetError, RunError
 from dpsad_core.events import (CheckpointWritten, Event, PhaseStarted, RunFinished, RunInterrupted, RunStarted,
                                SampleGrid, StepCompleted)
 from dpsad_core.training.config import Recipe, TrainConfig
@@ -24,6 +24,7 @@ from dpsad_core.training.planner import DENOISER, STUDENT, TEACHER, TrainingPlan
 from dpsad_core.training.runs import RunFolder, new_run_id, utc_now
 
 GRID_PER_CLASS = 8
+DISTILL_COST_RATIO = 2.2
 SECURE_RNG_NOTE = ("noise is drawn from PyTorch's default generator: Opacus' secure_mode needs torchcsprng, which "
                    "cannot be installed here, so the noise is not from a cryptographically secure generator")
 
@@ -226,9 +227,23 @@ class _Trainer:
         finally:
             self.run.release()
 
+    def _eta_seconds(self, recent: dict[str, list[float]]) -> float:
+        """Time left: each remaining phase's steps at that kind's recent step time.
+
+        Before the first distillation step, a student+discriminator step is taken to cost
+        ``DISTILL_COST_RATIO`` denoising steps (bench/step_time.py measures about 2.2 on a CPU).
+        """
+        mean = {kind: sum(times) / len(times) for kind, times in recent.items() if times}
+        if "distill" not in mean and "denoise" in mean:
+            mean["distill"] = DISTILL_COST_RATIO * mean["denoise"]
+        left = 0.0
+        for index, phase in enumerate(self.plan.phases[self.phase_index:], start=self.phase_index):
+            steps = self._phase_limit(phase) - (self.step if index == self.phase_index else 0)
+            left += steps * mean.get(phase.kind, 0.0)
+        return left
+
     def _phases(self, stop: Callable[[], bool] | None) -> Iterator[Event]:
-        total_left = lambda: sum(self._phase_limit(p) for p in self.plan.phases[self.phase_index:]) - self.step  # noqa: E731
-        recent: list[float] = []
+        recent: dict[str, list[float]] = {"denoise": [], "distill": []}
         while self.phase_index < len(self.plan.phases):
             phase = self.plan.phases[self.phase_index]
             limit = self._phase_limit(phase)
@@ -246,13 +261,13 @@ class _Trainer:
                 self.step += 1
                 seconds = time.perf_counter() - began
                 self.elapsed += seconds
-                recent = (recent + [seconds])[-20:]
+                recent[phase.kind] = (recent[phase.kind] + [seconds])[-20:]
                 epsilon = self.accountant.epsilon_rdp()
                 self.run.append_metrics({"phase_index": self.phase_index, "phase": phase.name, "step": self.step,
                                          "seconds": seconds, "epsilon_rdp": _json_float(epsilon), **losses})
                 yield StepCompleted(phase=phase.name, step=self.step, total_steps=limit, losses=losses,
                                     epsilon_spent=epsilon, epsilon_target=self.plan.epsilon_target, seconds=seconds,
-                                    eta_seconds=total_left() * sum(recent) / len(recent))
+                                    eta_seconds=self._eta_seconds(recent))
                 if self.step % self.hyper.sample_every == 0 or self.step == limit:
                     yield self._sample_grid(phase.name)
                 if self.step % self.hyper.checkpoint_every == 0 or self.step == limit:
@@ -347,14 +362,20 @@ class _Trainer:
                          "sample_steps": self.hyper.sample_steps, "guidance": self.hyper.guidance},
         }
         self.run.save_torch(self.run.model_path, payload)
-        values = self.accountant.values()
+        accountant_note = None
+        try:
+            values = self.accountant.values()
+        except PrivacyBudgetError as error:
+            # PRV refuses histories too long for its grid; RDP is still a valid upper bound.
+            values = self.accountant.values(accountants=("rdp",))
+            accountant_note = f"PRV not computed ({error}); epsilon is the RDP bound"
         result = {
             "run_id": self.run.run_id, "run_dir": str(self.run.path), "recipe": self.config.recipe.value,
             "private": self.accountant.is_private,
             "epsilon": values.to_dict()["certified"], "epsilon_target": self.plan.epsilon_target,
             "delta": self.plan.delta,
             "accountant_values": {"rdp": _json_float(values.rdp), "prv": _json_float(values.prv),
-                                  "rdp_order": values.rdp_order},
+                                  "rdp_order": values.rdp_order, "note": accountant_note},
             "mechanisms": [m.to_dict() for m in self.accountant.mechanisms],
             "nonprivate_parts": list(self.accountant.nonprivate_parts),
             "claimed_epsilon_paper": self.plan.claimed_epsilon_paper,

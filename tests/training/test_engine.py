@@ -165,3 +165,21 @@ def test_dropping_the_generator_after_it_finished_keeps_the_run_finished(workspa
             events.close()
             break
     assert RunFolder.open(workspace, event.run_id).status()["state"] == "finished"
+
+
+def test_a_history_too_long_for_prv_falls_back_to_the_rdp_bound(workspace, monkeypatch):
+    from dpsad_core.errors import PrivacyBudgetError
+    from dpsad_core.privacy import PrivacyAccountant
+
+    original = PrivacyAccountant.values
+
+    def refuse_prv(self, *, accountants=("rdp", "prv")):
+        if "prv" in accountants:
+            raise PrivacyBudgetError("PRV grid too large")
+        return original(self, accountants=accountants)
+
+    monkeypatch.setattr(PrivacyAccountant, "values", refuse_prv)
+    result = run_all(start_training(tiny_config("dpdm"), workspace=workspace))[-1].result
+    assert result["accountant_values"]["prv"] is None
+    assert result["epsilon"] == result["accountant_values"]["rdp"] and result["epsilon"] <= 8.0
+    assert "PRV not computed" in result["accountant_values"]["note"]
