@@ -18,13 +18,12 @@ import statistics
 import time
 
 import torch
-from torch.nn import functional as F
 
 from dpsad_core.diffusion import DiffusionSchedule
 from dpsad_core.models import Discriminator, DiscriminatorConfig, UNet, UNetConfig
 from dpsad_core.sampling import generate
 from dpsad_core.training import resolve_hyperparameters
-from dpsad_core.training.losses import denoising_loss, discriminator_loss, make_student_loss
+from dpsad_core.training.losses import discriminator_loss, make_student_loss
 from dpsad_core.training.planner import PhasePlan
 from dpsad_core.training.steps import DataTensors, denoise_step, distill_step, draw_batch
 

@@ -351,7 +351,6 @@ class _Trainer:
         return {"accountant": self.accountant.state_dict(), "updated": utc_now()}
 
     def _finish(self) -> dict[str, Any]:
-        import torch
 
         release = self.plan.release
         payload = {
