@@ -47,6 +47,7 @@ class Hyperparameters:
     schedule: str = "linear"
     # optimisation (teacher / DPDM denoiser phase)
     teacher_steps: int = 400
+    pretrain_steps: int = 400              # dpdm with public data: free pre-training steps before DP-SGD
     teacher_batch_size: int = 256          # expected Poisson batch size
     teacher_lr: float = 2e-3
     teacher_clip_norm: float = 0.1
@@ -83,7 +84,7 @@ class Hyperparameters:
         for name in positive_ints:
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"{name} must be >= 1", field=name, value=getattr(self, name))
-        for name in ("teacher_steps", "student_steps", "warmup_steps"):
+        for name in ("teacher_steps", "student_steps", "warmup_steps", "pretrain_steps"):
             if int(getattr(self, name)) < 0:
                 raise ConfigError(f"{name} must be >= 0", field=name, value=getattr(self, name))
         for name in ("teacher_lr", "student_lr", "disc_lr", "teacher_clip_norm", "student_clip_norm",
@@ -119,7 +120,7 @@ class Hyperparameters:
 PRESETS: dict[str, Hyperparameters] = {
     # Seconds on 2 CPU cores: for tests and smoke checks. Learns nothing useful.
     "tiny": Hyperparameters(channels=(8, 16), disc_channels=(8, 8), diffusion_steps=100, teacher_steps=4,
-                            teacher_batch_size=16, student_steps=4, student_batch_size=16, noise_multiplicity=2,
+                            pretrain_steps=4, teacher_batch_size=16, student_steps=4, student_batch_size=16, noise_multiplicity=2,
                             warmup_steps=1, sample_steps=5, sample_every=2, checkpoint_every=2,
                             microbatch_size=16),
     # A few minutes on 2 CPU cores at 8 x 8 (the demo); roughly 4x per step at 16 x 16.
@@ -200,9 +201,9 @@ class TrainConfig:
         if self.recipe is Recipe.DPSAD_PUBLIC_TEACHER and not self.public_data:
             raise ConfigError("the dpsad-public-teacher recipe needs a public dataset", field="public_data",
                               remedy="pass --public-data PATH with data you are allowed to treat as public")
-        if self.recipe is not Recipe.DPSAD_PUBLIC_TEACHER and self.public_data:
-            raise ConfigError(f"--public-data is only used by the dpsad-public-teacher recipe, not {self.recipe.value}",
-                              field="public_data", value=self.public_data)
+        if self.recipe in (Recipe.DPSAD, Recipe.DPSAD_PAPER) and self.public_data:
+            raise ConfigError(f"--public-data is used by the dpsad-public-teacher and dpdm recipes, not "
+                              f"{self.recipe.value}", field="public_data", value=self.public_data)
 
     def to_dict(self) -> dict[str, Any]:
         result = dataclasses.asdict(self)

@@ -269,7 +269,7 @@ class _Trainer:
                                     epsilon_spent=epsilon, epsilon_target=self.plan.epsilon_target, seconds=seconds,
                                     eta_seconds=self._eta_seconds(recent))
                 if self.step % self.hyper.sample_every == 0 or self.step == limit:
-                    yield self._sample_grid(phase.name)
+                    yield self._sample_grid(phase)
                 if self.step % self.hyper.checkpoint_every == 0 or self.step == limit:
                     self.run.write_json("privacy.json", self._privacy_state())
                     self.run.set_status("running", phase=phase.name, step=self.step,
@@ -280,6 +280,15 @@ class _Trainer:
         return False
 
     def _begin_phase(self, phase) -> None:
+        if phase.name == DENOISER and self.phase_index > 0:
+            # After public pre-training: DP-SGD starts from the averaged public weights with a fresh
+            # optimiser and a fresh average (the public phase is free; only what follows is counted).
+            import torch
+
+            self.models[DENOISER].load_state_dict(self.emas[DENOISER].model.state_dict())
+            self.emas[DENOISER].num_updates = 0
+            self.optimizers[DENOISER] = torch.optim.Adam(self.models[DENOISER].parameters(),
+                                                         lr=self.base_lr[DENOISER])
         if phase.name == STUDENT:
             # The student starts from the teacher's averaged weights. For a DP or public teacher this
             # is post-processing of an already accounted release: it costs no privacy.
@@ -300,12 +309,12 @@ class _Trainer:
                            null_label=self.null_label, sampling_generator=self.sampling_generator,
                            noise_generator=self.noise_generator)
         if phase.kind == "denoise":
-            model = self.models[phase.name]
-            metrics = denoise_step(model, self.optimizers[phase.name], batch, phase,
+            model = self.models[phase.model]
+            metrics = denoise_step(model, self.optimizers[phase.model], batch, phase,
                                    clip_norm=self.hyper.teacher_clip_norm, microbatch_size=self.hyper.microbatch_size,
                                    generator=self.noise_generator)
             metrics = {f"{phase.name}_{k}": v for k, v in metrics.items()}
-            self.emas[phase.name].update(model)
+            self.emas[phase.model].update(model)
         else:
             metrics = distill_step(
                 teacher=self.emas[TEACHER].model, student=self.models[STUDENT],
@@ -323,13 +332,14 @@ class _Trainer:
                                  components=mechanism.components)
         return metrics
 
-    def _sample_grid(self, part: str) -> SampleGrid:
+    def _sample_grid(self, phase) -> SampleGrid:
         import torch
 
         from dpsad_core.sampling import generate, grid_image, save_png, to_uint8
 
         labels = torch.arange(self.dataset.num_classes).repeat_interleave(GRID_PER_CLASS)
-        images = generate(self.emas[part].model, self.schedule, labels=labels,
+        part = phase.name
+        images = generate(self.emas[phase.model].model, self.schedule, labels=labels,
                           image_shape=(self.dataset.channels, self.dataset.resolution, self.dataset.resolution),
                           steps=self.hyper.sample_steps, guidance=self.hyper.guidance, seed=self.config.seed + 2,
                           device=self.device)

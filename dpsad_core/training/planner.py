@@ -14,7 +14,7 @@ from dpsad_core.privacy import (Mechanism, calibrate_noise_multiplier, combined_
                                 compute_epsilon, split_noise_multiplier)
 from dpsad_core.training.config import Hyperparameters, Recipe
 
-TEACHER, STUDENT, DENOISER = "teacher", "student", "denoiser"
+TEACHER, STUDENT, DENOISER, PRETRAIN = "teacher", "student", "denoiser", "pretrain"
 JOINT_PART = "student+discriminator"
 
 
@@ -38,6 +38,11 @@ class PhasePlan:
     model_noise_multiplier: float  # sigma of the trained model's own release (student or denoiser)
     disc_noise_multiplier: float   # sigma of the discriminator's release (0: not privatised)
     disc_private: bool
+
+    @property
+    def model(self) -> str:
+        """The network this phase trains (public pre-training trains the DPDM denoiser)."""
+        return DENOISER if self.name == PRETRAIN else self.name
 
     def mechanism(self, hyper: Hyperparameters, steps: int | None = None) -> Mechanism | None:
         """The mechanism the accountant composes for ``steps`` steps of this phase (None: no DP cost)."""
@@ -138,6 +143,11 @@ def plan_training(*, recipe: Recipe, hyper: Hyperparameters, epsilon: float, del
         q, batch = rate(hyper.teacher_batch_size, private_units, DENOISER)
         sigma = calibrate_noise_multiplier(target_epsilon=epsilon, delta=delta, sample_rate=q,
                                            steps=hyper.teacher_steps, accountant=accountant)
+        if public_records > 0:
+            # Public pre-training (DP-Promise-style): free, then DP-SGD fine-tunes from its averaged weights.
+            public_q = min(1.0, hyper.teacher_batch_size / public_records)
+            phases.append(_denoise_phase(PRETRAIN, "public", "public", hyper.pretrain_steps,
+                                         min(hyper.teacher_batch_size, public_records), public_q, 0.0))
         phases.append(_denoise_phase(DENOISER, "dp", "private", hyper.teacher_steps, batch, q, sigma))
         release = DENOISER
     elif recipe is Recipe.DPSAD:

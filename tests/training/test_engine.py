@@ -183,3 +183,19 @@ def test_a_history_too_long_for_prv_falls_back_to_the_rdp_bound(workspace, monke
     assert result["accountant_values"]["prv"] is None
     assert result["epsilon"] == result["accountant_values"]["rdp"] and result["epsilon"] <= 8.0
     assert "PRV not computed" in result["accountant_values"]["note"]
+
+
+def test_dpdm_with_public_pretraining_spends_only_on_the_dp_phase(workspace):
+    events = run_all(start_training(tiny_config("dpdm", public_data="rendered-digits"), workspace=workspace))
+    phases = [e.phase for e in events if isinstance(e, PhaseStarted)]
+    assert phases == ["pretrain", "denoiser"]
+    pretrain_eps = [e.epsilon_spent for e in events if isinstance(e, StepCompleted) and e.phase == "pretrain"]
+    assert pretrain_eps and all(eps == 0.0 for eps in pretrain_eps)  # public data: no cost
+    result = events[-1].result
+    assert [m["part"] for m in result["mechanisms"]] == ["denoiser"] and result["mechanisms"][0]["steps"] == 4
+    assert 0 < result["epsilon"] <= 8.0
+
+
+def test_public_data_is_refused_by_recipes_that_cannot_use_it():
+    with pytest.raises(ConfigError, match="public-data"):
+        TrainConfig(data="demo", recipe=Recipe.DPSAD, public_data="rendered-digits")
