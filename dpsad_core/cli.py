@@ -323,8 +323,7 @@ def _print_plan(plan) -> None:
 def _consume(events, *, json_out: bool) -> int:
     from tqdm import tqdm
 
-    from dpsad_core.events import (CheckpointWritten, PhaseStarted, RunFinished, RunInterrupted, RunStarted,
-                                   SampleGrid, StepCompleted)
+    from dpsad_core.events import PhaseStarted, RunFinished, RunInterrupted, RunStarted, StepCompleted
 
     bar = None
     result = None
@@ -353,8 +352,6 @@ def _consume(events, *, json_out: bool) -> int:
                 last_line = time.monotonic()
                 print(f"{event.phase} step {event.step}/{event.total_steps}: {status}, "
                       f"about {event.eta_seconds / 60:.1f} min left", file=sys.stderr, flush=True)
-        elif isinstance(event, (SampleGrid, CheckpointWritten)):
-            pass
         elif isinstance(event, RunInterrupted):
             if bar is not None:
                 bar.close()

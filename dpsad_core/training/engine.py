@@ -45,21 +45,28 @@ def prepare_run(config: TrainConfig, *, workspace: Path):
 
     dataset = resolve_data_source(config.data, workspace=workspace, resolution=config.resolution,
                                   min_records=config.min_records)
-    public = None
-    if config.public_data:
-        public = resolve_data_source(config.public_data, workspace=workspace, resolution=dataset.resolution,
-                                     channels=dataset.channels, min_records=1)
-        if public.num_classes != dataset.num_classes:
-            from dpsad_core.errors import ConfigError
-
-            raise ConfigError(f"the public dataset has {public.num_classes} classes, the private one "
-                              f"{dataset.num_classes}", field="public_data", value=config.public_data,
-                              remedy="use public data with the same classes as the private data")
+    public = _load_public_data(config, dataset, workspace)
     delta = config.delta if config.delta is not None else default_delta(dataset.num_privacy_units)
     plan = plan_training(recipe=config.recipe, hyper=config.hyper, epsilon=config.epsilon, delta=delta,
                          private_units=dataset.num_privacy_units,
                          public_records=public.num_records if public is not None else 0)
     return dataset, public, plan
+
+
+def _load_public_data(config: TrainConfig, dataset, workspace: Path):
+    """The public dataset conformed to the private one (None when the recipe uses none)."""
+    if not config.public_data:
+        return None
+    from dpsad_core.data import resolve_data_source
+    from dpsad_core.errors import ConfigError
+
+    public = resolve_data_source(config.public_data, workspace=workspace, resolution=dataset.resolution,
+                                 channels=dataset.channels, min_records=1)
+    if public.num_classes != dataset.num_classes:
+        raise ConfigError(f"the public dataset has {public.num_classes} classes, the private one "
+                          f"{dataset.num_classes}", field="public_data", value=config.public_data,
+                          remedy="use public data with the same classes as the private data")
+    return public
 
 
 def start_training(config: TrainConfig, *, workspace: Path,
@@ -94,10 +101,7 @@ def resume_training(run_ref: str, *, workspace: Path, stop: Callable[[], bool] |
     if dataset.fingerprint() != stored["dataset"]["fingerprint"]:
         raise RunError(f"the data at {config.data!r} is not the data run {run.run_id} started with "
                        "(its fingerprint differs)", remedy="restore the original data, or start a new run")
-    public = None
-    if config.public_data:
-        public = resolve_data_source(config.public_data, workspace=workspace, resolution=dataset.resolution,
-                                     channels=dataset.channels, min_records=1)
+    public = _load_public_data(config, dataset, workspace)
     trainer = _Trainer(run, config, plan, dataset, public)
     yield from trainer.execute(resumed=True, stop=stop)
 

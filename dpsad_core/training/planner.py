@@ -145,9 +145,9 @@ def plan_training(*, recipe: Recipe, hyper: Hyperparameters, epsilon: float, del
                                            steps=hyper.teacher_steps, accountant=accountant)
         if public_records > 0:
             # Public pre-training (DP-Promise-style): free, then DP-SGD fine-tunes from its averaged weights.
-            public_q = min(1.0, hyper.teacher_batch_size / public_records)
-            phases.append(_denoise_phase(PRETRAIN, "public", "public", hyper.pretrain_steps,
-                                         min(hyper.teacher_batch_size, public_records), public_q, 0.0))
+            public_q, public_batch = _public_rate(hyper.teacher_batch_size, public_records)
+            phases.append(_denoise_phase(PRETRAIN, "public", "public", hyper.pretrain_steps, public_batch,
+                                         public_q, 0.0))
         phases.append(_denoise_phase(DENOISER, "dp", "private", hyper.teacher_steps, batch, q, sigma))
         release = DENOISER
     elif recipe is Recipe.DPSAD:
@@ -160,7 +160,7 @@ def plan_training(*, recipe: Recipe, hyper: Hyperparameters, epsilon: float, del
     elif recipe is Recipe.DPSAD_PUBLIC_TEACHER:
         if public_records < 1:
             raise ConfigError("the public dataset is empty", field="public_data", value=public_records)
-        q, batch = min(1.0, hyper.teacher_batch_size / public_records), min(hyper.teacher_batch_size, public_records)
+        q, batch = _public_rate(hyper.teacher_batch_size, public_records)
         phases += [_denoise_phase(TEACHER, "public", "public", hyper.teacher_steps, batch, q, 0.0), joint_phase([])]
         release = STUDENT
     elif recipe is Recipe.DPSAD_PAPER:
@@ -189,6 +189,11 @@ def plan_training(*, recipe: Recipe, hyper: Hyperparameters, epsilon: float, del
                         public_records=public_records, phases=tuple(phases), nonprivate_parts=tuple(nonprivate),
                         planned_epsilon=values.to_dict(), claimed_epsilon_paper=claimed, release=release,
                         warnings=tuple(warnings))
+
+
+def _public_rate(batch: int, records: int) -> tuple[float, float]:
+    """Sample rate and expected batch on public data (no privacy amplification needed, so no warning)."""
+    return min(1.0, batch / records), float(min(batch, records))
 
 
 def _denoise_phase(name: str, privacy: str, data: str, steps: int, batch: float, q: float, sigma: float) -> PhasePlan:
