@@ -8,7 +8,7 @@ one JSON object on the last line of stdout for scripts.
 from __future__ import annotations
 
 import argparse
-import json
+import importlib
 import math
 import os
 import signal
@@ -17,6 +17,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from dpsad_core.commands import COMMAND_MODULES
+from dpsad_core.commands.common import add_workspace_option, print_json, workspace_from_args
 from dpsad_core.errors import ConfigError, DpsadError
 
 EXIT_INTERRUPTED = 130
@@ -53,10 +55,6 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Start with: dpsad-core demo   (trains on a small digits dataset that ships with scikit-learn)")
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
 
-    def workspace_option(sub: argparse.ArgumentParser) -> None:
-        sub.add_argument("--workspace", metavar="DIR",
-                         help="where runs and datasets live (default: $DPSAD_WORKSPACE or your user data folder)")
-
     sub = commands.add_parser("import", help="read a dataset, check it, and save it in the workspace",
                               description="Formats: a folder with one subfolder per class (PNG, JPEG, BMP, TIFF, "
                                           "DICOM); a CSV manifest (path,label[,patient_id]); MNIST IDX files; "
@@ -65,12 +63,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--name", help="name to save it under (default: derived from the path)")
     sub.add_argument("--split", default="train", help="split for IDX (train/test) and .npz (train/val/test) files")
     _data_options(sub)
-    workspace_option(sub)
+    add_workspace_option(sub)
     sub.add_argument("--json", action="store_true", help="print the summary as JSON")
     sub.set_defaults(handler=_cmd_import)
 
     sub = commands.add_parser("datasets", help="list the datasets saved in the workspace")
-    workspace_option(sub)
+    add_workspace_option(sub)
     sub.add_argument("--json", action="store_true")
     sub.set_defaults(handler=_cmd_datasets)
 
@@ -97,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                      help="override one preset setting, e.g. --set teacher_steps=500 (repeatable)")
     sub.add_argument("--plan", action="store_true", help="print the privacy plan and stop without training")
-    workspace_option(sub)
+    add_workspace_option(sub)
     sub.add_argument("--json", action="store_true", help="end with one JSON object on the last line of stdout")
     sub.set_defaults(handler=_cmd_train)
 
@@ -111,12 +109,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--guidance", type=float, help="classifier-free guidance weight (default: the run's)")
     sub.add_argument("--seed", type=int, default=0)
     sub.add_argument("--device", default="auto")
-    workspace_option(sub)
+    add_workspace_option(sub)
     sub.add_argument("--json", action="store_true")
     sub.set_defaults(handler=_cmd_sample)
 
     sub = commands.add_parser("runs", help="list runs with their state, recipe and epsilon")
-    workspace_option(sub)
+    add_workspace_option(sub)
     sub.add_argument("--json", action="store_true")
     sub.set_defaults(handler=_cmd_runs)
 
@@ -126,9 +124,12 @@ def build_parser() -> argparse.ArgumentParser:
                                           "digits (public), and writes a sample grid. A few minutes on 2 cores.")
     sub.add_argument("--preset", default="quick", choices=["tiny", "quick", "standard"])
     sub.add_argument("--epsilon", type=float, default=10.0)
-    workspace_option(sub)
+    add_workspace_option(sub)
     sub.add_argument("--json", action="store_true")
     sub.set_defaults(handler=_cmd_demo)
+
+    for name in COMMAND_MODULES:
+        importlib.import_module(f"dpsad_core.commands.{name}").register(commands)
     return parser
 
 
@@ -139,16 +140,6 @@ def _data_options(sub: argparse.ArgumentParser) -> None:
     sub.add_argument("--min-records", type=int, default=100, help="refuse datasets with fewer privacy units")
 
 
-def _workspace(args: argparse.Namespace) -> Path:
-    from dpsad_core.paths import workspace_dir
-
-    path = workspace_dir(args.workspace)
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
-def _print_json(obj: Any) -> None:
-    print(json.dumps(obj, sort_keys=True, default=str))
 
 
 # -- commands ----------------------------------------------------------------------------------------
@@ -158,10 +149,10 @@ def _cmd_import(args: argparse.Namespace) -> int:
     dataset = load_dataset(args.path, split=args.split, resolution=args.resolution,
                            channels=1 if args.grey else None, skip_corrupt=args.skip_corrupt,
                            min_records=args.min_records, name=args.name)
-    folder = save_dataset(dataset, _workspace(args))
+    folder = save_dataset(dataset, workspace_from_args(args))
     summary = dict(dataset.summary(), saved_to=str(folder))
     if args.json:
-        _print_json(summary)
+        print_json(summary)
     else:
         print(f"imported {summary['num_records']} images in {summary['num_classes']} classes "
               f"({summary['channels']}x{summary['resolution']}x{summary['resolution']}) as '{dataset.name}'")
@@ -177,9 +168,9 @@ def _cmd_import(args: argparse.Namespace) -> int:
 def _cmd_datasets(args: argparse.Namespace) -> int:
     from dpsad_core.data import list_saved_datasets
 
-    datasets = list_saved_datasets(_workspace(args))
+    datasets = list_saved_datasets(workspace_from_args(args))
     if args.json:
-        _print_json(datasets)
+        print_json(datasets)
         return 0
     if not datasets:
         print("no datasets yet: import one with 'dpsad-core import PATH'")
@@ -202,7 +193,7 @@ def _parse_overrides(pairs: list[str]) -> dict[str, str]:
 def _cmd_train(args: argparse.Namespace) -> int:
     from dpsad_core.training import TrainConfig, resolve_hyperparameters, resume_training, start_training
 
-    workspace = _workspace(args)
+    workspace = workspace_from_args(args)
     if args.resume:
         return _consume(resume_training(args.resume, workspace=workspace, stop=_stop_flag()), json_out=args.json)
     if not args.data:
@@ -217,7 +208,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
         _, _, plan = prepare_run(config, workspace=workspace)
         if args.json:
-            _print_json(plan.to_dict())
+            print_json(plan.to_dict())
         else:
             _print_plan(plan)
         return 0
@@ -231,7 +222,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     # (docs/benchmarks.md). The teacher learns them from generated font digits, which are public.
     config = TrainConfig(data="demo", recipe="dpsad-public-teacher", public_data="rendered-digits",
                          epsilon=args.epsilon, preset=args.preset, hyper=resolve_hyperparameters(args.preset))
-    return _consume(start_training(config, workspace=_workspace(args), stop=_stop_flag()), json_out=args.json)
+    return _consume(start_training(config, workspace=workspace_from_args(args), stop=_stop_flag()), json_out=args.json)
 
 
 def _cmd_sample(args: argparse.Namespace) -> int:
@@ -244,7 +235,7 @@ def _cmd_sample(args: argparse.Namespace) -> int:
 
     if args.per_class < 1:
         raise ConfigError("--per-class must be at least 1", field="per_class", value=args.per_class)
-    run = RunFolder.open(_workspace(args), args.run)
+    run = RunFolder.open(workspace_from_args(args), args.run)
     device = resolve_device(args.device)
     model, schedule, meta = load_released_model(run.model_path, device)
     classes = len(meta["class_names"])
@@ -267,7 +258,7 @@ def _cmd_sample(args: argparse.Namespace) -> int:
                                                   class_names=np.array(meta["class_names"])))
         summary["npz"] = str(args.npz)
     if args.json:
-        _print_json(summary)
+        print_json(summary)
     else:
         if not meta["private"]:
             print("WARNING: this model is NOT differentially private (recipe dpsad-paper)", file=sys.stderr)
@@ -278,9 +269,9 @@ def _cmd_sample(args: argparse.Namespace) -> int:
 def _cmd_runs(args: argparse.Namespace) -> int:
     from dpsad_core.training import list_runs
 
-    runs = list_runs(_workspace(args))
+    runs = list_runs(workspace_from_args(args))
     if args.json:
-        _print_json(runs)
+        print_json(runs)
         return 0
     if not runs:
         print("no runs yet: start one with 'dpsad-core demo' or 'dpsad-core train --data ...'")
@@ -365,7 +356,7 @@ def _consume(events, *, json_out: bool) -> int:
     if result is None:  # pragma: no cover - the engine always ends with one of the two events above
         return EXIT_INTERNAL
     if json_out:
-        _print_json(result)
+        print_json(result)
     else:
         _print_result(result, run_dir)
     return 0
