@@ -222,7 +222,32 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     # (docs/benchmarks.md). The teacher learns them from generated font digits, which are public.
     config = TrainConfig(data="demo", recipe="dpsad-public-teacher", public_data="rendered-digits",
                          epsilon=args.epsilon, preset=args.preset, hyper=resolve_hyperparameters(args.preset))
-    return _consume(start_training(config, workspace=workspace_from_args(args), stop=_stop_flag()), json_out=args.json)
+    from dpsad_core.commands.export import demo_export_and_verify
+    from dpsad_core.events import RunFinished
+
+    workspace = workspace_from_args(args)
+    finished: dict[str, Any] = {}
+
+    def events():
+        for event in start_training(config, workspace=workspace, stop=_stop_flag()):
+            if isinstance(event, RunFinished):
+                finished["result"] = event.result
+            yield event
+
+    # The demo ends like an analyst's work does: a signed bundle, verified (issue 3). With --json the
+    # last line of stdout stays one JSON object: the training result plus where the bundle went.
+    code = _consume(events(), json_out=False) if not args.json else _consume_quietly(events())
+    if code != 0 or "result" not in finished:
+        return code
+    return demo_export_and_verify(finished["result"], workspace=workspace, json_out=args.json)
+
+
+def _consume_quietly(events) -> int:
+    """``_consume`` with its human summary sent to stderr, so stdout can end with one JSON object."""
+    import contextlib
+
+    with contextlib.redirect_stdout(sys.stderr):
+        return _consume(events, json_out=False)
 
 
 def _cmd_sample(args: argparse.Namespace) -> int:

@@ -71,3 +71,28 @@ class RunInterrupted:
 
 
 Event = RunStarted | PhaseStarted | StepCompleted | SampleGrid | CheckpointWritten | RunFinished | RunInterrupted
+
+
+# -- export (dpsad_core/export/bundle.py) ------------------------------------------------------------
+@dataclass(frozen=True)
+class ExportStarted:
+    run_id: str
+    total_images: int
+    private: bool             # False: the bundle is stamped NOT DIFFERENTIALLY PRIVATE
+    partial_path: Path        # the temporary sibling being written (renamed at the end)
+
+
+@dataclass(frozen=True)
+class ExportProgress:
+    stage: str                # "sampling", "writing images", "report", "signing"
+    done: int                 # images sampled or written so far
+    total: int
+
+
+@dataclass(frozen=True)
+class ExportFinished:
+    bundle_path: Path         # the finished folder, or the .zip
+    summary: dict[str, Any]   # epsilon, delta, recipe, images, signer, report path, ...
+
+
+ExportEvent = ExportStarted | ExportProgress | ExportFinished

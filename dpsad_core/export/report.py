@@ -1,0 +1,251 @@
+"""``privacy-report.json``: what the bundle's privacy guarantee is, how it was computed, what it covers.
+
+Built only from what may leave the machine (see docs/privacy.md):
+
+- data-independent numbers: the mechanisms (noise, sample rate, steps, clipping), the accountant's
+  values, the epsilon curve (a function of those alone), the resolved config and plan;
+- the dataset's name, HMAC fingerprint and size (never per-class counts or per-record values);
+- loss curves of phases that never read the private data (``privacy == "public"`` in the plan);
+- only with ``include_private_diagnostics``: loss curves of phases that read the private data and
+  the aggregate numbers of ``evaluation.json``, both computed without noise and labelled as outside
+  the guarantee.
+"""
+
+from __future__ import annotations
+
+import math
+import platform
+from pathlib import Path
+from typing import Any
+
+from dpsad_core.export.layout import NOT_DP_STAMP
+
+REPORT_FORMAT = "dpsad-privacy-report/1"
+MAX_CURVE_POINTS = 400
+OUTSIDE_GUARANTEE = ("OUTSIDE THE PRIVACY GUARANTEE: computed from the private data without noise and included "
+                     "because the exporter asked for it (--include-private-diagnostics); publishing it releases "
+                     "information that epsilon does not cover")
+
+
+def build_report(*, run_dir: Path, config: dict[str, Any], result: dict[str, Any], metrics: list[dict[str, Any]],
+                 evaluation: dict[str, Any] | None, model_sha256: str, bundle: dict[str, Any],
+                 signer: dict[str, str], software: dict[str, str], created: str,
+                 include_private_diagnostics: bool) -> dict[str, Any]:
+    """The report as a JSON-ready dict.
+
+    Parameters
+    ----------
+    run_dir
+        The run folder (only its name is reported; local paths stay out of the report).
+    config, result
+        The run's ``config.json`` and ``result.json``.
+    metrics
+        The run's ``metrics.jsonl`` records (only the epsilon column and public-phase losses are used
+        unless ``include_private_diagnostics``).
+    evaluation
+        The run's ``evaluation.json``, or None; used only with ``include_private_diagnostics``.
+    model_sha256
+        sha256 of the released ``model.pt`` the images were sampled from (the model is not shipped).
+    bundle
+        What the export wrote: image count, classes, sampler settings.
+    signer
+        ``SignerInfo.to_dict()`` of the key that signs the bundle.
+    software
+        Versions at export time.
+    created
+        ISO time of the export.
+    include_private_diagnostics
+        Add the diagnostics that are not covered by the guarantee (labelled as such).
+    """
+    private = bool(result["private"])
+    plan = config["plan"]
+    dataset = dict(result["dataset"])
+    summary = config.get("dataset", {})
+    report: dict[str, Any] = {
+        "format": REPORT_FORMAT,
+        "title": _title(result),
+        "stamp": None if private else NOT_DP_STAMP,
+        "created": created,
+        "guarantee": {
+            "differentially_private": private,
+            "epsilon": result["epsilon"] if private else None,
+            "delta": result["delta"],
+            "epsilon_target": result["epsilon_target"],
+            "unit_of_privacy": result["unit_of_privacy"],
+            "accountant_values": result["accountant_values"],
+            "accountant": "epsilon is the smaller of two upper bounds on the composed mechanisms: Renyi DP (rdp) "
+                          "and the PRV accountant (prv)",
+            "nonprivate_parts": list(result["nonprivate_parts"]),
+            "claimed_epsilon_paper": result.get("claimed_epsilon_paper"),
+            "secure_rng": result.get("secure_rng", False),
+            "secure_rng_note": result.get("secure_rng_note"),
+        },
+        "plain_language": plain_language(result),
+        "mechanisms": result["mechanisms"],
+        "run": {"run_id": result["run_id"], "folder_name": Path(run_dir).name, "recipe": result["recipe"],
+                "created": config.get("created"), "finished": result.get("finished"),
+                "steps": result.get("steps"), "train_seconds": result.get("train_seconds"),
+                "device": result.get("device")},
+        "config": config["config"],
+        "plan": plan,
+        "dataset": {"name": dataset["name"], "fingerprint": dataset["fingerprint"],
+                    "num_records": dataset["num_records"], "num_privacy_units": dataset["num_units"],
+                    "num_classes": summary.get("num_classes"), "resolution": summary.get("resolution"),
+                    "channels": summary.get("channels"), "unit_of_privacy": result["unit_of_privacy"],
+                    "note": "the fingerprint is an HMAC with a key local to the exporting installation: it "
+                            "identifies the dataset there without revealing any record"},
+        "public_dataset": _public_dataset(config.get("public_dataset")),
+        "model": {"sha256": model_sha256, "file": "model.pt",
+                  "shipped": False, "note": "the released model the images were sampled from; it stays with the "
+                                            "exporter. Teacher and discriminator weights are never exported"},
+        "software": {"training": config.get("software", {}), "export": software},
+        "curves": {"epsilon": epsilon_curve(metrics), "public_losses": loss_curves(metrics, plan, public=True)},
+        "outside_guarantee": None,
+        "bundle": bundle,
+        "signer": signer,
+    }
+    if include_private_diagnostics:
+        report["outside_guarantee"] = {
+            "note": OUTSIDE_GUARANTEE,
+            "private_losses": loss_curves(metrics, plan, public=False),
+            "evaluation": evaluation_metrics(evaluation) if evaluation is not None else None,
+        }
+    return report
+
+
+def _title(result: dict[str, Any]) -> str:
+    if not result["private"]:
+        return f"{NOT_DP_STAMP}: synthetic images from run {result['run_id']}"
+    return (f"({result['epsilon']:.4g}, {result['delta']:.3g})-differentially private synthetic images from run "
+            f"{result['run_id']}")
+
+
+def _public_dataset(summary: dict[str, Any] | None) -> dict[str, Any] | None:
+    if not summary:
+        return None
+    keep = ("name", "source", "fingerprint", "num_records", "num_classes", "resolution", "channels")
+    return {key: summary.get(key) for key in keep}
+
+
+def plain_language(result: dict[str, Any]) -> dict[str, list[str]]:
+    """What the guarantee means and does not mean, for the run's unit of privacy, in plain words."""
+    unit = result["unit_of_privacy"]
+    delta = result["delta"]
+    if not result["private"]:
+        parts = ", ".join(result["nonprivate_parts"])
+        return {
+            "means": [f"This bundle has NO differential privacy guarantee: {parts} trained on the private data "
+                      "without noise.",
+                      "It was exported for research only (--research)."],
+            "does_not_mean": ["It does not mean the images are safe to share: a generator trained without protection "
+                              "can memorise and reproduce private records.",
+                              "A number printed next to the published method's accounting is a claim, not a bound."],
+        }
+    epsilon = result["epsilon"]
+    factor = math.exp(epsilon) if epsilon < 700 else math.inf
+    record = "patient (all of that patient's images together)" if unit == "patient" else "image (with its label)"
+    means = [
+        f"Take any single {record} in the private dataset. Whether it was used in training or not, every possible "
+        f"output of training (and so this bundle) has almost the same probability: at most e^epsilon = "
+        f"{factor:.3g} times more or less likely, except with a probability of at most delta = {delta:.3g}.",
+        "So an observer of this bundle, whatever else they know, learns little about whether that record was used "
+        "or what it contains; the smaller epsilon, the less.",
+        "Every part of the pipeline that read the private data is included in epsilon (see 'mechanisms'); the "
+        "images are samples from the released model, which costs no further privacy (post-processing).",
+    ]
+    does_not_mean = [
+        "It does not hide facts about the population the data shows (for example how a disease looks, or how "
+        "common it is); it limits what can be learned about one record.",
+        "It does not make the images realistic or useful; check utility before relying on them.",
+        "The local run folder (losses, checkpoints with teacher and discriminator weights, evaluation results) is "
+        "not covered: only what is in this bundle is.",
+        f"epsilon = {epsilon:.4g} is an upper bound from the accountant; it is not a measured attack success rate.",
+        "The noise came from PyTorch's default random generator, not a cryptographically secure one.",
+    ]
+    if unit == "image":
+        does_not_mean.append("The unit is the image: a person with k images in the private data is protected at "
+                             "roughly k times epsilon, not epsilon.")
+    if result["recipe"] == "dpsad-public-teacher" or "pretrain" in (result.get("steps") or {}):
+        does_not_mean.append("Data declared public (the public teacher or pre-training data) is not protected: the "
+                             "guarantee assumes it really is public.")
+    return {"means": means, "does_not_mean": does_not_mean}
+
+
+def _downsample(points: list[Any]) -> list[Any]:
+    if len(points) <= MAX_CURVE_POINTS:
+        return points
+    stride = math.ceil(len(points) / MAX_CURVE_POINTS)
+    kept = points[::stride]
+    return kept if kept[-1] is points[-1] else kept + [points[-1]]
+
+
+def epsilon_curve(metrics: list[dict[str, Any]]) -> dict[str, Any]:
+    """Epsilon spent after each step (RDP bound). Data-independent: a function of the mechanisms alone."""
+    points = [(index + 1, record["phase"], _finite(record.get("epsilon_rdp")))
+              for index, record in enumerate(metrics)]
+    points = _downsample(points)
+    return {"step": [p[0] for p in points], "phase": [p[1] for p in points], "epsilon": [p[2] for p in points],
+            "note": "RDP upper bound after each training step, all phases in order (null: not private)"}
+
+
+def loss_curves(metrics: list[dict[str, Any]], plan: dict[str, Any], *, public: bool) -> dict[str, Any]:
+    """Loss columns per phase, for phases that did (``public=False``) or did not read the private data."""
+    public_phases = {phase["name"] for phase in plan["phases"] if phase["privacy"] == "public"}
+    curves: dict[str, Any] = {}
+    for phase in dict.fromkeys(record["phase"] for record in metrics):
+        if (phase in public_phases) != public:
+            continue
+        records = [record for record in metrics if record["phase"] == phase]
+        columns = sorted({key for record in records for key in record if key.endswith("loss")})
+        sampled = _downsample(records)
+        curves[phase] = {"step": [record["step"] for record in sampled],
+                         **{column: [_finite(record.get(column)) for record in sampled] for column in columns}}
+    return curves
+
+
+def evaluation_metrics(evaluation: dict[str, Any], *, max_depth: int = 3) -> dict[str, Any]:
+    """Aggregate scalars of ``evaluation.json`` as ``{"section.key": value}``.
+
+    Lists are dropped (they may hold per-record values), and so are the ``config`` section and any
+    path or image: only numbers, booleans and short texts about the whole synthetic set are kept.
+    """
+    flat: dict[str, Any] = {}
+
+    def walk(prefix: str, value: Any, depth: int) -> None:
+        if isinstance(value, dict):
+            if depth >= max_depth:
+                return
+            for key, item in value.items():
+                if depth == 0 and key in ("config", "run_id", "run_dir"):
+                    continue
+                walk(f"{prefix}.{key}" if prefix else str(key), item, depth + 1)
+        elif isinstance(value, bool) or value is None:
+            flat[prefix] = value
+        elif isinstance(value, (int, float)):
+            flat[prefix] = _finite(value)
+        elif isinstance(value, str) and len(value) <= 300 and "/" not in value:
+            flat[prefix] = value
+
+    walk("", evaluation, 0)
+    return flat
+
+
+def _finite(value: Any) -> float | None:
+    if value is None or isinstance(value, bool):
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def export_software_versions() -> dict[str, str]:
+    """Versions of what the export ran with (torch and numpy are imported by the export already)."""
+    import cryptography
+    import numpy
+    import PIL
+    import torch
+
+    import dpsad_core
+
+    return {"dpsad_core": dpsad_core.__version__, "torch": torch.__version__, "numpy": numpy.__version__,
+            "pillow": PIL.__version__, "cryptography": cryptography.__version__,
+            "python": platform.python_version()}

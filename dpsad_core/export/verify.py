@@ -1,0 +1,271 @@
+"""Check a bundle (folder or zip): signature, every file against the MANIFEST, the signer's key.
+
+Needs no torch, no numpy and no network: only the standard library and ``cryptography``, so a
+colleague can verify a bundle on any machine (``tests/export/test_verify.py`` proves the imports).
+
+Without an expected public key, verification proves the bundle is intact and was signed by the key
+it carries; who holds that key is only as certain as its fingerprint, which the user should compare
+with one obtained from the signer out of band. With ``public_key``, it also proves that key signed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from dpsad_core.errors import ConfigError
+from dpsad_core.export.layout import (CROISSANT, LABELS, MANIFEST, PUBLIC_KEY, REPORT_JSON, SIGNATURE,
+                                      SIGNATURE_BYTES, SIGNER, BundleError)
+from dpsad_core.export.manifest import parse_manifest
+from dpsad_core.export.signing import fingerprint, public_key_from_bytes, raw_public_bytes
+
+REQUIRED_FILES = (REPORT_JSON, CROISSANT, LABELS, PUBLIC_KEY, SIGNER)
+_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    """The outcome of :func:`verify_bundle`.
+
+    ``problems`` names each failure ("changed: images/0/0-000001.png ..."); ``summary`` holds what
+    the report says (epsilon, delta, recipe, signer, ...) and is only trustworthy when ``ok``.
+    ``key_pinned`` is True when an expected public key was given and the bundle was signed with it.
+    """
+
+    path: Path
+    ok: bool
+    problems: tuple[str, ...]
+    summary: dict[str, Any] = field(default_factory=dict)
+    signer_fingerprint: str | None = None
+    key_pinned: bool = False
+
+
+def verify_bundle(path: str | os.PathLike[str], public_key: str | os.PathLike[str] | Ed25519PublicKey | None = None
+                  ) -> VerifyResult:
+    """Verify the bundle at ``path`` (a folder or a ``.zip``).
+
+    Parameters
+    ----------
+    path
+        The bundle folder, or a zip holding one bundle folder.
+    public_key
+        The key the bundle must have been signed with (a file with PEM, ``ssh-ed25519 ...`` or 64 hex
+        characters, or a key object). None: trust the key the bundle carries, and say so.
+
+    Raises
+    ------
+    BundleError
+        When ``path`` is neither a folder nor a readable zip.
+    ConfigError
+        When ``public_key`` is not a readable Ed25519 public key.
+    """
+    expected = _expected_key(public_key)
+    reader = _open(Path(path))
+    try:
+        return _verify(reader, Path(path), expected)
+    finally:
+        reader.close()
+
+
+def _expected_key(public_key) -> Ed25519PublicKey | None:
+    if public_key is None or isinstance(public_key, Ed25519PublicKey):
+        return public_key
+    source = Path(public_key)
+    try:
+        data = source.read_bytes()
+    except OSError as error:
+        raise ConfigError(f"cannot read the public key {source}: {error.strerror}", field="public_key",
+                          value=str(source), remedy="give the path of the signer's public key file") from None
+    return public_key_from_bytes(data, source=str(source))
+
+
+def _verify(reader: _Reader, path: Path, expected: Ed25519PublicKey | None) -> VerifyResult:
+    problems: list[str] = []
+    present = reader.files()
+    if MANIFEST not in present:
+        problems.append(f"removed: {MANIFEST} (the bundle has no MANIFEST, so nothing in it can be checked)")
+        return VerifyResult(path=path, ok=False, problems=tuple(problems))
+    manifest_bytes = reader.read(MANIFEST)
+    try:
+        entries = parse_manifest(manifest_bytes)
+    except BundleError as error:
+        return VerifyResult(path=path, ok=False, problems=(f"manifest: {error.message}",))
+
+    embedded = _embedded_key(reader, present, problems)
+    if expected is not None and embedded is not None and raw_public_bytes(embedded) != raw_public_bytes(expected):
+        problems.append(f"wrong key: the bundle was signed by {fingerprint(embedded)}, not by the given key "
+                        f"{fingerprint(expected)}")
+    verification_key = expected if expected is not None else embedded
+    signature_ok = _check_signature(reader, present, manifest_bytes, verification_key, problems)
+
+    for relative, digest in entries.items():
+        if relative not in present:
+            problems.append(f"removed: {relative} (listed in the MANIFEST, missing from the bundle)")
+        elif reader.sha256(relative) != digest:
+            problems.append(f"changed: {relative} (its sha256 differs from the MANIFEST)")
+    for relative in sorted(present - set(entries) - {MANIFEST, SIGNATURE}):
+        problems.append(f"added: {relative} (not in the MANIFEST)")
+    for relative in REQUIRED_FILES:
+        if relative not in entries:
+            problems.append(f"incomplete: the MANIFEST does not list {relative}")
+
+    summary = _summary(reader, present, problems)
+    signer = fingerprint(verification_key) if verification_key is not None else None
+    if signer is not None and summary.get("signer") not in (None, signer):
+        problems.append(f"report: it names the signer {summary.get('signer')}, but {signer} signed the bundle")
+    summary["signer"] = signer
+    return VerifyResult(path=path, ok=not problems, problems=tuple(problems), summary=summary,
+                        signer_fingerprint=signer, key_pinned=expected is not None and signature_ok and not problems)
+
+
+def _embedded_key(reader: _Reader, present: set[str], problems: list[str]) -> Ed25519PublicKey | None:
+    if PUBLIC_KEY not in present:
+        problems.append(f"removed: {PUBLIC_KEY} (the signer's public key is missing)")
+        return None
+    try:
+        key = public_key_from_bytes(reader.read(PUBLIC_KEY), source=PUBLIC_KEY)
+    except ConfigError as error:
+        problems.append(f"public key: {error.message}")
+        return None
+    if SIGNER in present:
+        try:
+            recorded = json.loads(reader.read(SIGNER)).get("fingerprint")
+        except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+            recorded = None
+            problems.append(f"public key: {SIGNER} is not valid JSON")
+        if recorded is not None and recorded != fingerprint(key):
+            problems.append(f"public key: {PUBLIC_KEY} (fingerprint {fingerprint(key)}) is not the key recorded in "
+                            f"{SIGNER} ({recorded}): it was replaced")
+    return key
+
+
+def _check_signature(reader: _Reader, present: set[str], manifest_bytes: bytes, key: Ed25519PublicKey | None,
+                     problems: list[str]) -> bool:
+    if SIGNATURE not in present:
+        problems.append(f"signature: {SIGNATURE} is missing")
+        return False
+    text = reader.read(SIGNATURE).strip()
+    try:
+        signature = bytes.fromhex(text.decode("ascii"))
+    except (UnicodeDecodeError, ValueError):
+        problems.append(f"signature: {SIGNATURE} is not hexadecimal text")
+        return False
+    if len(signature) != SIGNATURE_BYTES:
+        problems.append(f"signature: {SIGNATURE} is truncated or padded ({len(signature)} bytes, an Ed25519 "
+                        f"signature has {SIGNATURE_BYTES})")
+        return False
+    if key is None:
+        problems.append("signature: cannot be checked without the signer's public key")
+        return False
+    try:
+        key.verify(signature, manifest_bytes)
+    except InvalidSignature:
+        problems.append(f"signature: does not match the MANIFEST for key {fingerprint(key)} (the MANIFEST or the "
+                        "signature was altered, or another key signed it)")
+        return False
+    return True
+
+
+def _summary(reader: _Reader, present: set[str], problems: list[str]) -> dict[str, Any]:
+    if REPORT_JSON not in present:
+        return {}
+    try:
+        report = json.loads(reader.read(REPORT_JSON))
+        guarantee = report["guarantee"]
+        return {"title": report.get("title"), "private": guarantee["differentially_private"],
+                "epsilon": guarantee["epsilon"], "delta": guarantee["delta"],
+                "unit_of_privacy": guarantee["unit_of_privacy"], "recipe": report["run"]["recipe"],
+                "run_id": report["run"]["run_id"], "dataset": report["dataset"]["name"],
+                "images": report["bundle"]["images"], "signer": report.get("signer", {}).get("fingerprint")}
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, AttributeError) as error:
+        problems.append(f"report: {REPORT_JSON} cannot be read ({type(error).__name__}: {error})")
+        return {}
+
+
+# -- reading a folder or a zip without extracting it ---------------------------------------------------
+class _Reader:
+    def files(self) -> set[str]:
+        raise NotImplementedError
+
+    def open(self, relative: str):
+        raise NotImplementedError
+
+    def read(self, relative: str) -> bytes:
+        with self.open(relative) as handle:
+            return handle.read()
+
+    def sha256(self, relative: str) -> str:
+        digest = hashlib.sha256()
+        with self.open(relative) as handle:
+            for chunk in iter(lambda: handle.read(_CHUNK), b""):
+                digest.update(chunk)
+        return digest.hexdigest()
+
+    def close(self) -> None:
+        pass
+
+
+class _FolderReader(_Reader):
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def files(self) -> set[str]:
+        # Symlinks count as files here so that one added to a bundle is reported, and is never followed
+        # when hashing (open() below refuses them).
+        return {p.relative_to(self.folder).as_posix() for p in self.folder.rglob("*")
+                if p.is_symlink() or p.is_file()}
+
+    def open(self, relative: str):
+        path = self.folder / relative
+        if path.is_symlink():
+            return io.BytesIO(b"")
+        return open(path, "rb")
+
+    def sha256(self, relative: str) -> str:
+        # A link is never a bundle file, whatever it points to: its "hash" matches no MANIFEST line.
+        if (self.folder / relative).is_symlink():
+            return "symbolic link"
+        return super().sha256(relative)
+
+
+class _ZipReader(_Reader):
+    def __init__(self, path: Path) -> None:
+        try:
+            self.zip = zipfile.ZipFile(path)
+        except (zipfile.BadZipFile, OSError) as error:
+            raise BundleError(f"{path} is not a readable zip ({error})", path=path,
+                              remedy="the download is incomplete or damaged; ask for a new copy") from None
+        names = [info.filename for info in self.zip.infolist() if not info.is_dir()]
+        # A bundle zip holds one top folder; its MANIFEST marks it. Members outside it count as added files.
+        manifests = sorted((n for n in names if n == MANIFEST or n.endswith("/" + MANIFEST)), key=len)
+        self.prefix = manifests[0][: -len(MANIFEST)] if manifests else ""
+        self.members: dict[str, str] = {}
+        for name in names:
+            relative = name[len(self.prefix):] if name.startswith(self.prefix) else "../" + name
+            self.members[relative] = name
+
+    def files(self) -> set[str]:
+        return set(self.members)
+
+    def open(self, relative: str):
+        return self.zip.open(self.members[relative])
+
+    def close(self) -> None:
+        self.zip.close()
+
+
+def _open(path: Path) -> _Reader:
+    if path.is_dir():
+        return _FolderReader(path)
+    if path.is_file():
+        return _ZipReader(path)
+    raise BundleError(f"{path} does not exist", path=path, remedy="give the bundle folder or its .zip")
