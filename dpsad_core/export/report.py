@@ -86,7 +86,7 @@ def build_report(*, run_dir: Path, config: dict[str, Any], result: dict[str, Any
                 "created": config.get("created"), "finished": result.get("finished"),
                 "steps": result.get("steps"), "train_seconds": result.get("train_seconds"),
                 "device": result.get("device")},
-        "config": config["config"],
+        "config": shareable_config(config),
         "plan": plan,
         "dataset": {"name": dataset["name"], "fingerprint": dataset["fingerprint"],
                     "num_records": dataset["num_records"], "num_privacy_units": dataset["num_units"],
@@ -111,6 +111,22 @@ def build_report(*, run_dir: Path, config: dict[str, Any], result: dict[str, Any
             "evaluation": evaluation_metrics(evaluation) if evaluation is not None else None,
         }
     return report
+
+
+def shareable_config(config: dict[str, Any]) -> dict[str, Any]:
+    """The run's resolved config with local paths replaced by the datasets' names.
+
+    ``data`` and ``public_data`` may be paths on the exporting machine, and folder names of clinical
+    data often carry a patient's or a ward's name: the report names the dataset instead.
+    """
+    resolved = dict(config["config"])
+    names = {"data": (config.get("dataset") or {}).get("name"),
+             "public_data": (config.get("public_dataset") or {}).get("name")}
+    for key, name in names.items():
+        value = resolved.get(key)
+        if isinstance(value, str) and ("/" in value or "\\" in value or value.startswith("~")):
+            resolved[key] = f"{name} (a local path, not shown)" if name else "(a local path, not shown)"
+    return resolved
 
 
 def _title(result: dict[str, Any]) -> str:

@@ -269,3 +269,15 @@ def test_html_and_svg_are_well_formed(private_run, tmp_path):
     assert checker.stack == []
     start = html.index("<svg")
     ET.fromstring(html[start:html.index("</svg>", start) + len("</svg>")])
+
+
+def test_report_names_the_dataset_instead_of_a_local_path():
+    from dpsad_core.export.report import shareable_config
+
+    config = {"config": {"data": "/home/analyst/ward-7/smith_john", "public_data": "rendered-digits", "seed": 0},
+              "dataset": {"name": "chest-xrays"}, "public_dataset": {"name": "rendered-digits"}}
+    shared = shareable_config(config)
+    assert "smith_john" not in json.dumps(shared)
+    assert shared["data"].startswith("chest-xrays")
+    assert shared["public_data"] == "rendered-digits"  # a source name, not a path: kept
+    assert shared["seed"] == 0
