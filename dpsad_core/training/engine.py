@@ -73,7 +73,10 @@ def start_training(config: TrainConfig, *, workspace: Path,
                    stop: Callable[[], bool] | None = None) -> Iterator[Event]:
     resolve_device(config.device)  # fail before anything is written
     dataset, public, plan = prepare_run(config, workspace=workspace)
-    run = RunFolder.create(workspace, new_run_id(config.recipe.value))
+    run_id = new_run_id(config.recipe.value)
+    # Refuses a run over the dataset's budget cap before its folder exists.
+    spend = _reserve_spend(workspace, run_id, config, dataset, plan)
+    run = RunFolder.create(workspace, run_id)
     run.write_json("config.json", {
         "config": config.to_dict(), "dataset": dataset.summary(),
         "public_dataset": public.summary() if public is not None else None,
@@ -83,7 +86,9 @@ def start_training(config: TrainConfig, *, workspace: Path,
         trainer = _Trainer(run, config, plan, dataset, public)
     except BaseException as error:
         run.set_status("failed", phase=plan.phases[0].name, step=0, error=str(error))
+        spend.release()
         raise
+    trainer.spend = spend
     yield from trainer.execute(resumed=False, stop=stop)
 
 
@@ -102,8 +107,40 @@ def resume_training(run_ref: str, *, workspace: Path, stop: Callable[[], bool] |
         raise RunError(f"the data at {config.data!r} is not the data run {run.run_id} started with "
                        "(its fingerprint differs)", remedy="restore the original data, or start a new run")
     public = _load_public_data(config, dataset, workspace)
-    trainer = _Trainer(run, config, plan, dataset, public)
+    # The same run: its own earlier entry is replaced, not added to.
+    spend = _reserve_spend(workspace, run.run_id, config, dataset, plan)
+    try:
+        trainer = _Trainer(run, config, plan, dataset, public)
+    except BaseException:
+        spend.release()
+        raise
+    trainer.spend = spend
     yield from trainer.execute(resumed=True, stop=stop)
+
+
+def _reserve_spend(workspace: Path, run_id: str, config: TrainConfig, dataset, plan: TrainingPlan):
+    """Hold the run's plan in the privacy ledger; PrivacyBudgetError (nothing written) if over the cap."""
+    from dpsad_core.privacy.ledger_runs import RunSpend
+
+    limit = (lambda phase: phase.steps if config.max_steps is None else min(phase.steps, config.max_steps))
+    planned = [m for m in (p.mechanism(config.hyper, steps=limit(p)) for p in plan.phases)
+               if m is not None and m.steps > 0]
+    return RunSpend.reserve(workspace, run_id=run_id, fingerprint=_ledger_fingerprint(config, dataset, workspace),
+                            name=dataset.name, kind="train", recipe=config.recipe.value, delta=plan.delta,
+                            private=plan.is_private, planned=planned)
+
+
+def _ledger_fingerprint(config: TrainConfig, dataset, workspace: Path) -> str:
+    """The fingerprint of the data as stored, so runs at different --resolution compose in the ledger."""
+    if config.resolution is None:
+        return dataset.fingerprint()
+    from dpsad_core.data import resolve_data_source
+    from dpsad_core.errors import DpsadError
+
+    try:
+        return resolve_data_source(config.data, workspace=workspace, min_records=0).fingerprint()
+    except DpsadError:
+        return dataset.fingerprint()  # the source cannot be read without resizing: key by what was trained on
 
 
 class _Trainer:
@@ -143,6 +180,7 @@ class _Trainer:
         self.noise_generator = torch.Generator(device=self.device).manual_seed(config.seed + 1)
         self.phase_index, self.step, self.elapsed = 0, 0, 0.0
         self.ended = False  # finished or stopped: closing the generator afterwards changes nothing
+        self.spend = None  # the run's RunSpend in the privacy ledger, set by start_training / resume_training
         self.private_data = self._tensors(dataset)
         self.public_data = self._tensors(public) if public is not None else None
 
@@ -206,6 +244,8 @@ class _Trainer:
             else:
                 for part in self.plan.nonprivate_parts:
                     self.accountant.mark_nonprivate(part)
+            if self.spend is not None:
+                self.spend.record(self.accountant)
             self.run.set_status("running", phase=self._phase.name, step=self.step)
             yield RunStarted(run_id=self.run.run_id, run_dir=self.run.path, resumed=resumed,
                              plan=self.plan.to_dict())
@@ -222,14 +262,21 @@ class _Trainer:
             raise
         except KeyboardInterrupt:
             # Interrupted inside a step (a second Ctrl-C): the last checkpoint stands and resumes.
+            self._release_spend()
             self.run.set_status("interrupted", phase=self._phase.name, step=self.step,
                                 message="aborted during a step; resuming continues from the last checkpoint")
             raise
         except BaseException as error:
+            self._release_spend()
             self.run.set_status("failed", phase=self._phase.name, step=self.step, error=str(error))
             raise
         finally:
             self.run.release()
+
+    def _release_spend(self) -> None:
+        # Keep the recorded spend (it includes the step that was cut short), drop the reservation.
+        if self.spend is not None:
+            self.spend.release()
 
     def _eta_seconds(self, recent: dict[str, list[float]]) -> float:
         """Time left: each remaining phase's steps at that kind's recent step time.
@@ -260,6 +307,8 @@ class _Trainer:
                     self.ended = True
                     yield event
                     return True
+                if self.spend is not None:
+                    self.spend.record(self.accountant, phase.mechanism(self.hyper, steps=1))
                 began = time.perf_counter()
                 losses = self._train_step(phase)
                 self.step += 1
@@ -356,6 +405,8 @@ class _Trainer:
         phase = self._phase
         self.run.save_torch(self.run.checkpoint_path, self.state_dict())
         self.run.write_json("privacy.json", self._privacy_state())
+        if self.spend is not None:
+            self.spend.record(self.accountant, finished=True)
         self.run.set_status("interrupted", phase=phase.name, step=self.step, message=message,
                             epsilon_spent=_json_float(self.accountant.epsilon_rdp()))
         return RunInterrupted(run_id=self.run.run_id, phase=phase.name, step=self.step, message=message)
@@ -403,6 +454,8 @@ class _Trainer:
             "finished": utc_now(),
         }
         self.run.write_json("privacy.json", self._privacy_state())
+        if self.spend is not None:
+            self.spend.record(self.accountant, finished=True)
         self.run.write_json("result.json", result)
         self.run.set_status("finished", phase=self._phase.name, step=self.step, epsilon_spent=result["epsilon"])
         return result
