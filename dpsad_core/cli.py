@@ -206,11 +206,15 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if args.plan:
         from dpsad_core.training import prepare_run
 
-        _, _, plan = prepare_run(config, workspace=workspace)
+        from dpsad_core.training.budget import budget_outlook
+
+        dataset, _, plan = prepare_run(config, workspace=workspace)
+        budget = budget_outlook(config, dataset, plan, workspace)
         if args.json:
-            print_json(plan.to_dict())
+            print_json(dict(plan.to_dict(), budget=budget))
         else:
             _print_plan(plan)
+            _print_budget(budget)
         return 0
     return _consume(start_training(config, workspace=workspace, stop=_stop_flag()), json_out=args.json)
 
@@ -334,6 +338,17 @@ def _print_plan(plan) -> None:
     print(f"  planned epsilon (RDP): {'infinity: NOT differentially private' if eps is None else f'{eps:.4f}'}")
     for warning in plan.warnings:
         print(f"  warning: {warning}")
+
+
+def _print_budget(budget: dict[str, Any]) -> None:
+    spent = budget["spent_epsilon"]
+    spent_text = "infinity (a run on it was not differentially private)" if spent is None else f"{spent:.4g}"
+    line = f"  privacy ledger: epsilon {spent_text} spent on this dataset by {budget['runs']} earlier run(s)"
+    if budget["cap_epsilon"] is not None:
+        line += f"; cap {budget['cap_epsilon']:g}, {budget['remaining']:.4g} left"
+    print(line)
+    if budget["refusal"]:
+        print(f"  this run would be refused: {budget['refusal']}")
 
 
 def _consume(events, *, json_out: bool) -> int:

@@ -19,6 +19,7 @@ from typing import Any
 from dpsad_core.errors import DeviceError, PrivacyBudgetError, RunError
 from dpsad_core.events import (CheckpointWritten, Event, PhaseStarted, RunFinished, RunInterrupted, RunStarted,
                                SampleGrid, StepCompleted)
+from dpsad_core.training.budget import reserve_spend
 from dpsad_core.training.config import Recipe, TrainConfig
 from dpsad_core.training.planner import DENOISER, STUDENT, TEACHER, TrainingPlan, default_delta, plan_training
 from dpsad_core.training.runs import RunFolder, new_run_id, utc_now
@@ -75,7 +76,7 @@ def start_training(config: TrainConfig, *, workspace: Path,
     dataset, public, plan = prepare_run(config, workspace=workspace)
     run_id = new_run_id(config.recipe.value)
     # Refuses a run over the dataset's budget cap before its folder exists.
-    spend = _reserve_spend(workspace, run_id, config, dataset, plan)
+    spend = reserve_spend(workspace, run_id, config, dataset, plan)
     run = RunFolder.create(workspace, run_id)
     run.write_json("config.json", {
         "config": config.to_dict(), "dataset": dataset.summary(),
@@ -108,7 +109,7 @@ def resume_training(run_ref: str, *, workspace: Path, stop: Callable[[], bool] |
                        "(its fingerprint differs)", remedy="restore the original data, or start a new run")
     public = _load_public_data(config, dataset, workspace)
     # The same run: its own earlier entry is replaced, not added to.
-    spend = _reserve_spend(workspace, run.run_id, config, dataset, plan)
+    spend = reserve_spend(workspace, run.run_id, config, dataset, plan)
     try:
         trainer = _Trainer(run, config, plan, dataset, public)
     except BaseException:
@@ -116,31 +117,6 @@ def resume_training(run_ref: str, *, workspace: Path, stop: Callable[[], bool] |
         raise
     trainer.spend = spend
     yield from trainer.execute(resumed=True, stop=stop)
-
-
-def _reserve_spend(workspace: Path, run_id: str, config: TrainConfig, dataset, plan: TrainingPlan):
-    """Hold the run's plan in the privacy ledger; PrivacyBudgetError (nothing written) if over the cap."""
-    from dpsad_core.privacy.ledger_runs import RunSpend
-
-    limit = (lambda phase: phase.steps if config.max_steps is None else min(phase.steps, config.max_steps))
-    planned = [m for m in (p.mechanism(config.hyper, steps=limit(p)) for p in plan.phases)
-               if m is not None and m.steps > 0]
-    return RunSpend.reserve(workspace, run_id=run_id, fingerprint=_ledger_fingerprint(config, dataset, workspace),
-                            name=dataset.name, kind="train", recipe=config.recipe.value, delta=plan.delta,
-                            private=plan.is_private, planned=planned)
-
-
-def _ledger_fingerprint(config: TrainConfig, dataset, workspace: Path) -> str:
-    """The fingerprint of the data as stored, so runs at different --resolution compose in the ledger."""
-    if config.resolution is None:
-        return dataset.fingerprint()
-    from dpsad_core.data import resolve_data_source
-    from dpsad_core.errors import DpsadError
-
-    try:
-        return resolve_data_source(config.data, workspace=workspace, min_records=0).fingerprint()
-    except DpsadError:
-        return dataset.fingerprint()  # the source cannot be read without resizing: key by what was trained on
 
 
 class _Trainer:

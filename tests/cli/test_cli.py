@@ -146,3 +146,15 @@ def test_import_saves_a_dataset_that_train_can_name(workspace, tmp_path):
     assert [d["name"] for d in listed] == ["noise"]
     result = last_json(cli("train", "--data", "noise", "--recipe", "dpdm", *TINY, "--json"))
     assert result["dataset"]["fingerprint"] == summary["fingerprint"]
+
+
+def test_plan_shows_the_dataset_budget_and_a_refusal_before_anything_runs(workspace):
+    plan = last_json(cli("train", "--data", "demo", "--epsilon", "5", *TINY, "--plan", "--json"))
+    assert plan["budget"]["spent_epsilon"] == 0.0 and plan["budget"]["refusal"] is None
+    cli("ledger", "demo", "--cap", "1")
+    capped = last_json(cli("train", "--data", "demo", "--epsilon", "5", *TINY, "--plan", "--json"))
+    assert capped["budget"]["cap_epsilon"] == 1.0
+    assert "over the cap of 1" in capped["budget"]["refusal"]
+    text = cli("train", "--data", "demo", "--epsilon", "5", *TINY, "--plan").stdout
+    assert "this run would be refused" in text
+    assert not (workspace / "runs").exists() or not any((workspace / "runs").iterdir())
