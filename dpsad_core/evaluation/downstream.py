@@ -60,6 +60,8 @@ def downstream_accuracy(train_images: np.ndarray, train_labels: np.ndarray, test
     order = torch.randperm(len(x), generator=generator)
     cut = max(1, int(len(x) * holdout))
     val_idx, train_idx = order[:cut], order[cut:]
+    # Small synthetic sets would get only a handful of steps per epoch: keep at least about ten.
+    batch_size = max(1, min(batch_size, max(16, len(train_idx) // 10)))
     model = SmallCNN(x.shape[1], num_classes)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     best_state, best_accuracy, best_epoch = None, -1.0, 0

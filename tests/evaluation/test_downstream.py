@@ -10,6 +10,7 @@ from dpsad_core.errors import ConfigError
 from dpsad_core.evaluation import downstream_accuracy
 
 
+@pytest.mark.slow
 def test_classifier_on_real_data_beats_one_on_noise():
     train, test = load_demo(split="train"), load_demo(split="test")
     real = downstream_accuracy(train.images, train.labels, test.images, test.labels, num_classes=10, epochs=8)
