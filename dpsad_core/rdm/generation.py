@@ -1,0 +1,388 @@
+"""DP-RDM generation: answer queries on the private index within a budget, into a run folder.
+
+Before any query reads the private index, the whole request is priced: ``M`` queries are one
+sampled Gaussian mechanism run ``M`` times (:mod:`dpsad_core.rdm.planner`). The request is refused
+(:class:`~dpsad_core.errors.PrivacyBudgetError`) when that exceeds the run's ``epsilon`` or, composed
+with every earlier spend on the same dataset, the ledger's cap; the ledger reserves it in the same
+transaction. While queries are answered, the spend is recorded in the ledger after every batch,
+*before* the answers are used, so a kill never leaves an uncounted query.
+
+The run folder ``<workspace>/runs/<run_id>/`` holds (no model: every image cost privacy)::
+
+    config.json   the request: recipe "dp-rdm", target epsilon, k, q, sigma, lambda, queries, model, index
+    status.json   running / finished / interrupted / failed
+    privacy.json  the accountant's history
+    result.json   private, epsilon, delta, accountant values, mechanisms, dataset, unit of privacy
+    samples.npz   images (uint8), labels (the queried class; -1 for example queries), class_names, queries
+    samples/grid.png
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dpsad_core.atomic import atomic_write_bytes
+from dpsad_core.errors import ConfigError, PrivacyBudgetError
+from dpsad_core.events import PhaseStarted, RunFinished, RunInterrupted, RunStarted, SampleGrid, StepCompleted
+from dpsad_core.rdm.planner import RetrievalSettings, queries_for_budget
+
+__all__ = ["RECIPE", "GenerateConfig", "QuerySpec", "count_queries", "generate_rdm", "plan_query_list"]
+
+RECIPE = "dp-rdm"
+QUERY_PART = "rdm-retrieval"
+SECURE_RNG_NOTE = ("the subsample and the noise are drawn with numpy's PCG64 generator, which is not "
+                   "cryptographically secure; the guarantee assumes an ideal random source")
+
+
+@dataclass(frozen=True)
+class QuerySpec:
+    """One query: ``kind`` "class" (retrieval restricted to class ``label``) or "example" (a public image)."""
+
+    kind: str
+    label: int
+    description: str
+    embedding: np.ndarray = field(repr=False)
+
+
+@dataclass(frozen=True)
+class GenerateConfig:
+    """Settings of ``dpsad-core rdm generate``.
+
+    ``query_mode`` picks the query of a class query: ``"prototype"`` (the mean public embedding of the
+    class of the same name) or ``"exemplar"`` (a random public image of that class). When the public
+    data has no class of that name, both fall back to a random public exemplar of any class.
+    """
+
+    model: str
+    index: str
+    epsilon: float
+    k: int = 10
+    q: float = 0.02
+    sigma: float = 0.1
+    mix: float = 1.0
+    delta: float | None = None
+    per_class: int = 0
+    classes: tuple[str, ...] = ()
+    query_mode: str = "prototype"
+    examples: tuple[str, ...] = ()
+    per_example: int = 1
+    guidance: float = 1.0
+    sample_steps: int = 25
+    batch_size: int = 100
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "classes", tuple(self.classes))
+        object.__setattr__(self, "examples", tuple(str(path) for path in self.examples))
+        RetrievalSettings(k=self.k, sample_rate=self.q, sigma=self.sigma)  # validates k, q, sigma
+        if not 0.0 < self.mix <= 1.0:
+            raise ConfigError(f"lambda must be in (0, 1], got {self.mix!r}", field="lambda", value=self.mix,
+                              remedy="lambda = 0 would ignore the private data")
+        if self.query_mode not in ("prototype", "exemplar"):
+            raise ConfigError(f"unknown query mode {self.query_mode!r}", field="query_mode", value=self.query_mode,
+                              remedy="use 'prototype' or 'exemplar'")
+        for name in ("per_class", "per_example"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ConfigError(f"{name} must be a whole number >= 0, got {value!r}", field=name, value=value)
+        for name in ("sample_steps", "batch_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{name} must be a whole number >= 1, got {value!r}", field=name, value=value)
+        if not (isinstance(self.epsilon, (int, float)) and math.isfinite(self.epsilon) and self.epsilon > 0):
+            raise ConfigError(f"epsilon must be a finite number > 0, got {self.epsilon!r}", field="epsilon",
+                              value=self.epsilon)
+        if self.per_class == 0 and not self.examples:
+            raise ConfigError("no queries: give --per-class N (class queries) and/or --example IMAGE",
+                              field="per_class", value=0)
+
+    @property
+    def settings(self) -> RetrievalSettings:
+        return RetrievalSettings(k=self.k, sample_rate=self.q, sigma=self.sigma)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["lambda"] = data.pop("mix")
+        data["classes"], data["examples"] = list(self.classes), list(self.examples)
+        return data
+
+
+def plan_query_list(config: GenerateConfig, *, public_model, index, rng: np.random.Generator) -> list[QuerySpec]:
+    """The queries a request makes, in order: class queries class by class, then example queries.
+
+    Queries are built from public data only (prototypes, exemplars, the user's public images) and the
+    index's class names (the private dataset's declared classes, not its contents).
+    """
+    from dpsad_core.rdm.encoder import embed_images
+
+    queries: list[QuerySpec] = []
+    index_classes = index.class_names
+    if config.per_class:
+        wanted = config.classes or index_classes
+        unknown = [name for name in wanted if name not in index_classes]
+        if unknown:
+            raise ConfigError(f"class(es) {', '.join(unknown)} are not classes of the private index {index.name!r}",
+                              field="classes", value=list(unknown),
+                              remedy=f"choose among: {', '.join(index_classes)}")
+        prototypes = public_model.prototypes()
+        for name in wanted:
+            label = index_classes.index(name)
+            public_label = public_model.class_names.index(name) if name in public_model.class_names else None
+            pool = np.flatnonzero(public_model.labels == public_label) if public_label is not None else \
+                np.arange(len(public_model.labels))
+            for _ in range(config.per_class):
+                if config.query_mode == "prototype" and public_label is not None:
+                    query, how = prototypes[public_label], "prototype"
+                else:
+                    pick = int(rng.choice(pool))
+                    query, how = public_model.embeddings[pick], f"exemplar {pick}"
+                queries.append(QuerySpec(kind="class", label=label, description=f"class {name} ({how})",
+                                         embedding=np.asarray(query, dtype=np.float32)))
+    if config.examples:
+        images = _load_examples(config.examples, public_model.image_shape)
+        embeddings = embed_images(public_model.encoder, images)
+        for path, embedding in zip(config.examples, embeddings):
+            queries.extend(QuerySpec(kind="example", label=-1, description=f"example {Path(path).name}",
+                                     embedding=embedding) for _ in range(config.per_example))
+    return queries
+
+
+def _load_examples(paths: Sequence[str], image_shape: tuple[int, ...]) -> np.ndarray:
+    from dpsad_core.data.imaging import read_pil_image, stack_images
+    from dpsad_core.errors import DataImportError
+
+    arrays = []
+    for path in paths:
+        if not Path(path).is_file():
+            raise DataImportError("no such image file", path=path,
+                                  remedy="an example query is a PUBLIC image file (PNG, JPEG, ...) you may share")
+        arrays.append(read_pil_image(Path(path)))
+    return stack_images(arrays, origins=[str(path) for path in paths], source="example queries",
+                        resolution=image_shape[1], channels=image_shape[0])
+
+
+def _default_delta(units: int) -> float:
+    from dpsad_core.training.planner import default_delta
+
+    return default_delta(units)
+
+
+def _price(settings: RetrievalSettings, queries: int, delta: float):
+    """Accountant values of ``queries`` queries: RDP and PRV, the certified one the smaller."""
+    from dpsad_core.privacy import compute_epsilon
+
+    try:
+        return compute_epsilon([settings.mechanism(queries)], delta=delta), None
+    except PrivacyBudgetError as error:  # PRV refuses very long histories; RDP is still a valid bound
+        return (compute_epsilon([settings.mechanism(queries)], delta=delta, accountants=("rdp",)),
+                f"PRV not computed ({error}); epsilon is the RDP bound")
+
+
+def generate_rdm(config: GenerateConfig, *, workspace: Path, stop: Callable[[], bool] | None = None) -> Iterator[Any]:
+    """Answer ``config``'s queries on the private index and sample one image per query. A generator.
+
+    Yields :class:`~dpsad_core.events.RunStarted`, :class:`~dpsad_core.events.PhaseStarted`,
+    :class:`~dpsad_core.events.StepCompleted` per batch of queries (``epsilon_spent`` so far),
+    :class:`~dpsad_core.events.SampleGrid` and :class:`~dpsad_core.events.RunFinished` (or
+    :class:`~dpsad_core.events.RunInterrupted` when ``stop()`` returns True; what was spent stays
+    recorded).
+
+    Raises
+    ------
+    PrivacyBudgetError
+        Before any query, if the queries cost more than ``config.epsilon`` or would take the dataset
+        over the ledger's cap.
+    """
+    import torch
+
+    from dpsad_core.privacy import PrivacyAccountant
+    from dpsad_core.privacy.ledger import PrivacyLedger
+    from dpsad_core.rdm.index import check_index_matches, load_index
+    from dpsad_core.rdm.mechanism import answer_query
+    from dpsad_core.rdm.store import load_public_model, sample_from_contexts
+    from dpsad_core.sampling import grid_image, save_png, to_uint8
+    from dpsad_core.training.runs import RunFolder, new_run_id, utc_now
+
+    stop = stop or (lambda: False)
+    public_model = load_public_model(config.model, workspace=workspace)
+    index = load_index(config.index, workspace=workspace)
+    check_index_matches(index, public_model)
+    rng = np.random.default_rng(config.seed)  # None: fresh OS entropy
+    queries = plan_query_list(config, public_model=public_model, index=index, rng=rng)
+    settings = config.settings
+    delta = config.delta if config.delta is not None else _default_delta(index.num_units)
+    planned, note = _price(settings, len(queries), delta)
+    if planned.certified > config.epsilon:
+        try:
+            fits = queries_for_budget(num_records=index.num_units, settings=settings, epsilon=config.epsilon,
+                                      delta=delta).queries
+            advice = f"this budget buys at most {fits} queries at these settings (RDP)"
+        except PrivacyBudgetError:
+            advice = "this budget does not buy a single query at these settings"
+        raise PrivacyBudgetError(
+            f"{len(queries)} queries cost epsilon {planned.certified:.4g} (delta {delta:g}), more than the budget "
+            f"{config.epsilon:g}; {advice}", remedy="ask for fewer queries, or raise sigma or the budget")
+    ledger = PrivacyLedger(workspace)
+    # Refuse before a run folder exists; reserve() below re-checks in the same transaction as it writes.
+    ledger.check_budget(index.fingerprint, planned=[settings.mechanism(len(queries))], delta=delta)
+    warnings, local_warnings = _settings_warnings(config, public_model, index)
+    run = RunFolder.create(workspace, new_run_id(RECIPE))
+    mechanism_plan = [settings.mechanism(len(queries)).to_dict()]
+    run.write_json("config.json", {
+        "config": {**config.to_dict(), "recipe": RECIPE, "queries": len(queries), "delta": delta,
+                   "data": index.meta.get("data")},
+        "dataset": index.meta["dataset"], "public_dataset": public_model.meta["public_dataset"],
+        "public_model": {"name": public_model.name, "encoder_digest": public_model.encoder_digest},
+        "plan": {"recipe": RECIPE, "nonprivate_parts": [], "mechanisms": mechanism_plan,
+                 "planned_epsilon": planned.to_dict(), "warnings": warnings},
+        "created": utc_now(),
+    })
+    dataset = index.meta["dataset"]
+    ledger_args = {"run_id": run.run_id, "dataset_fingerprint": index.fingerprint, "kind": "rdm", "delta": delta,
+                   "dataset_name": dataset["name"], "recipe": RECIPE}
+    try:
+        ledger.reserve(planned=[settings.mechanism(len(queries))], **ledger_args)
+    except BaseException as error:
+        run.set_status("failed", phase="queries", step=0, error=str(error))
+        raise
+    accountant = PrivacyAccountant(delta=delta)
+    run.set_status("running", phase="queries", step=0)
+    yield RunStarted(run_id=run.run_id, run_dir=run.path, resumed=False,
+                     plan={"warnings": warnings + local_warnings, "planned_epsilon": planned.certified,
+                           "queries": len(queries)})
+    yield PhaseStarted(phase="queries", total_steps=len(queries), start_step=0, privacy="dp")
+    images, started, done = [], time.monotonic(), 0
+    candidates = {label: index.labels == label for label in {query.label for query in queries if query.kind == "class"}}
+    try:
+        for start in range(0, len(queries), config.batch_size):
+            batch = queries[start:start + config.batch_size]
+            tick = time.monotonic()
+            contexts = np.stack([
+                answer_query(embeddings=index.embeddings, units=index.units, query=query.embedding, settings=settings,
+                             mix=config.mix, rng=rng, candidates=candidates.get(query.label))
+                for query in batch])
+            # Count the spend before the answers are used: an interruption from here on leaves it recorded.
+            done += len(batch)
+            accountant.step(part=QUERY_PART, noise_multiplier=settings.noise_multiplier,
+                            sample_rate=settings.sample_rate, components=settings.mechanism(1).components,
+                            steps=len(batch))
+            ledger.record_spend(mechanisms=accountant.mechanisms, **ledger_args)
+            run.write_json("privacy.json", {"accountant": accountant.state_dict(), "updated": utc_now()})
+            samples = sample_from_contexts(public_model.model, public_model.schedule,
+                                           torch.as_tensor(contexts)[:, None],
+                                           image_shape=public_model.image_shape, steps=config.sample_steps,
+                                           guidance=config.guidance, seed=int(rng.integers(2**31)))
+            images.append(to_uint8(samples))
+            elapsed = time.monotonic() - started
+            yield StepCompleted(phase="queries", step=done, total_steps=len(queries), losses={},
+                                epsilon_spent=accountant.epsilon_rdp(), epsilon_target=config.epsilon,
+                                seconds=time.monotonic() - tick, eta_seconds=elapsed / done * (len(queries) - done))
+            if stop() and done < len(queries):
+                ledger.record_spend(mechanisms=accountant.mechanisms, finished=True, **ledger_args)
+                run.set_status("interrupted", phase="queries", step=done, message="stopped by request",
+                               epsilon_spent=accountant.epsilon_rdp())
+                yield RunInterrupted(run_id=run.run_id, phase="queries", step=done,
+                                     message=f"stopped after {done} of {len(queries)} queries; their spend is "
+                                             "recorded in the ledger (a DP-RDM run is not resumed: start a new one)")
+                return
+    except BaseException as error:
+        ledger.record_spend(mechanisms=accountant.mechanisms, finished=True, **ledger_args)
+        run.set_status("failed", phase="queries", step=done, error=str(error),
+                       epsilon_spent=accountant.epsilon_rdp() if done else 0.0)
+        raise
+    ledger.record_spend(mechanisms=accountant.mechanisms, finished=True, **ledger_args)
+    pixels = np.concatenate(images)
+    labels = np.array([query.label for query in queries], dtype=np.int64)
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, images=pixels, labels=labels, class_names=np.array(index.class_names),
+                        queries=np.array([query.description for query in queries]))
+    atomic_write_bytes(run.path / "samples.npz", buffer.getvalue())
+    grid = _grid(pixels, labels, len(index.class_names), grid_image)
+    grid_path = save_png(grid, run.path / "samples" / "grid.png")
+    yield SampleGrid(phase="queries", step=done, path=grid_path, image=grid)
+    result = _result(run, config, accountant, delta, index, public_model, settings, len(queries), note, started,
+                     grid_path, warnings)
+    run.write_json("result.json", result)
+    run.set_status("finished", phase="queries", step=done, epsilon_spent=result["epsilon"])
+    yield RunFinished(run_id=run.run_id, result=result)
+
+
+def _settings_warnings(config: GenerateConfig, public_model, index) -> tuple[list[str], list[str]]:
+    """Warnings to keep with the run, and warnings only shown here (they read the private class sizes)."""
+    kept, local = [], []
+    sigma_max = public_model.meta["config"]["sigma_max"]
+    if config.sigma > sigma_max:
+        kept.append(f"sigma {config.sigma:g} is above the noise the public model was trained with (sigma_max "
+                    f"{sigma_max:g}): images may degrade; train a model with a larger --sigma-max")
+    counts = index.meta["dataset"]["class_counts"]
+    wanted = config.classes or tuple(counts)
+    if config.per_class and min((counts.get(name, 0) for name in wanted), default=0) * config.q < config.k:
+        # Computed from the private class sizes without noise: printed for the user, never written to the
+        # run folder, whose files may be exported.
+        local.append(f"in some queried class the subsample is expected to hold fewer than k = {config.k} records "
+                     "(q x class size): its means are padded with zeros and carry less signal; raise q or lower k")
+    return kept, local
+
+
+def _grid(pixels: np.ndarray, labels: np.ndarray, num_classes: int, grid_image) -> np.ndarray:
+    """Up to 8 images per queried class (one row each), example queries in a last row."""
+    rows = []
+    for label in [*range(num_classes), -1]:
+        chosen = np.flatnonzero(labels == label)[:8]
+        if chosen.size:
+            row = np.zeros((8, *pixels.shape[1:]), dtype=np.uint8) + 255
+            row[:chosen.size] = pixels[chosen]
+            rows.append(row)
+    return grid_image(np.concatenate(rows), rows=len(rows))
+
+
+def _result(run, config: GenerateConfig, accountant, delta: float, index, public_model, settings: RetrievalSettings,
+            count: int, note: str | None, started: float, grid_path: Path, warnings: list[str]) -> dict[str, Any]:
+    values, final_note = _price(settings, count, delta)
+    dataset = index.meta["dataset"]
+    return {
+        "run_id": run.run_id, "run_dir": str(run.path), "recipe": RECIPE, "private": True,
+        "epsilon": values.to_dict()["certified"], "epsilon_target": config.epsilon, "delta": delta,
+        "accountant_values": {"rdp": values.rdp, "prv": None if math.isnan(values.prv) else values.prv,
+                              "rdp_order": values.rdp_order, "note": final_note or note},
+        "mechanisms": [m.to_dict() for m in accountant.mechanisms],
+        "nonprivate_parts": [],
+        "mechanism": {"name": "DP-RDM private retrieval (Lebensold et al. 2024, arXiv 2403.14421)",
+                      "k": settings.k, "q": settings.sample_rate, "sigma": settings.sigma, "lambda": config.mix,
+                      "noise_multiplier": settings.noise_multiplier, "sensitivity": 2.0 / settings.k,
+                      "queries": count, "query_mode": config.query_mode, "guidance": config.guidance,
+                      "sampler": f"ddim {config.sample_steps} steps"},
+        "unit_of_privacy": "patient" if dataset.get("unit") == "patient" else "image",
+        "dataset": {"name": dataset["name"], "fingerprint": dataset["fingerprint"],
+                    "num_records": dataset["num_records"], "num_units": dataset["num_privacy_units"]},
+        "public_model": {"name": public_model.name, "public_dataset": public_model.meta["public_dataset"]["name"],
+                         "encoder_digest": public_model.encoder_digest},
+        "samples_npz": str(run.path / "samples.npz"), "sample_grid": str(grid_path), "images": count,
+        "generate_seconds": round(time.monotonic() - started, 2), "warnings": warnings,
+        "secure_rng": False, "secure_rng_note": SECURE_RNG_NOTE, "finished": utc_now_str(),
+    }
+
+
+def utc_now_str() -> str:
+    from dpsad_core.training.runs import utc_now
+
+    return utc_now()
+
+
+def count_queries(config: GenerateConfig, *, workspace: Path) -> tuple[int, float]:
+    """How many queries ``config`` asks for, and the delta it will use (reads only the index's metadata)."""
+    from dpsad_core.rdm.index import load_index
+
+    index = load_index(config.index, workspace=workspace)
+    classes = len(config.classes or index.class_names) if config.per_class else 0
+    queries = classes * config.per_class + len(config.examples) * config.per_example
+    delta = config.delta if config.delta is not None else _default_delta(index.num_units)
+    return queries, delta
