@@ -32,8 +32,14 @@ __all__ = ["answer_query", "neighbour_mean", "poisson_subsample", "unit_rows"]
 
 
 def unit_rows(vectors: np.ndarray) -> np.ndarray:
-    """Each row scaled to L2 norm 1 (a zero row stays zero)."""
+    """Each row scaled to L2 norm 1 (a zero row stays zero).
+
+    Rows are first divided by their largest absolute entry: squaring entries below about 1e-154
+    underflows, and the row would then come out longer than 1, breaking the 2/k sensitivity bound.
+    """
     array = np.asarray(vectors, dtype=np.float64)
+    largest = np.max(np.abs(array), axis=-1, keepdims=True) if array.size else np.zeros(array.shape[:-1] + (1,))
+    array = np.divide(array, largest, out=np.zeros_like(array), where=largest > 0)
     norms = np.linalg.norm(array, axis=-1, keepdims=True)
     return np.divide(array, norms, out=np.zeros_like(array), where=norms > 0)
 

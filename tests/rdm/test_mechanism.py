@@ -89,3 +89,13 @@ def test_lambda_zero_is_refused_as_a_private_query():
         answer_query(embeddings=np.ones((3, 2)), units=np.arange(3), query=np.ones(2),
                      settings=RetrievalSettings(k=1, sample_rate=1.0, sigma=1.0), mix=0.0,
                      rng=np.random.default_rng(0))
+
+
+def test_unit_rows_of_vanishingly_small_vectors_have_norm_one():
+    # Found by hypothesis: squaring 1.5e-158 underflows, and a naive norm left the row longer than 1.
+    from dpsad_core.rdm.mechanism import unit_rows
+
+    rows = unit_rows(np.array([[1.53048737e-158] * 4, [3.0, 4.0, 0.0, 0.0], [0.0] * 4]))
+    assert np.all(np.linalg.norm(rows, axis=1)[:2] <= 1.0 + 1e-12)
+    np.testing.assert_allclose(rows[1], [0.6, 0.8, 0.0, 0.0])
+    assert not rows[2].any()
