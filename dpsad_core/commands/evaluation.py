@@ -17,7 +17,9 @@ def register(commands: argparse._SubParsersAction) -> None:
                     "(selected on a synthetic hold-out); a Frechet distance and precision/recall on the features of "
                     "a classifier trained on the real training data (true FID only with --inception-weights); and "
                     "how close the synthetic images are to the training images compared with real test images. "
-                    "The results are computed from the private data without differential privacy: keep them local.")
+                    "The results are computed from the private data without differential privacy: keep them local. "
+                    "A DP-RDM run ('rdm generate') is scored on the images it generated (example queries left out), "
+                    "with its private retrieval set in the training set's place; --count/--samples do not apply.")
     sub.add_argument("run", help="run id or folder")
     sub.add_argument("--test", required=True, metavar="DATA",
                      help="real held-out data the model never saw: 'demo', a saved dataset, or a path (IDX folders "

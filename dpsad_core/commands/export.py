@@ -17,14 +17,19 @@ from dpsad_core.errors import ConfigError
 def register(commands: argparse._SubParsersAction) -> None:
     """Add ``export``, ``verify`` and ``keys`` to the ``dpsad-core`` parser."""
     sub = commands.add_parser(
-        "export", help="sample a finished run into a signed, shareable synthetic dataset bundle",
+        "export", help="sample a finished run (or take a DP-RDM run's images) into a signed, shareable bundle",
         description="Writes PNG images (one folder per class), labels.csv, croissant.json, privacy-report.json "
                     "and .html, a MANIFEST of sha256 sums and its Ed25519 signature. Nothing derived from the "
-                    "private data leaves except the DP-released model's samples and data-independent numbers.")
+                    "private data leaves except the DP-released model's samples and data-independent numbers. "
+                    "A DP-RDM run ('rdm generate') has no model: the bundle holds the images it generated (all, or "
+                    "a seeded subset with --count/--per-class), never new ones; example-query images go in "
+                    "images/example-queries/.")
     sub.add_argument("run", help="run id or folder (a finished run)")
-    amount = sub.add_mutually_exclusive_group(required=True)
-    amount.add_argument("--per-class", type=int, metavar="N", help="N images of every class")
-    amount.add_argument("--count", type=int, metavar="N", help="N images in all, classes as even as possible")
+    amount = sub.add_mutually_exclusive_group()
+    amount.add_argument("--per-class", type=int, metavar="N",
+                        help="N images of every class (required for a trained run, unless --count)")
+    amount.add_argument("--count", type=int, metavar="N",
+                        help="N images in all, classes as even as possible (a DP-RDM run: default all it made)")
     sub.add_argument("--out", help="bundle folder to create (or .zip with --zip); default: "
                                    "<workspace>/exports/<run id>")
     sub.add_argument("--zip", action="store_true", help="write one .zip instead of a folder")

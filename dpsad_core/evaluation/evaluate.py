@@ -7,6 +7,11 @@ benchmark and tests use it directly).
 
 The run's private training data is resolved from its ``config.json`` exactly as a resume does, and
 its fingerprint is checked, so the memorisation metrics compare against the data the model saw.
+
+A DP-RDM run (``dpsad-core rdm generate``) has no model: its ``samples.npz`` is the synthetic set
+(example-query images, label -1, have no class and are left out), and the private retrieval set,
+resolved as the index was built from it and checked by fingerprint, plays the training set's part
+for memorisation (see :func:`_evaluate_rdm_run`).
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from dpsad_core.errors import ConfigError, RunError
+from dpsad_core.rdm.generation import RECIPE as RDM_RECIPE
 from dpsad_core.evaluation.report import (CLOSEST_PAIRS_FILE, PRIVACY_NOTE, SCHEMA_VERSION, SELECTION_NOTE,
                                           EvaluationFinished, EvaluationOptions, EvaluationStage,
                                           write_evaluation)
@@ -57,6 +63,9 @@ def evaluate_run(run_ref: str, *, test: str, workspace: Path, options: Evaluatio
     yield EvaluationStage("load", 1, total, "loading the released model, the training data and the test data")
     run = RunFolder.open(workspace, run_ref)
     stored = run.read_json("config.json")
+    if stored.get("config", {}).get("recipe") == RDM_RECIPE:
+        yield from _evaluate_rdm_run(run, stored, test=test, workspace=workspace, options=options)
+        return
     device = resolve_device(options.device)
     model, schedule, meta = load_released_model(run.model_path, device)
     config = TrainConfig.from_dict(stored["config"])
@@ -97,6 +106,76 @@ def evaluate_run(run_ref: str, *, test: str, workspace: Path, options: Evaluatio
                             seconds={**result["config"]["seconds"], "sample": round(sample_seconds, 2)})
     path = write_evaluation(run.path, result)
     yield EvaluationFinished(run_id=run.run_id, path=path, result=result)
+
+
+def _evaluate_rdm_run(run, stored: dict[str, Any], *, test: str, workspace: Path, options: EvaluationOptions
+                     ) -> Iterator[EvaluationStage | EvaluationFinished]:
+    """Evaluate a DP-RDM run's generated images (no sampling: each image cost privacy when it was made)."""
+    from dpsad_core.data import resolve_data_source
+
+    total = len(STAGES)
+    if options.samples or options.count is not None or options.per_class is not None:
+        raise ConfigError(f"run {run.run_id} is a DP-RDM run: its generated images (samples.npz) are what is "
+                          "evaluated, and making more would spend privacy", field="count",
+                          value=options.samples or options.count or options.per_class,
+                          remedy="drop --count/--per-class/--samples (generate more with dpsad-core rdm generate)")
+    path = run.path / "samples.npz"
+    if run.status().get("state") != "finished" or not path.is_file() or not (run.path / "result.json").is_file():
+        raise RunError(f"DP-RDM run {run.run_id} did not finish, so it has no complete set of images",
+                       remedy="generate a new one with dpsad-core rdm generate")
+    training = rdm_private_data(stored, workspace=workspace, run_id=run.run_id)
+    real_test = resolve_data_source(test, workspace=workspace, split="test", resolution=training.resolution,
+                                    channels=training.channels, min_records=1)
+    began = time.perf_counter()
+    with np.load(path, allow_pickle=False) as data:
+        images, labels = np.asarray(data["images"]), np.asarray(data["labels"]).astype(np.int64)
+    queried = labels >= 0
+    yield EvaluationStage("sample", 2, total, f"reading the {int(queried.sum())} class-query images DP-RDM run "
+                                              f"{run.run_id} generated ({int((~queried).sum())} example-query "
+                                              "images, which have no class, left out)")
+    synthetic, labels = conform_samples(images[queried], labels[queried], path=path, channels=training.channels,
+                                        resolution=training.resolution, num_classes=training.num_classes,
+                                        remedy="generate the run again with dpsad-core rdm generate")
+    sample_seconds = time.perf_counter() - began
+    result = yield from evaluate_images(synthetic, labels, training=training, test=real_test, workspace=workspace,
+                                        options=options, first_stage=3,
+                                        closest_pairs_png=run.path / CLOSEST_PAIRS_FILE)
+    run_result = run.read_json("result.json")
+    mechanism = run_result.get("mechanism") or {}
+    result["run_id"] = run.run_id
+    result["private_run"] = bool(run_result.get("private"))
+    result["config"].update(recipe=RDM_RECIPE, samples_file=path.name, sampler=mechanism.get("sampler"),
+                            sample_steps=None, guidance=mechanism.get("guidance"), device=None,
+                            example_queries_left_out=int((~queried).sum()),
+                            training_set_role="the private retrieval set (DP-RDM never trained on it)",
+                            seconds={**result["config"]["seconds"], "sample": round(sample_seconds, 2)})
+    written = write_evaluation(run.path, result)
+    yield EvaluationFinished(run_id=run.run_id, path=written, result=result)
+
+
+def rdm_private_data(stored: dict[str, Any], *, workspace: Path, run_id: str):
+    """The private retrieval set of a DP-RDM run, as its index was built (see ``rdm.index.build_index``).
+
+    Resolved from ``config.json``'s ``data``, checked by the fingerprint of the records as imported,
+    then converted to the public model's resolution and channels (as the index was).
+    """
+    from dpsad_core.data import conform_dataset, resolve_data_source
+    from dpsad_core.errors import DataImportError
+
+    data, summary = stored["config"].get("data"), stored["dataset"]
+    if not data:
+        raise RunError(f"DP-RDM run {run_id} does not record where its private data is",
+                       remedy="the run predates this record: evaluate a newer DP-RDM run")
+    resolution, channels = summary["resolution"], summary["channels"]
+    try:
+        dataset = resolve_data_source(data, workspace=workspace, min_records=0)
+    except DataImportError:  # images of mixed sizes: converted while loading, as the index did
+        dataset = resolve_data_source(data, workspace=workspace, resolution=resolution, channels=channels,
+                                      min_records=0)
+    if dataset.fingerprint() != summary["fingerprint"]:
+        raise RunError(f"the data at {data!r} is not the private data DP-RDM run {run_id} retrieved from (its "
+                       "fingerprint differs)", remedy="restore the original private data")
+    return conform_dataset(dataset, resolution=resolution, channels=channels)
 
 
 def evaluate_images(synthetic: np.ndarray, labels: np.ndarray, *, training, test, workspace: Path,
@@ -219,6 +298,15 @@ def load_samples(path: str | Path, *, channels: int, resolution: int, num_classe
         raise DataImportError(f"has no {error} array", path=path, remedy=remedy) from None
     except (OSError, ValueError) as error:
         raise DataImportError(f"is not a readable .npz file ({error})", path=path, remedy=remedy) from None
+    return conform_samples(images, labels, path=path, channels=channels, resolution=resolution,
+                           num_classes=num_classes, remedy=remedy)
+
+
+def conform_samples(images: np.ndarray, labels: np.ndarray, *, path: Path, channels: int, resolution: int,
+                    num_classes: int, remedy: str) -> tuple[np.ndarray, np.ndarray]:
+    """Images (N x H x W, N x H x W x C or N x C x H x W; uint8 or [0, 1]) as N x C x H x W float32 in [0, 1]."""
+    from dpsad_core.errors import DataImportError
+
     if images.ndim == 3:
         images = images[:, None]
     elif images.ndim == 4 and images.shape[-1] in (1, 3) and images.shape[1] not in (1, 3):

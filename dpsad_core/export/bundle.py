@@ -1,4 +1,8 @@
-"""``export_bundle``: sample a finished run's released model into a signed bundle (a generator of events).
+"""``export_bundle``: a finished run's synthetic images into a signed bundle (a generator of events).
+
+The images come from an :class:`~dpsad_core.export.sources.ImageSource`: sampled from a DP-SAD run's
+released model, or read from a DP-RDM run's ``samples.npz`` (which has no model: every image was paid
+for when it was generated). Both go through the same writer, report, manifest, signature and rename.
 
 The bundle is built in a hidden temporary sibling (``.partial-<name>-<random>``) and renamed into place
 at the very end, after the signature; a zip is written beside it under a temporary name and renamed
@@ -36,8 +40,9 @@ GRID_PER_CLASS = 8
 class ExportOptions:
     """What to sample and how to package it.
 
-    Exactly one of ``per_class`` (images of every class) and ``count`` (images in all, spread over the
-    classes as evenly as possible) is given. ``research`` allows a non-private run (the bundle is
+    At most one of ``per_class`` (images of every class) and ``count`` (images in all, spread over the
+    classes as evenly as possible) is given; a run with a model needs one, a DP-RDM run without either
+    exports every image it generated. ``research`` allows a non-private run (the bundle is
     stamped NOT DIFFERENTIALLY PRIVATE). ``include_private_diagnostics`` adds the losses of phases
     that read the private data and the run's evaluation numbers, labelled as outside the guarantee.
     ``steps`` and ``guidance`` default to the run's settings.
@@ -57,8 +62,8 @@ class ExportOptions:
     batch_size: int = 256
 
     def __post_init__(self) -> None:
-        if (self.per_class is None) == (self.count is None):
-            raise ConfigError("give exactly one of per_class and count", field="per_class",
+        if self.per_class is not None and self.count is not None:
+            raise ConfigError("give only one of per_class and count", field="per_class",
                               value=(self.per_class, self.count), remedy="e.g. --per-class 100 or --count 1000")
         for name in ("per_class", "count", "steps", "batch_size"):
             value = getattr(self, name)
@@ -77,7 +82,8 @@ def export_bundle(run_ref: str | os.PathLike[str], *, workspace: Path, out: str 
     Parameters
     ----------
     run_ref
-        Run id (in ``workspace``) or run folder; the run must have finished.
+        Run id (in ``workspace``) or run folder; the run must have finished. A DP-RDM run
+        (``dpsad-core rdm generate``) exports the images it generated, never new ones.
     workspace
         The workspace the run is in (the default destination is ``<workspace>/exports/``).
     out
@@ -102,21 +108,40 @@ def export_bundle(run_ref: str | os.PathLike[str], *, workspace: Path, out: str 
     """
     from dpsad_core.training.runs import RunFolder
 
+    from dpsad_core.export.sources import model_source, samples_source
+    from dpsad_core.rdm.generation import RECIPE as RDM_RECIPE
+
     settings = ExportOptions(**options)
     run = RunFolder.open(workspace, str(run_ref))
     state = run.status().get("state", "unknown")
-    if state != "finished" or not (run.path / "result.json").is_file() or not run.model_path.is_file():
-        raise RunError(f"run {run.run_id} has not finished (state: {state}), so it has no released model to export",
-                       remedy=f"finish it first: dpsad-core train --resume {run.run_id}")
-    result = run.read_json("result.json")
+    has_result = (run.path / "result.json").is_file()
+    result = run.read_json("result.json") if has_result else {}
+    rdm = result.get("recipe") == RDM_RECIPE or run.read_json("config.json").get("config", {}).get(
+        "recipe") == RDM_RECIPE
+    if rdm and (state != "finished" or not has_result or not (run.path / "samples.npz").is_file()):
+        raise RunError(f"DP-RDM run {run.run_id} did not finish (state: {state}), so it has no complete set of "
+                       "images to export", remedy="a DP-RDM run is not resumed: generate a new one with "
+                                                  "dpsad-core rdm generate (its queries are a new privacy spend)")
+    if not rdm and (state != "finished" or not has_result or not run.model_path.is_file()):
+        missing = "" if state != "finished" or not has_result else " (its model.pt is missing)"
+        raise RunError(f"run {run.run_id} has not finished (state: {state}){missing}, so it has no released model "
+                       "to export", remedy=f"finish it first: dpsad-core train --resume {run.run_id}")
     if not result["private"] and not settings.research:
         raise NotPrivateError(f"run {run.run_id} is NOT differentially private (recipe {result['recipe']}: "
                               f"{', '.join(result['nonprivate_parts'])} trained without protection)",
                               remedy="export it for research only with --research; the bundle will be stamped "
                                      "NOT DIFFERENTIALLY PRIVATE")
+    if rdm:
+        source = samples_source(run, result, settings)  # checks the subset now: a clear error before any work
+        make_source = lambda: source  # noqa: E731
+    else:
+        if settings.per_class is None and settings.count is None:
+            raise ConfigError("give one of per_class and count", field="per_class", value=None,
+                              remedy="e.g. --per-class 100 or --count 1000")
+        make_source = lambda: model_source(run, settings)  # noqa: E731  (loads the model when writing starts)
     destination = _destination(out, workspace=workspace, run_id=run.run_id, private=bool(result["private"]),
                                as_zip=settings.zip)
-    return _write_bundle(run, result, destination, settings)
+    return _write_bundle(run, result, destination, settings, make_source)
 
 
 def _destination(out, *, workspace: Path, run_id: str, private: bool, as_zip: bool) -> Path:
@@ -132,14 +157,10 @@ def _destination(out, *, workspace: Path, run_id: str, private: bool, as_zip: bo
     return path
 
 
-def _write_bundle(run, result: dict[str, Any], destination: Path, settings: ExportOptions) -> Iterator[ExportEvent]:
-    from dpsad_core.sampling import load_released_model
-    from dpsad_core.training.engine import resolve_device
-
-    device = resolve_device(settings.device)
-    model, schedule, meta = load_released_model(run.model_path, device)
-    class_names = [str(name) for name in meta["class_names"]]
-    labels = _labels(len(class_names), settings)
+def _write_bundle(run, result: dict[str, Any], destination: Path, settings: ExportOptions,
+                  make_source) -> Iterator[ExportEvent]:
+    source = make_source()
+    labels, class_names = source.labels, source.class_names
     bundle_name = destination.name[:-4] if settings.zip else destination.name
     destination.parent.mkdir(parents=True, exist_ok=True)
     partial = destination.parent / f"{PARTIAL_PREFIX}{bundle_name}-{secrets.token_hex(4)}"
@@ -148,14 +169,14 @@ def _write_bundle(run, result: dict[str, Any], destination: Path, settings: Expo
     try:
         yield ExportStarted(run_id=run.run_id, total_images=len(labels), private=bool(result["private"]),
                             partial_path=partial)
-        folders = _class_folders(class_names)
-        pixels = yield from _sample_and_write(model, schedule, labels, folders, partial, meta, settings, device)
-        _write_labels(partial, labels, folders, class_names)
+        folders = _class_folders(class_names, labels)
+        pixels = yield from _write_images(source, folders, partial)
+        _write_labels(partial, source, folders)
         if settings.npz:
             _write_npz(partial / NPZ, pixels, labels, class_names)
-        grid_png = _write_grid(partial / GRID, pixels, labels, len(class_names))
+        grid_png = _write_grid(partial / GRID, pixels, labels)
         yield ExportProgress(stage="report", done=len(labels), total=len(labels))
-        report = _write_reports(run, result, partial, settings, meta, class_names, labels, grid_png, bundle_name)
+        report = _write_reports(run, result, partial, settings, source, grid_png, bundle_name)
         yield ExportProgress(stage="signing", done=len(labels), total=len(labels))
         from dpsad_core.export.signing import load_or_create_signing_key
 
@@ -196,64 +217,52 @@ def _publish(source: Path, destination: Path) -> None:
                           value=str(destination), remedy="choose another --out") from None
 
 
-def _labels(num_classes: int, settings: ExportOptions):
-    import numpy as np
+def _class_folders(class_names: list[str], labels) -> dict[int, str]:
+    """A safe, unique folder name per label (class names may hold spaces, slashes or repeat).
 
-    if settings.per_class is not None:
-        return np.repeat(np.arange(num_classes), settings.per_class)
-    # count images spread as evenly as possible: the first (count mod K) classes get one more
-    return np.sort(np.arange(settings.count) % num_classes)
+    Label -1 (DP-RDM example queries) gets ``example-queries`` when the bundle holds any.
+    """
+    from dpsad_core.export.sources import EXAMPLE_FOLDER, EXAMPLE_LABEL
 
-
-def _class_folders(class_names: list[str]) -> list[str]:
-    """A safe, unique folder name per class (class names may hold spaces, slashes or repeat)."""
-    folders: list[str] = []
+    folders: dict[int, str] = {}
     for index, name in enumerate(class_names):
         safe = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or f"class{index}"
-        if safe in folders:
+        if safe in folders.values():
             safe = f"{index}-{safe}"
-        folders.append(safe)
+        folders[index] = safe
+    if (labels == EXAMPLE_LABEL).any():
+        folders[EXAMPLE_LABEL] = EXAMPLE_FOLDER if EXAMPLE_FOLDER not in folders.values() else f"_{EXAMPLE_FOLDER}"
     return folders
 
 
-def _sample_and_write(model, schedule, labels, folders, partial: Path, meta, settings: ExportOptions, device):
+def _write_images(source, folders: dict[int, str], partial: Path):
+    """Write the source's images as PNGs, one folder per label; return all pixels (for the npz and grid)."""
     import numpy as np
     from PIL import Image
 
-    from dpsad_core.sampling import generate, to_uint8
-
-    config = model.config
-    shape = (config.image_channels, config.resolution, config.resolution)
-    steps = settings.steps or meta["sample_steps"]
-    guidance = meta["guidance"] if settings.guidance is None else settings.guidance
-    for folder in folders:
-        (partial / IMAGES_DIR / folder).mkdir(parents=True)
+    for label in sorted({int(label) for label in source.labels}):
+        (partial / IMAGES_DIR / folders[label]).mkdir(parents=True)
     chunks = []
-    total = len(labels)
-    for start in range(0, total, settings.batch_size):
-        chunk = labels[start:start + settings.batch_size]
-        # One seed per chunk: the same options give the same images whatever the batch split in generate().
-        images = generate(model, schedule, labels=chunk, image_shape=shape, sampler=settings.sampler, steps=steps,
-                          guidance=guidance, seed=settings.seed + start, batch_size=settings.batch_size,
-                          device=device)
-        pixels = to_uint8(images)
-        for offset, (image, label) in enumerate(zip(pixels, chunk)):
-            Image.fromarray(image).save(partial / _image_path(folders, int(label), start + offset), format="PNG")
+    total = len(source.labels)
+    for start, pixels in source.chunks():
+        for offset, image in enumerate(pixels):
+            label = int(source.labels[start + offset])
+            Image.fromarray(image).save(partial / _image_path(folders, label, start + offset), format="PNG")
         chunks.append(pixels)
-        yield ExportProgress(stage="sampling", done=start + len(chunk), total=total)
+        yield ExportProgress(stage="sampling", done=start + len(pixels), total=total)
     return np.concatenate(chunks)
 
 
-def _image_path(folders: list[str], label: int, index: int) -> str:
+def _image_path(folders: dict[int, str], label: int, index: int) -> str:
     return f"{IMAGES_DIR}/{folders[label]}/{folders[label]}-{index + 1:06d}.png"
 
 
-def _write_labels(partial: Path, labels, folders: list[str], class_names: list[str]) -> None:
+def _write_labels(partial: Path, source, folders: dict[int, str]) -> None:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(["file_name", "label", "class_name"])
-    for index, label in enumerate(labels):
-        writer.writerow([_image_path(folders, int(label), index), int(label), class_names[int(label)]])
+    for index, label in enumerate(source.labels):
+        writer.writerow([_image_path(folders, int(label), index), int(label), source.class_name(int(label))])
     (partial / LABELS).write_text(buffer.getvalue(), encoding="utf-8")
 
 
@@ -265,14 +274,16 @@ def _write_npz(path: Path, pixels, labels, class_names: list[str]) -> None:
                             class_names=np.array(class_names))
 
 
-def _write_grid(path: Path, pixels, labels, num_classes: int) -> bytes:
+def _write_grid(path: Path, pixels, labels) -> bytes:
+    """Up to 8 images of every label present, one row each (classes in order, example queries last)."""
     import numpy as np
     from PIL import Image
 
     from dpsad_core.sampling import grid_image
 
-    per_class = min(GRID_PER_CLASS, min(int((labels == c).sum()) for c in range(num_classes)) or 1)
-    rows = [pixels[labels == c][:per_class] for c in range(num_classes) if (labels == c).any()]
+    present = sorted({int(label) for label in labels}, key=lambda label: (label < 0, label))
+    per_class = min(GRID_PER_CLASS, min(int((labels == c).sum()) for c in present))
+    rows = [pixels[labels == c][:per_class] for c in present]
     grid = grid_image(np.concatenate(rows), rows=len(rows))
     buffer = io.BytesIO()
     Image.fromarray(grid).save(buffer, format="PNG")
@@ -280,7 +291,7 @@ def _write_grid(path: Path, pixels, labels, num_classes: int) -> bytes:
     return buffer.getvalue()
 
 
-def _write_reports(run, result, partial: Path, settings: ExportOptions, meta, class_names, labels, grid_png: bytes,
+def _write_reports(run, result, partial: Path, settings: ExportOptions, source, grid_png: bytes,
                    bundle_name: str) -> dict[str, Any]:
     from dpsad_core.export.croissant import build_croissant
     from dpsad_core.export.report import build_report, export_software_versions
@@ -292,17 +303,16 @@ def _write_reports(run, result, partial: Path, settings: ExportOptions, meta, cl
     evaluation_path = run.path / "evaluation.json"
     if settings.include_private_diagnostics and evaluation_path.is_file():
         evaluation = run.read_json("evaluation.json")
+    labels, class_names = source.labels, source.class_names
     counts = {name: int((labels == index).sum()) for index, name in enumerate(class_names)}
+    if (labels < 0).any():
+        counts[source.class_name(-1)] = int((labels < 0).sum())
     bundle = {"name": bundle_name, "images": int(len(labels)), "per_class": settings.per_class,
-              "count": settings.count, "class_names": class_names, "class_counts": counts,
-              "sampler": settings.sampler, "sample_steps": settings.steps or meta["sample_steps"],
-              "guidance": meta["guidance"] if settings.guidance is None else settings.guidance, "seed": settings.seed,
-              "npz": settings.npz, "research_export": not result["private"],
-              "contents": "synthetic images sampled from the released model only: no training image, no teacher "
-                          "or discriminator weights, no per-record value"}
+              "count": settings.count, "class_names": class_names, "class_counts": counts, **source.settings,
+              "npz": settings.npz, "research_export": not result["private"], "contents": source.contents}
     created = utc_now()
     report = build_report(run_dir=run.path, config=run.read_json("config.json"), result=result,
-                          metrics=run.read_metrics(), evaluation=evaluation, model_sha256=sha256_file(run.model_path),
+                          metrics=run.read_metrics(), evaluation=evaluation, model=source.model,
                           bundle=bundle, signer=signer_info(load_or_create_signing_key().public_key()).to_dict(),
                           software=export_software_versions(), created=created,
                           include_private_diagnostics=settings.include_private_diagnostics)

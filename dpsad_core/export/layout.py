@@ -4,7 +4,8 @@ This module is imported by the verifier, so it uses the standard library only (n
 
 Layout of a bundle folder (or of the single top folder inside a bundle zip)::
 
-    images/<class>/<class>-000001.png   the synthetic images, one folder per class
+    images/<class>/<class>-000001.png   the synthetic images, one folder per class (a DP-RDM run's
+                                        example-query images in images/example-queries/, label -1)
     labels.csv                          file_name,label,class_name
     samples.npz                         optional: images (uint8) and labels for ML users
     sample-grid.png                     a few samples per class (also embedded in the HTML report)

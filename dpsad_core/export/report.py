@@ -28,9 +28,9 @@ OUTSIDE_GUARANTEE = ("OUTSIDE THE PRIVACY GUARANTEE: computed from the private d
 
 
 def build_report(*, run_dir: Path, config: dict[str, Any], result: dict[str, Any], metrics: list[dict[str, Any]],
-                 evaluation: dict[str, Any] | None, model_sha256: str, bundle: dict[str, Any],
-                 signer: dict[str, str], software: dict[str, str], created: str,
-                 include_private_diagnostics: bool) -> dict[str, Any]:
+                 evaluation: dict[str, Any] | None, bundle: dict[str, Any], signer: dict[str, str],
+                 software: dict[str, str], created: str, include_private_diagnostics: bool,
+                 model_sha256: str | None = None, model: dict[str, Any] | None = None) -> dict[str, Any]:
     """The report as a JSON-ready dict.
 
     Parameters
@@ -46,6 +46,9 @@ def build_report(*, run_dir: Path, config: dict[str, Any], result: dict[str, Any
         The run's ``evaluation.json``, or None; used only with ``include_private_diagnostics``.
     model_sha256
         sha256 of the released ``model.pt`` the images were sampled from (the model is not shipped).
+    model
+        The whole ``model`` section instead (``ImageSource.model``): for a DP-RDM run, the public
+        model's identity, since no private model exists.
     bundle
         What the export wrote: image count, classes, sampler settings.
     signer
@@ -95,9 +98,11 @@ def build_report(*, run_dir: Path, config: dict[str, Any], result: dict[str, Any
                     "note": "the fingerprint is an HMAC with a key local to the exporting installation: it "
                             "identifies the dataset there without revealing any record"},
         "public_dataset": _public_dataset(config.get("public_dataset")),
-        "model": {"sha256": model_sha256, "file": "model.pt",
-                  "shipped": False, "note": "the released model the images were sampled from; it stays with the "
-                                            "exporter. Teacher and discriminator weights are never exported"},
+        "model": model if model is not None else {
+            "sha256": model_sha256, "file": "model.pt", "shipped": False,
+            "note": "the released model the images were sampled from; it stays with the exporter. Teacher and "
+                    "discriminator weights are never exported"},
+        "mechanism": rdm_mechanism(result, config),
         "software": {"training": config.get("software", {}), "export": software},
         "curves": {"epsilon": epsilon_curve(metrics), "public_losses": loss_curves(metrics, plan, public=True)},
         "outside_guarantee": None,
@@ -126,14 +131,17 @@ def shareable_config(config: dict[str, Any]) -> dict[str, Any]:
         value = resolved.get(key)
         if isinstance(value, str) and ("/" in value or "\\" in value or value.startswith("~")):
             resolved[key] = f"{name} (a local path, not shown)" if name else "(a local path, not shown)"
+    if isinstance(resolved.get("examples"), list):  # DP-RDM example query images: their names, not their paths
+        resolved["examples"] = [Path(str(path)).name for path in resolved["examples"]]
     return resolved
 
 
 def _title(result: dict[str, Any]) -> str:
     if not result["private"]:
         return f"{NOT_DP_STAMP}: synthetic images from run {result['run_id']}"
-    return (f"({result['epsilon']:.4g}, {result['delta']:.3g})-differentially private synthetic images from run "
-            f"{result['run_id']}")
+    how = " (DP-RDM private retrieval)" if is_rdm(result) else ""
+    return (f"({result['epsilon']:.4g}, {result['delta']:.3g})-differentially private synthetic images{how} from "
+            f"run {result['run_id']}")
 
 
 def _public_dataset(summary: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -157,6 +165,10 @@ def plain_language(result: dict[str, Any]) -> dict[str, list[str]]:
                               "can memorise and reproduce private records.",
                               "A number printed next to the published method's accounting is a claim, not a bound."],
         }
+    if is_rdm(result):
+        from dpsad_core.export.report_rdm import rdm_plain_language
+
+        return rdm_plain_language(result)
     epsilon = result["epsilon"]
     factor = math.exp(epsilon) if epsilon < 700 else math.inf
     record = "patient (all of that patient's images together)" if unit == "patient" else "image (with its label)"
@@ -187,6 +199,20 @@ def plain_language(result: dict[str, Any]) -> dict[str, list[str]]:
     return {"means": means, "does_not_mean": does_not_mean}
 
 
+def is_rdm(result: dict[str, Any]) -> bool:
+    """Whether ``result`` is a DP-RDM run's (images from private retrieval, no private model)."""
+    return result.get("recipe") == "dp-rdm"
+
+
+def rdm_mechanism(result: dict[str, Any], config: dict[str, Any]) -> dict[str, Any] | None:
+    """The DP-RDM mechanism section (None for other recipes); see :mod:`dpsad_core.export.report_rdm`."""
+    if not is_rdm(result):
+        return None
+    from dpsad_core.export.report_rdm import rdm_mechanism_section
+
+    return rdm_mechanism_section(result, config)
+
+
 def _downsample(points: list[Any]) -> list[Any]:
     if len(points) <= MAX_CURVE_POINTS:
         return points
@@ -206,7 +232,7 @@ def epsilon_curve(metrics: list[dict[str, Any]]) -> dict[str, Any]:
 
 def loss_curves(metrics: list[dict[str, Any]], plan: dict[str, Any], *, public: bool) -> dict[str, Any]:
     """Loss columns per phase, for phases that did (``public=False``) or did not read the private data."""
-    public_phases = {phase["name"] for phase in plan["phases"] if phase["privacy"] == "public"}
+    public_phases = {phase["name"] for phase in plan.get("phases", []) if phase["privacy"] == "public"}
     curves: dict[str, Any] = {}
     for phase in dict.fromkeys(record["phase"] for record in metrics):
         if (phase in public_phases) != public:

@@ -41,6 +41,10 @@ def render_html(report: dict[str, Any], grid_png: bytes | None) -> str:
     parts.append(f"<h1>{escape(report['title'])}</h1>")
     parts.append(_summary(report))
     parts.append(_plain_language(report))
+    if report.get("mechanism"):
+        from dpsad_core.export.report_rdm import rdm_html
+
+        parts.append(rdm_html(report["mechanism"], escape, _fmt))
     parts.append(_mechanisms(report))
     if grid_png:
         data = base64.b64encode(grid_png).decode("ascii")
@@ -92,11 +96,20 @@ def _summary(report: dict[str, Any]) -> str:
             ("unit of privacy", escape(g["unit_of_privacy"])),
             ("recipe", escape(report["run"]["recipe"])), ("run", escape(report["run"]["run_id"])),
             ("images in this bundle", f"{bundle['images']} ({escape(counts)})"),
-            ("sampler", f"{escape(bundle['sampler'])}, {bundle['sample_steps']} steps, guidance "
-                        f"{_fmt(bundle['guidance'])}, seed {bundle['seed']}"),
+            _sampler_row(bundle),
             ("random number generator", escape(g.get("secure_rng_note") or "")),
             ("signed by", f"<code>{escape(report['signer']['fingerprint'])}</code>")]
     return headline + _table(rows)
+
+
+def _sampler_row(bundle: dict[str, Any]) -> tuple[str, str]:
+    if "sample_steps" in bundle:  # sampled from a released model by this export
+        return ("sampler", f"{escape(str(bundle['sampler']))}, {bundle['sample_steps']} steps, guidance "
+                           f"{_fmt(bundle['guidance'])}, seed {bundle['seed']}")
+    # a DP-RDM run's images, made when the run was: the export only chose which to include
+    return ("images from", f"{escape(str(bundle.get('source')))}: {escape(str(bundle.get('subset')))} of "
+                           f"{bundle.get('images_in_run')}; sampler {escape(str(bundle.get('sampler')))}, guidance "
+                           f"{_fmt(bundle.get('guidance'))}")
 
 
 def _plain_language(report: dict[str, Any]) -> str:
@@ -110,8 +123,7 @@ def _plain_language(report: dict[str, Any]) -> str:
 def _mechanisms(report: dict[str, Any]) -> str:
     rows = []
     for mechanism in report["mechanisms"]:
-        components = "; ".join(f"{escape(c['part'])}: sigma {_fmt(c['noise_multiplier'])}, clip {_fmt(c['clip_norm'])}"
-                               for c in mechanism.get("components") or [])
+        components = "; ".join(_component(c) for c in mechanism.get("components") or [])
         rows.append(f"<tr><td>{escape(mechanism['part'])}</td><td>{_fmt(mechanism['noise_multiplier'])}</td>"
                     f"<td>{_fmt(mechanism['sample_rate'])}</td><td>{mechanism['steps']}</td>"
                     f"<td>{_fmt(mechanism.get('clip_norm'))}</td><td>{components}</td></tr>")
@@ -120,15 +132,27 @@ def _mechanisms(report: dict[str, Any]) -> str:
                     for part in nonprivate)
     if not rows and not extra:
         extra = "<tr><td colspan='6'>none</td></tr>"
+    kind = ("one private retrieval per query (Poisson subsample, noisy mean of k neighbours)"
+            if report.get("mechanism") else "DP-SGD with Poisson subsampling")
     return ("<h2>Mechanisms that touched the private data</h2><p class='muted'>Each is a sampled Gaussian "
-            "mechanism (DP-SGD with Poisson subsampling); the accountant composes all of them.</p>"
+            f"mechanism ({kind}); the accountant composes all of them.</p>"
             "<table><tr><th>part</th><th>noise multiplier</th><th>sample rate</th><th>steps</th><th>clip norm</th>"
             f"<th>components (one shared subsample)</th></tr>{''.join(rows)}{extra}</table>")
+
+
+def _component(component: dict[str, Any]) -> str:
+    if "k" in component:  # DP-RDM: the noise is set by k and sigma, the sensitivity by k
+        return (f"{escape(component['part'])}: k {component['k']}, sigma {_fmt(component.get('sigma'))}, "
+                f"sensitivity {_fmt(component.get('sensitivity'))}")
+    return (f"{escape(component['part'])}: sigma {_fmt(component.get('noise_multiplier'))}, "
+            f"clip {_fmt(component.get('clip_norm'))}")
 
 
 def _curves(report: dict[str, Any]) -> str:
     curves = report["curves"]
     epsilon = curves["epsilon"]
+    if not epsilon["step"] and report.get("mechanism"):
+        return ""  # a DP-RDM run has no training steps: the mechanisms table gives its spend
     parts = ["<h2>Privacy spent during training</h2><p class='muted'>Epsilon (RDP bound) after each step. It "
              "depends only on the noise, the sample rate and the number of steps, not on the data.</p>",
              line_chart({"epsilon": (epsilon["step"], epsilon["epsilon"])}, x_label="training step",
@@ -170,7 +194,7 @@ def _provenance(report: dict[str, Any]) -> str:
             ("size", f"{dataset['num_records']} images, {dataset['num_privacy_units']} privacy units, "
                      f"{dataset['num_classes']} classes, {dataset['channels']} x {dataset['resolution']} x "
                      f"{dataset['resolution']}"),
-            ("model sha256", f"<code>{escape(report['model']['sha256'])}</code> (not shipped)")]
+            _model_row(report["model"])]
     if report.get("public_dataset"):
         public = report["public_dataset"]
         rows.append(("public data", f"{escape(str(public.get('name')))} ({public.get('num_records')} records)"))
@@ -180,6 +204,14 @@ def _provenance(report: dict[str, Any]) -> str:
     config = escape(json.dumps({"config": report["config"], "plan": report["plan"]}, indent=2, sort_keys=True))
     return (f"<h2>Data, model and software</h2>{_table(rows)}<p class='muted'>{escape(dataset['note'])}.</p>"
             f"<h2>Resolved configuration and privacy plan</h2><pre>{config}</pre>")
+
+
+def _model_row(model: dict[str, Any]) -> tuple[str, str]:
+    if model.get("sha256"):
+        return ("model sha256", f"<code>{escape(model['sha256'])}</code> (not shipped)")
+    return ("model", f"no private model (DP-RDM): public model {escape(str(model.get('public_model')))} trained on "
+                     f"{escape(str(model.get('public_dataset')))}, encoder digest "
+                     f"<code>{escape(str(model.get('encoder_digest')))}</code>")
 
 
 def _verification(report: dict[str, Any]) -> str:
