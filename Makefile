@@ -9,7 +9,7 @@ TORCH_SPEC ?= torch==2.13.0
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 
-.PHONY: venv demo test bench clean
+.PHONY: venv demo test bench app clean
 
 $(VENV)/.base: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,10 @@ $(VENV)/.base: pyproject.toml
 
 $(VENV)/.test: $(VENV)/.base
 	$(PIP) install --quiet -e '.[test]'
+	touch $@
+
+$(VENV)/.gui: $(VENV)/.base
+	$(PIP) install --quiet -e '.[gui]'
 	touch $@
 
 venv: $(VENV)/.base
@@ -33,6 +37,10 @@ test: $(VENV)/.test
 
 bench: $(VENV)/.test
 	$(PY) bench/step_time.py
+
+# The desktop workbench (issue 4): installs the gui extra and opens the window.
+app: $(VENV)/.gui
+	$(VENV)/bin/dpsad-workbench
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis

@@ -31,3 +31,25 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip("../shared/data is not present")
     return SHARED_DATA
+
+
+# -- Qt (tests/app) ----------------------------------------------------------------------------------
+@pytest.fixture
+def no_leaked_windows():
+    """Fail the test if it leaves a visible top-level window (a dialog or window nobody closed).
+
+    PySide6 is imported here, not at the top, so the core's tests run without Qt installed.
+    """
+    from PySide6.QtCore import QCoreApplication, QEvent
+    from PySide6.QtWidgets import QApplication
+
+    app = QApplication.instance() or QApplication([])
+    before = {id(w) for w in app.topLevelWidgets() if w.isVisible()}
+    yield
+    QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
+    app.processEvents()
+    leaked = [w for w in app.topLevelWidgets() if w.isVisible() and id(w) not in before]
+    for widget in leaked:  # close them so one leak does not fail every later test too
+        widget.close()
+    assert not leaked, "top-level windows left open: " + ", ".join(
+        f"{type(w).__name__}({w.objectName() or w.windowTitle()!r})" for w in leaked)

@@ -1,0 +1,330 @@
+"""The calls the screens make into :mod:`dpsad_core`, each importing what it needs when called.
+
+Everything slow here (reading a dataset, calibrating a plan, which imports opacus and torch) is
+called from a worker thread by the screens, never directly from a slot.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+PREVIEW_PER_CLASS = 8
+
+
+# -- datasets --------------------------------------------------------------------------------------
+def list_datasets(workspace: Path) -> list[dict[str, Any]]:
+    from dpsad_core.data import list_saved_datasets
+
+    return list_saved_datasets(workspace)
+
+
+def import_dataset(path: str | Path, *, workspace: Path, name: str | None = None, resolution: int | None = None,
+                   grey: bool = False, min_records: int = 100, split: str = "train") -> dict[str, Any]:
+    """Read ``path`` in any format the core reads, save it in the workspace, return its summary."""
+    from dpsad_core.data import load_dataset, save_dataset
+
+    dataset = load_dataset(path, split=split, resolution=resolution, channels=1 if grey else None,
+                           min_records=min_records, name=name or None)
+    folder = save_dataset(dataset, workspace)
+    return dict(dataset.summary(), path=str(folder), skipped_files=list(dataset.skipped),
+                class_names=list(dataset.class_names))
+
+
+def dataset_preview(workspace: Path, name: str) -> np.ndarray:
+    """A grid of the first images of each class of a saved dataset (shown only on this machine)."""
+    from dpsad_core.data import load_saved_dataset
+    from dpsad_core.data.store import datasets_dir
+
+    dataset = load_saved_dataset(datasets_dir(workspace) / name)
+    return preview_grid(dataset.images, dataset.labels, dataset.num_classes, PREVIEW_PER_CLASS)
+
+
+def preview_grid(images: np.ndarray, labels: np.ndarray, num_classes: int, per_class: int = 8) -> np.ndarray:
+    """A grid of the first ``per_class`` images of each class (float ``N x C x H x W`` in [0, 1])."""
+    from dpsad_core.sampling import grid_image
+
+    picked = []
+    for label in range(num_classes):
+        index = np.flatnonzero(labels == label)[:per_class]
+        if index.size == 0:
+            continue
+        chosen = images[index]
+        if index.size < per_class:  # pad a short class with blank cells so rows stay aligned
+            blank = np.ones((per_class - index.size,) + chosen.shape[1:], dtype=chosen.dtype)
+            chosen = np.concatenate([chosen, blank])
+        picked.append(chosen)
+    if not picked:
+        raise ValueError("no images to preview")
+    pixels = np.clip(np.concatenate(picked) * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    pixels = pixels[:, 0] if pixels.shape[1] == 1 else pixels.transpose(0, 2, 3, 1)
+    return grid_image(pixels, rows=len(picked))
+
+
+def dataset_details(workspace: Path, name: str, fingerprint: str) -> dict[str, Any]:
+    """The preview grid and the ledger's budget for a saved dataset (slow: the ledger imports opacus)."""
+    details: dict[str, Any] = {"name": name, "grid": None, "grid_error": None, "budget": None,
+                               "budget_error": None, "ledger": ledger_available()}
+    try:
+        details["grid"] = dataset_preview(workspace, name)
+    except Exception as error:  # noqa: BLE001 - shown in place of the preview
+        details["grid_error"] = str(error)
+    try:
+        details["budget"] = budget_summary(workspace, fingerprint)
+    except Exception as error:  # noqa: BLE001 - shown in place of the number
+        details["budget_error"] = str(error)
+    return details
+
+
+# -- the privacy ledger (written by another part of the project; shown only when it exists) ---------
+def ledger_available() -> bool:
+    try:
+        return importlib.util.find_spec("dpsad_core.privacy.ledger") is not None
+    except ModuleNotFoundError:
+        return False
+
+
+def budget_summary(workspace: Path, fingerprint: str) -> dict[str, Any] | None:
+    """What the ledger says was spent on this dataset, or None when there is no ledger module."""
+    if not ledger_available():
+        return None
+    from dpsad_core.privacy.ledger import PrivacyLedger
+
+    summary = PrivacyLedger(workspace).summary(fingerprint)
+    return summary if isinstance(summary, dict) else _as_dict(summary)
+
+
+def _as_dict(value: Any) -> dict[str, Any]:
+    if hasattr(value, "to_dict"):
+        return value.to_dict()
+    import dataclasses
+
+    if dataclasses.is_dataclass(value):
+        return dataclasses.asdict(value)
+    return dict(value)
+
+
+# -- runs ------------------------------------------------------------------------------------------
+def list_runs(workspace: Path) -> list[dict[str, Any]]:
+    from dpsad_core.training import list_runs as core_list_runs
+
+    return core_list_runs(workspace)
+
+
+def mark_cancelled(workspace: Path, run_id: str) -> None:
+    """Record that the analyst cancelled a run (its checkpoint stays, so it can still be resumed)."""
+    from dpsad_core.training import RunFolder
+
+    run = RunFolder.open(workspace, run_id)
+    status = run.status()
+    extra = {k: v for k, v in status.items() if k not in ("state", "updated")}
+    extra["message"] = "cancelled by the user; resume continues from the last checkpoint"
+    run.set_status("cancelled", **extra)
+
+
+def delete_run(workspace: Path, run_id: str) -> None:
+    """Delete a run folder, refusing while a process trains it (its lock is held)."""
+    import shutil
+
+    from dpsad_core.training import RunFolder
+
+    run = RunFolder.open(workspace, run_id)
+    run.acquire()  # raises RunError naming the run when it is being trained
+    try:
+        shutil.rmtree(run.path)
+    finally:
+        run.release()
+
+
+# -- long jobs, run in a child process by dpsad_workbench.worker.ProcessGeneratorWorker ---------------
+def train_job(*, stop, config, workspace: Path):
+    from dpsad_core.training import start_training
+
+    return start_training(config, workspace=workspace, stop=stop)
+
+
+def resume_job(*, stop, run_id: str, workspace: Path):
+    from dpsad_core.training import resume_training
+
+    return resume_training(run_id, workspace=workspace, stop=stop)
+
+
+def export_job(*, stop, run_id: str, workspace: Path, out: str | None, **options):  # noqa: ARG001
+    """Export is short and writes into a temporary folder it removes on failure: it is not stopped."""
+    from dpsad_core.export import export_bundle
+
+    return export_bundle(run_id, workspace=workspace, out=out, **options)
+
+
+def verify_bundle(path: str | Path, public_key: str | None = None):
+    from dpsad_core.export import verify_bundle as core_verify
+
+    return core_verify(path, public_key=public_key)
+
+
+# -- planning --------------------------------------------------------------------------------------
+def plan_preview(config, *, workspace: Path) -> dict[str, Any]:
+    """What a run with ``config`` implies, computed with the same planner the engine uses."""
+    from dpsad_core.training import prepare_run
+
+    dataset, public, plan = prepare_run(config, workspace=workspace)
+    summary = dataset.summary()
+    warnings = list(plan.warnings)
+    units = dataset.num_privacy_units
+    if units < 100:
+        warnings.append(f"only {units} privacy units: far too few for a useful guarantee")
+    steps = {p.name: (p.steps if config.max_steps is None else min(p.steps, config.max_steps)) for p in plan.phases}
+    budget = None
+    budget_error = None
+    try:
+        budget = budget_summary(workspace, summary["fingerprint"])
+    except Exception as error:  # noqa: BLE001 - a broken ledger must not hide the plan
+        budget_error = str(error)
+    return {
+        "plan": plan.to_dict(), "dataset": summary, "steps": steps, "warnings": warnings,
+        "private": plan.is_private, "estimate": estimate_seconds(workspace, config, plan, summary["resolution"]),
+        "budget": budget, "budget_error": budget_error, "ledger": ledger_available(),
+        "public_dataset": public.summary() if public is not None else None,
+    }
+
+
+def estimate_seconds(workspace: Path, config, plan, resolution: int) -> dict[str, Any]:
+    """Time for the plan from step times measured by earlier runs on this machine.
+
+    Uses runs with the same preset, resolution and device setting; with none, says so instead of
+    guessing (the Training screen shows time left from the first steps).
+    """
+    from dpsad_core.training import list_runs as core_list_runs
+
+    per_kind: dict[str, list[float]] = {"denoise": [], "distill": []}
+    kind_of = {p.name: p.kind for p in plan.phases}
+    used = 0
+    for run in core_list_runs(workspace):
+        folder = Path(run["path"])
+        try:
+            stored = json.loads((folder / "config.json").read_text())
+        except (OSError, ValueError):
+            continue
+        cfg = stored.get("config", {})
+        if (cfg.get("preset") != config.preset or stored.get("dataset", {}).get("resolution") != resolution
+                or cfg.get("device") != config.device):
+            continue
+        used += 1
+        phases = {p["name"]: p["kind"] for p in stored.get("plan", {}).get("phases", [])}
+        for line in _tail_lines(folder / "metrics.jsonl", 200):
+            kind = phases.get(line.get("phase")) or kind_of.get(line.get("phase"))
+            if kind in per_kind and isinstance(line.get("seconds"), (int, float)):
+                per_kind[kind].append(float(line["seconds"]))
+        if used >= 5:
+            break
+    means = {k: float(np.median(v)) for k, v in per_kind.items() if v}
+    if "denoise" in means and "distill" not in means:
+        from dpsad_core.training.engine import DISTILL_COST_RATIO
+
+        means["distill"] = DISTILL_COST_RATIO * means["denoise"]
+    needed = {p.kind for p in plan.phases}
+    if not needed <= means.keys():
+        return {"seconds": None, "basis": "no earlier run with this preset and image size on this machine"}
+    total = 0.0
+    for phase in plan.phases:
+        steps = phase.steps if config.max_steps is None else min(phase.steps, config.max_steps)
+        total += steps * means[phase.kind]
+    return {"seconds": total, "basis": f"step times of {used} earlier run(s) on this machine"}
+
+
+_MEASURED: dict[tuple, float] = {}
+
+
+def measure_plan_seconds(*, plan: dict[str, Any], steps: dict[str, int], hyper, channels: int, resolution: int,
+                         num_classes: int, device: str) -> dict[str, Any]:
+    """Time for the plan from one DP step of this model timed on this machine's device (random data).
+
+    Used when no earlier run can tell. One warm-up and one timed DP denoising step of the run's own
+    network and expected batch; a student + discriminator step is taken as ``DISTILL_COST_RATIO``
+    denoising steps (bench/step_time.py). Cached per model shape, so typing does not re-measure.
+    """
+    import time
+
+    import torch
+
+    from dpsad_core.diffusion import DiffusionSchedule
+    from dpsad_core.models import UNet, UNetConfig
+    from dpsad_core.training.engine import DISTILL_COST_RATIO, resolve_device
+    from dpsad_core.training.planner import PhasePlan
+    from dpsad_core.training.steps import DataTensors, denoise_step, draw_batch
+
+    device = resolve_device(device)
+    denoise = [p for p in plan["phases"] if p["kind"] == "denoise"] or plan["phases"]
+    batch = max(1, int(round(max(p["expected_batch_size"] for p in denoise))))
+    key = (hyper.channels, hyper.blocks_per_level, hyper.attention_levels, hyper.noise_multiplicity,
+           hyper.microbatch_size, channels, resolution, num_classes, device, batch)
+    if key not in _MEASURED:
+        torch.manual_seed(0)
+        count = 2 * batch
+        data = DataTensors(images=torch.rand(count, channels, resolution, resolution, device=device) * 2 - 1,
+                           labels=torch.randint(0, num_classes, (count,), device=device),
+                           unit_of_record=torch.arange(count), num_units=count, has_units=False)
+        model = UNet(UNetConfig(image_channels=channels, resolution=resolution, num_classes=num_classes,
+                                channels=hyper.channels, blocks_per_level=hyper.blocks_per_level,
+                                attention_levels=hyper.attention_levels)).to(device)
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+        schedule = DiffusionSchedule(hyper.diffusion_steps, hyper.schedule)
+        phase = PhasePlan(name="teacher", kind="denoise", privacy="dp", data="private", steps=1,
+                          expected_batch_size=float(batch), sample_rate=0.5, noise_multiplier=1.0,
+                          model_noise_multiplier=1.0, disc_noise_multiplier=0.0, disc_private=False)
+        sampling, noise = torch.Generator().manual_seed(0), torch.Generator(device=device).manual_seed(1)
+        times = []
+        for _ in range(2):  # the first step pays one-time costs (allocations, vmap tracing)
+            began = time.perf_counter()
+            drawn = draw_batch(data, sample_rate=0.5, schedule=schedule, multiplicity=hyper.noise_multiplicity,
+                               label_dropout=hyper.label_dropout, null_label=num_classes, sampling_generator=sampling,
+                               noise_generator=noise)
+            denoise_step(model, optimizer, drawn, phase, clip_norm=hyper.teacher_clip_norm,
+                         microbatch_size=hyper.microbatch_size, generator=noise)
+            times.append(time.perf_counter() - began)
+        _MEASURED[key] = times[-1]
+    step = _MEASURED[key]
+    total = sum(steps.get(p["name"], p["steps"]) * step * (DISTILL_COST_RATIO if p["kind"] == "distill" else 1.0)
+                for p in plan["phases"])
+    return {"seconds": total, "basis": f"one DP step of this model timed on this machine's {device}: "
+                                      f"{step:.2f} s per denoising step; samples and checkpoints add a little"}
+
+
+def _tail_lines(path: Path, count: int) -> list[dict[str, Any]]:
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()[-count:]
+    except OSError:
+        return []
+    out = []
+    for line in lines:
+        try:
+            out.append(json.loads(line))
+        except ValueError:
+            continue
+    return out
+
+
+def format_epsilon(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float) and math.isinf(value):
+        return "∞ (not private)"
+    return f"{float(value):.3g}"
+
+
+def format_duration(seconds: float | None) -> str:
+    if seconds is None or not math.isfinite(seconds):
+        return "unknown"
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes} min {seconds:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"

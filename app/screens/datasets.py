@@ -1,0 +1,305 @@
+"""Datasets screen: import by dialog or drag-and-drop, then see counts, size, fingerprint and budget.
+
+Reading a dataset can take seconds (MNIST, DICOM folders), so imports and previews run in worker
+threads. The preview shows private images: it stays on this screen and is never written anywhere.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QComboBox, QFileDialog, QFormLayout, QGroupBox,
+                               QHBoxLayout, QHeaderView, QLabel, QLineEdit, QListWidget, QListWidgetItem, QPushButton,
+                               QSpinBox, QSplitter, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
+
+from dpsad_workbench.core import format_epsilon
+from dpsad_workbench.images import ImageLabel
+from dpsad_workbench.settings import AppSettings
+from dpsad_workbench.widgets import WrapLabel
+from dpsad_workbench.worker import call_in_worker
+
+FILE_FILTER = "Datasets (*.csv *.npz *.gz *idx*-ubyte *idx3-ubyte);;All files (*)"
+
+
+class DatasetsScreen(QWidget):
+    """Lists saved datasets; ``import_path`` imports one (the dialog and drops both call it)."""
+
+    imported = Signal(dict)
+    import_failed = Signal(object)
+    datasets_changed = Signal(list)
+    preview_ready = Signal(str)
+    error = Signal(object)
+
+    def __init__(self, settings: Callable[[], AppSettings], parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._settings = settings
+        self._workers: set = set()
+        self.datasets: list[dict[str, Any]] = []
+        self.setAcceptDrops(True)
+        self._build()
+
+    # -- layout ------------------------------------------------------------------------------------
+    def _build(self) -> None:
+        outer = QHBoxLayout(self)
+        splitter = QSplitter()
+        left = QWidget()
+        left_layout = QVBoxLayout(left)
+        left_layout.setContentsMargins(0, 0, 0, 0)
+        left_layout.addWidget(QLabel("<b>Imported datasets</b>"))
+        self.list = QListWidget()
+        self.list.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.list.currentItemChanged.connect(self._selected)
+        left_layout.addWidget(self.list, 1)
+        hint = WrapLabel("Drop a folder of class subfolders, a CSV manifest, MNIST IDX files or a MedMNIST .npz "
+                      "on this window to import it.")
+        hint.setWordWrap(True)
+        left_layout.addWidget(hint)
+        options = QGroupBox("Import options")
+        form = QFormLayout(options)
+        self.name = QLineEdit()
+        self.name.setPlaceholderText("derived from the file or folder name")
+        form.addRow("&Name:", self.name)
+        self.resolution = QSpinBox()
+        self.resolution.setRange(0, 512)
+        self.resolution.setSpecialValueText("keep")
+        self.resolution.setToolTip("Resize every image to this size (needed when sizes differ)")
+        form.addRow("&Resize to:", self.resolution)
+        self.grey = QCheckBox("Convert colour to grey")
+        form.addRow("", self.grey)
+        self.split = QComboBox()
+        self.split.addItems(["train", "val", "test"])
+        self.split.setToolTip("Which split of an MNIST IDX folder or a MedMNIST .npz")
+        form.addRow("S&plit:", self.split)
+        self.min_records = QSpinBox()
+        self.min_records.setRange(1, 10_000_000)
+        self.min_records.setValue(100)
+        form.addRow("Fewest &units:", self.min_records)
+        left_layout.addWidget(options)
+        buttons = QHBoxLayout()
+        self.import_folder_button = QPushButton("Import &folder...")
+        self.import_file_button = QPushButton("Import f&ile...")
+        self.import_folder_button.clicked.connect(self._choose_folder)
+        self.import_file_button.clicked.connect(self._choose_file)
+        buttons.addWidget(self.import_folder_button)
+        buttons.addWidget(self.import_file_button)
+        left_layout.addLayout(buttons)
+        self.status = WrapLabel("")
+        left_layout.addWidget(self.status)
+        splitter.addWidget(left)
+
+        right = QWidget()
+        right_layout = QVBoxLayout(right)
+        right_layout.setContentsMargins(0, 0, 0, 0)
+        details = QGroupBox("Details")
+        self.details_form = QFormLayout(details)
+        self.fields: dict[str, QLabel] = {}
+        for key, label in (("name", "Name"), ("records", "Images"), ("units", "Privacy units"),
+                           ("size", "Image size"), ("classes", "Classes"), ("fingerprint", "Fingerprint"),
+                           ("budget", "Privacy budget spent"), ("source", "Imported from")):
+            value = QLabel("-")
+            value.setWordWrap(True)
+            value.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+            self.fields[key] = value
+            self.details_form.addRow(f"{label}:", value)
+        right_layout.addWidget(details)
+        lower = QHBoxLayout()
+        self.counts = QTableWidget(0, 2)
+        self.counts.setHorizontalHeaderLabels(["class", "images"])
+        self.counts.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        self.counts.verticalHeader().hide()
+        self.counts.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.counts.setMaximumWidth(260)
+        lower.addWidget(self.counts)
+        preview_box = QGroupBox("Preview (first images of each class; shown only here)")
+        preview_layout = QVBoxLayout(preview_box)
+        self.preview = ImageLabel("Select a dataset to preview it.")
+        self.preview.setObjectName("datasetPreview")
+        preview_layout.addWidget(self.preview)
+        lower.addWidget(preview_box, 1)
+        right_layout.addLayout(lower, 1)
+        splitter.addWidget(right)
+        splitter.setStretchFactor(0, 2)
+        splitter.setStretchFactor(1, 3)
+        outer.addWidget(splitter)
+
+    # -- listing -----------------------------------------------------------------------------------
+    def refresh(self) -> None:
+        from dpsad_workbench.core import list_datasets
+
+        current = self.current_name()
+        try:
+            self.datasets = list_datasets(self._settings().workspace_path())
+        except Exception as error:  # noqa: BLE001 - a dialog, not a crash
+            self.error.emit(error)
+            return
+        self.list.blockSignals(True)
+        self.list.clear()
+        for meta in self.datasets:
+            item = QListWidgetItem(f"{meta['name']}  ({meta['num_records']} images, {meta['num_classes']} classes)")
+            item.setData(Qt.ItemDataRole.UserRole, meta["name"])
+            self.list.addItem(item)
+        self.list.blockSignals(False)
+        self.datasets_changed.emit([meta["name"] for meta in self.datasets])
+        if self.datasets:
+            self.select(current if current in self.names() else self.datasets[0]["name"])
+        else:
+            self._show(None)
+
+    def names(self) -> list[str]:
+        return [meta["name"] for meta in self.datasets]
+
+    def current_name(self) -> str | None:
+        item = self.list.currentItem()
+        return item.data(Qt.ItemDataRole.UserRole) if item is not None else None
+
+    def select(self, name: str) -> None:
+        for row in range(self.list.count()):
+            if self.list.item(row).data(Qt.ItemDataRole.UserRole) == name:
+                self.list.setCurrentRow(row)
+                self._selected(self.list.item(row), None)
+                return
+
+    def _selected(self, item, previous) -> None:  # noqa: ARG002 - Qt passes both
+        if item is None:
+            self._show(None)
+            return
+        name = item.data(Qt.ItemDataRole.UserRole)
+        meta = next((m for m in self.datasets if m["name"] == name), None)
+        self._show(meta)
+
+    def _show(self, meta: dict[str, Any] | None) -> None:
+        if meta is None:
+            for value in self.fields.values():
+                value.setText("-")
+            self.counts.setRowCount(0)
+            self.preview.set_array(None)
+            self.preview.setText("No dataset yet: import one with the buttons on the left, or drop it here.")
+            return
+        self.fields["name"].setText(meta["name"])
+        self.fields["records"].setText(f"{meta['num_records']:,}"
+                                       + (f" ({meta['skipped']} unreadable files skipped)" if meta.get("skipped") else ""))
+        self.fields["units"].setText(f"{meta['num_privacy_units']:,} ({meta['unit']}s)")
+        colour = "grey" if meta["channels"] == 1 else "colour"
+        self.fields["size"].setText(f"{meta['resolution']} x {meta['resolution']} pixels, {colour}")
+        self.fields["classes"].setText(str(meta["num_classes"]))
+        self.fields["fingerprint"].setText(meta["fingerprint"])
+        self.fields["source"].setText(str(meta.get("source", "-")))
+        counts = meta.get("class_counts", {})
+        self.counts.setRowCount(len(counts))
+        for row, (name, count) in enumerate(counts.items()):
+            self.counts.setItem(row, 0, QTableWidgetItem(str(name)))
+            number = QTableWidgetItem(f"{count:,}")
+            number.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+            self.counts.setItem(row, 1, number)
+        self._load_details(meta["name"], meta["fingerprint"])
+
+    def _budget_text(self, details: dict[str, Any]) -> str:
+        from dpsad_workbench.screens.new_run import budget_text
+
+        if not details["ledger"]:
+            return "not available: the privacy ledger is not part of this installation"
+        if details["budget_error"]:
+            return f"could not be read ({details['budget_error']})"
+        if not details["budget"]:
+            return f"nothing yet (epsilon {format_epsilon(0.0)})"
+        return budget_text(details["budget"]).removeprefix("Budget on this dataset: ")
+
+    def _load_details(self, name: str, fingerprint: str) -> None:
+        workspace = self._settings().workspace_path()
+        self.preview.set_array(None)
+        self.preview.setText("Loading the preview...")
+        self.fields["budget"].setText("reading the privacy ledger...")
+        worker = call_in_worker("dpsad_workbench.core:dataset_details", workspace, name, fingerprint, parent=self)
+        queued = Qt.ConnectionType.QueuedConnection
+        worker.yielded.connect(self._on_details, queued)
+        worker.errored.connect(self.error, queued)
+        self._keep(worker)
+        worker.start()
+
+    def _on_details(self, details: dict[str, Any]) -> None:
+        if details["name"] != self.current_name():
+            return  # the user moved on to another dataset
+        self.fields["budget"].setText(self._budget_text(details))
+        if details["grid"] is not None:
+            self.preview.set_array(details["grid"])
+        else:
+            self.preview.setText(f"No preview: {details['grid_error']}")
+        self.preview_ready.emit(details["name"])
+
+    # -- importing ---------------------------------------------------------------------------------
+    def _choose_folder(self) -> None:
+        path = QFileDialog.getExistingDirectory(self, "Import a folder of class subfolders or MNIST IDX files")
+        if path:
+            self.import_path(path)
+
+    def _choose_file(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Import a CSV manifest, an IDX file or a MedMNIST .npz",
+                                              "", FILE_FILTER)
+        if path:
+            self.import_path(path)
+
+    def import_path(self, path: str | Path):
+        """Import ``path`` with the options on screen; returns the worker doing it."""
+        workspace = self._settings().workspace_path()
+        options = {"name": self.name.text().strip() or None, "resolution": self.resolution.value() or None,
+                   "grey": self.grey.isChecked(), "min_records": self.min_records.value(),
+                   "split": self.split.currentText()}
+        self.status.setText(f"Importing {html.escape(str(path))}...")
+        self._set_busy(True)
+        worker = call_in_worker("dpsad_workbench.core:import_dataset", str(path), workspace=workspace, parent=self,
+                                **options)
+        queued = Qt.ConnectionType.QueuedConnection
+        worker.yielded.connect(self._on_imported, queued)
+        worker.errored.connect(self._on_import_error, queued)
+        worker.finished_work.connect(lambda: self._set_busy(False), queued)
+        self._keep(worker)
+        worker.start()
+        return worker
+
+    def _on_imported(self, summary: dict[str, Any]) -> None:
+        self.status.setText(f"Imported '{summary['name']}': {summary['num_records']} images in "
+                            f"{summary['num_classes']} classes.")
+        self.name.clear()
+        self.refresh()
+        self.select(summary["name"])
+        self.imported.emit(summary)
+
+    def _on_import_error(self, error: BaseException) -> None:
+        self.status.setText("The import failed: see the message.")
+        self.import_failed.emit(error)
+        self.error.emit(error)
+
+    def _set_busy(self, busy: bool) -> None:
+        self.import_folder_button.setEnabled(not busy)
+        self.import_file_button.setEnabled(not busy)
+
+    def _keep(self, worker) -> None:
+        self._workers.add(worker)
+        worker.finished.connect(lambda: self._workers.discard(worker), Qt.ConnectionType.QueuedConnection)
+
+    def wait_for_workers(self) -> None:
+        for worker in list(self._workers):
+            worker.wait()
+
+    def detach_workers(self) -> None:
+        """Let running one-shot jobs finish on their own: closing the window must not wait for them."""
+        from dpsad_workbench.worker import detach
+
+        for worker in list(self._workers):
+            detach(worker)
+        self._workers.clear()
+
+    # -- drag and drop -----------------------------------------------------------------------------
+    def dragEnterEvent(self, event) -> None:  # noqa: N802 - Qt API
+        if event.mimeData().hasUrls() and any(url.isLocalFile() for url in event.mimeData().urls()):
+            event.acceptProposedAction()
+
+    def dropEvent(self, event) -> None:  # noqa: N802 - Qt API
+        paths = [url.toLocalFile() for url in event.mimeData().urls() if url.isLocalFile()]
+        if paths:
+            event.acceptProposedAction()
+            self.import_path(paths[0])

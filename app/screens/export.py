@@ -1,0 +1,336 @@
+"""Export screen: choose counts, preview the privacy report, export the signed bundle, verify bundles.
+
+Exporting samples from the released model (torch) runs in a worker thread. Verifying needs no torch
+and is quick, but reads every file of the bundle, so it runs in a worker too. Any bundle dropped on
+this screen is verified.
+"""
+
+from __future__ import annotations
+
+import html
+import importlib.util
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (QCheckBox, QComboBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QLabel,
+                               QLineEdit, QPushButton, QSpinBox, QVBoxLayout, QWidget)
+
+from dpsad_workbench.core import format_epsilon
+from dpsad_workbench.settings import AppSettings
+from dpsad_workbench.widgets import WrapLabel
+from dpsad_workbench.worker import GeneratorWorker, ProcessGeneratorWorker, call_in_worker
+
+
+def export_available() -> bool:
+    """True when the core has the bundle exporter (``dpsad_core.export.bundle``)."""
+    try:
+        return importlib.util.find_spec("dpsad_core.export.bundle") is not None
+    except ModuleNotFoundError:
+        return False
+
+
+def verify_available() -> bool:
+    try:
+        return importlib.util.find_spec("dpsad_core.export.verify") is not None
+    except ModuleNotFoundError:
+        return False
+
+
+class ExportScreen(QWidget):
+    """Signals: ``exported(dict)`` with the bundle path and summary, ``verified(object)`` (a VerifyResult)."""
+
+    exported = Signal(dict)
+    verified = Signal(object)
+    error = Signal(object)
+
+    def __init__(self, settings: Callable[[], AppSettings], parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._settings = settings
+        self._workers: set = set()
+        self.runs: list[dict[str, Any]] = []
+        self.setAcceptDrops(True)
+        self._build()
+
+    # -- layout ------------------------------------------------------------------------------------
+    def _build(self) -> None:
+        layout = QHBoxLayout(self)
+        left = QVBoxLayout()
+        export_box = QGroupBox("Export a synthetic dataset")
+        form = QFormLayout(export_box)
+        self.run = QComboBox()
+        self.run.currentIndexChanged.connect(self.preview_report)
+        form.addRow("&Run:", self.run)
+        self.per_class = QSpinBox()
+        self.per_class.setRange(1, 1_000_000)
+        self.per_class.setValue(100)
+        form.addRow("Images per &class:", self.per_class)
+        self.zip = QCheckBox("Write the bundle as one .zip file")
+        form.addRow("", self.zip)
+        self.research = QCheckBox("Research export of a NOT private run (stamped NOT DIFFERENTIALLY PRIVATE)")
+        self.research.setToolTip("Only for runs of the dpsad-paper recipe; private runs never need it")
+        form.addRow("", self.research)
+        out_row = QHBoxLayout()
+        self.out = QLineEdit()
+        self.out.setPlaceholderText("default: <workspace>/exports/<run id>")
+        browse = QPushButton("&Browse...")
+        browse.clicked.connect(self._browse_out)
+        out_row.addWidget(self.out, 1)
+        out_row.addWidget(browse)
+        out_label = QLabel("&Bundle path:")
+        out_label.setBuddy(self.out)
+        form.addRow(out_label, out_row)
+        self.export_button = QPushButton("&Export signed bundle")
+        self.export_button.clicked.connect(self.export)
+        form.addRow(self.export_button)
+        self.export_status = WrapLabel("")
+        self.export_status.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        form.addRow(self.export_status)
+        left.addWidget(export_box)
+
+        verify_box = QGroupBox("Verify a bundle (or drop one on this window)")
+        verify_form = QFormLayout(verify_box)
+        key_row = QHBoxLayout()
+        self.expected_key = QLineEdit()
+        self.expected_key.setPlaceholderText("optional: the signer's public key file")
+        key_browse = QPushButton("Bro&wse...")
+        key_browse.clicked.connect(self._browse_key)
+        key_row.addWidget(self.expected_key, 1)
+        key_row.addWidget(key_browse)
+        key_label = QLabel("Expected &key:")
+        key_label.setBuddy(self.expected_key)
+        verify_form.addRow(key_label, key_row)
+        buttons = QHBoxLayout()
+        self.verify_folder_button = QPushButton("Verify &folder...")
+        self.verify_zip_button = QPushButton("Verify .&zip...")
+        self.verify_folder_button.clicked.connect(self._choose_verify_folder)
+        self.verify_zip_button.clicked.connect(self._choose_verify_zip)
+        buttons.addWidget(self.verify_folder_button)
+        buttons.addWidget(self.verify_zip_button)
+        verify_form.addRow(buttons)
+        self.verify_result = WrapLabel("")
+        self.verify_result.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        verify_form.addRow(self.verify_result)
+        left.addWidget(verify_box)
+        left.addStretch(1)
+        layout.addLayout(left, 1)
+
+        report_box = QGroupBox("Privacy report (preview)")
+        report_layout = QVBoxLayout(report_box)
+        self.report = QLabel("")
+        self.report.setWordWrap(True)
+        self.report.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
+        self.report.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        report_layout.addWidget(self.report)
+        report_layout.addStretch(1)
+        layout.addWidget(report_box, 1)
+        if not export_available():
+            self.export_button.setEnabled(False)
+            self.export_status.setText("Not available: the bundle exporter is not part of this installation.")
+        if not verify_available():
+            for button in (self.verify_folder_button, self.verify_zip_button):
+                button.setEnabled(False)
+            self.verify_result.setText("Not available: the bundle verifier is not part of this installation.")
+
+    # -- runs and report ---------------------------------------------------------------------------
+    def refresh(self) -> None:
+        from dpsad_workbench.core import list_runs
+
+        current = self.run.currentData()
+        try:
+            self.runs = [r for r in list_runs(self._settings().workspace_path()) if r["state"] == "finished"]
+        except Exception as error:  # noqa: BLE001 - a dialog, not a crash
+            self.error.emit(error)
+            return
+        self.run.blockSignals(True)
+        self.run.clear()
+        for run in self.runs:
+            label = f"{run['run_id']}  (eps {format_epsilon(run['epsilon'] if run['private'] else float('inf'))})"
+            self.run.addItem(label, run["run_id"])
+        if current is not None and self.run.findData(current) >= 0:
+            self.run.setCurrentIndex(self.run.findData(current))
+        self.run.blockSignals(False)
+        self.preview_report()
+
+    def select_run(self, run_id: str) -> None:
+        index = self.run.findData(run_id)
+        if index >= 0:
+            self.run.setCurrentIndex(index)
+
+    def preview_report(self) -> None:
+        run = next((r for r in self.runs if r["run_id"] == self.run.currentData()), None)
+        if run is None:
+            self.report.setText("No finished run yet: a run must finish before its model can be exported.")
+            return
+        try:
+            result = json.loads((Path(run["path"]) / "result.json").read_text())
+        except (OSError, ValueError) as error:
+            self.report.setText(f"The run's result cannot be read: {html.escape(str(error))}")
+            return
+        self.report.setText(render_report(result))
+
+    # -- export ------------------------------------------------------------------------------------
+    def export(self) -> GeneratorWorker | None:
+        """Export the chosen run in a worker; returns it (tests wait on ``exported``)."""
+        run_id = self.run.currentData()
+        if run_id is None or not export_available():
+            return None
+        workspace = self._settings().workspace_path()
+        out = self.out.text().strip() or None
+        settings = self._settings()
+        options = {"per_class": self.per_class.value(), "zip": self.zip.isChecked(),
+                   "research": self.research.isChecked(), "device": settings.device}
+        worker = ProcessGeneratorWorker("dpsad_workbench.core:export_job",
+                                        dict(run_id=run_id, workspace=workspace, out=out, **options),
+                                        torch_threads=settings.torch_threads, parent=self)
+        queued = Qt.ConnectionType.QueuedConnection
+        worker.yielded.connect(self._on_export_event, queued)
+        worker.errored.connect(self._on_export_error, queued)
+        worker.finished_work.connect(lambda: self.export_button.setEnabled(True), queued)
+        self.export_button.setEnabled(False)
+        self.export_status.setText(f"Exporting {run_id}...")
+        self._keep(worker)
+        worker.start()
+        return worker
+
+    def _on_export_event(self, event: Any) -> None:
+        name = type(event).__name__
+        if name == "ExportFinished":
+            summary = dict(getattr(event, "summary", {}) or {})
+            path = str(getattr(event, "bundle_path", ""))
+            self.export_status.setText(f"Exported and signed: <b>{html.escape(path)}</b>")
+            self.export_button.setEnabled(True)  # the child may take a moment longer to exit
+            self.exported.emit({"bundle_path": path, "summary": summary})
+        elif name == "ExportProgress":
+            self.export_status.setText(f"{html.escape(event.stage)}: {event.done} of {event.total}")
+        elif name == "ExportStarted":
+            self.export_status.setText(f"Exporting {event.total_images} images from {html.escape(event.run_id)}...")
+
+    def _on_export_error(self, error: BaseException) -> None:
+        self.export_status.setText("The export failed: see the message.")
+        self.error.emit(error)
+
+    # -- verify ------------------------------------------------------------------------------------
+    def verify(self, path: str | Path) -> GeneratorWorker | None:
+        """Verify the bundle at ``path`` in a worker; the result arrives as ``verified``."""
+        if not verify_available():
+            return None
+        key = self.expected_key.text().strip() or None
+
+        self.verify_result.setText(f"Verifying {html.escape(str(path))}...")
+        worker = call_in_worker("dpsad_workbench.core:verify_bundle", str(path), key, parent=self)
+        queued = Qt.ConnectionType.QueuedConnection
+        worker.yielded.connect(self._on_verified, queued)
+        worker.errored.connect(self._on_verify_error, queued)
+        self._keep(worker)
+        worker.start()
+        return worker
+
+    def _on_verified(self, result: Any) -> None:
+        self.verify_result.setText(render_verification(result))
+        self.verified.emit(result)
+
+    def _on_verify_error(self, error: BaseException) -> None:
+        from dpsad_workbench.dialogs import describe_error
+
+        _, text, _ = describe_error(error)
+        self.verify_result.setText("<b style='color:#b00020'>Cannot verify:</b> "
+                                   + html.escape(text, quote=False).replace("\n", "<br>"))
+        self.error.emit(error)
+
+    # -- helpers -----------------------------------------------------------------------------------
+    def _browse_out(self) -> None:
+        path = QFileDialog.getExistingDirectory(self, "Where to save the bundle")
+        if path:
+            self.out.setText(path)
+
+    def _browse_key(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "The signer's public key", "", "Keys (*.pem *.pub *.txt);;All (*)")
+        if path:
+            self.expected_key.setText(path)
+
+    def _choose_verify_folder(self) -> None:
+        path = QFileDialog.getExistingDirectory(self, "A bundle folder to verify")
+        if path:
+            self.verify(path)
+
+    def _choose_verify_zip(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "A bundle .zip to verify", "", "Zip files (*.zip)")
+        if path:
+            self.verify(path)
+
+    def _keep(self, worker) -> None:
+        self._workers.add(worker)
+        worker.finished.connect(lambda: self._workers.discard(worker), Qt.ConnectionType.QueuedConnection)
+
+    def wait_for_workers(self) -> None:
+        for worker in list(self._workers):
+            worker.wait()
+
+    def detach_workers(self) -> None:
+        """Let running one-shot jobs finish on their own: closing the window must not wait for them."""
+        from dpsad_workbench.worker import detach
+
+        for worker in list(self._workers):
+            detach(worker)
+        self._workers.clear()
+
+    def dragEnterEvent(self, event) -> None:  # noqa: N802 - Qt API
+        if event.mimeData().hasUrls():
+            event.acceptProposedAction()
+
+    def dropEvent(self, event) -> None:  # noqa: N802 - Qt API
+        paths = [url.toLocalFile() for url in event.mimeData().urls() if url.isLocalFile()]
+        if paths:
+            event.acceptProposedAction()
+            self.verify(paths[0])
+
+
+def render_report(result: dict[str, Any]) -> str:
+    """The run's privacy numbers as they will appear in the report, from the engine's result."""
+    lines = [f"<b>{html.escape(result['run_id'])}</b> ({html.escape(result['recipe'])})"]
+    if result.get("private"):
+        values = result.get("accountant_values", {})
+        lines.append(f"<b>({format_epsilon(result['epsilon'])}, {result['delta']:.3g})-differentially private</b>"
+                     f" [RDP {format_epsilon(values.get('rdp'))}, PRV {format_epsilon(values.get('prv'))}]")
+    else:
+        lines.append("<b style='color:#b00020'>NOT differentially private (epsilon = infinity)</b>: parts "
+                     f"trained without protection: {html.escape(', '.join(result.get('nonprivate_parts', [])))}. "
+                     "Export refuses it unless a research export is asked for.")
+    lines.append(f"unit of privacy: {result.get('unit_of_privacy')}")
+    dataset = result.get("dataset", {})
+    lines.append(f"dataset: {html.escape(str(dataset.get('name')))} ({dataset.get('num_units')} units)")
+    mechanisms = result.get("mechanisms", [])
+    if mechanisms:
+        lines.append("mechanisms composed:")
+        for mechanism in mechanisms:
+            lines.append(f"&nbsp;&nbsp;{html.escape(mechanism['part'])}: σ {mechanism['noise_multiplier']:.3f}, "
+                         f"q {mechanism['sample_rate']:.4f}, {mechanism['steps']} steps")
+    if not result.get("secure_rng", False):
+        lines.append("<i>noise from PyTorch's default generator (not a cryptographically secure one)</i>")
+    return "<br>".join(lines)
+
+
+def render_verification(result: Any) -> str:
+    summary = getattr(result, "summary", {}) or {}
+    if getattr(result, "ok", False):
+        head = "<b style='color:#1b7f3b'>Valid</b>: every file matches the signed manifest."
+        if not getattr(result, "key_pinned", False):
+            head += (" The signer's key was taken from the bundle itself: compare its fingerprint with the "
+                     "one the sender gave you.")
+    else:
+        problems = getattr(result, "problems", ()) or ()
+        head = ("<b style='color:#b00020'>NOT valid</b>:<ul>"
+                + "".join(f"<li>{html.escape(str(p))}</li>" for p in list(problems)[:20]) + "</ul>")
+    lines = [head]
+    for key in ("epsilon", "delta", "recipe", "private"):
+        if key in summary:
+            value = summary[key]
+            text = format_epsilon(value) if key in ("epsilon", "delta") and isinstance(value, float) else str(value)
+            lines.append(f"{key}: {html.escape(text)}")
+    fingerprint = getattr(result, "signer_fingerprint", None)
+    if fingerprint:
+        lines.append(f"signer: {html.escape(fingerprint)}")
+    return "<br>".join(lines)

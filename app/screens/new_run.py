@@ -1,0 +1,412 @@
+"""New run screen: choose data, recipe, epsilon, delta and preset, and see what the choice implies.
+
+The preview uses the core's planner (``prepare_run``), the same code the engine runs, so the noise
+multipliers and steps shown are the ones the run will use. Planning imports opacus and torch, so it
+runs in a worker thread, debounced while the user types.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Callable
+from typing import Any
+
+from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtWidgets import (QComboBox, QDoubleSpinBox, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QLineEdit,
+                               QPushButton, QScrollArea, QSpinBox, QVBoxLayout, QWidget)
+
+from dpsad_workbench.core import format_duration, format_epsilon
+from dpsad_workbench.settings import AppSettings
+from dpsad_workbench.widgets import WrapLabel
+from dpsad_workbench.worker import call_in_worker
+
+RECIPES = {
+    "dpsad": "DP teacher, then DP student and discriminator: the whole run is (epsilon, delta)-DP. The default.",
+    "dpsad-public-teacher": "The teacher learns from data you declare public (free); the student and "
+                            "discriminator are DP. (epsilon, delta)-DP if that data really is public.",
+    "dpdm": "One model trained with DP-SGD (the baseline). Optional public pre-training is free.",
+    "dpsad-paper": "The published method: teacher and discriminator WITHOUT protection. NOT differentially "
+                   "private (epsilon = infinity). For research only.",
+}
+PUBLIC_RECIPES = ("dpsad-public-teacher", "dpdm")
+PRESETS = {"tiny": "tiny (seconds, for trying the app)", "quick": "quick (minutes on a CPU at 8x8)",
+           "standard": "standard (a larger model, for a GPU)"}
+DEMO_LABEL = "demo: embedded 8x8 digits (1,500 images)"
+
+
+class NewRunScreen(QWidget):
+    """Emits ``start_requested(TrainConfig)``; ``plan_ready(dict)`` after each preview."""
+
+    start_requested = Signal(object)
+    plan_ready = Signal(dict)
+    plan_failed = Signal(object)
+    estimate_ready = Signal(dict)
+
+    def __init__(self, settings: Callable[[], AppSettings], parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._settings = settings
+        self._generation = 0
+        self._stopped = False
+        self._workers: set = set()
+        self.preview: dict[str, Any] | None = None
+        self._build()
+        self._debounce = QTimer(self)
+        self._debounce.setSingleShot(True)
+        self._debounce.setInterval(400)
+        self._debounce.timeout.connect(self.update_preview)
+        for signal in (self.data.currentTextChanged, self.recipe.currentIndexChanged, self.epsilon.valueChanged,
+                       self.delta.textChanged, self.preset.currentIndexChanged, self.max_steps.valueChanged,
+                       self.public_data.currentTextChanged, self.resolution.valueChanged,
+                       self.min_records.valueChanged):
+            signal.connect(self._schedule_preview)
+        self._recipe_changed()
+
+    def _build(self) -> None:
+        outer = QHBoxLayout(self)
+        form_box = QGroupBox("Settings")
+        form = QFormLayout(form_box)
+        form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
+        self.data = QComboBox()
+        self.data.setEditable(True)
+        self.data.setToolTip("A dataset from the Datasets screen, 'demo', or a path")
+        form.addRow("&Data:", self.data)
+        self.recipe = QComboBox()
+        for name in RECIPES:
+            self.recipe.addItem(name, name)
+        self.recipe.currentIndexChanged.connect(self._recipe_changed)
+        form.addRow("&Recipe:", self.recipe)
+        self.recipe_help = WrapLabel()
+        form.addRow("", self.recipe_help)
+        self.public_data = QComboBox()
+        self.public_data.setEditable(True)
+        self.public_label = QLabel("P&ublic data:")
+        self.public_label.setBuddy(self.public_data)
+        form.addRow(self.public_label, self.public_data)
+        self.epsilon = QDoubleSpinBox()
+        self.epsilon.setRange(0.05, 1000.0)
+        self.epsilon.setDecimals(2)
+        self.epsilon.setValue(10.0)
+        self.epsilon.setToolTip("Target epsilon for the whole run: smaller is more private and noisier")
+        form.addRow("Target &epsilon:", self.epsilon)
+        self.delta = QLineEdit()
+        self.delta.setPlaceholderText("default: min(1e-5, 0.1/N)")
+        form.addRow("&Delta:", self.delta)
+        self.preset = QComboBox()
+        for name, label in PRESETS.items():
+            self.preset.addItem(label, name)
+        self.preset.setCurrentIndex(1)
+        form.addRow("&Preset:", self.preset)
+        self.max_steps = QSpinBox()
+        self.max_steps.setRange(0, 1_000_000)
+        self.max_steps.setSpecialValueText("all planned steps")
+        self.max_steps.setToolTip("Stop each phase after this many steps; epsilon reports what was spent")
+        form.addRow("&Max steps per phase:", self.max_steps)
+        self.resolution = QSpinBox()
+        self.resolution.setRange(0, 256)
+        self.resolution.setSpecialValueText("as imported")
+        form.addRow("Image &size:", self.resolution)
+        self.min_records = QSpinBox()
+        self.min_records.setRange(1, 10_000_000)
+        self.min_records.setValue(100)
+        form.addRow("Fewest privacy &units:", self.min_records)
+        buttons = QHBoxLayout()
+        self.preview_button = QPushButton("Pre&view plan")
+        self.preview_button.clicked.connect(self.update_preview)
+        self.start_button = QPushButton("&Start training")
+        self.start_button.setDefault(True)
+        self.start_button.clicked.connect(self._start)
+        buttons.addWidget(self.preview_button)
+        buttons.addWidget(self.start_button)
+        form.addRow(buttons)
+        outer.addWidget(form_box, 2)
+
+        preview_box = QGroupBox("What this choice implies")
+        preview_layout = QVBoxLayout(preview_box)
+        self.warnings = QLabel()
+        self.warnings.setWordWrap(True)
+        self.warnings.setObjectName("warnings")
+        self.warnings.setStyleSheet("QLabel#warnings { background: #fff4e5; border: 1px solid #e0a040;"
+                                    " border-radius: 4px; padding: 6px; color: #5a3a00; }")
+        self.warnings.hide()
+        self.plan_text = QLabel("Choose the data to see the plan.")
+        self.plan_text.setWordWrap(True)
+        self.plan_text.setTextFormat(Qt.TextFormat.RichText)
+        self.plan_text.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
+        self.plan_text.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        inner = QWidget()
+        inner_layout = QVBoxLayout(inner)
+        inner_layout.addWidget(self.warnings)
+        inner_layout.addWidget(self.plan_text)
+        inner_layout.addStretch(1)
+        scroll.setWidget(inner)
+        preview_layout.addWidget(scroll)
+        outer.addWidget(preview_box, 3)
+
+    # -- data choices ------------------------------------------------------------------------------
+    def set_datasets(self, names: list[str]) -> None:
+        """Offer the saved datasets (plus the demo data) without losing the current choice."""
+        current = self.data.currentText()
+        public_current = self.public_data.currentText()
+        self.data.blockSignals(True)
+        self.public_data.blockSignals(True)
+        self.data.clear()
+        for name in names:
+            self.data.addItem(name, name)
+        self.data.addItem(DEMO_LABEL, "demo")
+        self.public_data.clear()
+        self.public_data.addItem("rendered-digits: generated font digits (public)", "rendered-digits")
+        for name in names:
+            self.public_data.addItem(name, name)
+        if current:
+            self.select_data(current)
+        if public_current:
+            index = self.public_data.findText(public_current)
+            if index >= 0:
+                self.public_data.setCurrentIndex(index)
+        self.data.blockSignals(False)
+        self.public_data.blockSignals(False)
+        self._schedule_preview()
+
+    def select_data(self, spec: str) -> None:
+        index = self.data.findData(spec)
+        if index < 0:
+            index = self.data.findText(spec)
+        if index >= 0:
+            self.data.setCurrentIndex(index)
+        else:
+            self.data.setEditText(spec)
+
+    def data_spec(self) -> str:
+        text = self.data.currentText().strip()
+        index = self.data.findText(text)
+        if index >= 0 and self.data.itemData(index):
+            return str(self.data.itemData(index))
+        return text
+
+    def public_spec(self) -> str | None:
+        if self.recipe.currentData() not in PUBLIC_RECIPES:
+            return None
+        text = self.public_data.currentText().strip()
+        index = self.public_data.findText(text)
+        if index >= 0 and self.public_data.itemData(index):
+            return str(self.public_data.itemData(index))
+        return text or None
+
+    def _recipe_changed(self) -> None:
+        recipe = self.recipe.currentData()
+        self.recipe_help.setText(RECIPES[recipe])
+        uses_public = recipe in PUBLIC_RECIPES
+        self.public_data.setVisible(uses_public)
+        self.public_label.setVisible(uses_public)
+        if recipe == "dpdm":
+            self.public_label.setText("P&ublic data:\n(optional)")
+        else:
+            self.public_label.setText("P&ublic data:")
+
+    # -- config and preview ------------------------------------------------------------------------
+    def build_config(self):
+        """The :class:`TrainConfig` the form describes (raises ConfigError on a bad value)."""
+        from dpsad_core.errors import ConfigError
+        from dpsad_core.training import TrainConfig, resolve_hyperparameters
+
+        spec = self.data_spec()
+        if not spec:
+            raise ConfigError("no data chosen", field="data", remedy="import a dataset or choose 'demo'")
+        delta_text = self.delta.text().strip()
+        delta = None
+        if delta_text:
+            try:
+                delta = float(delta_text)
+            except ValueError:
+                raise ConfigError(f"delta {delta_text!r} is not a number", field="delta", value=delta_text,
+                                  remedy="type a number such as 1e-6, or leave it empty for the default") from None
+        preset = self.preset.currentData()
+        settings = self._settings()
+        recipe = self.recipe.currentData()
+        public = self.public_spec()
+        if recipe == "dpdm" and public == "":
+            public = None
+        return TrainConfig(data=spec, recipe=recipe, epsilon=float(self.epsilon.value()), delta=delta,
+                           preset=preset, hyper=resolve_hyperparameters(preset), public_data=public,
+                           max_steps=self.max_steps.value() or None, resolution=self.resolution.value() or None,
+                           device=settings.device, min_records=self.min_records.value())
+
+    def _schedule_preview(self, *args) -> None:  # noqa: ARG002 - signals pass values we do not need
+        if not self._stopped:
+            self._debounce.start()
+
+    def stop_previews(self) -> None:
+        self._stopped = True
+        self._debounce.stop()
+
+    def update_preview(self):
+        """Compute the plan in a worker; returns the worker (tests wait on ``plan_ready``)."""
+        self._debounce.stop()
+        self._generation += 1
+        generation = self._generation
+        try:
+            config = self.build_config()
+        except Exception as error:  # noqa: BLE001 - shown in the preview, not as a dialog while typing
+            self._show_problem(error)
+            self.plan_failed.emit(error)
+            return None
+        workspace = self._settings().workspace_path()
+        self.plan_text.setText("Computing the plan (calibrating the noise)...")
+        worker = call_in_worker("dpsad_workbench.core:plan_preview", config, workspace=workspace, parent=self)
+        # Queued explicitly: a lambda has no thread of its own, and these signals come from the worker.
+        queued = Qt.ConnectionType.QueuedConnection
+        worker.yielded.connect(lambda result: self._on_plan(generation, result), queued)
+        worker.errored.connect(lambda error: self._on_plan_error(generation, error), queued)
+        self._keep(worker)
+        worker.start()
+        return worker
+
+    def _keep(self, worker) -> None:
+        self._workers.add(worker)
+        worker.finished.connect(lambda: self._workers.discard(worker), Qt.ConnectionType.QueuedConnection)
+
+    def wait_for_workers(self) -> None:
+        for worker in list(self._workers):
+            worker.wait()
+
+    def detach_workers(self) -> None:
+        """Let running one-shot jobs finish on their own: closing the window must not wait for them."""
+        from dpsad_workbench.worker import detach
+
+        for worker in list(self._workers):
+            detach(worker)
+        self._workers.clear()
+
+    def _on_plan(self, generation: int, result: dict[str, Any]) -> None:
+        if generation != self._generation:
+            return  # a newer choice superseded this preview
+        self.preview = result
+        self.plan_text.setText(render_plan(result))
+        if result["estimate"]["seconds"] is None:
+            self._measure(generation, result)
+        warnings = list(result["warnings"])
+        if warnings:
+            self.warnings.setText("<b>Warnings</b><ul>" + "".join(f"<li>{html.escape(w)}</li>" for w in warnings)
+                                  + "</ul>")
+            self.warnings.show()
+        else:
+            self.warnings.hide()
+        self.plan_ready.emit(result)
+
+    def _measure(self, generation: int, result: dict[str, Any]) -> None:
+        """No earlier run to learn from: time one step of this model in the helper process."""
+        config = self.build_config()
+        data = result["dataset"]
+        result["estimate"] = {"seconds": None, "basis": "measuring one step on this machine..."}
+        self.plan_text.setText(render_plan(result))
+        worker = call_in_worker("dpsad_workbench.core:measure_plan_seconds", parent=self, plan=result["plan"],
+                                steps=result["steps"], hyper=config.hyper, channels=data["channels"],
+                                resolution=data["resolution"], num_classes=data["num_classes"], device=config.device)
+        queued = Qt.ConnectionType.QueuedConnection
+        worker.yielded.connect(lambda estimate: self._on_estimate(generation, estimate), queued)
+        worker.errored.connect(lambda error: self._on_estimate(
+            generation, {"seconds": None, "basis": f"could not be measured ({error})"}), queued)
+        self._keep(worker)
+        worker.start()
+
+    def _on_estimate(self, generation: int, estimate: dict[str, Any]) -> None:
+        if generation != self._generation or self.preview is None:
+            return
+        self.preview["estimate"] = estimate
+        self.plan_text.setText(render_plan(self.preview))
+        self.estimate_ready.emit(estimate)
+
+    def _on_plan_error(self, generation: int, error: BaseException) -> None:
+        if generation == self._generation:
+            self.preview = None
+            self._show_problem(error)
+            self.plan_failed.emit(error)
+
+    def _show_problem(self, error: BaseException) -> None:
+        from dpsad_workbench.dialogs import describe_error
+
+        _, text, _ = describe_error(error)
+        self.warnings.hide()
+        self.plan_text.setText("<b>This cannot run yet:</b><br>" + html.escape(text, quote=False).replace("\n", "<br>"))
+
+    def _start(self) -> None:
+        try:
+            config = self.build_config()
+        except Exception as error:  # noqa: BLE001 - the window shows it as a dialog
+            self.plan_failed.emit(error)
+            from dpsad_workbench.dialogs import show_error
+
+            show_error(self, error)
+            return
+        self.start_requested.emit(config)
+
+
+def render_plan(result: dict[str, Any]) -> str:
+    """The preview as HTML: dataset, phases with their noise, epsilon, time and budget."""
+    plan, data = result["plan"], result["dataset"]
+    rows = []
+    for phase in plan["phases"]:
+        steps = result["steps"].get(phase["name"], phase["steps"])
+        if phase["privacy"] == "dp":
+            noise = f"σ = {phase['noise_multiplier']:.3f}"
+            if phase["disc_private"]:
+                noise += (f" (student {phase['model_noise_multiplier']:.3f}, "
+                          f"discriminator {phase['disc_noise_multiplier']:.3f})")
+        elif phase["privacy"] == "public":
+            noise = "none needed (public data)"
+        else:
+            noise = "<b style='color:#b00020'>none: NOT PRIVATE</b>"
+        rows.append(f"<tr><td>{phase['name']}</td><td>{phase['privacy']}</td><td>{phase['data']}</td>"
+                    f"<td align='right'>{steps}</td><td align='right'>{phase['expected_batch_size']:.0f}</td>"
+                    f"<td>{noise}</td></tr>")
+    planned = plan["planned_epsilon"].get("certified")
+    if result["private"]:
+        epsilon_line = (f"Planned epsilon (RDP) for the full plan: <b>{format_epsilon(planned)}</b> "
+                        f"of target {plan['epsilon_target']:g}, delta {plan['delta']:.3g}.")
+    else:
+        epsilon_line = ("<b style='color:#b00020'>NOT differentially private: epsilon = infinity.</b> The paper "
+                        f"would claim {plan.get('claimed_epsilon_paper')}; that claim does not hold.")
+    estimate = result["estimate"]
+    if estimate["seconds"] is None:
+        time_line = f"Estimated time: {estimate['basis']}"
+    else:
+        time_line = f"Estimated time: about {format_duration(estimate['seconds'])} ({estimate['basis']})."
+    budget = result.get("budget")
+    if not result.get("ledger"):
+        budget_line = "Budget left on this dataset: not available (the privacy ledger is not installed)."
+    elif result.get("budget_error"):
+        budget_line = f"Budget left on this dataset: could not be read ({html.escape(result['budget_error'])})."
+    elif budget:
+        budget_line = budget_text(budget)
+    else:
+        budget_line = "Budget left on this dataset: nothing spent yet."
+    return (f"<p><b>{html.escape(data['name'])}</b>: {data['num_records']} images, {data['num_privacy_units']} "
+            f"privacy units ({data['unit']}), {data['num_classes']} classes, {data['resolution']}x{data['resolution']}"
+            f" pixels, {'grey' if data['channels'] == 1 else 'colour'}.</p>"
+            "<table cellspacing='0' cellpadding='3' border='1' style='border-collapse:collapse'>"
+            "<tr><th>phase</th><th>privacy</th><th>data</th><th>steps</th><th>batch</th><th>noise multiplier</th></tr>"
+            + "".join(rows) + "</table>"
+            f"<p>{epsilon_line}</p><p>{time_line}</p><p>{budget_line}</p>")
+
+
+def budget_text(budget: dict[str, Any]) -> str:
+    """One sentence from the ledger's summary (``LedgerSummary.to_dict()``)."""
+    spent = budget.get("spent")
+    if isinstance(spent, dict):
+        spent = spent.get("certified")
+    if budget.get("private") is False:
+        spent = float("inf")
+    cap = budget.get("cap_epsilon")
+    remaining = budget.get("remaining")
+    runs = budget.get("runs")
+    count = len(runs) if isinstance(runs, (list, tuple)) else runs
+    text = f"Budget on this dataset: spent epsilon {format_epsilon(spent if spent is not None else 0.0)}"
+    if cap is not None:
+        text += f" of a cap of {format_epsilon(cap)}, about {format_epsilon(remaining)} left"
+    else:
+        text += " (no cap set)"
+    if count is not None:
+        text += f", over {count} run(s)"
+    return text + "."

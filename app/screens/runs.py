@@ -1,0 +1,207 @@
+"""Runs screen: every run with its state, recipe and epsilon; resume, open its folder, delete it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import Qt, QUrl, Signal
+from PySide6.QtGui import QDesktopServices
+from PySide6.QtWidgets import (QAbstractItemView, QGroupBox, QHBoxLayout, QHeaderView, QLabel, QPushButton, QSplitter,
+                               QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
+
+from dpsad_workbench import dialogs
+from dpsad_workbench.core import format_epsilon
+from dpsad_workbench.images import ImageLabel
+from dpsad_workbench.settings import AppSettings
+
+COLUMNS = ("run", "state", "recipe", "dataset", "epsilon spent", "target", "created")
+RESUMABLE = ("interrupted", "cancelled", "failed", "running")
+
+
+class RunsScreen(QWidget):
+    """Emits ``resume_requested(run_id)`` and ``export_requested(run_id)``; the window acts on them."""
+
+    resume_requested = Signal(str)
+    export_requested = Signal(str)
+    error = Signal(object)
+
+    def __init__(self, settings: Callable[[], AppSettings], parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._settings = settings
+        self.runs: list[dict[str, Any]] = []
+        self.is_training: Callable[[str], bool] = lambda run_id: False
+        self._build()
+
+    def _build(self) -> None:
+        layout = QVBoxLayout(self)
+        buttons = QHBoxLayout()
+        self.refresh_button = QPushButton("Re&fresh")
+        self.resume_button = QPushButton("&Resume")
+        self.open_button = QPushButton("&Open folder")
+        self.export_button = QPushButton("E&xport...")
+        self.delete_button = QPushButton("&Delete...")
+        self.refresh_button.clicked.connect(self.refresh)
+        self.resume_button.clicked.connect(self._resume)
+        self.open_button.clicked.connect(self._open_folder)
+        self.export_button.clicked.connect(self._export)
+        self.delete_button.clicked.connect(self.delete_selected)
+        for button in (self.refresh_button, self.resume_button, self.open_button, self.export_button):
+            buttons.addWidget(button)
+        buttons.addStretch(1)
+        buttons.addWidget(self.delete_button)
+        layout.addLayout(buttons)
+        splitter = QSplitter(Qt.Orientation.Vertical)
+        self.table = QTableWidget(0, len(COLUMNS))
+        self.table.setHorizontalHeaderLabels(list(COLUMNS))
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.verticalHeader().hide()
+        header = self.table.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        header.setStretchLastSection(True)
+        self.table.itemSelectionChanged.connect(self._selection_changed)
+        splitter.addWidget(self.table)
+        detail = QGroupBox("Selected run")
+        detail_layout = QHBoxLayout(detail)
+        self.summary = QLabel("Select a run.")
+        self.summary.setWordWrap(True)
+        self.summary.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
+        self.summary.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.grid = ImageLabel("")
+        detail_layout.addWidget(self.summary, 3)
+        detail_layout.addWidget(self.grid, 2)
+        splitter.addWidget(detail)
+        splitter.setStretchFactor(0, 3)
+        splitter.setStretchFactor(1, 2)
+        layout.addWidget(splitter, 1)
+        self._selection_changed()
+
+    # -- listing -----------------------------------------------------------------------------------
+    def refresh(self) -> None:
+        from dpsad_workbench.core import list_runs
+
+        selected = self.selected_run_id()
+        try:
+            self.runs = list_runs(self._settings().workspace_path())
+        except Exception as error:  # noqa: BLE001 - a dialog, not a crash
+            self.error.emit(error)
+            return
+        self.table.setRowCount(len(self.runs))
+        for row, run in enumerate(self.runs):
+            epsilon = run["epsilon"] if run["private"] else float("inf")
+            values = (run["run_id"], run["state"], run["recipe"], run["dataset"], format_epsilon(epsilon),
+                      f"{run['epsilon_target']:g}", (run.get("created") or "-").replace("T", " ")[:19])
+            for column, value in enumerate(values):
+                item = QTableWidgetItem(str(value))
+                item.setData(Qt.ItemDataRole.UserRole, run["run_id"])
+                self.table.setItem(row, column, item)
+        if selected:
+            self.select(selected)
+        elif self.runs:
+            self.table.selectRow(0)
+        self._selection_changed()
+
+    def select(self, run_id: str) -> None:
+        for row, run in enumerate(self.runs):
+            if run["run_id"] == run_id:
+                self.table.selectRow(row)
+                return
+
+    def selected_run(self) -> dict[str, Any] | None:
+        rows = self.table.selectionModel().selectedRows()
+        if not rows or rows[0].row() >= len(self.runs):
+            return None
+        return self.runs[rows[0].row()]
+
+    def selected_run_id(self) -> str | None:
+        run = self.selected_run()
+        return run["run_id"] if run else None
+
+    def _selection_changed(self) -> None:
+        run = self.selected_run()
+        for button in (self.open_button, self.delete_button):
+            button.setEnabled(run is not None)
+        self.resume_button.setEnabled(run is not None and run["state"] in RESUMABLE)
+        self.export_button.setEnabled(run is not None and run["state"] == "finished")
+        if run is None:
+            self.summary.setText("Select a run." if self.runs else "No runs yet: start one on the New run screen.")
+            self.grid.set_array(None)
+            return
+        self.summary.setText(self._describe(run))
+        grid = Path(run["path"]) / "samples" / "latest.png"
+        if grid.is_file():
+            from PIL import Image
+            import numpy as np
+
+            try:
+                self.grid.set_array(np.asarray(Image.open(grid)))
+            except OSError:
+                self.grid.set_array(None)
+                self.grid.setText("The sample grid cannot be read.")
+        else:
+            self.grid.set_array(None)
+            self.grid.setText("No samples yet.")
+
+    def _describe(self, run: dict[str, Any]) -> str:
+        lines = [f"<b>{run['run_id']}</b>", f"state: {run['state']}", f"recipe: {run['recipe']}",
+                 f"dataset: {run['dataset']}"]
+        if run["private"]:
+            lines.append(f"epsilon spent: {format_epsilon(run['epsilon'])} of target {run['epsilon_target']:g}")
+        else:
+            lines.append("<b style='color:#b00020'>NOT differentially private (epsilon = infinity)</b>")
+        result_path = Path(run["path"]) / "result.json"
+        if result_path.is_file():
+            import json
+
+            try:
+                result = json.loads(result_path.read_text())
+                lines.append(f"delta: {result['delta']:.3g}; unit of privacy: {result['unit_of_privacy']}")
+                lines.append(f"trained in {result['train_seconds']:.0f} s on {result['device']}")
+            except (OSError, ValueError, KeyError):
+                pass
+        lines.append(f"folder: {run['path']}")
+        return "<br>".join(lines)
+
+    # -- actions -----------------------------------------------------------------------------------
+    def _resume(self) -> None:
+        run_id = self.selected_run_id()
+        if run_id:
+            self.resume_requested.emit(run_id)
+
+    def _export(self) -> None:
+        run_id = self.selected_run_id()
+        if run_id:
+            self.export_requested.emit(run_id)
+
+    def _open_folder(self) -> None:
+        run = self.selected_run()
+        if run:
+            QDesktopServices.openUrl(QUrl.fromLocalFile(run["path"]))
+
+    def delete_selected(self) -> bool:
+        """Delete the selected run after confirmation; True when it was deleted."""
+        from dpsad_workbench.core import delete_run
+
+        run = self.selected_run()
+        if run is None:
+            return False
+        if self.is_training(run["run_id"]):
+            from dpsad_core.errors import RunError
+
+            self.error.emit(RunError(f"run {run['run_id']} is training", remedy="cancel it on the Training screen "
+                                                                                 "first"))
+            return False
+        question = (f"Delete run {run['run_id']} and everything in its folder (checkpoint, model, samples)?\n\n"
+                    "This cannot be undone. Privacy already spent on the dataset stays spent.")
+        if not dialogs.confirm(self, "Delete run", question):
+            return False
+        try:
+            delete_run(self._settings().workspace_path(), run["run_id"])
+        except Exception as error:  # noqa: BLE001 - shown as a dialog
+            self.error.emit(error)
+            return False
+        self.refresh()
+        return True

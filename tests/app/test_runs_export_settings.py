@@ -1,0 +1,130 @@
+"""Runs (delete with confirmation), Export (bundle, verify, tampering), Settings (workspace, keys)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from PySide6.QtWidgets import QMessageBox
+
+from dpsad_workbench.screens.export import export_available, verify_available
+from dpsad_workbench.screens.keys import signing_available
+
+
+@pytest.fixture
+def finished_run(workspace):
+    """A tiny finished run, trained by the core directly (the GUI path is tested in test_training.py)."""
+    import torch
+
+    from dpsad_core.events import RunFinished
+    from dpsad_core.training import TrainConfig, resolve_hyperparameters, start_training
+
+    torch.set_num_threads(1)
+    config = TrainConfig(data="demo", epsilon=8.0, preset="tiny", hyper=resolve_hyperparameters("tiny"),
+                         max_steps=2, device="cpu")
+    events = list(start_training(config, workspace=workspace))
+    assert isinstance(events[-1], RunFinished)
+    return events[-1].result
+
+
+@pytest.mark.slow
+def test_delete_a_run_only_after_confirmation(finished_run, window, answers):
+    window.show_screen("runs")
+    runs = window.runs
+    runs.select(finished_run["run_id"])
+    assert runs.selected_run_id() == finished_run["run_id"]
+    assert runs.export_button.isEnabled() and not runs.resume_button.isEnabled()
+    assert "of target 8" in runs.summary.text() and runs.grid.has_image()
+    answers["answers"].append(False)
+    assert runs.delete_selected() is False
+    assert Path(finished_run["run_dir"]).is_dir()
+    answers["answers"].append(True)
+    assert runs.delete_selected() is True
+    assert not Path(finished_run["run_dir"]).exists()
+    assert runs.runs == []
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (export_available() and verify_available()), reason="dpsad_core.export is not installed")
+def test_export_a_signed_bundle_then_verify_it_and_catch_tampering(finished_run, window, qtbot, tmp_path):
+    window.show_screen("export")
+    screen = window.export
+    screen.select_run(finished_run["run_id"])
+    assert "differentially private" in screen.report.text()
+    screen.per_class.setValue(2)
+    screen.out.setText(str(tmp_path / "bundle"))
+    with qtbot.waitSignal(screen.exported, timeout=120_000) as blocker:
+        screen.export()
+    bundle = Path(blocker.args[0]["bundle_path"])
+    assert bundle == tmp_path / "bundle" and bundle.is_dir()
+    with qtbot.waitSignal(screen.verified, timeout=60_000) as blocker:
+        screen.verify(bundle)
+    assert blocker.args[0].ok, blocker.args[0].problems
+    assert "Valid" in screen.verify_result.text()
+    # Change one byte of one image: the verifier must name the problem.
+    image = next(p for p in sorted(bundle.rglob("*.png")) if "images" in p.parts)
+    image.write_bytes(image.read_bytes() + b"\0")
+    from tests.app.test_datasets_and_plan import drop
+
+    with qtbot.waitSignal(screen.verified, timeout=60_000) as blocker:
+        drop(screen, bundle)  # any bundle dropped on the Export screen is verified
+    assert not blocker.args[0].ok
+    assert "NOT valid" in screen.verify_result.text()
+
+
+def test_settings_change_the_workspace(window, tmp_path):
+    from dpsad_workbench.settings import load_settings
+
+    window.show_screen("settings")
+    screen = window.settings_screen
+    new = tmp_path / "elsewhere"
+    screen.workspace.setText(str(new))
+    screen.device.setCurrentText("cpu")
+    screen.threads.setValue(2)
+    saved = screen.save()
+    assert saved is not None and new.is_dir()
+    assert load_settings().workspace == str(new) and load_settings().torch_threads == 2
+    assert window.settings.workspace_path() == new.resolve()
+    assert str(new.resolve()) in window.workspace_label.text()
+
+
+def test_an_invalid_settings_file_is_reported_at_startup(workspace, capsys):
+    from dpsad_workbench.main import create_window
+    from dpsad_workbench.settings import settings_path
+
+    settings_path().write_text("{ not json")
+    from dpsad_core.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="workbench settings cannot be read") as info:
+        create_window()
+    assert "delete the file" in info.value.remedy
+
+
+@pytest.mark.skipif(not signing_available(), reason="dpsad_core.export.signing is not installed")
+def test_signing_key_fingerprint_export_and_import(window, tmp_path):
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    keys = window.settings_screen.keys
+    assert keys.fingerprint() is None and "No signing key yet" in keys.info.text()
+    created = keys.create_key()
+    assert created.startswith("sha256:") and created in keys.info.text()
+    exported = keys.export_public_key(str(tmp_path / "public.pem"))
+    assert exported == created and (tmp_path / "public.pem").read_bytes().startswith(b"-----BEGIN PUBLIC KEY")
+    organisation = Ed25519PrivateKey.generate()
+    pem = organisation.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                     serialization.NoEncryption())
+    (tmp_path / "org.pem").write_bytes(pem)
+    imported = keys.import_key(str(tmp_path / "org.pem"))
+    assert imported != created and keys.fingerprint() == imported
+
+
+def test_a_bad_key_file_is_an_error_dialog(window, qtbot, tmp_path):
+    if not signing_available():
+        pytest.skip("dpsad_core.export.signing is not installed")
+    (tmp_path / "bad.pem").write_text("not a key")
+    with qtbot.waitSignal(window.error_shown, timeout=10_000) as blocker:
+        assert window.settings_screen.keys.import_key(str(tmp_path / "bad.pem")) is None
+    assert "bad.pem" in blocker.args[0]
+    for box in window.findChildren(QMessageBox):
+        box.close()
