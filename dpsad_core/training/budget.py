@@ -26,6 +26,11 @@ def planned_mechanisms(config: TrainConfig, plan: TrainingPlan) -> list[Mechanis
 
 def ledger_fingerprint(config: TrainConfig, dataset, workspace: Path) -> str:
     """The fingerprint of the data as stored, so runs at different --resolution compose in the ledger."""
+    if config.ledger_data is not None:
+        # An audit run trains on a copy of the source data plus canaries: the source pays for it.
+        from dpsad_core.data import resolve_data_source
+
+        return resolve_data_source(config.ledger_data, workspace=workspace, min_records=0).fingerprint()
     if config.resolution is None:
         return dataset.fingerprint()
     from dpsad_core.data import resolve_data_source
@@ -42,7 +47,8 @@ def reserve_spend(workspace: Path, run_id: str, config: TrainConfig, dataset, pl
     from dpsad_core.privacy.ledger_runs import RunSpend
 
     return RunSpend.reserve(workspace, run_id=run_id, fingerprint=ledger_fingerprint(config, dataset, workspace),
-                            name=dataset.name, kind="train", recipe=config.recipe.value, delta=plan.delta,
+                            name=dataset.name if config.ledger_data is None else None,  # keep the source's name
+                            kind="train", recipe=config.recipe.value, delta=plan.delta,
                             private=plan.is_private, planned=planned_mechanisms(config, plan))
 
 

@@ -184,6 +184,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     min_records: int = 100
+    ledger_data: str | None = None           # audit runs: the source data whose ledger entry pays for the run
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "recipe", Recipe(self.recipe))
