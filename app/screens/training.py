@@ -25,7 +25,9 @@ LOSS_LABELS = {
     "teacher_loss": "teacher (denoising)",
     "denoiser_loss": "DPDM model (denoising)",
     "pretrain_loss": "public pre-training",
-    "student_loss": "student (distillation + adversarial)",
+    "student_loss": "student (total)",
+    "student_distillation_loss": "student: distillation term",
+    "student_adversarial_loss": "student: adversarial term",
     "disc_loss": "discriminator",
 }
 LOSS_COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b")

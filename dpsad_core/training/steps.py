@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
@@ -130,11 +131,32 @@ def distill_step(*, teacher: nn.Module, student: nn.Module, discriminator: nn.Mo
     def disc_call(*inputs: torch.Tensor) -> torch.Tensor:
         return functional_call(discriminator, (disc_params, disc_buffers), inputs)
 
+    loss_terms = _student_loss_terms(disc_call, batch, teacher_eps, student_eps, distillation_weight)
     student_metrics = _private_update(
         student, student_optimizer, make_student_loss(disc_call, adversarial_weight, distillation_weight),
         (batch.x_t, batch.t, batch.labels, batch.noise, teacher_eps), clip_norm=student_clip_norm,
         noise_multiplier=phase.model_noise_multiplier, expected_batch_size=phase.expected_batch_size,
         units=batch.units, microbatch_size=microbatch_size, generator=generator)
     metrics = {f"student_{k}": v for k, v in student_metrics.items()}
+    metrics.update(loss_terms)
     metrics.update({f"disc_{k}": v for k, v in disc_metrics.items() if k != "batch"})
     return metrics
+
+
+def _student_loss_terms(disc_call, batch: NoisyBatch, teacher_eps: torch.Tensor, student_eps: torch.Tensor,
+                        distillation_weight: float) -> dict[str, float]:
+    """Batch means of the two terms of the student's loss, at the weights its update starts from.
+
+    For monitoring only (the metrics log stays local): ``student_loss`` is
+    ``student_distillation_loss + adversarial_weight * student_adversarial_loss``.
+    """
+    if not batch.size:
+        return {"student_distillation_loss": float("nan"), "student_adversarial_loss": float("nan")}
+    with torch.no_grad():
+        distillation = (distillation_weight * (teacher_eps - student_eps).pow(2).flatten(2).mean(-1)
+                        + (batch.noise - student_eps).pow(2).flatten(2).mean(-1))
+        logits = disc_call(batch.flat(batch.x_t), batch.flat(student_eps), batch.flat(batch.t),
+                           batch.flat(batch.labels))
+        adversarial = F.softplus(-logits)
+    return {"student_distillation_loss": float(distillation.mean()),
+            "student_adversarial_loss": float(adversarial.mean())}

@@ -41,7 +41,8 @@ def test_a_tiny_run_plots_losses_and_epsilon_and_shows_samples(window, qtbot):
     assert kinds.count(StepCompleted) == 4 and SampleGrid in kinds and CheckpointWritten in kinds
     assert states == ["starting", "running", "finished"]
     screen = window.training
-    assert set(screen.losses) == {"teacher_loss", "student_loss", "disc_loss"}
+    assert set(screen.losses) == {"teacher_loss", "student_loss", "student_distillation_loss",
+                                  "student_adversarial_loss", "disc_loss"}
     assert len(screen.losses["teacher_loss"][1]) == 2 and len(screen.losses["student_loss"][1]) == 2
     spent = screen.epsilon_y
     assert len(spent) == 4 and spent == sorted(spent) and spent[0] > 0  # epsilon rises with every step

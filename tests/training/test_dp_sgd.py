@@ -144,3 +144,35 @@ def test_poisson_sampling_takes_whole_patients():
         picked_units = set(unit_of_record[chosen].tolist())
         for unit in picked_units:
             assert set(torch.nonzero(unit_of_record == unit).squeeze(1).tolist()) <= set(chosen.tolist())
+
+
+@pytest.mark.parametrize("adversarial_weight", [0.0, 1.0, 2.5])
+def test_student_loss_terms_add_up_to_the_clipped_loss(adversarial_weight):
+    # The distillation and adversarial terms are logged for the GUI's plots: they must be the two
+    # parts of the loss the private update actually differentiated.
+    from dpsad_core.diffusion import DiffusionSchedule
+    from dpsad_core.models import Discriminator, DiscriminatorConfig, UNet, UNetConfig
+    from dpsad_core.training.config import Recipe, resolve_hyperparameters
+    from dpsad_core.training.planner import plan_training
+    from dpsad_core.training.steps import DataTensors, distill_step, draw_batch
+
+    torch.manual_seed(0)
+    hyper = resolve_hyperparameters("tiny")
+    plan = plan_training(recipe=Recipe.DPSAD, hyper=hyper, epsilon=8.0, delta=1e-5, private_units=200)
+    phase = next(p for p in plan.phases if p.kind == "distill")
+    unet = UNetConfig(image_channels=1, resolution=8, num_classes=3, channels=(8, 16))
+    teacher, student = UNet(unet), UNet(unet)
+    disc = Discriminator(DiscriminatorConfig(image_channels=1, num_classes=3, channels=(8, 8)))
+    data = DataTensors(images=torch.rand(200, 1, 8, 8) * 2 - 1, labels=torch.randint(0, 3, (200,)),
+                       unit_of_record=torch.arange(200), num_units=200, has_units=False)
+    batch = draw_batch(data, sample_rate=0.2, schedule=DiffusionSchedule(50, "linear"), multiplicity=2,
+                       label_dropout=0.0, null_label=3, sampling_generator=torch.Generator().manual_seed(1),
+                       noise_generator=torch.Generator().manual_seed(2))
+    metrics = distill_step(teacher=teacher, student=student, discriminator=disc,
+                           student_optimizer=torch.optim.Adam(student.parameters()),
+                           disc_optimizer=torch.optim.Adam(disc.parameters()), batch=batch, phase=phase,
+                           student_clip_norm=1.0, disc_clip_norm=1.0, adversarial_weight=adversarial_weight,
+                           distillation_weight=0.5, microbatch_size=16, generator=torch.Generator().manual_seed(3))
+    total = metrics["student_distillation_loss"] + adversarial_weight * metrics["student_adversarial_loss"]
+    assert metrics["student_adversarial_loss"] > 0
+    assert metrics["student_loss"] == pytest.approx(total, rel=1e-4)
