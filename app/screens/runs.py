@@ -162,6 +162,7 @@ class RunsScreen(QWidget):
                 lines.append(f"trained in {result['train_seconds']:.0f} s on {result['device']}")
             except (OSError, ValueError, KeyError):
                 pass
+        lines.extend(_evaluation_lines(Path(run["path"])))
         lines.append(f"folder: {run['path']}")
         return "<br>".join(lines)
 
@@ -205,3 +206,30 @@ class RunsScreen(QWidget):
             return False
         self.refresh()
         return True
+
+
+def _evaluation_lines(run_dir: Path) -> list[str]:
+    """The headline of ``dpsad-core evaluate`` when the run has been evaluated (local numbers only)."""
+    from dpsad_core.errors import DpsadError
+    from dpsad_core.evaluation.report import headline, read_evaluation
+
+    try:
+        evaluation = read_evaluation(run_dir)
+    except DpsadError as error:
+        return [f"evaluation: {error}"]
+    if evaluation is None:
+        return ["evaluation: none yet (dpsad-core evaluate RUN --test DATA)"]
+    numbers = headline(evaluation)
+
+    def show(value: Any, spec: str) -> str:
+        return "-" if value is None else format(value, spec)
+
+    return [
+        f"evaluation: real-test accuracy of a CNN trained on synthetic images {show(numbers['cnn_accuracy'], '.3f')}"
+        f", of a logistic regression {show(numbers['logistic_accuracy'], '.3f')}",
+        f"Frechet distance (classifier features, not FID) {show(numbers['frechet_distance_classifier_features'], '.3g')}"
+        f"; precision {show(numbers['precision'], '.2f')}, recall {show(numbers['recall'], '.2f')}",
+        f"memorisation: {show(numbers['dcr_share_closer_to_training_than_holdout'], '.0%')} of synthetic images "
+        f"closer to training than real held-out ones (about 50% is good); near-copies flagged: "
+        f"{numbers['near_copy_count']} of {numbers['synthetic_count']}",
+    ]

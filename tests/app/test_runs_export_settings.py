@@ -128,3 +128,25 @@ def test_a_bad_key_file_is_an_error_dialog(window, qtbot, tmp_path):
     assert "bad.pem" in blocker.args[0]
     for box in window.findChildren(QMessageBox):
         box.close()
+
+
+@pytest.mark.slow
+def test_the_run_page_shows_the_evaluation_once_there_is_one(finished_run, window):
+    import json
+
+    from dpsad_core.evaluation.report import EVALUATION_FILE, SCHEMA_VERSION
+
+    window.show_screen("runs")
+    window.runs.select(finished_run["run_id"])
+    assert "evaluation: none yet" in window.runs.summary.text()
+    evaluation = {"schema": SCHEMA_VERSION,
+                  "downstream": {"cnn": {"accuracy": 0.8125}, "logistic": {"accuracy": 0.75}},
+                  "fidelity": {"frechet_distance_classifier_features": 3.5, "fid": None, "precision": 0.9,
+                               "recall": 0.4},
+                  "memorisation": {"dcr_share_closer_to_training_than_holdout": 0.52, "near_copy_count": 3, "n": 100}}
+    (Path(finished_run["run_dir"]) / EVALUATION_FILE).write_text(json.dumps(evaluation))
+    window.runs.refresh()
+    window.runs.select(finished_run["run_id"])
+    text = window.runs.summary.text()
+    assert "synthetic images 0.812" in text and "logistic regression 0.750" in text
+    assert "near-copies flagged: 3 of 100" in text and "52%" in text
