@@ -11,6 +11,15 @@ pytest.importorskip("PySide6", reason="the gui extra is not installed")
 pytest.importorskip("pytestqt", reason="pytest-qt is not installed")
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _helper_pool_shut_down():
+    """The app shuts its helper process down on quit; the tests' QApplication never quits."""
+    yield
+    from dpsad_workbench.worker import shutdown_helper_pool
+
+    shutdown_helper_pool()
+
+
 @pytest.fixture(autouse=True)
 def _no_leaked_windows(no_leaked_windows, qapp):
     """Every GUI test fails if it leaves a visible top-level window behind."""
