@@ -310,7 +310,23 @@ def render_report(result: dict[str, Any]) -> str:
                          f"q {mechanism['sample_rate']:.4f}, {mechanism['steps']} steps")
     if not result.get("secure_rng", False):
         lines.append("<i>noise from PyTorch's default generator (not a cryptographically secure one)</i>")
+    lines.extend(_plain_language_lines(result))
     return "<br>".join(lines)
+
+
+def _plain_language_lines(result: dict[str, Any]) -> list[str]:
+    """The report's own plain-language summary (the words the bundle will carry)."""
+    from dpsad_core.export.report import plain_language
+
+    try:
+        text = plain_language(result)
+    except (KeyError, TypeError, ValueError):
+        return []  # a result from an older run lacks a field the summary needs: the numbers above stand
+    lines = ["", "<b>What this guarantee means</b>"]
+    lines.extend(f"&bull; {html.escape(sentence)}" for sentence in text["means"])
+    lines.append("<b>What it does not mean</b>")
+    lines.extend(f"&bull; {html.escape(sentence)}" for sentence in text["does_not_mean"])
+    return lines
 
 
 def render_verification(result: Any) -> str:

@@ -51,6 +51,7 @@ def test_export_a_signed_bundle_then_verify_it_and_catch_tampering(finished_run,
     screen = window.export
     screen.select_run(finished_run["run_id"])
     assert "differentially private" in screen.report.text()
+    assert "What this guarantee means" in screen.report.text() and "What it does not mean" in screen.report.text()
     screen.per_class.setValue(2)
     screen.out.setText(str(tmp_path / "bundle"))
     with qtbot.waitSignal(screen.exported, timeout=120_000) as blocker:
