@@ -215,37 +215,28 @@ def shutdown_helper_pool() -> None:
     if _POOL is not None:
         _POOL.shutdown(wait=True, cancel_futures=True)
         _POOL = None
-_DETACHED: set = set()
 
 
-def detach(worker: GeneratorWorker) -> None:
-    """Keep a running worker alive after the widget that owns it goes away (closing never waits).
+class WorkerOwner:
+    """Mixin for a screen's one-shot workers (set ``self._workers = set()`` in ``__init__``): kept alive
+    while they run, then waited for (tests) or detached (closing the window never waits)."""
 
-    A QThread destroyed while running aborts the process, so the worker loses its parent and is held
-    here until it finishes. Its signals are disconnected first: the widgets they fed may be deleted.
-    """
-    if worker.isRunning():
-        import warnings
+    _workers: set[GeneratorWorker]
 
+    def _keep(self, worker: GeneratorWorker) -> None:
         from PySide6.QtCore import Qt
 
-        for signal in (worker.yielded, worker.errored, worker.aborted, worker.finished_work):
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)  # "nothing to disconnect" is fine
-                try:
-                    signal.disconnect()
-                except (RuntimeError, TypeError):
-                    pass
-        worker.setParent(None)
-        _DETACHED.add(worker)
-        worker.finished.connect(lambda: _DETACHED.discard(worker), Qt.ConnectionType.QueuedConnection)
+        self._workers.add(worker)
+        worker.finished.connect(lambda: self._workers.discard(worker), Qt.ConnectionType.QueuedConnection)
 
+    def wait_for_workers(self) -> None:
+        for worker in list(self._workers):
+            worker.wait()
 
-def wait_detached() -> None:
-    """Block until every detached worker has finished (tests, and the end of the app)."""
-    for worker in list(_DETACHED):
-        worker.wait()
-    _DETACHED.clear()
+    def detach_workers(self) -> None:
+        for worker in list(self._workers):
+            detach(worker)
+        self._workers.clear()
 
 
 def call_in_worker(target: str, *args: Any, parent=None, **kwargs: Any) -> GeneratorWorker:

@@ -30,7 +30,7 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], None
         except FileNotFoundError:
             pass
         raise
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
     return path
 
 
@@ -43,7 +43,8 @@ def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> Path:
     return atomic_write_bytes(path, text.encode("utf-8"))
 
 
-def _fsync_dir(directory: Path) -> None:
+def fsync_dir(directory: Path) -> None:
+    """Make a rename inside ``directory`` durable (best effort: not every filesystem supports it)."""
     try:
         fd = os.open(directory, os.O_RDONLY)
     except OSError:

@@ -20,12 +20,12 @@ from dpsad_workbench.core import format_epsilon
 from dpsad_workbench.images import ImageLabel
 from dpsad_workbench.settings import AppSettings
 from dpsad_workbench.widgets import WrapLabel
-from dpsad_workbench.worker import call_in_worker
+from dpsad_workbench.worker import WorkerOwner, call_in_worker
 
 FILE_FILTER = "Datasets (*.csv *.npz *.gz *idx*-ubyte *idx3-ubyte);;All files (*)"
 
 
-class DatasetsScreen(QWidget):
+class DatasetsScreen(WorkerOwner, QWidget):
     """Lists saved datasets; ``import_path`` imports one (the dialog and drops both call it)."""
 
     imported = Signal(dict)
@@ -276,22 +276,6 @@ class DatasetsScreen(QWidget):
     def _set_busy(self, busy: bool) -> None:
         self.import_folder_button.setEnabled(not busy)
         self.import_file_button.setEnabled(not busy)
-
-    def _keep(self, worker) -> None:
-        self._workers.add(worker)
-        worker.finished.connect(lambda: self._workers.discard(worker), Qt.ConnectionType.QueuedConnection)
-
-    def wait_for_workers(self) -> None:
-        for worker in list(self._workers):
-            worker.wait()
-
-    def detach_workers(self) -> None:
-        """Let running one-shot jobs finish on their own: closing the window must not wait for them."""
-        from dpsad_workbench.worker import detach
-
-        for worker in list(self._workers):
-            detach(worker)
-        self._workers.clear()
 
     # -- drag and drop -----------------------------------------------------------------------------
     def dragEnterEvent(self, event) -> None:  # noqa: N802 - Qt API

@@ -21,7 +21,7 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QFileDialog, QFormLayout, Q
 from dpsad_workbench.core import format_epsilon
 from dpsad_workbench.settings import AppSettings
 from dpsad_workbench.widgets import WrapLabel
-from dpsad_workbench.worker import GeneratorWorker, ProcessGeneratorWorker, call_in_worker
+from dpsad_workbench.worker import GeneratorWorker, ProcessGeneratorWorker, WorkerOwner, call_in_worker
 
 
 def export_available() -> bool:
@@ -39,7 +39,7 @@ def verify_available() -> bool:
         return False
 
 
-class ExportScreen(QWidget):
+class ExportScreen(WorkerOwner, QWidget):
     """Signals: ``exported(dict)`` with the bundle path and summary, ``verified(object)`` (a VerifyResult)."""
 
     exported = Signal(dict)
@@ -260,22 +260,6 @@ class ExportScreen(QWidget):
         path, _ = QFileDialog.getOpenFileName(self, "A bundle .zip to verify", "", "Zip files (*.zip)")
         if path:
             self.verify(path)
-
-    def _keep(self, worker) -> None:
-        self._workers.add(worker)
-        worker.finished.connect(lambda: self._workers.discard(worker), Qt.ConnectionType.QueuedConnection)
-
-    def wait_for_workers(self) -> None:
-        for worker in list(self._workers):
-            worker.wait()
-
-    def detach_workers(self) -> None:
-        """Let running one-shot jobs finish on their own: closing the window must not wait for them."""
-        from dpsad_workbench.worker import detach
-
-        for worker in list(self._workers):
-            detach(worker)
-        self._workers.clear()
 
     def dragEnterEvent(self, event) -> None:  # noqa: N802 - Qt API
         if event.mimeData().hasUrls():

@@ -18,7 +18,7 @@ from PySide6.QtWidgets import (QComboBox, QDoubleSpinBox, QFormLayout, QGroupBox
 from dpsad_workbench.core import format_duration, format_epsilon
 from dpsad_workbench.settings import AppSettings
 from dpsad_workbench.widgets import WrapLabel
-from dpsad_workbench.worker import call_in_worker
+from dpsad_workbench.worker import WorkerOwner, call_in_worker
 
 RECIPES = {
     "dpsad": "DP teacher, then DP student and discriminator: the whole run is (epsilon, delta)-DP. The default.",
@@ -34,7 +34,7 @@ PRESETS = {"tiny": "tiny (seconds, for trying the app)", "quick": "quick (minute
 DEMO_LABEL = "demo: embedded 8x8 digits (1,500 images)"
 
 
-class NewRunScreen(QWidget):
+class NewRunScreen(WorkerOwner, QWidget):
     """Emits ``start_requested(TrainConfig)``; ``plan_ready(dict)`` after each preview."""
 
     start_requested = Signal(object)
@@ -262,22 +262,6 @@ class NewRunScreen(QWidget):
         self._keep(worker)
         worker.start()
         return worker
-
-    def _keep(self, worker) -> None:
-        self._workers.add(worker)
-        worker.finished.connect(lambda: self._workers.discard(worker), Qt.ConnectionType.QueuedConnection)
-
-    def wait_for_workers(self) -> None:
-        for worker in list(self._workers):
-            worker.wait()
-
-    def detach_workers(self) -> None:
-        """Let running one-shot jobs finish on their own: closing the window must not wait for them."""
-        from dpsad_workbench.worker import detach
-
-        for worker in list(self._workers):
-            detach(worker)
-        self._workers.clear()
 
     def _on_plan(self, generation: int, result: dict[str, Any]) -> None:
         if generation != self._generation:

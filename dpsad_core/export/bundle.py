@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from dpsad_core.atomic import fsync_dir
 from dpsad_core.errors import ConfigError, NotPrivateError, RunError
 from dpsad_core.events import ExportEvent, ExportFinished, ExportProgress, ExportStarted
 from dpsad_core.export.layout import (CROISSANT, GRID, IMAGES_DIR, LABELS, NOT_DP_SUFFIX, NPZ, PARTIAL_PREFIX,
@@ -186,7 +187,7 @@ def _write_bundle(run, result: dict[str, Any], destination: Path, settings: Expo
         _publish(partial_zip if settings.zip else partial, destination)
         if settings.zip:
             shutil.rmtree(partial)
-        _fsync_dir(destination.parent)
+        fsync_dir(destination.parent)
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         if partial_zip.exists():
@@ -338,17 +339,3 @@ def _zip_folder(folder: Path, target: Path, top: str) -> None:
                     archive.write(path, f"{top}/{path.relative_to(folder).as_posix()}", compress_type=kind)
         handle.flush()
         os.fsync(handle.fileno())
-
-
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
