@@ -32,6 +32,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     cap = sub.add_mutually_exclusive_group()
     cap.add_argument("--cap", type=float, metavar="EPSILON", help="set the dataset's budget cap")
     cap.add_argument("--remove-cap", action="store_true", help="remove the dataset's budget cap")
+    sub.add_argument("--release", metavar="RUN",
+                     help="drop the planned spend still held by a run that was killed and will not be resumed "
+                          "(what it spent stays counted)")
     add_workspace_option(sub)
     sub.add_argument("--json", action="store_true", help="print one JSON object")
     sub.set_defaults(handler=_cmd_ledger)
@@ -42,6 +45,8 @@ def _cmd_ledger(args: argparse.Namespace) -> int:
 
     workspace = workspace_from_args(args)
     ledger = PrivacyLedger(workspace)
+    if args.release:
+        return _release(ledger, workspace, args.release)
     if args.dataset is None:
         if args.cap is not None or args.remove_cap:
             raise ConfigError("--cap and --remove-cap need a DATASET", field="dataset",
@@ -61,6 +66,24 @@ def _cmd_ledger(args: argparse.Namespace) -> int:
         print_json(summary.to_dict() | {"runs": runs, "ledger": str(ledger.path)})
         return 0
     _print_dataset(summary, runs)
+    return 0
+
+
+def _release(ledger, workspace: Path, run_id: str) -> int:
+    """A run's reservation counts against the cap until it ends; a run killed with -9 never ends."""
+    from dpsad_core.errors import RunError
+    from dpsad_core.training.runs import RUNS_DIR, RunFolder
+
+    if not any(entry.run_id == run_id for row in ledger.datasets() for entry in ledger.entries(row["fingerprint"])):
+        raise RunError(f"run {run_id!r} is not in the ledger", remedy="dpsad-core ledger DATASET lists its runs")
+    folder = Path(workspace) / RUNS_DIR / run_id
+    if folder.is_dir():
+        run = RunFolder(folder)
+        run.acquire()  # RunError while the run is being trained: its reservation is still needed
+        run.release()
+    ledger.release(run_id)
+    print(f"released the planned spend held by run {run_id}; what it spent stays counted "
+          f"(resuming it reserves its plan again)")
     return 0
 
 

@@ -90,3 +90,29 @@ def test_train_over_the_cap_exits_4_with_the_numbers(workspace, capsys, demo_fp)
     _, err = capsys.readouterr()
     assert code == 4 and "over the cap of 0.5" in err and "--cap" in err
     assert not (workspace / "runs").exists()
+
+
+@pytest.mark.slow
+def test_release_drops_a_dead_runs_reservation_but_not_a_live_one(workspace, capsys, demo_fp):
+    from dpsad_core.training.runs import RunFolder
+
+    ledger = PrivacyLedger(workspace)
+    ledger.set_cap(demo_fp, 50.0, dataset_name="demo-digits-train")
+    ledger.reserve(run_id="killed", dataset_fingerprint=demo_fp, kind="train", delta=1e-5, planned=SPEND * 3)
+    ledger.record_spend(run_id="killed", dataset_fingerprint=demo_fp, kind="train", delta=1e-5, mechanisms=SPEND)
+    held = ledger.summary(demo_fp)
+    assert held.committed.certified > held.spent.certified  # the plan still counts against the cap
+
+    live = RunFolder.create(workspace, "killed")
+    live.acquire()  # as if the run were still training
+    code, _, err = run_cli(capsys, "--release", "killed")
+    assert code == 6 and "being trained" in err
+    live.release()
+
+    code, out, _ = run_cli(capsys, "--release", "killed")
+    assert code == 0 and "released" in out
+    after = ledger.summary(demo_fp)
+    assert after.committed.certified == pytest.approx(after.spent.certified)
+    assert after.spent.certified == pytest.approx(compute_epsilon(SPEND, delta=1e-5).certified)
+    code, _, err = run_cli(capsys, "--release", "no-such-run")
+    assert code == 6 and "not in the ledger" in err
