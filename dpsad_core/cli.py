@@ -11,14 +11,14 @@ import argparse
 import importlib
 import math
 import os
-import signal
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from dpsad_core.commands import COMMAND_MODULES
-from dpsad_core.commands.common import add_workspace_option, print_json, workspace_from_args
+from dpsad_core.commands.common import (add_workspace_option, parse_overrides, print_json, stop_flag,
+                                         workspace_from_args)
 from dpsad_core.errors import ConfigError, DpsadError
 
 EXIT_INTERRUPTED = 130
@@ -179,26 +179,15 @@ def _cmd_datasets(args: argparse.Namespace) -> int:
     return 0
 
 
-def _parse_overrides(pairs: list[str]) -> dict[str, str]:
-    overrides = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"--set expects KEY=VALUE, got {pair!r}", field="set", value=pair,
-                              remedy="e.g. --set teacher_steps=500")
-        overrides[key.strip()] = value.strip()
-    return overrides
-
-
 def _cmd_train(args: argparse.Namespace) -> int:
     from dpsad_core.training import TrainConfig, resolve_hyperparameters, resume_training, start_training
 
     workspace = workspace_from_args(args)
     if args.resume:
-        return _consume(resume_training(args.resume, workspace=workspace, stop=_stop_flag()), json_out=args.json)
+        return _consume(resume_training(args.resume, workspace=workspace, stop=stop_flag()), json_out=args.json)
     if not args.data:
         raise ConfigError("no data given", field="data", remedy="pass --data demo, a dataset name, or a path")
-    hyper = resolve_hyperparameters(args.preset, _parse_overrides(args.set))
+    hyper = resolve_hyperparameters(args.preset, parse_overrides(args.set))
     recipe = args.recipe or ("dpsad-public-teacher" if args.public_data else "dpsad")
     config = TrainConfig(data=args.data, recipe=recipe, epsilon=args.epsilon, delta=args.delta,
                          preset=args.preset, hyper=hyper, public_data=args.public_data, max_steps=args.max_steps,
@@ -216,7 +205,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
             _print_plan(plan)
             _print_budget(budget)
         return 0
-    return _consume(start_training(config, workspace=workspace, stop=_stop_flag()), json_out=args.json)
+    return _consume(start_training(config, workspace=workspace, stop=stop_flag()), json_out=args.json)
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -233,7 +222,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     finished: dict[str, Any] = {}
 
     def events():
-        for event in start_training(config, workspace=workspace, stop=_stop_flag()):
+        for event in start_training(config, workspace=workspace, stop=stop_flag()):
             if isinstance(event, RunFinished):
                 finished["result"] = event.result
             yield event
@@ -312,21 +301,6 @@ def _cmd_runs(args: argparse.Namespace) -> int:
 
 
 # -- helpers -----------------------------------------------------------------------------------------
-def _stop_flag():
-    """SIGTERM/SIGINT ask the engine to checkpoint and stop at the next step; a second SIGINT aborts."""
-    requested = {"stop": False}
-
-    def handler(signum, frame) -> None:  # noqa: ARG001
-        if requested["stop"] and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        requested["stop"] = True
-        print("\ndpsad-core: stopping after this step and writing a checkpoint...", file=sys.stderr)
-
-    signal.signal(signal.SIGTERM, handler)
-    signal.signal(signal.SIGINT, handler)
-    return lambda: requested["stop"]
-
-
 def _print_plan(plan) -> None:
     print(f"recipe {plan.recipe.value}: target epsilon {plan.epsilon_target:g}, delta {plan.delta:.3g}, "
           f"{plan.private_units} private units")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib.util
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import QFileDialog, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QFileDialog, QHBoxLayout, QPushButton, QVBoxLayout, QWidget
 
 from dpsad_workbench import dialogs
 from dpsad_workbench.widgets import WrapLabel

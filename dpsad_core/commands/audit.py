@@ -13,7 +13,8 @@ import sys
 import time
 from typing import Any
 
-from dpsad_core.commands.common import add_workspace_option, print_json, workspace_from_args
+from dpsad_core.commands.common import (add_workspace_option, parse_overrides, print_json, stop_flag,
+                                         workspace_from_args)
 from dpsad_core.errors import ConfigError
 
 EXIT_INTERRUPTED = 130
@@ -71,21 +72,20 @@ def _cmd_audit(args: argparse.Namespace) -> int:
 
 
 def _train_and_audit(args: argparse.Namespace, workspace) -> int:
-    from dpsad_core.cli import _parse_overrides, _stop_flag
     from dpsad_core.evaluation.audit_run import AuditFinished, AuditPrepared, AuditSettings, run_audit
     from dpsad_core.events import PhaseStarted, RunInterrupted, RunStarted, StepCompleted
     from dpsad_core.training import TrainConfig, resolve_hyperparameters
 
     settings = AuditSettings(canaries=args.canaries, canary_kind=args.canary_kind, score_draws=args.score_draws,
                              confidence=args.confidence, guesses_per_side=args.guesses, seed=args.seed)
-    hyper = resolve_hyperparameters(args.preset, _parse_overrides(args.set))
+    hyper = resolve_hyperparameters(args.preset, parse_overrides(args.set))
     recipe = args.recipe or ("dpsad-public-teacher" if args.public_data else "dpsad")
     config = TrainConfig(data=args.data, recipe=recipe, epsilon=args.epsilon, delta=args.delta, preset=args.preset,
                          hyper=hyper, public_data=args.public_data, max_steps=args.max_steps,
                          resolution=args.resolution, seed=args.train_seed, device=args.device,
                          min_records=args.min_records)
     last_line = 0.0
-    for event in run_audit(config, settings, workspace=workspace, stop=_stop_flag()):
+    for event in run_audit(config, settings, workspace=workspace, stop=stop_flag()):
         if isinstance(event, AuditPrepared):
             print(f"audit: {event.canaries} {event.kind} canaries, {event.included} included; training on "
                   f"'{event.dataset_name}'", file=sys.stderr)

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
+import sys
 from pathlib import Path
 from typing import Any
+
+from dpsad_core.errors import ConfigError
 
 
 def add_workspace_option(sub: argparse.ArgumentParser) -> None:
@@ -23,3 +27,29 @@ def workspace_from_args(args: argparse.Namespace) -> Path:
 
 def print_json(obj: Any) -> None:
     print(json.dumps(obj, sort_keys=True, default=str))
+
+
+def parse_overrides(pairs: list[str]) -> dict[str, str]:
+    overrides = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--set expects KEY=VALUE, got {pair!r}", field="set", value=pair,
+                              remedy="e.g. --set teacher_steps=500")
+        overrides[key.strip()] = value.strip()
+    return overrides
+
+
+def stop_flag():
+    """SIGTERM/SIGINT ask the engine to checkpoint and stop at the next step; a second SIGINT aborts."""
+    requested = {"stop": False}
+
+    def handler(signum, frame) -> None:  # noqa: ARG001
+        if requested["stop"] and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        requested["stop"] = True
+        print("\ndpsad-core: stopping after this step and writing a checkpoint...", file=sys.stderr)
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+    return lambda: requested["stop"]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from dpsad_core.commands.common import add_workspace_option, print_json, workspace_from_args
+from dpsad_core.commands.common import add_workspace_option, print_json, stop_flag, workspace_from_args
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -203,7 +203,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
               file=sys.stderr)
     result = None
     for event in _progress(generate_rdm(GenerateConfig(sigma=sigma, **common), workspace=workspace,
-                                        stop=_stop_flag())):
+                                        stop=stop_flag())):
         if isinstance(event, RunInterrupted):
             print(event.message, file=sys.stderr)
             return 130
@@ -223,10 +223,6 @@ def _cmd_generate(args: argparse.Namespace) -> int:
 
 
 # -- helpers ---------------------------------------------------------------------------------------
-def _stop_flag():
-    from dpsad_core.cli import _stop_flag as stop_flag
-
-    return stop_flag()
 
 
 def _progress(events):

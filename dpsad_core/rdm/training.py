@@ -19,7 +19,7 @@ import numpy as np
 
 from dpsad_core.errors import ConfigError
 from dpsad_core.events import PhaseStarted, SampleGrid, StepCompleted
-from dpsad_core.rdm.store import PublicModelSaved, save_public_model
+from dpsad_core.rdm.store import save_public_model
 
 __all__ = ["PRESETS", "TrainPublicConfig", "nearest_public_neighbours", "train_public"]
 
