@@ -30,6 +30,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     amount.add_argument("--samples", metavar="NPZ",
                         help="evaluate these images (from 'dpsad-core sample RUN --npz FILE') instead of sampling")
     sub.add_argument("--steps", type=int, help="DDIM sampling steps (default: the run's setting)")
+    sub.add_argument("--guidance", type=float,
+                     help="classifier-free guidance weight for sampling (default: the run's); free in privacy")
     sub.add_argument("--epochs", type=int, default=10, help="epochs of the downstream CNN (default 10)")
     sub.add_argument("--inception-weights", metavar="FILE",
                      help="pytorch-fid Inception-v3 weights (pt_inception-2015-12-05-6726825d.pth): adds true FID "
@@ -46,7 +48,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from dpsad_core.evaluation.report import EvaluationFinished, EvaluationOptions, EvaluationStage
 
     options = EvaluationOptions(per_class=args.per_class, count=args.count, seed=args.seed, device=args.device,
-                                sample_steps=args.steps, cnn_epochs=args.epochs,
+                                sample_steps=args.steps, guidance=args.guidance, cnn_epochs=args.epochs,
                                 inception_weights=args.inception_weights, samples=args.samples)
     finished = None
     for event in evaluate_run(args.run, test=args.test, workspace=workspace_from_args(args), options=options):

@@ -78,6 +78,7 @@ def evaluate_run(run_ref: str, *, test: str, workspace: Path, options: Evaluatio
                                     channels=training.channels, min_records=1)
 
     steps = options.sample_steps or meta["sample_steps"]
+    guidance = meta["guidance"] if options.guidance is None else options.guidance
     began = time.perf_counter()
     if options.samples:
         yield EvaluationStage("sample", 2, total, f"reading the synthetic images in {options.samples}")
@@ -85,11 +86,12 @@ def evaluate_run(run_ref: str, *, test: str, workspace: Path, options: Evaluatio
                                          resolution=training.resolution, num_classes=training.num_classes)
     else:
         count = options.synthetic_count(training.num_classes)
-        yield EvaluationStage("sample", 2, total, f"sampling {count} synthetic images ({steps} DDIM steps)")
+        yield EvaluationStage("sample", 2, total,
+                              f"sampling {count} synthetic images ({steps} DDIM steps, guidance {guidance:g})")
         labels = np.sort(np.arange(count) % training.num_classes)
         shape = (model.config.image_channels, model.config.resolution, model.config.resolution)
         images = generate(model, schedule, labels=labels, image_shape=shape, steps=steps,
-                          guidance=meta["guidance"], seed=options.seed, device=device)
+                          guidance=guidance, seed=options.seed, device=device)
         synthetic = ((images.numpy() + 1) / 2).clip(0, 1).astype(np.float32)
     sample_seconds = time.perf_counter() - began
 
@@ -102,7 +104,7 @@ def evaluate_run(run_ref: str, *, test: str, workspace: Path, options: Evaluatio
         result["config"].update(samples_file=Path(options.samples).name, sampler=None, sample_steps=None)
     else:
         result["config"].update(samples_file=None, sampler="ddim", sample_steps=steps)
-    result["config"].update(guidance=meta["guidance"], device=device,
+    result["config"].update(guidance=None if options.samples else guidance, device=device,
                             seconds={**result["config"]["seconds"], "sample": round(sample_seconds, 2)})
     path = write_evaluation(run.path, result)
     yield EvaluationFinished(run_id=run.run_id, path=path, result=result)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -99,6 +100,9 @@ class EvaluationOptions:
         Where to sample ("auto", "cpu", "cuda"); the classifiers run on the CPU.
     sample_steps
         DDIM steps (default: the run's setting).
+    guidance
+        Classifier-free guidance weight for sampling (default: the run's). Sampling is
+        post-processing of the released model, so trying weights costs no privacy.
     cnn_epochs
         Epochs of the downstream CNN (the epoch kept is chosen on the synthetic hold-out).
     k
@@ -117,6 +121,7 @@ class EvaluationOptions:
     seed: int = 0
     device: str = "auto"
     sample_steps: int | None = None
+    guidance: float | None = None
     cnn_epochs: int = 10
     k: int = 3
     feature_spec: FeatureNetSpec = field(default_factory=FeatureNetSpec)
@@ -137,6 +142,12 @@ class EvaluationOptions:
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or value < 1):
                 raise ConfigError(f"{name} must be a whole number >= 1, got {value!r}", field=name, value=value)
+        if self.guidance is not None and not (math.isfinite(self.guidance) and self.guidance >= 0):
+            raise ConfigError(f"guidance must be a number >= 0, got {self.guidance!r}", field="guidance",
+                              value=self.guidance, remedy="pass --guidance 0 (none) or a weight such as 1 or 2")
+        if self.samples is not None and self.guidance is not None:
+            raise ConfigError("a samples file fixes the images: a guidance weight would not be used",
+                              field="guidance", value=self.guidance, remedy="drop --guidance, or drop --samples")
         if not isinstance(self.cnn_epochs, int) or self.cnn_epochs < 1:
             raise ConfigError(f"cnn_epochs must be >= 1, got {self.cnn_epochs!r}", field="cnn_epochs",
                               value=self.cnn_epochs)

@@ -131,3 +131,26 @@ def test_evaluate_a_saved_sample_file(tiny_run, tmp_path):
     with pytest.raises(SystemExit) as caught:  # argparse: --samples and --count exclude each other
         main(["evaluate", run_dir.name, "--test", "demo", "--samples", str(bad), "--count", "30"])
     assert caught.value.code == 2
+
+
+@pytest.mark.slow
+def test_guidance_reaches_the_sampler_and_is_recorded(tiny_run, monkeypatch):
+    import dpsad_core.sampling as sampling
+
+    workspace, run_dir = tiny_run
+    seen, real_generate = [], sampling.generate
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs["guidance"])
+        return real_generate(*args, **kwargs)
+
+    monkeypatch.setattr(sampling, "generate", spy)
+    assert main(["evaluate", run_dir.name, "--test", "demo", "--count", "20", "--epochs", "1", "--guidance", "2.5",
+                 "--workspace", str(workspace)]) == 0
+    assert seen == [2.5] and read_evaluation(run_dir)["config"]["guidance"] == 2.5
+    assert main(["evaluate", run_dir.name, "--test", "demo", "--count", "20", "--epochs", "1",
+                 "--workspace", str(workspace)]) == 0
+    stored_default = json.loads((run_dir / "config.json").read_text())["config"]["hyper"]["guidance"]
+    assert seen == [2.5, stored_default] and read_evaluation(run_dir)["config"]["guidance"] == stored_default
+    assert main(["evaluate", run_dir.name, "--test", "demo", "--count", "20", "--guidance", "-1",
+                 "--workspace", str(workspace)]) == 2

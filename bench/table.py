@@ -1,0 +1,203 @@
+"""The benchmark table against the literature: run its cells, render it into docs/benchmarks.md.
+
+    python bench/table.py run --profile cpu --cell mnist-eps10-dpdm     # one cell
+    python bench/table.py run --profile cpu --missing                   # every cell not yet measured
+    python bench/table.py table --profile cpu [--write-docs]            # the markdown table
+
+A cell trains with the product's engine and scores the run with ``dpsad-core evaluate`` (the same
+code an analyst uses), then writes ``bench/results/<profile>/<cell>.json``: the numbers, the compute
+(device, threads, minutes per stage) and the command. Results are committed, so the table grows
+across sessions; ``--missing`` resumes where the last session stopped. What each cell is lives in
+``bench/table_cells.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from table_cells import DATASETS, DELTA, PROFILES, PUBLISHED, Cell, cells, find_cell  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+DOCS = ROOT / "docs" / "benchmarks.md"
+
+
+def run_cell(cell: Cell, *, workspace: Path, results: Path, device: str, seed: int) -> dict:
+    """Train and evaluate one cell; write and return its result record."""
+    from dpsad_core.evaluation import EvaluationFinished, EvaluationOptions, evaluate_run
+    from dpsad_core.evaluation.report import FeatureNetSpec
+    from dpsad_core.events import RunFinished, StepCompleted
+    from dpsad_core.training import TrainConfig, resolve_hyperparameters, start_training
+
+    import torch
+
+    profile, data = PROFILES[cell.profile], DATASETS[cell.dataset]
+    config = TrainConfig(data=data.train, recipe=cell.engine_recipe, epsilon=cell.epsilon, delta=DELTA,
+                         preset=profile.preset, hyper=resolve_hyperparameters(profile.preset, cell.overrides()),
+                         public_data=cell.public_data, resolution=profile.resolution, seed=seed, device=device)
+    began, last_print, finished = time.perf_counter(), 0.0, None
+    for event in start_training(config, workspace=workspace):
+        if isinstance(event, StepCompleted) and time.perf_counter() - last_print > 60:
+            last_print = time.perf_counter()
+            print(f"# {cell.cell_id}: {event.phase} {event.step}/{event.total_steps}", file=sys.stderr, flush=True)
+        if isinstance(event, RunFinished):
+            finished = event.result
+    train_minutes = (time.perf_counter() - began) / 60
+
+    began, evaluation = time.perf_counter(), None
+    options = EvaluationOptions(per_class=profile.per_class, cnn_epochs=profile.cnn_epochs, seed=seed, device=device,
+                                feature_spec=FeatureNetSpec(**profile.feature_spec))
+    for event in evaluate_run(finished["run_id"], test=data.test, workspace=workspace, options=options):
+        if isinstance(event, EvaluationFinished):
+            evaluation = event.result
+    evaluate_minutes = (time.perf_counter() - began) / 60
+    seconds = evaluation["config"]["seconds"]
+    record = {
+        "cell": cell.cell_id, "profile": cell.profile, "dataset": cell.dataset, "epsilon_target": cell.epsilon,
+        "recipe": cell.recipe, "engine_recipe": cell.engine_recipe, "public_data": cell.public_data,
+        "command": cell.command(), "overrides": {k: str(v) for k, v in cell.overrides().items()},
+        "preset": profile.preset, "resolution": evaluation["config"]["training_set"]["resolution"],
+        "private": finished["private"], "epsilon": finished["epsilon"], "delta": finished["delta"],
+        "accountant_values": finished["accountant_values"],
+        "mechanisms": [{k: m[k] for k in ("part", "noise_multiplier", "sample_rate", "steps", "clip_norm")}
+                       for m in finished["mechanisms"]],
+        "cnn_accuracy": evaluation["downstream"]["cnn"]["accuracy"],
+        "logistic_accuracy": evaluation["downstream"]["logistic"]["accuracy"],
+        "frechet_distance": evaluation["fidelity"]["frechet_distance_classifier_features"],
+        "frechet_distance_real_reference": evaluation["fidelity"]["frechet_distance_classifier_features_real_reference"],
+        "precision": evaluation["fidelity"]["precision"], "recall": evaluation["fidelity"]["recall"],
+        "dcr_share": evaluation["memorisation"]["dcr_share_closer_to_training_than_holdout"],
+        "synthetic_count": evaluation["config"]["synthetic_count"],
+        "compute": {
+            "device": finished["device"], "torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
+            "machine": platform.machine(), "train_minutes": round(train_minutes, 2),
+            "sample_minutes": round(seconds.get("sample", 0) / 60, 2),
+            "evaluate_minutes": round(evaluate_minutes, 2),
+            "total_minutes": round(train_minutes + evaluate_minutes, 2),
+        },
+        "seed": seed, "measured": time.strftime("%Y-%m-%d", time.gmtime()), "commit": _commit(),
+        "torch": torch.__version__,
+    }
+    from dpsad_core.atomic import atomic_write_json
+
+    atomic_write_json(results / cell.profile / f"{cell.cell_id}.json", record)
+    return record
+
+
+def load_results(results: Path, profile: str) -> dict[str, dict]:
+    folder = results / profile
+    if not folder.is_dir():
+        return {}
+    return {path.stem: json.loads(path.read_text()) for path in sorted(folder.glob("*.json"))}
+
+
+def render_table(profile: str, results: dict[str, dict]) -> str:
+    """Markdown: per dataset and epsilon, our cells (measured or why not), then the published rows."""
+    lines = ["| dataset | target epsilon | recipe | certified epsilon | CNN accuracy | logistic accuracy | "
+             "Frechet distance (real reference) | minutes: train + evaluate | device | cell |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for cell in cells(profile):
+        record, why_not = results.get(cell.cell_id), cell.applicable()
+        name = cell.recipe + (f" ({cell.public_data})" if cell.public_data else "")
+        if record:
+            compute = record["compute"]
+            epsilon = "inf (not DP)" if not record["private"] else f"{record['epsilon']:.2f}"
+            reference = record["frechet_distance_real_reference"]
+            frechet = f"{record['frechet_distance']:.1f}" + (f" ({reference:.1f})" if reference is not None else "")
+            minutes = f"{compute['train_minutes']:.1f} + {compute['evaluate_minutes']:.1f}"
+            bound = PROFILES[profile].max_minutes
+            if bound and compute["total_minutes"] > bound:
+                minutes += f" (over the {bound:g}-minute bound)"
+            device = f"{compute['device']}, {compute['torch_threads']} thread(s)"
+            lines.append(f"| {cell.dataset} | {cell.epsilon:g} | {name} | {epsilon} | **{record['cnn_accuracy']:.3f}** | "
+                         f"{record['logistic_accuracy']:.3f} | {frechet} | {minutes} | {device} | `{cell.cell_id}` |")
+        else:
+            status = f"n/a: {why_not}" if why_not else "not run yet"
+            lines.append(f"| {cell.dataset} | {cell.epsilon:g} | {name} | — | {status} | | | | | `{cell.cell_id}` |")
+        if cell.recipe == cells(profile)[-1].recipe:  # after the last recipe of a group: the published rows
+            index = 0 if cell.epsilon == 1.0 else 1
+            for method, values in PUBLISHED.get(cell.dataset, {}).items():
+                lines.append(f"| {cell.dataset} | {cell.epsilon:g} | published: {method} | {cell.epsilon:g} | "
+                             f"{values[index]:.3f} | | | | 28x28, GPU | |")
+    return "\n".join(lines)
+
+
+def write_docs(profile: str, table: str, docs: Path = DOCS) -> None:
+    """Replace the text between ``<!-- table:PROFILE -->`` and ``<!-- /table:PROFILE -->`` in the doc."""
+    start, end = f"<!-- table:{profile} -->", f"<!-- /table:{profile} -->"
+    text = docs.read_text()
+    if start not in text or end not in text:
+        raise SystemExit(f"{docs} has no {start} ... {end} markers: add them where the table belongs")
+    head, rest = text.split(start, 1)
+    _, tail = rest.split(end, 1)
+    docs.write_text(f"{head}{start}\n{table}\n{end}{tail}")
+
+
+def _commit() -> str | None:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                              check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="train and evaluate cells")
+    run.add_argument("--profile", choices=sorted(PROFILES), required=True)
+    which = run.add_mutually_exclusive_group(required=True)
+    which.add_argument("--cell", action="append", help="a cell id (repeat for several)")
+    which.add_argument("--missing", action="store_true", help="every applicable cell without a result")
+    run.add_argument("--workspace", help="runs and the feature-classifier cache (default: a temporary folder)")
+    run.add_argument("--results", default=str(RESULTS))
+    run.add_argument("--device", default="auto")
+    run.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
+    run.add_argument("--seed", type=int, default=0)
+    show = sub.add_parser("table", help="print the markdown table of a profile's results")
+    show.add_argument("--profile", choices=sorted(PROFILES), required=True)
+    show.add_argument("--results", default=str(RESULTS))
+    show.add_argument("--write-docs", action="store_true", help="also put it between the markers in docs/benchmarks.md")
+    args = parser.parse_args(argv)
+
+    results = Path(args.results)
+    if args.command == "table":
+        table = render_table(args.profile, load_results(results, args.profile))
+        print(table)
+        if args.write_docs:
+            write_docs(args.profile, table)
+        return 0
+
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    done = load_results(results, args.profile)
+    todo = [find_cell(args.profile, c) for c in args.cell] if args.cell else \
+        [c for c in cells(args.profile) if c.cell_id not in done and c.applicable() is None]
+    workspace = Path(args.workspace or tempfile.mkdtemp(prefix="dpsad-table-"))
+    for cell in todo:
+        if cell.applicable():
+            print(f"# {cell.cell_id}: skipped ({cell.applicable()})", file=sys.stderr)
+            continue
+        if not DATASETS[cell.dataset].available():
+            print(f"# {cell.cell_id}: skipped ({DATASETS[cell.dataset].train} is absent)", file=sys.stderr)
+            continue
+        record = run_cell(cell, workspace=workspace, results=results, device=args.device, seed=args.seed)
+        print(json.dumps({k: record[k] for k in ("cell", "epsilon", "cnn_accuracy", "frechet_distance")}
+                         | {"minutes": record["compute"]["total_minutes"]}), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

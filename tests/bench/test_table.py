@@ -1,0 +1,64 @@
+"""The benchmark-table harness: a smoke cell runs end to end and its numbers reach the rendered table."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[2] / "bench"
+sys.path.insert(0, str(BENCH))
+
+import table  # noqa: E402
+import table_cells  # noqa: E402
+
+
+def test_every_profile_names_steps_for_every_recipe_and_known_datasets():
+    for profile in table_cells.PROFILES.values():
+        assert set(profile.steps) == set(table_cells.RECIPES)
+        assert set(profile.datasets) <= set(table_cells.DATASETS)
+    cpu = table_cells.cells("cpu")
+    assert len(cpu) == 3 * 2 * len(table_cells.RECIPES)
+    # Public-data recipes apply only where public data with the same classes exists.
+    assert {c.cell_id for c in cpu if c.applicable()} == {
+        f"{d}-eps{e:g}-{r}" for d in ("fashion-mnist", "pneumoniamnist") for e in (1, 10)
+        for r in ("dpsad-public-teacher", "dpdm-public")}
+    assert table_cells.find_cell("cpu", "mnist-eps10-dpdm-public").engine_recipe == "dpdm"
+    with pytest.raises(SystemExit, match="no cell"):
+        table_cells.find_cell("cpu", "mnist-eps3-dpdm")
+
+
+@pytest.mark.slow
+def test_smoke_cell_runs_and_its_numbers_reach_the_table(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("DPSAD_CONFIG_DIR", str(tmp_path / "config"))
+    results = tmp_path / "results"
+    assert table.main(["run", "--profile", "smoke", "--cell", "demo-eps1-dpdm", "--results", str(results),
+                       "--workspace", str(tmp_path / "ws")]) == 0
+    record = json.loads((results / "smoke" / "demo-eps1-dpdm.json").read_text())
+    assert record["private"] and record["epsilon"] <= 1.0 and record["delta"] == 1e-5
+    assert 0 <= record["cnn_accuracy"] <= 1 and record["frechet_distance"] > 0
+    assert record["synthetic_count"] == 50 and record["compute"]["train_minutes"] > 0
+    assert record["command"] == "python bench/table.py run --profile smoke --cell demo-eps1-dpdm"
+    assert [(m["part"], m["steps"]) for m in record["mechanisms"]] == [("denoiser", 3)]  # the smoke profile's steps
+
+    rendered = table.render_table("smoke", table.load_results(results, "smoke"))
+    row = next(line for line in rendered.splitlines() if "`demo-eps1-dpdm`" in line)
+    assert f"**{record['cnn_accuracy']:.3f}**" in row and f"{record['epsilon']:.2f}" in row
+    assert "not run yet" in next(line for line in rendered.splitlines() if "`demo-eps10-dpdm`" in line)
+
+    docs = tmp_path / "benchmarks.md"
+    docs.write_text("before\n<!-- table:smoke -->\nold\n<!-- /table:smoke -->\nafter\n")
+    table.write_docs("smoke", rendered, docs)
+    text = docs.read_text()
+    assert text.startswith("before\n") and text.endswith("after\n") and "old" not in text and row in text
+
+
+def test_published_rows_follow_each_group():
+    rendered = table.render_table("cpu", {})
+    lines = rendered.splitlines()
+    first_published = next(i for i, line in enumerate(lines) if "published: DP-SAD" in line)
+    assert "mnist-eps1-dpsad-paper" in lines[first_published - 1]
+    assert "| mnist | 10 | published: DPDM (accuracy-tuned) | 10 | 0.981 |" in rendered
+    assert "pneumoniamnist | 1 | published" not in rendered
