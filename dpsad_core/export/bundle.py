@@ -4,22 +4,24 @@ The images come from an :class:`~dpsad_core.export.sources.ImageSource`: sampled
 released model, or read from a DP-RDM run's ``samples.npz`` (which has no model: every image was paid
 for when it was generated). Both go through the same writer, report, manifest, signature and rename.
 
-The bundle is built in a hidden temporary sibling (``.partial-<name>-<random>``) and renamed into place
+The bundle is built in a hidden temporary sibling (``.partial-<name>-<host>-<pid>-<random>``) and renamed into place
 at the very end, after the signature; a zip is written beside it under a temporary name and renamed
 too. An export that is interrupted (the generator closed, Ctrl-C, an error) removes its temporary
 folder; one killed outright leaves only that hidden, unsigned folder, never something that looks
-like a bundle. See ``layout.py`` for what a bundle holds.
+like a bundle, and the next export into the same folder removes it (:func:`remove_stale_partials`). See ``layout.py`` for what a bundle holds.
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import os
 import re
 import secrets
 import shutil
+import socket
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -145,6 +147,46 @@ def export_bundle(run_ref: str | os.PathLike[str], *, workspace: Path, out: str 
     return _write_bundle(run, result, destination, settings, make_source)
 
 
+def _owner_tag(pid: int | None = None) -> str:
+    """``<host>-<pid>`` of the exporting process, so a later export can tell a dead one's leftovers."""
+    host = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:6]
+    return f"h{host}-p{os.getpid() if pid is None else pid}"
+
+
+def remove_stale_partials(folder: Path) -> list[Path]:
+    """Delete the temporary folders (and zips) of exports killed on this host (their process is gone).
+
+    An export interrupted normally cleans up after itself; a ``kill -9`` or a power cut cannot, and
+    leaves a hidden ``.partial-*`` sibling that ``verify`` rejects. Only partials whose owner tag
+    names this host and a process that no longer exists are removed: another live export's folder,
+    or one from another machine sharing the folder, is left alone.
+    """
+    removed = []
+    host = _owner_tag().split("-p")[0]
+    for path in Path(folder).glob(f"{PARTIAL_PREFIX}*"):
+        match = re.search(r"-(h[0-9a-f]{6})-p(\d+)-[0-9a-f]{8}(\.zip)?$", path.name)
+        if match is None or match.group(1) != host or _process_alive(int(match.group(2))):
+            continue
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+        removed.append(path)
+    return removed
+
+
+def _process_alive(pid: int) -> bool:
+    if os.name == "nt":  # os.kill would terminate the process there: leave Windows leftovers alone
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
+
+
 def _destination(out, *, workspace: Path, run_id: str, private: bool, as_zip: bool) -> Path:
     path = Path(out) if out is not None else Path(workspace) / EXPORTS_DIR / run_id
     path = path.expanduser().absolute()
@@ -164,7 +206,8 @@ def _write_bundle(run, result: dict[str, Any], destination: Path, settings: Expo
     labels, class_names = source.labels, source.class_names
     bundle_name = destination.name[:-4] if settings.zip else destination.name
     destination.parent.mkdir(parents=True, exist_ok=True)
-    partial = destination.parent / f"{PARTIAL_PREFIX}{bundle_name}-{secrets.token_hex(4)}"
+    remove_stale_partials(destination.parent)
+    partial = destination.parent / f"{PARTIAL_PREFIX}{bundle_name}-{_owner_tag()}-{secrets.token_hex(4)}"
     partial_zip = partial.with_name(partial.name + ".zip")
     partial.mkdir()
     try:

@@ -230,6 +230,27 @@ def test_interrupted_export_leaves_nothing_that_looks_like_a_bundle(private_run,
     assert list(tmp_path.iterdir()) == []
 
 
+def test_leftovers_of_a_killed_export_are_removed_by_the_next(private_run, tmp_path):
+    import subprocess
+    import sys
+
+    from dpsad_core.export.bundle import _owner_tag
+
+    # A kill -9 leaves the dead exporter's partial folder (and maybe its zip); a live exporter's stays.
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = int(dead.stdout)
+    stale = tmp_path / f"{PARTIAL_PREFIX}old-{_owner_tag(dead_pid)}-0123abcd"
+    (stale / "images").mkdir(parents=True)
+    stale_zip = tmp_path / f"{PARTIAL_PREFIX}old2-{_owner_tag(dead_pid)}-89abcdef.zip"
+    stale_zip.write_bytes(b"PK")
+    live = tmp_path / f"{PARTIAL_PREFIX}busy-{_owner_tag()}-00000000"
+    live.mkdir()
+    other_host = tmp_path / f"{PARTIAL_PREFIX}far-hffffff-p{dead_pid}-11111111"
+    other_host.mkdir()
+    run_export(private_run, tmp_path / "b", per_class=1)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["b", live.name, other_host.name])
+
+
 def test_failure_while_signing_leaves_nothing(private_run, tmp_path, monkeypatch):
     import dpsad_core.export.bundle as bundle_module
 
