@@ -35,7 +35,8 @@ class StepCompleted:
     step: int                 # 1-based step within the phase
     total_steps: int
     losses: dict[str, float]
-    epsilon_spent: float      # RDP epsilon of everything composed so far (inf if a part is non-private)
+    epsilon_spent: float      # upper bound on the epsilon spent so far (inf if a part is non-private); see
+                              # _Trainer._epsilon_bound: RDP, capped by the target when PRV calibrated the noise
     epsilon_target: float
     seconds: float            # wall time of this step
     eta_seconds: float        # estimated time left for the whole run

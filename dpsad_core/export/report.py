@@ -222,12 +222,18 @@ def _downsample(points: list[Any]) -> list[Any]:
 
 
 def epsilon_curve(metrics: list[dict[str, Any]]) -> dict[str, Any]:
-    """Epsilon spent after each step (RDP bound). Data-independent: a function of the mechanisms alone."""
-    points = [(index + 1, record["phase"], _finite(record.get("epsilon_rdp")))
+    """Epsilon spent after each step (an upper bound). Data-independent: a function of the mechanisms alone.
+
+    Runs since the PRV-calibration fix log ``epsilon_bound`` (RDP, capped by the target when PRV
+    calibrated the noise); older runs only ``epsilon_rdp``.
+    """
+    points = [(index + 1, record["phase"], _finite(record.get("epsilon_bound", record.get("epsilon_rdp"))))
               for index, record in enumerate(metrics)]
     points = _downsample(points)
     return {"step": [p[0] for p in points], "phase": [p[1] for p in points], "epsilon": [p[2] for p in points],
-            "note": "RDP upper bound after each training step, all phases in order (null: not private)"}
+            "note": "upper bound on the epsilon spent after each training step, all phases in order: the RDP "
+                    "bound, capped by the target when the noise was calibrated with PRV (the whole plan's PRV "
+                    "epsilon is at most the target); null: not private"}
 
 
 def loss_curves(metrics: list[dict[str, Any]], plan: dict[str, Any], *, public: bool) -> dict[str, Any]:

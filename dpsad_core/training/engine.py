@@ -291,9 +291,11 @@ class _Trainer:
                 seconds = time.perf_counter() - began
                 self.elapsed += seconds
                 recent[phase.kind] = (recent[phase.kind] + [seconds])[-20:]
-                epsilon = self.accountant.epsilon_rdp()
+                epsilon_rdp = self.accountant.epsilon_rdp()
+                epsilon = self._epsilon_bound(epsilon_rdp)
                 self.run.append_metrics({"phase_index": self.phase_index, "phase": phase.name, "step": self.step,
-                                         "seconds": seconds, "epsilon_rdp": _json_float(epsilon), **losses})
+                                         "seconds": seconds, "epsilon_rdp": _json_float(epsilon_rdp),
+                                         "epsilon_bound": _json_float(epsilon), **losses})
                 yield StepCompleted(phase=phase.name, step=self.step, total_steps=limit, losses=losses,
                                     epsilon_spent=epsilon, epsilon_target=self.plan.epsilon_target, seconds=seconds,
                                     eta_seconds=self._eta_seconds(recent))
@@ -384,8 +386,20 @@ class _Trainer:
         if self.spend is not None:
             self.spend.record(self.accountant, finished=True)
         self.run.set_status("interrupted", phase=phase.name, step=self.step, message=message,
-                            epsilon_spent=_json_float(self.accountant.epsilon_rdp()))
+                            epsilon_spent=_json_float(self._epsilon_bound(self.accountant.epsilon_rdp())))
         return RunInterrupted(run_id=self.run.run_id, phase=phase.name, step=self.step, message=message)
+
+    def _epsilon_bound(self, epsilon_rdp: float) -> float:
+        """A true upper bound on the epsilon spent so far, cheap enough for every step.
+
+        The RDP epsilon of the steps taken is one. When the noise was calibrated with PRV, the whole
+        plan's PRV epsilon is at most the target, and the steps taken are a prefix of the plan, which
+        spends no more: so the target is one too. Without it a PRV-calibrated run would show its
+        (looser) RDP number climbing past the target although the certified epsilon stays below it.
+        """
+        if self.hyper.accountant == "prv" and self.plan.is_private:
+            return min(epsilon_rdp, self.plan.epsilon_target)
+        return epsilon_rdp
 
     # -- results -----------------------------------------------------------------------------------
     def _privacy_state(self) -> dict[str, Any]:

@@ -181,7 +181,10 @@ def plan_training(*, recipe: Recipe, hyper: Hyperparameters, epsilon: float, del
         raise ConfigError(f"unknown recipe {recipe}", field="recipe", value=recipe)
 
     mechanisms = [m for m in (p.mechanism(hyper) for p in phases) if m is not None]
-    values = compute_epsilon(mechanisms, delta=delta, accountants=("rdp",), nonprivate_parts=tuple(nonprivate))
+    # The plan's epsilon under the accountant that calibrated it (RDP alone is looser than a PRV
+    # calibration and would show more than the target).
+    accountants = ("rdp",) if accountant == "rdp" else ("rdp", "prv")
+    values = compute_epsilon(mechanisms, delta=delta, accountants=accountants, nonprivate_parts=tuple(nonprivate))
     if private_units < 1000:
         warnings.append(f"only {private_units} privacy units: with so few, the noise needed for epsilon "
                         f"{epsilon:g} leaves little signal; expect low quality")
