@@ -13,22 +13,29 @@ from dpsad_core.training.planner import default_delta
 
 @pytest.mark.parametrize("recipe", [Recipe.DPSAD, Recipe.DPDM, Recipe.DPSAD_PUBLIC_TEACHER])
 @pytest.mark.parametrize("epsilon", [1.0, 10.0])
-def test_sound_recipes_compose_to_at_most_the_target(recipe, epsilon):
-    hyper = resolve_hyperparameters("quick")
+@pytest.mark.parametrize("accountant", ["rdp", "prv"])
+def test_sound_recipes_compose_to_at_most_the_target(recipe, epsilon, accountant):
+    hyper = resolve_hyperparameters("quick", {"accountant": accountant})
     plan = plan_training(recipe=recipe, hyper=hyper, epsilon=epsilon, delta=1e-5, private_units=60_000,
                          public_records=10_000)
     assert plan.is_private
-    values = compute_epsilon(plan.mechanisms(hyper), delta=1e-5, accountants=("rdp",))
-    assert values.rdp <= epsilon
-    assert values.rdp > 0.97 * epsilon  # calibrated, not wastefully noisy
+    values = compute_epsilon(plan.mechanisms(hyper), delta=1e-5, accountants=(accountant,))
+    calibrated = getattr(values, accountant)
+    assert calibrated <= epsilon
+    assert calibrated > 0.95 * epsilon  # calibrated, not wastefully noisy (PRV bisection: within 4%)
+    assert plan.planned_epsilon["certified"] <= epsilon
     for phase in plan.phases:
         if phase.kind == "distill":
             assert combined_noise_multiplier([phase.model_noise_multiplier, phase.disc_noise_multiplier]) == \
                 pytest.approx(phase.noise_multiplier)
 
 
+def test_quick_and_standard_calibrate_with_prv_tiny_with_rdp():
+    assert [resolve_hyperparameters(p).accountant for p in ("tiny", "quick", "standard")] == ["rdp", "prv", "prv"]
+
+
 def test_dpsad_teacher_gets_its_share_and_the_student_the_rest():
-    hyper = resolve_hyperparameters("quick")
+    hyper = resolve_hyperparameters("quick", {"accountant": "rdp"})
     plan = plan_training(recipe=Recipe.DPSAD, hyper=hyper, epsilon=10.0, delta=1e-5, private_units=60_000)
     teacher_only = compute_epsilon([plan.mechanisms(hyper)[0]], delta=1e-5, accountants=("rdp",))
     assert teacher_only.rdp <= 5.0 + 1e-9
