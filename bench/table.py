@@ -102,34 +102,45 @@ def load_results(results: Path, profile: str) -> dict[str, dict]:
 
 
 def render_table(profile: str, results: dict[str, dict]) -> str:
-    """Markdown: per dataset and epsilon, our cells (measured or why not), then the published rows."""
+    """Markdown: per dataset and epsilon, the measured cells, one row naming those not measured, then
+    the published rows."""
     lines = ["| dataset | target epsilon | recipe | certified epsilon | CNN accuracy | logistic accuracy | "
              "Frechet distance (real reference) | minutes: train + evaluate | device | cell |",
              "|---|---|---|---|---|---|---|---|---|---|"]
+    groups: dict[tuple[str, float], list[Cell]] = {}
     for cell in cells(profile):
-        record, why_not = results.get(cell.cell_id), cell.applicable()
-        name = cell.recipe + (f" ({cell.public_data})" if cell.public_data else "")
-        if record:
-            compute = record["compute"]
-            epsilon = "inf (not DP)" if not record["private"] else f"{record['epsilon']:.2f}"
-            reference = record["frechet_distance_real_reference"]
-            frechet = f"{record['frechet_distance']:.1f}" + (f" ({reference:.1f})" if reference is not None else "")
-            minutes = f"{compute['train_minutes']:.1f} + {compute['evaluate_minutes']:.1f}"
-            bound = PROFILES[profile].max_minutes
-            if bound and compute["total_minutes"] > bound:
-                minutes += f" (over the {bound:g}-minute bound)"
-            device = f"{compute['device']}, {compute['torch_threads']} thread(s)"
-            lines.append(f"| {cell.dataset} | {cell.epsilon:g} | {name} | {epsilon} | **{record['cnn_accuracy']:.3f}** | "
-                         f"{record['logistic_accuracy']:.3f} | {frechet} | {minutes} | {device} | `{cell.cell_id}` |")
-        else:
-            status = f"n/a: {why_not}" if why_not else "not run yet"
-            lines.append(f"| {cell.dataset} | {cell.epsilon:g} | {name} | — | {status} | | | | | `{cell.cell_id}` |")
-        if cell.recipe == cells(profile)[-1].recipe:  # after the last recipe of a group: the published rows
-            index = 0 if cell.epsilon == 1.0 else 1
-            for method, values in PUBLISHED.get(cell.dataset, {}).items():
-                lines.append(f"| {cell.dataset} | {cell.epsilon:g} | published: {method} | {cell.epsilon:g} | "
-                             f"{values[index]:.3f} | | | | 28x28, GPU | |")
+        groups.setdefault((cell.dataset, cell.epsilon), []).append(cell)
+    for (dataset, epsilon), group in groups.items():
+        missing: dict[str, list[str]] = {}
+        for cell in group:
+            record = results.get(cell.cell_id)
+            if record is None:
+                why_not = cell.applicable()
+                missing.setdefault(f"n/a ({why_not})" if why_not else "not run yet", []).append(cell.recipe)
+                continue
+            lines.append(_measured_row(profile, cell, record))
+        for status, recipes in missing.items():
+            lines.append(f"| {dataset} | {epsilon:g} | {status}: {', '.join(recipes)} | | | | | | | |")
+        index = 0 if epsilon == 1.0 else 1
+        for method, values in PUBLISHED.get(dataset, {}).items():
+            lines.append(f"| {dataset} | {epsilon:g} | published: {method} | {epsilon:g} | "
+                         f"{values[index]:.3f} | | | | 28x28, GPU | |")
     return "\n".join(lines)
+
+
+def _measured_row(profile: str, cell: Cell, record: dict) -> str:
+    compute = record["compute"]
+    name = cell.recipe + (f" ({cell.public_data})" if cell.public_data else "")
+    epsilon = "inf (not DP)" if not record["private"] else f"{record['epsilon']:.2f}"
+    reference = record["frechet_distance_real_reference"]
+    frechet = f"{record['frechet_distance']:.1f}" + (f" ({reference:.1f})" if reference is not None else "")
+    minutes = f"{compute['train_minutes']:.1f} + {compute['evaluate_minutes']:.1f}"
+    bound = PROFILES[profile].max_minutes
+    if bound and compute["total_minutes"] > bound:
+        minutes += f" (over the {bound:g}-minute bound)"
+    device = f"{compute['device']}, {compute['torch_threads']} thread(s)"
+    return (f"| {cell.dataset} | {cell.epsilon:g} | {name} | {epsilon} | **{record['cnn_accuracy']:.3f}** | "
+            f"{record['logistic_accuracy']:.3f} | {frechet} | {minutes} | {device} | `{cell.cell_id}` |")
 
 
 def write_docs(profile: str, table: str, docs: Path = DOCS) -> None:

@@ -46,7 +46,8 @@ def test_smoke_cell_runs_and_its_numbers_reach_the_table(tmp_path, monkeypatch, 
     rendered = table.render_table("smoke", table.load_results(results, "smoke"))
     row = next(line for line in rendered.splitlines() if "`demo-eps1-dpdm`" in line)
     assert f"**{record['cnn_accuracy']:.3f}**" in row and f"{record['epsilon']:.2f}" in row
-    assert "not run yet" in next(line for line in rendered.splitlines() if "`demo-eps10-dpdm`" in line)
+    assert "| demo | 10 | not run yet: dpsad, dpsad-public-teacher, dpdm, dpdm-public, dpsad-paper |" in rendered
+    assert "| demo | 1 | not run yet: dpsad, dpsad-public-teacher, dpdm-public, dpsad-paper |" in rendered
 
     docs = tmp_path / "benchmarks.md"
     docs.write_text("before\n<!-- table:smoke -->\nold\n<!-- /table:smoke -->\nafter\n")
@@ -59,6 +60,8 @@ def test_published_rows_follow_each_group():
     rendered = table.render_table("cpu", {})
     lines = rendered.splitlines()
     first_published = next(i for i, line in enumerate(lines) if "published: DP-SAD" in line)
-    assert "mnist-eps1-dpsad-paper" in lines[first_published - 1]
+    assert lines[first_published - 1].startswith("| mnist | 1 | not run yet: dpsad, ")
     assert "| mnist | 10 | published: DPDM (accuracy-tuned) | 10 | 0.981 |" in rendered
     assert "pneumoniamnist | 1 | published" not in rendered
+    assert ("| fashion-mnist | 10 | n/a (no public data with the same classes): dpsad-public-teacher, "
+            "dpdm-public |") in rendered
