@@ -73,18 +73,22 @@ def build_parser() -> argparse.ArgumentParser:
     sub.set_defaults(handler=_cmd_datasets)
 
     sub = commands.add_parser("train", help="train a private image generator",
-                              description="Recipes: dpsad (DP teacher, DP student and discriminator), "
-                                          "dpsad-public-teacher (teacher on data you declare public), dpdm (one "
-                                          "DP model, baseline), dpsad-paper (the published method: NOT "
-                                          "differentially private, for research only).")
+                              description="Recipes: dpdm (one DP model, pre-trained for free on --public-data "
+                                          "when given; the default: the best sound recipe measured, see "
+                                          "docs/benchmarks.md), dpsad (DP teacher, DP student and "
+                                          "discriminator), dpsad-public-teacher (teacher on data you declare "
+                                          "public), dpsad-paper (the published method: NOT differentially "
+                                          "private, for research only).")
     sub.add_argument("--data", help="'demo', a dataset name from 'dpsad-core datasets', or a path to import")
     sub.add_argument("--recipe", choices=["dpsad", "dpsad-public-teacher", "dpdm", "dpsad-paper"],
-                     help="default: dpsad-public-teacher when --public-data is given, else dpsad")
+                     help="default: dpdm (pre-trained on --public-data when given)")
     sub.add_argument("--epsilon", type=float, default=10.0, help="target epsilon for the whole run (default 10)")
     sub.add_argument("--delta", type=float, help="target delta (default min(1e-5, 0.1/N))")
     sub.add_argument("--preset", default="quick", choices=["tiny", "quick", "standard"])
-    sub.add_argument("--public-data", help="data you may treat as public, for the dpsad-public-teacher recipe: a path, "
-                                           "a saved dataset, or 'rendered-digits' (generated font digits)")
+    sub.add_argument("--public-data", help="data you may treat as public, with the private data's classes: dpdm "
+                                           "pre-trains on it, dpsad-public-teacher trains its teacher on it (free "
+                                           "in privacy). A path, a saved dataset, or 'rendered-digits' (generated "
+                                           "font digits)")
     sub.add_argument("--max-steps", type=int, help="stop each phase after this many steps (epsilon reports what "
                                                    "was actually spent)")
     sub.add_argument("--resume", metavar="RUN", help="continue an interrupted run (id or folder)")
@@ -180,7 +184,8 @@ def _cmd_datasets(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from dpsad_core.training import TrainConfig, resolve_hyperparameters, resume_training, start_training
+    from dpsad_core.training import (DEFAULT_RECIPE, TrainConfig, resolve_hyperparameters, resume_training,
+                                     start_training)
 
     workspace = workspace_from_args(args)
     if args.resume:
@@ -188,7 +193,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if not args.data:
         raise ConfigError("no data given", field="data", remedy="pass --data demo, a dataset name, or a path")
     hyper = resolve_hyperparameters(args.preset, parse_overrides(args.set))
-    recipe = args.recipe or ("dpsad-public-teacher" if args.public_data else "dpsad")
+    recipe = args.recipe or DEFAULT_RECIPE.value
     config = TrainConfig(data=args.data, recipe=recipe, epsilon=args.epsilon, delta=args.delta,
                          preset=args.preset, hyper=hyper, public_data=args.public_data, max_steps=args.max_steps,
                          resolution=args.resolution, seed=args.seed, device=args.device, min_records=args.min_records)

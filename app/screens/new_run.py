@@ -20,11 +20,12 @@ from dpsad_workbench.settings import AppSettings
 from dpsad_workbench.widgets import WrapLabel
 from dpsad_workbench.worker import WorkerOwner, call_in_worker
 
-RECIPES = {
-    "dpsad": "DP teacher, then DP student and discriminator: the whole run is (epsilon, delta)-DP. The default.",
+RECIPES = {  # the first is the default (dpsad_core.training.DEFAULT_RECIPE; a test keeps them in step)
+    "dpdm": "One model trained with DP-SGD; optional pre-training on public data is free. The default: the "
+            "best sound recipe measured (docs/benchmarks.md).",
+    "dpsad": "DP teacher, then DP student and discriminator: the whole run is (epsilon, delta)-DP.",
     "dpsad-public-teacher": "The teacher learns from data you declare public (free); the student and "
                             "discriminator are DP. (epsilon, delta)-DP if that data really is public.",
-    "dpdm": "One model trained with DP-SGD (the baseline). Optional public pre-training is free.",
     "dpsad-paper": "The published method: teacher and discriminator WITHOUT protection. NOT differentially "
                    "private (epsilon = infinity). For research only.",
 }

@@ -56,7 +56,7 @@ def test_import_a_dropped_folder_through_the_datasets_screen(window, qtbot, tmp_
     assert screen.fields["fingerprint"].text() == expected
     counts = {screen.counts.item(r, 0).text(): screen.counts.item(r, 1).text() for r in range(screen.counts.rowCount())}
     assert counts == {"class_0": "40", "class_1": "40", "class_2": "40"}
-    qtbot.waitUntil(screen.preview.has_image, timeout=30_000)
+    qtbot.waitUntil(screen.preview.has_image, timeout=120_000)  # generous: CI machines are shared
     # The New run screen now offers the dataset and selected it.
     assert window.new_run.data.findData("scans") >= 0
     assert window.new_run.data_spec() == "scans"
@@ -98,6 +98,10 @@ def test_plan_preview_shows_noise_steps_and_budget(window, qtbot):
     screen.select_data("demo")
     screen.preset.setCurrentIndex(screen.preset.findData("tiny"))
     screen.epsilon.setValue(8.0)
+    from dpsad_core.training import DEFAULT_RECIPE
+
+    assert screen.recipe.currentData() == DEFAULT_RECIPE.value  # the form opens on the core's default
+    screen.recipe.setCurrentIndex(screen.recipe.findData("dpsad"))
     result = _preview(qtbot, screen)
     phases = result["plan"]["phases"]
     assert [p["name"] for p in phases] == ["teacher", "student"]

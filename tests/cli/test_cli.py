@@ -85,6 +85,14 @@ def test_plan_prints_noise_without_training(workspace):
     assert not (workspace / "runs").exists() or not any((workspace / "runs").iterdir())
 
 
+def test_default_recipe_is_dpdm_pretrained_on_public_data_when_given(workspace):
+    plan = last_json(cli("train", "--data", "demo", "--plan", "--json", *TINY))
+    assert plan["recipe"] == "dpdm" and [p["name"] for p in plan["phases"]] == ["denoiser"]
+    plan = last_json(cli("train", "--data", "demo", "--public-data", "rendered-digits", "--plan", "--json", *TINY))
+    assert plan["recipe"] == "dpdm"
+    assert [(p["name"], p["privacy"]) for p in plan["phases"]] == [("pretrain", "public"), ("denoiser", "dp")]
+
+
 def _start_long_run(workspace: Path) -> subprocess.Popen:
     args = ["train", "--data", "demo", "--recipe", "dpsad", *TINY, "--json", "--set", "teacher_steps=30",
             "--set", "student_steps=30", "--set", "checkpoint_every=3", "--set", "sample_every=100"]
