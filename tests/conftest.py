@@ -9,6 +9,10 @@ import pytest
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
+# Fixtures shared by several test directories live in tests/fixtures/ and are registered here, so a test
+# module names the fixture as an argument instead of importing it.
+pytest_plugins = ["tests.fixtures.rdm"]
+
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 

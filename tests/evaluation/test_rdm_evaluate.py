@@ -13,7 +13,7 @@ from dpsad_core.errors import ConfigError, RunError
 from dpsad_core.evaluation.evaluate import evaluate_run
 from dpsad_core.evaluation.report import EVALUATION_FILE, EvaluationOptions
 from dpsad_core.rdm.generation import GenerateConfig, generate_rdm
-from tests.rdm.conftest import INDEX, MODEL, rdm_base, rdm_workspace  # noqa: F401  (shared tiny model, index)
+from tests.fixtures.rdm import INDEX, MODEL
 
 
 @pytest.fixture

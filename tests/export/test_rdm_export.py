@@ -15,7 +15,7 @@ from dpsad_core.export.bundle import export_bundle
 from dpsad_core.export.layout import CROISSANT, LABELS, NPZ, REPORT_HTML, REPORT_JSON
 from dpsad_core.export.verify import verify_bundle
 from dpsad_core.rdm.generation import GenerateConfig, generate_rdm
-from tests.rdm.conftest import INDEX, MODEL, rdm_base, rdm_workspace  # noqa: F401  (shared tiny model, index)
+from tests.fixtures.rdm import INDEX, MODEL
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from dpsad_core.rdm.index import load_index
 from dpsad_core.rdm.planner import RetrievalSettings
 from dpsad_core.training.runs import list_runs
 
-from .conftest import INDEX, MODEL
+from tests.fixtures.rdm import INDEX, MODEL
 
 
 def _config(**overrides) -> GenerateConfig:

@@ -14,7 +14,7 @@ from dpsad_core.errors import ConfigError
 from dpsad_core.rdm.model import ContextTable, RdmConfig, RetrievalUNet
 from dpsad_core.rdm.training import nearest_public_neighbours
 
-from .conftest import MODEL
+from tests.fixtures.rdm import MODEL
 
 
 def _model() -> RetrievalUNet:
