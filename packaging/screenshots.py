@@ -89,11 +89,14 @@ def main() -> int:
     screen.preset.setCurrentIndex(screen.preset.findData(args.preset))
     screen.epsilon.setValue(8.0)
     screen.max_steps.setValue(args.max_steps)
-    ready, estimated = [], []
+    ready, estimated, failed = [], [], []
     screen.plan_ready.connect(ready.append)
+    screen.plan_failed.connect(failed.append)
     screen.estimate_ready.connect(estimated.append)
     screen.update_preview()
-    wait_until(app, lambda: ready, 300, "the plan preview")
+    wait_until(app, lambda: ready or failed, 300, "the plan preview")
+    if failed:
+        raise RuntimeError(f"the New run screen could not plan: {failed[0]}")
     if ready[0]["estimate"]["seconds"] is None:
         wait_until(app, lambda: estimated, 300, "the time estimate")
     grab("new_run")

@@ -19,7 +19,7 @@ import numpy as np
 from dpsad_core.data import idx
 from dpsad_core.data.dataset import ImageDataset
 from dpsad_core.data.demo import DEMO_SOURCE, load_demo
-from dpsad_core.data.synthetic import RENDERED_DIGITS_SOURCE, render_digits
+from dpsad_core.data.synthetic import RENDERED_DIGITS_SOURCE, cached_render_digits
 from dpsad_core.data.folder import load_class_folder
 from dpsad_core.data.imaging import IMAGE_SUFFIXES, batch_to_chw, chw_to_hwc, validate_options
 from dpsad_core.data.manifest import load_manifest
@@ -135,7 +135,8 @@ def resolve_data_source(spec: str, *, workspace: Path, split: str = "train",
         dataset = conform_dataset(load_demo(split=split, resolution=resolution),
                                   resolution=resolution, channels=channels)
     elif text == RENDERED_DIGITS_SOURCE:
-        dataset = conform_dataset(render_digits(resolution=resolution or 28, seed=0 if split == "train" else 1),
+        dataset = conform_dataset(cached_render_digits(workspace=workspace, resolution=resolution or 28,
+                                                       seed=0 if split == "train" else 1),
                                   channels=channels)
     elif not looks_like_path and is_safe_name(text) \
             and (datasets_dir(workspace) / text / META_FILE).is_file():

@@ -10,8 +10,12 @@ student to the private handwriting (METHOD.md section 4 lists public pretraining
 
 from __future__ import annotations
 
+import io
+from pathlib import Path
+
 import numpy as np
 
+from dpsad_core.atomic import atomic_write_bytes
 from dpsad_core.data.dataset import ImageDataset
 from dpsad_core.errors import ConfigError
 
@@ -19,6 +23,8 @@ RENDERED_DIGITS_SOURCE = "rendered-digits"
 DEFAULT_COUNT = 10_000
 _CANVAS = 64
 _GLYPH_SIZE = 38
+# Bump when the rendering changes, so cached renderings of the old kind are not reused.
+RENDER_VERSION = 1
 
 
 def render_digits(*, count: int = DEFAULT_COUNT, resolution: int = 28, seed: int = 0) -> ImageDataset:
@@ -39,8 +45,38 @@ def render_digits(*, count: int = DEFAULT_COUNT, resolution: int = 28, seed: int
     rng.shuffle(labels)
     fill = 1.0 if resolution <= 12 else 20.0 / 28.0
     images = np.stack([_render_one(int(label), font, rng, resolution, fill) for label in labels])
-    return ImageDataset(images=images[:, None].astype(np.float32), labels=labels,
-                        class_names=tuple(str(d) for d in range(10)), patient_ids=None,
+    return _as_dataset(images[:, None].astype(np.float32), labels, resolution)
+
+
+def cached_render_digits(*, workspace: Path, count: int = DEFAULT_COUNT, resolution: int = 28,
+                         seed: int = 0) -> ImageDataset:
+    """:func:`render_digits`, kept in ``<workspace>/cache/`` after the first call.
+
+    Rendering 10,000 distorted digits takes tens of seconds, more on a busy machine; every plan preview
+    and run that names ``rendered-digits`` would otherwise pay it again. The images are generated, not
+    private, so caching them on disk is harmless. An unreadable cache file is rendered again.
+    """
+    path = Path(workspace) / "cache" / f"rendered-digits-v{RENDER_VERSION}-n{count}-r{resolution}-s{seed}.npz"
+    try:
+        with np.load(path, allow_pickle=False) as stored:
+            images, labels = stored["images"], stored["labels"]
+        if images.shape == (count, 1, resolution, resolution) and labels.shape == (count,):
+            return _as_dataset(images.astype(np.float32, copy=False), labels.astype(np.int64, copy=False),
+                               resolution)
+    except (OSError, ValueError, KeyError, EOFError):
+        pass  # missing or damaged: render it again (below) and replace the file
+    dataset = render_digits(count=count, resolution=resolution, seed=seed)
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, images=dataset.images, labels=dataset.labels)  # mostly background: 10x smaller
+    try:
+        atomic_write_bytes(path, buffer.getvalue())
+    except OSError:
+        pass  # a read-only or full workspace only costs the next caller a re-render
+    return dataset
+
+
+def _as_dataset(images: np.ndarray, labels: np.ndarray, resolution: int) -> ImageDataset:
+    return ImageDataset(images=images, labels=labels, class_names=tuple(str(d) for d in range(10)), patient_ids=None,
                         name=f"rendered-digits-{resolution}", source=RENDERED_DIGITS_SOURCE)
 
 
