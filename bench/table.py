@@ -32,19 +32,28 @@ RESULTS = ROOT / "bench" / "results"
 DOCS = ROOT / "docs" / "benchmarks.md"
 
 
+def cell_config(cell: Cell, *, seed: int, device: str):
+    """The engine's :class:`~dpsad_core.training.TrainConfig` for one cell."""
+    from dpsad_core.training import TrainConfig, resolve_hyperparameters
+
+    profile = PROFILES[cell.profile]
+    return TrainConfig(data=DATASETS[cell.dataset].train, recipe=cell.engine_recipe, epsilon=cell.epsilon,
+                       delta=DELTA, preset=profile.preset,
+                       hyper=resolve_hyperparameters(profile.preset, cell.overrides()),
+                       public_data=cell.public_data, resolution=profile.resolution, seed=seed, device=device)
+
+
 def run_cell(cell: Cell, *, workspace: Path, results: Path, device: str, seed: int) -> dict:
     """Train and evaluate one cell; write and return its result record."""
     from dpsad_core.evaluation import EvaluationFinished, EvaluationOptions, evaluate_run
     from dpsad_core.evaluation.report import FeatureNetSpec
     from dpsad_core.events import RunFinished, StepCompleted
-    from dpsad_core.training import TrainConfig, resolve_hyperparameters, start_training
+    from dpsad_core.training import start_training
 
     import torch
 
     profile, data = PROFILES[cell.profile], DATASETS[cell.dataset]
-    config = TrainConfig(data=data.train, recipe=cell.engine_recipe, epsilon=cell.epsilon, delta=DELTA,
-                         preset=profile.preset, hyper=resolve_hyperparameters(profile.preset, cell.overrides()),
-                         public_data=cell.public_data, resolution=profile.resolution, seed=seed, device=device)
+    config = cell_config(cell, seed=seed, device=device)
     began, last_print, finished = time.perf_counter(), 0.0, None
     for event in start_training(config, workspace=workspace):
         if isinstance(event, StepCompleted) and time.perf_counter() - last_print > 60:

@@ -65,3 +65,37 @@ def test_published_rows_follow_each_group():
     assert "pneumoniamnist | 1 | published" not in rendered
     assert ("| fashion-mnist | 10 | n/a (no public data with the same classes): dpsad-public-teacher, "
             "dpdm-public |") in rendered
+
+
+# Training records of the shared datasets (../shared/data/README.md) and of the rendered public digits.
+_PRIVATE_UNITS = {"mnist": 60_000, "fashion-mnist": 60_000, "pneumoniamnist": 4_708}
+
+
+@pytest.mark.parametrize("profile", ["cpu", "gpu"])
+def test_every_applicable_cell_has_a_valid_plan(profile):
+    """A session with the machine for a profile can start every cell: each plans within its epsilon.
+
+    Planned with RDP (fast); the cells calibrate with PRV, which only lowers the noise for the same target.
+    """
+    import dataclasses
+
+    from dpsad_core.training.planner import plan_training
+
+    checked = 0
+    for cell in table_cells.cells(profile):
+        if cell.applicable() is not None:
+            continue
+        config = table.cell_config(cell, seed=0, device="cpu")
+        plan = plan_training(recipe=config.recipe, hyper=dataclasses.replace(config.hyper, accountant="rdp"),
+                             epsilon=cell.epsilon, delta=config.delta, private_units=_PRIVATE_UNITS[cell.dataset],
+                             public_records=10_000 if config.public_data else 0)
+        expected = table_cells.PROFILES[profile].steps[cell.recipe]
+        steps = {phase.name: phase.steps for phase in plan.phases}
+        assert sum(steps.values()) == sum(expected.values()), cell.cell_id
+        if cell.recipe == "dpsad-paper":
+            assert plan.nonprivate_parts, cell.cell_id
+        else:
+            assert not plan.nonprivate_parts and plan.planned_epsilon["rdp"] <= cell.epsilon * 1.0001, cell.cell_id
+            assert all(phase.noise_multiplier > 0 for phase in plan.phases if phase.privacy == "dp"), cell.cell_id
+        checked += 1
+    assert checked == 22
