@@ -76,6 +76,7 @@ def evaluate_run(run_ref: str, *, test: str, workspace: Path, options: Evaluatio
                        "(its fingerprint differs)", remedy="restore the original training data")
     real_test = resolve_data_source(test, workspace=workspace, split="test", resolution=training.resolution,
                                     channels=training.channels, min_records=1)
+    _check_held_out(real_test, training, test)
 
     steps = options.sample_steps or meta["sample_steps"]
     guidance = meta["guidance"] if options.guidance is None else options.guidance
@@ -110,6 +111,15 @@ def evaluate_run(run_ref: str, *, test: str, workspace: Path, options: Evaluatio
     yield EvaluationFinished(run_id=run.run_id, path=path, result=result)
 
 
+def _check_held_out(real_test, training, test: str) -> None:
+    """The test set must not be the training set: accuracy on it would say nothing about new data."""
+    if real_test.fingerprint() == training.fingerprint():
+        raise ConfigError(f"the test data {test!r} is the training data of this run (same fingerprint)",
+                          field="test", value=test,
+                          remedy="pass real images the model never saw: the test split of the same source "
+                                 "(for example the MNIST folder or the .npz file) or a held-out dataset")
+
+
 def _evaluate_rdm_run(run, stored: dict[str, Any], *, test: str, workspace: Path, options: EvaluationOptions
                      ) -> Iterator[EvaluationStage | EvaluationFinished]:
     """Evaluate a DP-RDM run's generated images (no sampling: each image cost privacy when it was made)."""
@@ -128,6 +138,7 @@ def _evaluate_rdm_run(run, stored: dict[str, Any], *, test: str, workspace: Path
     training = rdm_private_data(stored, workspace=workspace, run_id=run.run_id)
     real_test = resolve_data_source(test, workspace=workspace, split="test", resolution=training.resolution,
                                     channels=training.channels, min_records=1)
+    _check_held_out(real_test, training, test)
     began = time.perf_counter()
     with np.load(path, allow_pickle=False) as data:
         images, labels = np.asarray(data["images"]), np.asarray(data["labels"]).astype(np.int64)

@@ -74,6 +74,21 @@ def test_user_mistakes_are_one_line_errors(tiny_run, capsys):
 
 
 @pytest.mark.slow
+def test_the_training_data_is_refused_as_test_data(tiny_run, capsys):
+    from dpsad_core.data import resolve_data_source, save_dataset
+    from dpsad_core.data.dataset import ImageDataset
+
+    workspace, run_dir = tiny_run
+    demo = resolve_data_source("demo", workspace=workspace)
+    save_dataset(ImageDataset(images=demo.images, labels=demo.labels, class_names=demo.class_names,
+                              patient_ids=None, name="demo-train", source="tests"), workspace)
+    capsys.readouterr()
+    assert main(["evaluate", run_dir.name, "--test", "demo-train", "--workspace", str(workspace)]) == 2
+    err = capsys.readouterr().err
+    assert "'demo-train' is the training data of this run" in err and "never saw" in err
+
+
+@pytest.mark.slow
 def test_evaluate_images_wires_each_metric_to_the_right_data(workspace):
     import numpy as np
 
