@@ -161,6 +161,19 @@ def export_job(*, stop, run_id: str, workspace: Path, out: str | None, **options
     return export_bundle(run_id, workspace=workspace, out=out, **options)
 
 
+def evaluate_job(*, stop, run_id: str, workspace: Path, test: str, per_class: int, device: str):
+    """``dpsad-core evaluate``; stopping between stages leaves the run's earlier evaluation as it was."""
+    from dpsad_core.evaluation import EvaluationOptions, evaluate_run
+
+    events = evaluate_run(run_id, test=test, workspace=workspace,
+                          options=EvaluationOptions(per_class=per_class, device=device))
+    for event in events:
+        yield event
+        if stop():
+            events.close()  # evaluation.json is written last, atomically: nothing half-done remains
+            return
+
+
 def verify_bundle(path: str | Path, public_key: str | None = None):
     from dpsad_core.export import verify_bundle as core_verify
 
@@ -172,7 +185,7 @@ def plan_preview(config, *, workspace: Path) -> dict[str, Any]:
     """What a run with ``config`` implies, computed with the same planner the engine uses."""
     from dpsad_core.training import prepare_run
 
-    dataset, public, plan = prepare_run(config, workspace=workspace)
+    dataset, _, plan = prepare_run(config, workspace=workspace, plan_only=True)
     summary = dataset.summary()
     warnings = list(plan.warnings)
     units = dataset.num_privacy_units
@@ -189,7 +202,6 @@ def plan_preview(config, *, workspace: Path) -> dict[str, Any]:
         "plan": plan.to_dict(), "dataset": summary, "steps": steps, "warnings": warnings,
         "private": plan.is_private, "estimate": estimate_seconds(workspace, config, plan, summary["resolution"]),
         "budget": budget, "budget_error": budget_error, "ledger": ledger_available(),
-        "public_dataset": public.summary() if public is not None else None,
     }
 
 

@@ -172,7 +172,8 @@ class MainWindow(QMainWindow):
             self.statusBar().showMessage("Writing a checkpoint...")
             self.controller.stop_and_wait()
         self.new_run.stop_previews()  # no new preview may start once the window is closing
-        for screen in (self.datasets, self.new_run, self.export):
+        self.runs.cancel_evaluation()  # its child stops after the current stage; nothing half-written stays
+        for screen in (self.datasets, self.new_run, self.runs, self.export):
             screen.detach_workers()
         self.training.timer.stop()
         event.accept()

@@ -96,11 +96,15 @@ class ProcessGeneratorWorker(GeneratorWorker):
     events. A child that dies without a word (killed, out of memory) becomes a RunError.
     """
 
+    # What a child that died without a word was doing, and what the user can do about it.
+    DEFAULT_LOST = ("the training process", "the last checkpoint is kept: resume the run from the Runs screen")
+
     def __init__(self, target: str, kwargs: dict[str, Any], *, torch_threads: int | None = None,
-                 parent=None) -> None:
+                 parent=None, lost: tuple[str, str] = DEFAULT_LOST) -> None:
         super().__init__(lambda stop: iter(()), torch_threads=torch_threads, parent=parent)
         self._target = target
         self._kwargs = kwargs
+        self._lost = lost
         self._process_stop = None
 
     def request_stop(self) -> None:
@@ -134,8 +138,8 @@ class ProcessGeneratorWorker(GeneratorWorker):
                     if not process.is_alive():
                         from dpsad_core.errors import RunError
 
-                        raise RunError(f"the training process ended unexpectedly (exit code {process.exitcode})",
-                                       remedy="the last checkpoint is kept: resume the run from the Runs screen")
+                        what, remedy = self._lost
+                        raise RunError(f"{what} ended unexpectedly (exit code {process.exitcode})", remedy=remedy)
                     continue
                 if kind == "yielded":
                     self.yielded.emit(payload)

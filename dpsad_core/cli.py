@@ -202,7 +202,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
         from dpsad_core.training.budget import budget_outlook
 
-        dataset, _, plan = prepare_run(config, workspace=workspace)
+        dataset, _, plan = prepare_run(config, workspace=workspace, plan_only=True)
         budget = budget_outlook(config, dataset, plan, workspace)
         if args.json:
             print_json(dict(plan.to_dict(), budget=budget))

@@ -22,6 +22,8 @@ def isolated_dirs(tmp_path_factory, monkeypatch):
     workspace = tmp_path_factory.mktemp("workspace")
     monkeypatch.setenv("DPSAD_CONFIG_DIR", str(config))
     monkeypatch.setenv("DPSAD_WORKSPACE", str(workspace))
+    # Generated public data is the same for every test: one cache per session, never the user's.
+    monkeypatch.setenv("DPSAD_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cache"))
     return workspace
 
 

@@ -1,4 +1,4 @@
-"""Runs screen: every run with its state, recipe and epsilon; resume, open its folder, delete it."""
+"""Runs screen: every run with its state, recipe and epsilon; resume, evaluate, open its folder, delete it."""
 
 from __future__ import annotations
 
@@ -15,21 +15,30 @@ from dpsad_workbench import dialogs
 from dpsad_workbench.core import format_epsilon
 from dpsad_workbench.images import ImageLabel
 from dpsad_workbench.settings import AppSettings
+from dpsad_workbench.widgets import WrapLabel
+from dpsad_workbench.worker import ProcessGeneratorWorker, WorkerOwner
 
 COLUMNS = ("run", "state", "recipe", "dataset", "epsilon spent", "target", "created")
 RESUMABLE = ("interrupted", "cancelled", "failed", "running")
 
 
-class RunsScreen(QWidget):
-    """Emits ``resume_requested(run_id)`` and ``export_requested(run_id)``; the window acts on them."""
+class RunsScreen(WorkerOwner, QWidget):
+    """Emits ``resume_requested(run_id)`` and ``export_requested(run_id)``; the window acts on them.
+
+    Evaluation runs here, in a child process: ``evaluated(result)`` when it has written the run's
+    evaluation.json, ``error`` when it failed.
+    """
 
     resume_requested = Signal(str)
     export_requested = Signal(str)
+    evaluated = Signal(dict)
     error = Signal(object)
 
     def __init__(self, settings: Callable[[], AppSettings], parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self._settings = settings
+        self._workers = set()
+        self._evaluation: tuple[str, ProcessGeneratorWorker] | None = None  # (run id, worker) while one runs
         self.runs: list[dict[str, Any]] = []
         self.is_training: Callable[[str], bool] = lambda run_id: False
         self._build()
@@ -40,18 +49,24 @@ class RunsScreen(QWidget):
         self.refresh_button = QPushButton("Re&fresh")
         self.resume_button = QPushButton("&Resume")
         self.open_button = QPushButton("&Open folder")
+        self.evaluate_button = QPushButton("E&valuate...")
         self.export_button = QPushButton("E&xport...")
         self.delete_button = QPushButton("&Delete...")
         self.refresh_button.clicked.connect(self.refresh)
         self.resume_button.clicked.connect(self._resume)
         self.open_button.clicked.connect(self._open_folder)
+        self.evaluate_button.clicked.connect(self._evaluate_clicked)
         self.export_button.clicked.connect(self._export)
         self.delete_button.clicked.connect(self.delete_selected)
-        for button in (self.refresh_button, self.resume_button, self.open_button, self.export_button):
+        for button in (self.refresh_button, self.resume_button, self.open_button, self.evaluate_button,
+                       self.export_button):
             buttons.addWidget(button)
         buttons.addStretch(1)
         buttons.addWidget(self.delete_button)
         layout.addLayout(buttons)
+        self.evaluation_status = WrapLabel("")
+        self.evaluation_status.hide()
+        layout.addWidget(self.evaluation_status)
         splitter = QSplitter(Qt.Orientation.Vertical)
         self.table = QTableWidget(0, len(COLUMNS))
         self.table.setHorizontalHeaderLabels(list(COLUMNS))
@@ -126,6 +141,12 @@ class RunsScreen(QWidget):
             button.setEnabled(run is not None)
         self.resume_button.setEnabled(run is not None and run["state"] in RESUMABLE)
         self.export_button.setEnabled(run is not None and run["state"] == "finished")
+        if self._evaluation is not None:
+            self.evaluate_button.setText("Cancel e&valuation")
+            self.evaluate_button.setEnabled(True)
+        else:
+            self.evaluate_button.setText("E&valuate...")
+            self.evaluate_button.setEnabled(run is not None and run["state"] == "finished")
         if run is None:
             self.summary.setText("Select a run." if self.runs else "No runs yet: start one on the New run screen.")
             self.grid.set_array(None)
@@ -195,6 +216,11 @@ class RunsScreen(QWidget):
             self.error.emit(RunError(f"run {run['run_id']} is training", remedy="cancel it on the Training screen "
                                                                                  "first"))
             return False
+        if self.evaluating() == run["run_id"]:
+            from dpsad_core.errors import RunError
+
+            self.error.emit(RunError(f"run {run['run_id']} is being evaluated", remedy="cancel the evaluation first"))
+            return False
         question = (f"Delete run {run['run_id']} and everything in its folder (checkpoint, model, samples)?\n\n"
                     "This cannot be undone. Privacy already spent on the dataset stays spent.")
         if not dialogs.confirm(self, "Delete run", question):
@@ -208,6 +234,103 @@ class RunsScreen(QWidget):
         return True
 
 
+    # -- evaluation ------------------------------------------------------------------------------------
+    def evaluating(self) -> str | None:
+        """The id of the run being evaluated, if any."""
+        return self._evaluation[0] if self._evaluation is not None else None
+
+    def _evaluate_clicked(self) -> None:
+        if self._evaluation is not None:
+            self.cancel_evaluation()
+            return
+        dialog = self.evaluate_dialog()
+        if dialog is not None and dialog.exec():
+            self.start_evaluation(self.selected_run_id(), test=dialog.test_data(), per_class=dialog.per_class())
+
+    def evaluate_dialog(self):
+        """The dialog asking what to evaluate the selected run against (None without a finished run)."""
+        import json
+
+        from dpsad_core.rdm.generation import RECIPE as RDM_RECIPE
+        from dpsad_workbench.core import list_datasets
+        from dpsad_workbench.screens.evaluate_dialog import EvaluateDialog
+
+        run = self.selected_run()
+        if run is None or run["state"] != "finished":
+            return None
+        try:
+            data_spec = str(json.loads((Path(run["path"]) / "config.json").read_text())["config"].get("data", ""))
+        except (OSError, ValueError, KeyError, TypeError):
+            data_spec = ""
+        try:
+            saved = [d["name"] for d in list_datasets(self._settings().workspace_path())]
+        except Exception:  # noqa: BLE001 - the names are only suggestions
+            saved = []
+        return EvaluateDialog(run, data_spec=data_spec, saved_datasets=saved, rdm=run["recipe"] == RDM_RECIPE,
+                              parent=self)
+
+    def start_evaluation(self, run_id: str, *, test: str, per_class: int | None) -> ProcessGeneratorWorker | None:
+        """Evaluate ``run_id`` against ``test`` in a child process; returns the worker."""
+        from dpsad_core.errors import ConfigError
+
+        test = test.strip()
+        if self._evaluation is not None:
+            return None
+        if not test:
+            self.error.emit(ConfigError("no test data was given", field="test", value=test,
+                                        remedy="name real images the model never saw: 'demo', a saved dataset, "
+                                               "or a folder or file"))
+            return None
+        settings = self._settings()
+        worker = ProcessGeneratorWorker(
+            "dpsad_workbench.core:evaluate_job",
+            dict(run_id=run_id, workspace=settings.workspace_path(), test=test, per_class=per_class,
+                 device=settings.device),
+            torch_threads=settings.torch_threads, parent=self,
+            lost=("the evaluation process", "the run is unchanged: evaluate it again"))
+        queued = Qt.ConnectionType.QueuedConnection
+        worker.yielded.connect(lambda event: self._on_evaluation_event(run_id, event), queued)
+        worker.errored.connect(self.error.emit, queued)
+        worker.finished_work.connect(self._on_evaluation_done, queued)
+        self._evaluation = (run_id, worker)
+        self._show_evaluation_status(f"Evaluating {run_id} against {test}: starting...")
+        self._keep(worker)
+        worker.start()
+        self._selection_changed()
+        return worker
+
+    def cancel_evaluation(self) -> None:
+        """Stop the evaluation after its current stage; the run keeps its earlier evaluation, if any."""
+        if self._evaluation is not None:
+            self._evaluation[1].request_stop()
+            self._show_evaluation_status(f"Cancelling the evaluation of {self._evaluation[0]} after this stage...")
+
+    def _on_evaluation_event(self, run_id: str, event: Any) -> None:
+        name = type(event).__name__
+        if name == "EvaluationStage":
+            self._show_evaluation_status(f"Evaluating {run_id}: step {event.index} of {event.total}, {event.detail}")
+        elif name == "EvaluationFinished":
+            self.evaluated.emit(dict(event.result))
+
+    def _on_evaluation_done(self) -> None:
+        if self._evaluation is None:
+            return
+        run_id, worker = self._evaluation
+        self._evaluation = None
+        if worker.error is not None:
+            self._show_evaluation_status(f"The evaluation of {run_id} failed (see the message).")
+        elif worker.stop_requested:
+            self._show_evaluation_status(f"The evaluation of {run_id} was cancelled.")
+        else:
+            self._show_evaluation_status(f"Evaluated {run_id}: the numbers are below.")
+        self.refresh()
+        self.select(run_id)
+
+    def _show_evaluation_status(self, text: str) -> None:
+        self.evaluation_status.setText(text)
+        self.evaluation_status.setVisible(bool(text))
+
+
 def _evaluation_lines(run_dir: Path) -> list[str]:
     """The headline of ``dpsad-core evaluate`` when the run has been evaluated (local numbers only)."""
     from dpsad_core.errors import DpsadError
@@ -218,7 +341,7 @@ def _evaluation_lines(run_dir: Path) -> list[str]:
     except DpsadError as error:
         return [f"evaluation: {error}"]
     if evaluation is None:
-        return ["evaluation: none yet (dpsad-core evaluate RUN --test DATA)"]
+        return ["evaluation: none yet (Evaluate..., or dpsad-core evaluate RUN --test DATA)"]
     numbers = headline(evaluation)
 
     def show(value: Any, spec: str) -> str:

@@ -135,8 +135,7 @@ def resolve_data_source(spec: str, *, workspace: Path, split: str = "train",
         dataset = conform_dataset(load_demo(split=split, resolution=resolution),
                                   resolution=resolution, channels=channels)
     elif text == RENDERED_DIGITS_SOURCE:
-        dataset = conform_dataset(cached_render_digits(workspace=workspace, resolution=resolution or 28,
-                                                       seed=0 if split == "train" else 1),
+        dataset = conform_dataset(cached_render_digits(resolution=resolution or 28, seed=0 if split == "train" else 1),
                                   channels=channels)
     elif not looks_like_path and is_safe_name(text) \
             and (datasets_dir(workspace) / text / META_FILE).is_file():

@@ -48,15 +48,17 @@ def render_digits(*, count: int = DEFAULT_COUNT, resolution: int = 28, seed: int
     return _as_dataset(images[:, None].astype(np.float32), labels, resolution)
 
 
-def cached_render_digits(*, workspace: Path, count: int = DEFAULT_COUNT, resolution: int = 28,
-                         seed: int = 0) -> ImageDataset:
-    """:func:`render_digits`, kept in ``<workspace>/cache/`` after the first call.
+def cached_render_digits(*, count: int = DEFAULT_COUNT, resolution: int = 28, seed: int = 0,
+                         cache: Path | None = None) -> ImageDataset:
+    """:func:`render_digits`, kept in ``cache`` (default :func:`~dpsad_core.paths.cache_dir`) after the first call.
 
     Rendering 10,000 distorted digits takes tens of seconds, more on a busy machine; every plan preview
     and run that names ``rendered-digits`` would otherwise pay it again. The images are generated, not
     private, so caching them on disk is harmless. An unreadable cache file is rendered again.
     """
-    path = Path(workspace) / "cache" / f"rendered-digits-v{RENDER_VERSION}-n{count}-r{resolution}-s{seed}.npz"
+    from dpsad_core.paths import cache_dir
+
+    path = Path(cache or cache_dir()) / f"rendered-digits-v{RENDER_VERSION}-n{count}-r{resolution}-s{seed}.npz"
     try:
         with np.load(path, allow_pickle=False) as stored:
             images, labels = stored["images"], stored["labels"]
@@ -71,7 +73,7 @@ def cached_render_digits(*, workspace: Path, count: int = DEFAULT_COUNT, resolut
     try:
         atomic_write_bytes(path, buffer.getvalue())
     except OSError:
-        pass  # a read-only or full workspace only costs the next caller a re-render
+        pass  # a read-only or full cache folder only costs the next caller a re-render
     return dataset
 
 

@@ -40,17 +40,27 @@ def resolve_device(name: str) -> str:
     return name
 
 
-def prepare_run(config: TrainConfig, *, workspace: Path):
-    """Load the data and make the plan without creating anything (for previews and the GUI)."""
+def prepare_run(config: TrainConfig, *, workspace: Path, plan_only: bool = False):
+    """Load the data and make the plan without creating anything (for previews and the GUI).
+
+    With ``plan_only`` (previews) the generated public digits are not rendered: the planner needs only
+    their number, and rendering 10,000 of them takes tens of seconds. ``public`` is then None.
+    """
     from dpsad_core.data import resolve_data_source
+    from dpsad_core.data.synthetic import DEFAULT_COUNT, RENDERED_DIGITS_SOURCE
 
     dataset = resolve_data_source(config.data, workspace=workspace, resolution=config.resolution,
                                   min_records=config.min_records)
-    public = _load_public_data(config, dataset, workspace)
+    if plan_only and config.public_data == RENDERED_DIGITS_SOURCE:
+        public = None
+        _check_public_classes(config, dataset, 10)
+        public_records = DEFAULT_COUNT
+    else:
+        public = _load_public_data(config, dataset, workspace)
+        public_records = public.num_records if public is not None else 0
     delta = config.delta if config.delta is not None else default_delta(dataset.num_privacy_units)
     plan = plan_training(recipe=config.recipe, hyper=config.hyper, epsilon=config.epsilon, delta=delta,
-                         private_units=dataset.num_privacy_units,
-                         public_records=public.num_records if public is not None else 0)
+                         private_units=dataset.num_privacy_units, public_records=public_records)
     return dataset, public, plan
 
 
@@ -59,15 +69,20 @@ def _load_public_data(config: TrainConfig, dataset, workspace: Path):
     if not config.public_data:
         return None
     from dpsad_core.data import resolve_data_source
-    from dpsad_core.errors import ConfigError
 
     public = resolve_data_source(config.public_data, workspace=workspace, resolution=dataset.resolution,
                                  channels=dataset.channels, min_records=1)
-    if public.num_classes != dataset.num_classes:
-        raise ConfigError(f"the public dataset has {public.num_classes} classes, the private one "
+    _check_public_classes(config, dataset, public.num_classes)
+    return public
+
+
+def _check_public_classes(config: TrainConfig, dataset, public_classes: int) -> None:
+    from dpsad_core.errors import ConfigError
+
+    if public_classes != dataset.num_classes:
+        raise ConfigError(f"the public dataset has {public_classes} classes, the private one "
                           f"{dataset.num_classes}", field="public_data", value=config.public_data,
                           remedy="use public data with the same classes as the private data")
-    return public
 
 
 def start_training(config: TrainConfig, *, workspace: Path,

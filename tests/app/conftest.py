@@ -54,7 +54,8 @@ def window(qtbot, workspace, answers):  # noqa: ARG001 - the isolated workspace 
     yield win
     # Stop anything still running so no thread outlives the test.
     win.controller.stop_and_wait(60_000)
-    for screen in (win.datasets, win.new_run, win.export):
+    win.runs.cancel_evaluation()
+    for screen in (win.datasets, win.new_run, win.runs, win.export):
         screen.wait_for_workers()
     from dpsad_workbench.worker import wait_detached
 

@@ -151,3 +151,54 @@ def test_the_run_page_shows_the_evaluation_once_there_is_one(finished_run, windo
     text = window.runs.summary.text()
     assert "synthetic images 0.812" in text and "logistic regression 0.750" in text
     assert "near-copies flagged: 3 of 100" in text and "52%" in text
+
+
+@pytest.mark.slow
+def test_evaluate_a_run_from_the_runs_screen(finished_run, window, qtbot):
+    from dpsad_core.evaluation.report import EVALUATION_FILE
+
+    window.show_screen("runs")
+    runs = window.runs
+    runs.select(finished_run["run_id"])
+    assert runs.evaluate_button.isEnabled() and runs.evaluate_button.text() == "E&valuate..."
+    dialog = runs.evaluate_dialog()
+    assert dialog.test_data() == "demo" and dialog.per_class() == 100  # the test split of what it trained on
+    dialog.deleteLater()
+
+    with qtbot.waitSignal(runs.evaluated, timeout=600_000) as finished:
+        worker = runs.start_evaluation(finished_run["run_id"], test="demo", per_class=3)
+        assert runs.evaluating() == finished_run["run_id"] and runs.evaluate_button.text() == "Cancel e&valuation"
+        assert runs.delete_selected() is False  # refused while it is evaluated (an error, not a question)
+    qtbot.waitUntil(lambda: runs.evaluating() is None, timeout=60_000)
+    worker.wait()
+    assert finished.args[0]["memorisation"]["n"] == 30
+    assert (Path(finished_run["run_dir"]) / EVALUATION_FILE).is_file()
+    assert "real-test accuracy of a CNN" in runs.summary.text()
+    assert runs.evaluation_status.text().startswith("Evaluated ") and runs.evaluate_button.text() == "E&valuate..."
+    for box in window.findChildren(QMessageBox):  # the refused delete's message
+        box.close()
+
+
+@pytest.mark.slow
+def test_evaluation_cancelled_or_failed_leaves_the_run_unevaluated(finished_run, window, qtbot):
+    from dpsad_core.evaluation.report import EVALUATION_FILE
+
+    window.show_screen("runs")
+    runs = window.runs
+    runs.select(finished_run["run_id"])
+    worker = runs.start_evaluation(finished_run["run_id"], test="demo", per_class=3)
+    runs.cancel_evaluation()
+    qtbot.waitUntil(lambda: runs.evaluating() is None, timeout=300_000)
+    worker.wait()
+    assert runs.evaluation_status.text().endswith("was cancelled.")
+    assert not (Path(finished_run["run_dir"]) / EVALUATION_FILE).exists()
+
+    with qtbot.waitSignal(runs.error, timeout=300_000) as failed:
+        worker = runs.start_evaluation(finished_run["run_id"], test="/no/such/data", per_class=3)
+    qtbot.waitUntil(lambda: runs.evaluating() is None, timeout=60_000)
+    worker.wait()
+    assert "/no/such/data" in str(failed.args[0]) and runs.evaluation_status.text().endswith("failed (see the message).")
+    assert runs.start_evaluation(finished_run["run_id"], test=" ", per_class=3) is None  # nothing named
+    assert not (Path(finished_run["run_dir"]) / EVALUATION_FILE).exists()
+    for box in window.findChildren(QMessageBox):
+        box.close()

@@ -51,33 +51,35 @@ def test_rendered_digits_rejects_bad_arguments():
         render_digits(count=10, resolution=2)
 
 
-def test_cached_rendering_is_identical_reused_and_rebuilt_when_damaged(workspace, monkeypatch):
+def test_cached_rendering_is_identical_reused_and_rebuilt_when_damaged(tmp_path, monkeypatch):
     from dpsad_core.data import synthetic
 
-    first = synthetic.cached_render_digits(workspace=workspace, count=40, resolution=12, seed=5)
+    first = synthetic.cached_render_digits(count=40, resolution=12, seed=5, cache=tmp_path)
     fresh = render_digits(count=40, resolution=12, seed=5)
     assert np.array_equal(first.images, fresh.images) and np.array_equal(first.labels, fresh.labels)
     assert first.fingerprint() == fresh.fingerprint()
-    (cached,) = (workspace / "cache").glob("rendered-digits-*.npz")
+    (cached,) = tmp_path.glob("rendered-digits-*.npz")
 
     calls = []
     real = synthetic.render_digits
     monkeypatch.setattr(synthetic, "render_digits", lambda **kw: calls.append(kw) or real(**kw))
-    again = synthetic.cached_render_digits(workspace=workspace, count=40, resolution=12, seed=5)
+    again = synthetic.cached_render_digits(count=40, resolution=12, seed=5, cache=tmp_path)
     assert calls == [] and np.array_equal(again.images, fresh.images)
 
     cached.write_bytes(b"not an npz")  # a damaged file is rendered again and replaced
-    repaired = synthetic.cached_render_digits(workspace=workspace, count=40, resolution=12, seed=5)
+    repaired = synthetic.cached_render_digits(count=40, resolution=12, seed=5, cache=tmp_path)
     assert len(calls) == 1 and np.array_equal(repaired.images, fresh.images)
-    synthetic.cached_render_digits(workspace=workspace, count=40, resolution=12, seed=5)
+    synthetic.cached_render_digits(count=40, resolution=12, seed=5, cache=tmp_path)
     assert len(calls) == 1
 
-    synthetic.cached_render_digits(workspace=workspace, count=40, resolution=12, seed=6)  # another seed: its own file
-    assert len(calls) == 2 and len(list((workspace / "cache").glob("*.npz"))) == 2
+    synthetic.cached_render_digits(count=40, resolution=12, seed=6, cache=tmp_path)  # another seed: its own file
+    assert len(calls) == 2 and len(list(tmp_path.glob("*.npz"))) == 2
 
 
-def test_resolve_rendered_digits_uses_the_workspace_cache(workspace):
-    train = resolve_data_source("rendered-digits", workspace=workspace, resolution=8)
+def test_resolve_rendered_digits_uses_the_cache_folder(tmp_path, monkeypatch):
+    monkeypatch.setenv("DPSAD_CACHE_DIR", str(tmp_path / "cache"))
+    train = resolve_data_source("rendered-digits", workspace=tmp_path / "ws", resolution=8)
     assert train.images.shape == (10_000, 1, 8, 8)
-    assert [p.name for p in (workspace / "cache").iterdir()] == ["rendered-digits-v1-n10000-r8-s0.npz"]
-    assert resolve_data_source("rendered-digits", workspace=workspace, resolution=8).fingerprint() == train.fingerprint()
+    assert [p.name for p in (tmp_path / "cache").iterdir()] == ["rendered-digits-v1-n10000-r8-s0.npz"]
+    assert resolve_data_source("rendered-digits", workspace=tmp_path / "ws", resolution=8).fingerprint() \
+        == train.fingerprint()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -199,3 +200,29 @@ def test_dpdm_with_public_pretraining_spends_only_on_the_dp_phase(workspace):
 def test_public_data_is_refused_by_recipes_that_cannot_use_it():
     with pytest.raises(ConfigError, match="public-data"):
         TrainConfig(data="demo", recipe=Recipe.DPSAD, public_data="rendered-digits")
+
+
+def test_a_plan_only_preparation_does_not_render_the_public_digits(workspace, monkeypatch, tmp_path):
+    from dpsad_core.data import synthetic
+    from dpsad_core.training import prepare_run
+
+    config = tiny_config("dpdm", public_data="rendered-digits")
+    monkeypatch.setenv("DPSAD_CACHE_DIR", str(tmp_path / "empty-cache"))
+    real = synthetic.render_digits
+    monkeypatch.setattr(synthetic, "render_digits", lambda **kw: pytest.fail("rendered for a plan"))
+    _, public, plan = prepare_run(config, workspace=workspace, plan_only=True)
+    assert public is None
+    monkeypatch.setattr(synthetic, "render_digits", real)
+    _, public, full = prepare_run(config, workspace=workspace)
+    assert public.num_records == synthetic.DEFAULT_COUNT and plan.to_dict() == full.to_dict()
+
+    from dpsad_core.data import save_dataset
+    from dpsad_core.data.dataset import ImageDataset
+
+    demo = public  # any 10-class set; a 3-class private set must still be refused without rendering
+    keep = demo.labels < 3
+    save_dataset(ImageDataset(images=demo.images[keep], labels=demo.labels[keep], class_names=("0", "1", "2"),
+                              patient_ids=None, name="three-classes", source="tests"), workspace)
+    monkeypatch.setattr(synthetic, "render_digits", lambda **kw: pytest.fail("rendered for a plan"))
+    with pytest.raises(ConfigError, match="public dataset has 10 classes, the private one 3"):
+        prepare_run(dataclasses.replace(config, data="three-classes"), workspace=workspace, plan_only=True)

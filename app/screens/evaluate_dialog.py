@@ -1,0 +1,87 @@
+"""The Runs screen's "Evaluate..." dialog: which real held-out data to test against, how many images."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtWidgets import (QComboBox, QDialog, QDialogButtonBox, QFileDialog, QFormLayout, QHBoxLayout,
+                               QPushButton, QSpinBox, QVBoxLayout, QWidget)
+
+from dpsad_workbench.screens.datasets import FILE_FILTER
+from dpsad_workbench.widgets import WrapLabel
+
+DEFAULT_PER_CLASS = 100  # EvaluationOptions' default
+
+
+def suggested_test_data(data_spec: str) -> str:
+    """What to test a run on when the user has not said: the test split of the source it trained on.
+
+    "demo" and a path (an MNIST folder, a MedMNIST file) have a test split that ``evaluate`` reads
+    instead of the training split; a saved dataset is one set, so there is nothing to suggest.
+    """
+    if data_spec == "demo" or Path(data_spec).expanduser().exists():
+        return data_spec
+    return ""
+
+
+class EvaluateDialog(QDialog):
+    """``test_data()`` and ``per_class()`` once accepted; ``per_class()`` is None for a DP-RDM run."""
+
+    def __init__(self, run: dict[str, Any], *, data_spec: str, saved_datasets: list[str], rdm: bool,
+                 parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle(f"Evaluate {run['run_id']}")
+        layout = QVBoxLayout(self)
+        layout.addWidget(WrapLabel(
+            "Samples synthetic images from the run's released model (free in privacy), trains classifiers on "
+            "them and tests those on <b>real images the model never saw</b>; also measures fidelity and "
+            "memorisation. The numbers are computed from the private training data without noise: they stay "
+            "on this machine and are not covered by the run's epsilon."))
+        form = QFormLayout()
+        self.test = QComboBox()
+        self.test.setEditable(True)
+        self.test.addItem("demo")
+        self.test.addItems([name for name in saved_datasets if name != "demo"])
+        self.test.setEditText(suggested_test_data(data_spec))
+        self.test.lineEdit().setPlaceholderText("a saved dataset's name, or a folder or file of real test images")
+        row = QHBoxLayout()
+        row.addWidget(self.test, 1)
+        folder, file = QPushButton("Folder..."), QPushButton("File...")
+        folder.clicked.connect(self._choose_folder)
+        file.clicked.connect(self._choose_file)
+        row.addWidget(folder)
+        row.addWidget(file)
+        form.addRow("Real &test data:", row)
+        self.per_class_box = QSpinBox()
+        self.per_class_box.setRange(1, 100_000)
+        self.per_class_box.setValue(DEFAULT_PER_CLASS)
+        self.per_class_box.setEnabled(not rdm)
+        if rdm:
+            self.per_class_box.setToolTip("A DP-RDM run is evaluated on the images it generated: making more "
+                                          "would spend privacy.")
+        form.addRow("Synthetic images per &class:", self.per_class_box)
+        layout.addLayout(form)
+        self._rdm = rdm
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
+        buttons.button(QDialogButtonBox.StandardButton.Ok).setText("&Evaluate")
+        buttons.accepted.connect(self.accept)
+        buttons.rejected.connect(self.reject)
+        layout.addWidget(buttons)
+        self.resize(560, self.sizeHint().height())
+
+    def test_data(self) -> str:
+        return self.test.currentText().strip()
+
+    def per_class(self) -> int | None:
+        return None if self._rdm else self.per_class_box.value()
+
+    def _choose_folder(self) -> None:
+        path = QFileDialog.getExistingDirectory(self, "Real test images: an MNIST folder or class subfolders")
+        if path:
+            self.test.setEditText(path)
+
+    def _choose_file(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Real test images", "", FILE_FILTER)
+        if path:
+            self.test.setEditText(path)
