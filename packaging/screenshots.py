@@ -1,7 +1,7 @@
 """Take a screenshot of every screen of the workbench into docs/screenshots/ (offscreen, no display).
 
 It builds a throw-away workspace with the embedded digits imported, runs a short training from the
-New run screen, exports and verifies a bundle, then grabs each screen with ``QWidget.grab()``.
+New run screen, evaluates it, exports and verifies a bundle, then grabs each screen with ``QWidget.grab()``.
 
 Usage: QT_QPA_PLATFORM=offscreen python packaging/screenshots.py [--out docs/screenshots] [--scale 2]
        [--preset tiny] [--max-steps 4]
@@ -109,7 +109,16 @@ def main() -> int:
     wait_until(app, lambda: not window.training._dirty, 10, "the last redraw")
     grab("training")
 
+    # Runs: evaluate the run against the demo digits' test split, as Evaluate... does.
     window.show_screen("runs")
+    runs = window.runs
+    runs.select(window.controller.run_id)
+    evaluated = []
+    runs.evaluated.connect(evaluated.append)
+    runs.start_evaluation(window.controller.run_id, test="demo", per_class=20)
+    wait_until(app, lambda: runs.evaluating() is None, 900, "the evaluation")
+    if not evaluated:
+        raise RuntimeError(f"the evaluation failed: {runs.evaluation_status.text()}")
     grab("runs")
 
     # Export a small bundle and verify it.
