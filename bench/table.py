@@ -2,6 +2,7 @@
 
     python bench/table.py run --profile cpu --cell mnist-eps10-dpdm     # one cell
     python bench/table.py run --profile cpu --missing                   # every cell not yet measured
+    python bench/table.py reference --profile cpu                       # the same classifiers on real data
     python bench/table.py table --profile cpu [--write-docs]            # the markdown table
 
 A cell trains with the product's engine and scores the run with ``dpsad-core evaluate`` (the same
@@ -103,6 +104,50 @@ def run_cell(cell: Cell, *, workspace: Path, results: Path, device: str, seed: i
     return record
 
 
+def reference_id(dataset: str) -> str:
+    return f"reference-{dataset}"
+
+
+def run_reference(dataset: str, profile_name: str, *, results: Path, seed: int) -> dict:
+    """The cells' CNN and logistic regression trained on *real* training images instead of synthetic ones.
+
+    As many images per class as a cell samples (fewer where a class has fewer), drawn at random, at the
+    profile's resolution, tested on the same real test set: the accuracy a perfect generator would give
+    at this size, the ceiling each cell's number should be read against. No privacy (real data).
+    """
+    import numpy as np
+
+    from dpsad_core.data import resolve_data_source
+    from dpsad_core.evaluation.downstream import downstream_accuracy
+    from dpsad_core.evaluation.logistic import logistic_accuracy
+
+    profile, data = PROFILES[profile_name], DATASETS[dataset]
+    with tempfile.TemporaryDirectory(prefix="dpsad-reference-") as workspace:  # nothing is saved in it
+        train = resolve_data_source(data.train, workspace=Path(workspace), resolution=profile.resolution)
+        test = resolve_data_source(data.test, workspace=Path(workspace), split="test", resolution=train.resolution,
+                                   channels=train.channels, min_records=1)
+    rng = np.random.default_rng(seed)
+    chosen = np.concatenate([rng.permutation(np.flatnonzero(train.labels == c))[:profile.per_class]
+                             for c in range(train.num_classes)])
+    images, labels = train.images[chosen], train.labels[chosen]
+    began = time.perf_counter()
+    cnn = downstream_accuracy(images, labels, test.images, test.labels, num_classes=train.num_classes,
+                              epochs=profile.cnn_epochs, seed=seed)
+    logistic = logistic_accuracy(images, labels, test.images, test.labels, seed=seed)
+    record = {
+        "reference": reference_id(dataset), "profile": profile_name, "dataset": dataset,
+        "records": int(len(chosen)), "per_class": profile.per_class, "resolution": train.resolution,
+        "cnn_accuracy": cnn.test_accuracy, "logistic_accuracy": logistic.test_accuracy,
+        "minutes": round((time.perf_counter() - began) / 60, 2),
+        "command": f"python bench/table.py reference --profile {profile_name} --dataset {dataset}",
+        "seed": seed, "measured": time.strftime("%Y-%m-%d", time.gmtime()), "commit": _commit(),
+    }
+    from dpsad_core.atomic import atomic_write_json
+
+    atomic_write_json(results / profile_name / f"{reference_id(dataset)}.json", record)
+    return record
+
+
 def load_results(results: Path, profile: str) -> dict[str, dict]:
     folder = results / profile
     if not folder.is_dir():
@@ -130,6 +175,11 @@ def render_table(profile: str, results: dict[str, dict]) -> str:
             lines.append(_measured_row(profile, cell, record))
         for status, recipes in missing.items():
             lines.append(f"| {dataset} | {epsilon:g} | {status}: {', '.join(recipes)} | | | | | | | |")
+        reference = results.get(reference_id(dataset))
+        if reference is not None:
+            lines.append(f"| {dataset} | {epsilon:g} | reference: the same classifiers on {reference['records']:,} "
+                         f"real training images | none (real data) | {reference['cnn_accuracy']:.3f} | "
+                         f"{reference['logistic_accuracy']:.3f} | | | | `{reference['reference']}` |")
         index = 0 if epsilon == 1.0 else 1
         for method, values in PUBLISHED.get(dataset, {}).items():
             lines.append(f"| {dataset} | {epsilon:g} | published: {method} | {epsilon:g} | "
@@ -184,6 +234,11 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--device", default="auto")
     run.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
     run.add_argument("--seed", type=int, default=0)
+    ref = sub.add_parser("reference", help="the cells' classifiers trained on real images (the ceiling)")
+    ref.add_argument("--profile", choices=sorted(PROFILES), required=True)
+    ref.add_argument("--dataset", action="append", help="a dataset (default: every one of the profile)")
+    ref.add_argument("--results", default=str(RESULTS))
+    ref.add_argument("--seed", type=int, default=0)
     show = sub.add_parser("table", help="print the markdown table of a profile's results")
     show.add_argument("--profile", choices=sorted(PROFILES), required=True)
     show.add_argument("--results", default=str(RESULTS))
@@ -191,6 +246,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     results = Path(args.results)
+    if args.command == "reference":
+        for dataset in args.dataset or PROFILES[args.profile].datasets:
+            if not DATASETS[dataset].available():
+                print(f"# {dataset}: skipped ({DATASETS[dataset].train} is absent)", file=sys.stderr)
+                continue
+            record = run_reference(dataset, args.profile, results=results, seed=args.seed)
+            print(json.dumps({k: record[k] for k in ("reference", "records", "cnn_accuracy", "logistic_accuracy")}),
+                  flush=True)
+        return 0
     if args.command == "table":
         table = render_table(args.profile, load_results(results, args.profile))
         print(table)

@@ -49,6 +49,13 @@ def test_smoke_cell_runs_and_its_numbers_reach_the_table(tmp_path, monkeypatch, 
     assert "| demo | 10 | not run yet: dpsad, dpsad-public-teacher, dpdm, dpdm-public, dpsad-paper |" in rendered
     assert "| demo | 1 | not run yet: dpsad, dpsad-public-teacher, dpdm-public, dpsad-paper |" in rendered
 
+    assert table.main(["reference", "--profile", "smoke", "--results", str(results)]) == 0
+    reference = json.loads((results / "smoke" / "reference-demo.json").read_text())
+    assert reference["records"] == 50 and 0 <= reference["cnn_accuracy"] <= 1  # 5 real images per class
+    with_reference = table.render_table("smoke", table.load_results(results, "smoke"))
+    assert (f"| demo | 1 | reference: the same classifiers on 50 real training images | none (real data) | "
+            f"{reference['cnn_accuracy']:.3f} |") in with_reference
+
     docs = tmp_path / "benchmarks.md"
     docs.write_text("before\n<!-- table:smoke -->\nold\n<!-- /table:smoke -->\nafter\n")
     table.write_docs("smoke", rendered, docs)
