@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtWidgets import (QComboBox, QDialog, QDialogButtonBox, QFileDialog, QFormLayout, QHBoxLayout,
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import (QComboBox, QDialog, QDialogButtonBox, QFileDialog, QFormLayout, QHBoxLayout, QLabel,
                                QPushButton, QSpinBox, QVBoxLayout, QWidget)
 
 from dpsad_workbench.screens.datasets import FILE_FILTER
@@ -33,11 +34,13 @@ class EvaluateDialog(QDialog):
         super().__init__(parent)
         self.setWindowTitle(f"Evaluate {run['run_id']}")
         layout = QVBoxLayout(self)
-        layout.addWidget(WrapLabel(
+        intro = WrapLabel(
             "Samples synthetic images from the run's released model (free in privacy), trains classifiers on "
             "them and tests those on <b>real images the model never saw</b>; also measures fidelity and "
             "memorisation. The numbers are computed from the private training data without noise: they stay "
-            "on this machine and are not covered by the run's epsilon."))
+            "on this machine and are not covered by the run's epsilon.")
+        intro.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
+        layout.addWidget(intro)
         form = QFormLayout()
         self.test = QComboBox()
         self.test.setEditable(True)
@@ -52,7 +55,9 @@ class EvaluateDialog(QDialog):
         file.clicked.connect(self._choose_file)
         row.addWidget(folder)
         row.addWidget(file)
-        form.addRow("Real &test data:", row)
+        label = QLabel("Real &test data:")
+        label.setBuddy(self.test)  # a row of several widgets gets no buddy of its own: Alt+T needs one
+        form.addRow(label, row)
         self.per_class_box = QSpinBox()
         self.per_class_box.setRange(1, 100_000)
         self.per_class_box.setValue(DEFAULT_PER_CLASS)
@@ -62,6 +67,7 @@ class EvaluateDialog(QDialog):
                                           "would spend privacy.")
         form.addRow("Synthetic images per &class:", self.per_class_box)
         layout.addLayout(form)
+        layout.addStretch(1)
         self._rdm = rdm
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
         buttons.button(QDialogButtonBox.StandardButton.Ok).setText("&Evaluate")

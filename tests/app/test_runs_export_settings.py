@@ -202,3 +202,18 @@ def test_evaluation_cancelled_or_failed_leaves_the_run_unevaluated(finished_run,
     assert not (Path(finished_run["run_dir"]) / EVALUATION_FILE).exists()
     for box in window.findChildren(QMessageBox):
         box.close()
+
+
+def test_the_evaluate_dialog_suggests_the_test_split_of_the_training_source(tmp_path):
+    from dpsad_workbench.screens.evaluate_dialog import EvaluateDialog, suggested_test_data
+
+    assert suggested_test_data("demo") == "demo"
+    assert suggested_test_data(str(tmp_path)) == str(tmp_path)  # a folder or file: its test split
+    assert suggested_test_data("chest-xrays") == ""  # a saved dataset is one set: nothing to suggest
+    dialog = EvaluateDialog({"run_id": "r"}, data_spec="chest-xrays", saved_datasets=["chest-xrays", "held-out"],
+                            rdm=True)
+    assert dialog.test_data() == "" and dialog.per_class() is None  # DP-RDM: its own images, no count
+    assert [dialog.test.itemText(i) for i in range(dialog.test.count())] == ["demo", "chest-xrays", "held-out"]
+    dialog.test.setEditText("  held-out ")
+    assert dialog.test_data() == "held-out"
+    dialog.deleteLater()
