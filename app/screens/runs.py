@@ -8,7 +8,7 @@ from typing import Any
 
 from PySide6.QtCore import Qt, QUrl, Signal
 from PySide6.QtGui import QDesktopServices
-from PySide6.QtWidgets import (QAbstractItemView, QGroupBox, QHBoxLayout, QHeaderView, QLabel, QPushButton, QSplitter,
+from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QGroupBox, QHBoxLayout, QHeaderView, QLabel, QPushButton, QSplitter,
                                QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
 
 from dpsad_workbench import dialogs
@@ -86,8 +86,17 @@ class RunsScreen(WorkerOwner, QWidget):
         self.summary.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
         self.summary.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.grid = ImageLabel("")
+        self.image_choice = QComboBox()
+        self.image_choice.addItem("Samples from the model", "samples")
+        self.image_choice.addItem("Closest training records (memorisation check)", "pairs")
+        self.image_choice.setToolTip("Each synthetic image from the evaluation beside its nearest private training "
+                                     "image: near-identical pairs would be copies. Shown only on this machine.")
+        self.image_choice.currentIndexChanged.connect(lambda _: self._show_image(self.selected_run()))
+        images = QVBoxLayout()
+        images.addWidget(self.image_choice)
+        images.addWidget(self.grid, 1)
         detail_layout.addWidget(self.summary, 3)
-        detail_layout.addWidget(self.grid, 2)
+        detail_layout.addLayout(images, 2)
         splitter.addWidget(detail)
         splitter.setStretchFactor(0, 3)
         splitter.setStretchFactor(1, 2)
@@ -152,19 +161,30 @@ class RunsScreen(WorkerOwner, QWidget):
             self.grid.set_array(None)
             return
         self.summary.setText(self._describe(run))
-        grid = Path(run["path"]) / "samples" / "latest.png"
-        if grid.is_file():
-            from PIL import Image
-            import numpy as np
+        self._show_image(run)
 
-            try:
-                self.grid.set_array(np.asarray(Image.open(grid)))
-            except OSError:
-                self.grid.set_array(None)
-                self.grid.setText("The sample grid cannot be read.")
+    def _show_image(self, run: dict[str, Any] | None) -> None:
+        """The run's latest sample grid, or the evaluation's closest pairs (synthetic | nearest training)."""
+        from dpsad_core.evaluation.report import CLOSEST_PAIRS_FILE
+
+        self.grid.set_array(None)
+        if run is None:
+            return
+        if self.image_choice.currentData() == "pairs":
+            path, missing = Path(run["path"]) / CLOSEST_PAIRS_FILE, "Not evaluated yet: Evaluate... makes them."
         else:
-            self.grid.set_array(None)
-            self.grid.setText("No samples yet.")
+            path, missing = Path(run["path"]) / "samples" / "latest.png", "No samples yet."
+        if not path.is_file():
+            self.grid.setText(missing)
+            return
+        from PIL import Image
+        import numpy as np
+
+        try:
+            with Image.open(path) as image:
+                self.grid.set_array(np.asarray(image))
+        except OSError:
+            self.grid.setText(f"{path.name} cannot be read.")
 
     def _describe(self, run: dict[str, Any]) -> str:
         lines = [f"<b>{run['run_id']}</b>", f"state: {run['state']}", f"recipe: {run['recipe']}",

@@ -140,6 +140,10 @@ def test_the_run_page_shows_the_evaluation_once_there_is_one(finished_run, windo
     window.show_screen("runs")
     window.runs.select(finished_run["run_id"])
     assert "evaluation: none yet" in window.runs.summary.text()
+    window.runs.image_choice.setCurrentIndex(window.runs.image_choice.findData("pairs"))
+    assert not window.runs.grid.has_image() and "Not evaluated yet" in window.runs.grid.text()
+    window.runs.image_choice.setCurrentIndex(window.runs.image_choice.findData("samples"))
+    assert window.runs.grid.has_image()
     evaluation = {"schema": SCHEMA_VERSION,
                   "downstream": {"cnn": {"accuracy": 0.8125}, "logistic": {"accuracy": 0.75}},
                   "fidelity": {"frechet_distance_classifier_features": 3.5, "fid": None, "precision": 0.9,
@@ -175,6 +179,8 @@ def test_evaluate_a_run_from_the_runs_screen(finished_run, window, qtbot):
     assert (Path(finished_run["run_dir"]) / EVALUATION_FILE).is_file()
     assert "real-test accuracy of a CNN" in runs.summary.text()
     assert runs.evaluation_status.text().startswith("Evaluated ") and runs.evaluate_button.text() == "E&valuate..."
+    runs.image_choice.setCurrentIndex(runs.image_choice.findData("pairs"))  # synthetic | nearest training image
+    assert runs.grid.has_image() and runs.grid._source.height() > runs.grid._source.width()
     for box in window.findChildren(QMessageBox):  # the refused delete's message
         box.close()
 
