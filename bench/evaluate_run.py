@@ -25,12 +25,15 @@ def main() -> None:
     parser.add_argument("--test-data", required=True)
     parser.add_argument("--per-class", type=int, default=200)
     parser.add_argument("--epochs", type=int, default=10, help="downstream CNN epochs")
+    parser.add_argument("--min-steps", type=int, default=0,
+                        help="at least this many CNN steps (default 0: the protocol the documented numbers used)")
     parser.add_argument("--inception-weights")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
     run_dir = Path(args.run_dir).resolve()
-    options = EvaluationOptions(per_class=args.per_class, cnn_epochs=args.epochs, seed=args.seed,
+    options = EvaluationOptions(per_class=args.per_class, cnn_epochs=args.epochs, cnn_min_steps=args.min_steps,
+                                seed=args.seed,
                                 device=args.device, inception_weights=args.inception_weights)
     began = time.perf_counter()
     finished = None

@@ -65,7 +65,8 @@ def run_cell(cell: Cell, *, workspace: Path, results: Path, device: str, seed: i
     train_minutes = (time.perf_counter() - began) / 60
 
     began, evaluation = time.perf_counter(), None
-    options = EvaluationOptions(per_class=profile.per_class, cnn_epochs=profile.cnn_epochs, seed=seed, device=device,
+    options = EvaluationOptions(per_class=profile.per_class, cnn_epochs=profile.cnn_epochs,
+                                cnn_min_steps=profile.cnn_min_steps, seed=seed, device=device,
                                 feature_spec=FeatureNetSpec(**profile.feature_spec))
     for event in evaluate_run(finished["run_id"], test=data.test, workspace=workspace, options=options):
         if isinstance(event, EvaluationFinished):
@@ -133,7 +134,7 @@ def run_reference(dataset: str, profile_name: str, *, results: Path, seed: int, 
     images, labels = train.images[chosen], train.labels[chosen]
     began = time.perf_counter()
     cnn = downstream_accuracy(images, labels, test.images, test.labels, num_classes=train.num_classes,
-                              epochs=cnn_epochs, seed=seed)
+                              epochs=cnn_epochs, min_steps=profile.cnn_min_steps, seed=seed)
     logistic = logistic_accuracy(images, labels, test.images, test.labels, seed=seed)
     record = {
         "reference": reference_id(dataset), "profile": profile_name, "dataset": dataset,

@@ -61,6 +61,8 @@ class Profile:
     steps: dict[str, dict[str, int]]   # recipe -> step overrides (same compute for every recipe)
     overrides: dict[str, object] = field(default_factory=dict)
     cnn_epochs: int = 10
+    # The CPU cells were measured with exactly cnn_epochs (no minimum of steps): kept so they stay comparable.
+    cnn_min_steps: int = 0
     feature_spec: dict[str, int] = field(default_factory=dict)  # FeatureNetSpec fields (default: the product's)
     max_minutes: float | None = None   # the bound the profile promises per cell
 

@@ -33,6 +33,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     sub.add_argument("--guidance", type=float,
                      help="classifier-free guidance weight for sampling (default: the run's); free in privacy")
     sub.add_argument("--epochs", type=int, default=10, help="epochs of the downstream CNN (default 10)")
+    sub.add_argument("--min-steps", type=int, default=1500,
+                     help="train the CNN for at least this many optimiser steps, more epochs if needed "
+                          "(default 1500; 0 trains exactly --epochs)")
     sub.add_argument("--inception-weights", metavar="FILE",
                      help="pytorch-fid Inception-v3 weights (pt_inception-2015-12-05-6726825d.pth): adds true FID "
                           "(slow on a CPU: minutes per thousand images)")
@@ -49,7 +52,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
     options = EvaluationOptions(per_class=args.per_class, count=args.count, seed=args.seed, device=args.device,
                                 sample_steps=args.steps, guidance=args.guidance, cnn_epochs=args.epochs,
-                                inception_weights=args.inception_weights, samples=args.samples)
+                                cnn_min_steps=args.min_steps, inception_weights=args.inception_weights,
+                                samples=args.samples)
     finished = None
     for event in evaluate_run(args.run, test=args.test, workspace=workspace_from_args(args), options=options):
         if isinstance(event, EvaluationStage):

@@ -215,7 +215,7 @@ def evaluate_images(synthetic: np.ndarray, labels: np.ndarray, *, training, test
     yield EvaluationStage("downstream", first_stage, total,
                           "training a CNN and a logistic regression on the synthetic images")
     cnn = downstream_accuracy(synthetic, labels, test.images, test.labels, num_classes=training.num_classes,
-                              epochs=options.cnn_epochs, seed=options.seed)
+                              epochs=options.cnn_epochs, min_steps=options.cnn_min_steps, seed=options.seed)
     logistic = logistic_accuracy(synthetic, labels, test.images, test.labels, seed=options.seed)
     seconds["downstream"], clock = round(time.perf_counter() - clock, 2), time.perf_counter()
 
@@ -288,7 +288,8 @@ def evaluate_images(synthetic: np.ndarray, labels: np.ndarray, *, training, test
         "config": {
             "synthetic_count": int(len(synthetic)),
             "synthetic_per_class": {name: int((labels == i).sum()) for i, name in enumerate(training.class_names)},
-            "seed": options.seed, "cnn_epochs": options.cnn_epochs, "k": options.k,
+            "seed": options.seed, "cnn_epochs": options.cnn_epochs, "cnn_min_steps": options.cnn_min_steps,
+            "k": options.k,
             "training_set": _describe(training), "test_set": _describe(test),
             "class_names_match": tuple(test.class_names) == tuple(training.class_names),
             "inception_weights": Path(options.inception_weights).name if options.inception_weights else None,

@@ -103,8 +103,10 @@ class EvaluationOptions:
     guidance
         Classifier-free guidance weight for sampling (default: the run's). Sampling is
         post-processing of the released model, so trying weights costs no privacy.
-    cnn_epochs
-        Epochs of the downstream CNN (the epoch kept is chosen on the synthetic hold-out).
+    cnn_epochs, cnn_min_steps
+        Epochs of the downstream CNN, or more when they are fewer than ``cnn_min_steps`` optimiser
+        steps (small sets need many epochs to converge); the epoch kept is chosen on the synthetic
+        hold-out. ``cnn_min_steps=0`` trains exactly ``cnn_epochs``.
     k
         Neighbourhood size of the precision/recall manifolds.
     feature_spec
@@ -123,6 +125,7 @@ class EvaluationOptions:
     sample_steps: int | None = None
     guidance: float | None = None
     cnn_epochs: int = 10
+    cnn_min_steps: int = 1500
     k: int = 3
     feature_spec: FeatureNetSpec = field(default_factory=FeatureNetSpec)
     inception_weights: str | None = None
@@ -151,6 +154,9 @@ class EvaluationOptions:
         if not isinstance(self.cnn_epochs, int) or self.cnn_epochs < 1:
             raise ConfigError(f"cnn_epochs must be >= 1, got {self.cnn_epochs!r}", field="cnn_epochs",
                               value=self.cnn_epochs)
+        if not isinstance(self.cnn_min_steps, int) or self.cnn_min_steps < 0:
+            raise ConfigError(f"cnn_min_steps must be a whole number >= 0, got {self.cnn_min_steps!r}",
+                              field="cnn_min_steps", value=self.cnn_min_steps)
         if not isinstance(self.k, int) or self.k < 1:
             raise ConfigError(f"k must be a whole number >= 1, got {self.k!r}", field="k", value=self.k)
         if self.inception_weights is not None and not Path(self.inception_weights).is_file():

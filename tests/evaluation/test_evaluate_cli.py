@@ -48,11 +48,13 @@ def test_evaluate_writes_every_section(tiny_run, capsys):
     assert set(stored["fidelity"]["per_class"]) == {str(i) for i in range(10)}
     assert stored["memorisation"]["n"] == 50 and (run_dir / CLOSEST_PAIRS_FILE).is_file()
     assert stored["config"]["test_set"]["num_records"] == 297
+    # 45 training images in batches of 16: 3 steps per epoch, so the 1,500-step minimum means 500 epochs.
+    assert stored["config"]["cnn_min_steps"] == 1500 and stored["downstream"]["cnn"]["epochs"] == 500
     assert "WITHOUT differential privacy" in stored["privacy_note"]
     assert headline(stored)["synthetic_count"] == 50
     # The feature classifier is cached per training-data fingerprint: a second evaluation reuses it.
     assert stored["fidelity"]["feature_extractor"]["loaded_from_cache"] is False
-    assert main(["evaluate", run_dir.name, "--test", "demo", "--count", "20", "--epochs", "1",
+    assert main(["evaluate", run_dir.name, "--test", "demo", "--count", "20", "--epochs", "1", "--min-steps", "0",
                  "--workspace", str(workspace)]) == 0
     again = read_evaluation(run_dir)
     assert again["fidelity"]["feature_extractor"]["loaded_from_cache"] is True
@@ -66,11 +68,12 @@ def test_user_mistakes_are_one_line_errors(tiny_run, capsys):
     assert main(["evaluate", "no-such-run", "--test", "demo", "--workspace", str(workspace)]) == 6
     assert main(["evaluate", run_dir.name, "--test", "/no/such/data", "--workspace", str(workspace)]) == 3
     assert main(["evaluate", run_dir.name, "--test", "demo", "--count", "5", "--workspace", str(workspace)]) == 2
+    assert main(["evaluate", run_dir.name, "--test", "demo", "--min-steps", "-1", "--workspace", str(workspace)]) == 2
     assert main(["evaluate", run_dir.name, "--test", "demo", "--inception-weights", "/no/file.pth",
                  "--workspace", str(workspace)]) == 2
     err = capsys.readouterr().err
     assert "no run 'no-such-run'" in err and "/no/such/data" in err and "at least 20" in err
-    assert "/no/file.pth is not a file" in err
+    assert "/no/file.pth is not a file" in err and "cnn_min_steps must be a whole number >= 0, got -1" in err
 
 
 @pytest.mark.slow
@@ -132,7 +135,7 @@ def test_evaluate_a_saved_sample_file(tiny_run, tmp_path):
     npz = tmp_path / "samples.npz"
     assert main(["sample", run_dir.name, "--per-class", "3", "--npz", str(npz), "--out", str(tmp_path / "g.png"),
                  "--workspace", str(workspace)]) == 0
-    assert main(["evaluate", run_dir.name, "--test", "demo", "--samples", str(npz), "--epochs", "1",
+    assert main(["evaluate", run_dir.name, "--test", "demo", "--samples", str(npz), "--epochs", "1", "--min-steps", "0",
                  "--workspace", str(workspace)]) == 0
     stored = read_evaluation(run_dir)
     assert stored["memorisation"]["n"] == 30 and stored["config"]["samples_file"] == "samples.npz"
@@ -160,10 +163,10 @@ def test_guidance_reaches_the_sampler_and_is_recorded(tiny_run, monkeypatch):
         return real_generate(*args, **kwargs)
 
     monkeypatch.setattr(sampling, "generate", spy)
-    assert main(["evaluate", run_dir.name, "--test", "demo", "--count", "20", "--epochs", "1", "--guidance", "2.5",
-                 "--workspace", str(workspace)]) == 0
+    assert main(["evaluate", run_dir.name, "--test", "demo", "--count", "20", "--epochs", "1", "--min-steps", "0",
+                 "--guidance", "2.5", "--workspace", str(workspace)]) == 0
     assert seen == [2.5] and read_evaluation(run_dir)["config"]["guidance"] == 2.5
-    assert main(["evaluate", run_dir.name, "--test", "demo", "--count", "20", "--epochs", "1",
+    assert main(["evaluate", run_dir.name, "--test", "demo", "--count", "20", "--epochs", "1", "--min-steps", "0",
                  "--workspace", str(workspace)]) == 0
     stored_default = json.loads((run_dir / "config.json").read_text())["config"]["hyper"]["guidance"]
     assert seen == [2.5, stored_default] and read_evaluation(run_dir)["config"]["guidance"] == stored_default

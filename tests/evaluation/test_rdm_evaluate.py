@@ -31,8 +31,8 @@ def rdm_run(rdm_workspace, tmp_path):
 def test_evaluate_scores_the_generated_images_against_the_retrieval_set(rdm_run, capsys):
     workspace = rdm_run.parent.parent
     capsys.readouterr()
-    code = main(["evaluate", rdm_run.name, "--test", "demo", "--epochs", "1", "--workspace", str(workspace),
-                 "--json"])
+    code = main(["evaluate", rdm_run.name, "--test", "demo", "--epochs", "1", "--min-steps", "0",
+                 "--workspace", str(workspace), "--json"])
     assert code == 0, capsys.readouterr().err
     stored = json.loads((rdm_run / EVALUATION_FILE).read_text())
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1]) == stored
