@@ -109,7 +109,8 @@ def reference_id(dataset: str) -> str:
     return f"reference-{dataset}"
 
 
-def run_reference(dataset: str, profile_name: str, *, results: Path, seed: int, cnn_epochs: int | None = None) -> dict:
+def run_reference(dataset: str, profile_name: str, *, results: Path, seed: int, cnn_epochs: int | None = None,
+                  cnn_min_steps: int | None = None, per_class: int | None = None) -> dict:
     """The cells' CNN and logistic regression trained on *real* training images instead of synthetic ones.
 
     As many images per class as a cell samples (fewer where a class has fewer), drawn at random, at the
@@ -124,25 +125,30 @@ def run_reference(dataset: str, profile_name: str, *, results: Path, seed: int, 
 
     profile, data = PROFILES[profile_name], DATASETS[dataset]
     cnn_epochs = cnn_epochs or profile.cnn_epochs
+    cnn_min_steps = profile.cnn_min_steps if cnn_min_steps is None else cnn_min_steps
+    per_class = per_class or profile.per_class
     with tempfile.TemporaryDirectory(prefix="dpsad-reference-") as workspace:  # nothing is saved in it
         train = resolve_data_source(data.train, workspace=Path(workspace), resolution=profile.resolution)
         test = resolve_data_source(data.test, workspace=Path(workspace), split="test", resolution=train.resolution,
                                    channels=train.channels, min_records=1)
     rng = np.random.default_rng(seed)
-    chosen = np.concatenate([rng.permutation(np.flatnonzero(train.labels == c))[:profile.per_class]
+    chosen = np.concatenate([rng.permutation(np.flatnonzero(train.labels == c))[:per_class]
                              for c in range(train.num_classes)])
     images, labels = train.images[chosen], train.labels[chosen]
     began = time.perf_counter()
     cnn = downstream_accuracy(images, labels, test.images, test.labels, num_classes=train.num_classes,
-                              epochs=cnn_epochs, min_steps=profile.cnn_min_steps, seed=seed)
+                              epochs=cnn_epochs, min_steps=cnn_min_steps, seed=seed)
     logistic = logistic_accuracy(images, labels, test.images, test.labels, seed=seed)
     record = {
         "reference": reference_id(dataset), "profile": profile_name, "dataset": dataset,
-        "records": int(len(chosen)), "per_class": profile.per_class, "resolution": train.resolution,
-        "cnn_accuracy": cnn.test_accuracy, "cnn_epochs": cnn_epochs, "cnn_chosen_epoch": cnn.chosen_epoch,
+        "records": int(len(chosen)), "per_class": per_class, "resolution": train.resolution,
+        "cnn_accuracy": cnn.test_accuracy, "cnn_epochs": cnn.epochs, "cnn_min_steps": cnn_min_steps,
+        "cnn_chosen_epoch": cnn.chosen_epoch,
         "logistic_accuracy": logistic.test_accuracy, "minutes": round((time.perf_counter() - began) / 60, 2),
         "command": f"python bench/table.py reference --profile {profile_name} --dataset {dataset}"
-                   + (f" --cnn-epochs {cnn_epochs}" if cnn_epochs != profile.cnn_epochs else ""),
+                   + (f" --cnn-epochs {cnn_epochs}" if cnn_epochs != profile.cnn_epochs else "")
+                   + (f" --cnn-min-steps {cnn_min_steps}" if cnn_min_steps != profile.cnn_min_steps else "")
+                   + (f" --per-class {per_class}" if per_class != profile.per_class else ""),
         "seed": seed, "measured": time.strftime("%Y-%m-%d", time.gmtime()), "commit": _commit(),
     }
     from dpsad_core.atomic import atomic_write_json
@@ -244,6 +250,8 @@ def main(argv: list[str] | None = None) -> int:
     ref.add_argument("--seed", type=int, default=0)
     ref.add_argument("--cnn-epochs", type=int, help="CNN epochs (default: the profile's; more shows how far the "
                                                        "profile's CNN is from converged)")
+    ref.add_argument("--cnn-min-steps", type=int, help="at least this many CNN steps (default: the profile's)")
+    ref.add_argument("--per-class", type=int, help="real images per class (default: the profile's)")
     show = sub.add_parser("table", help="print the markdown table of a profile's results")
     show.add_argument("--profile", choices=sorted(PROFILES), required=True)
     show.add_argument("--results", default=str(RESULTS))
@@ -256,7 +264,8 @@ def main(argv: list[str] | None = None) -> int:
             if not DATASETS[dataset].available():
                 print(f"# {dataset}: skipped ({DATASETS[dataset].train} is absent)", file=sys.stderr)
                 continue
-            record = run_reference(dataset, args.profile, results=results, seed=args.seed, cnn_epochs=args.cnn_epochs)
+            record = run_reference(dataset, args.profile, results=results, seed=args.seed, cnn_epochs=args.cnn_epochs,
+                                   cnn_min_steps=args.cnn_min_steps, per_class=args.per_class)
             print(json.dumps({k: record[k] for k in ("reference", "records", "cnn_accuracy", "logistic_accuracy")}),
                   flush=True)
         return 0
