@@ -161,7 +161,7 @@ def export_job(*, stop, run_id: str, workspace: Path, out: str | None, **options
     return export_bundle(run_id, workspace=workspace, out=out, **options)
 
 
-def evaluate_job(*, stop, run_id: str, workspace: Path, test: str, per_class: int, device: str):
+def evaluate_job(*, stop, run_id: str, workspace: Path, test: str, per_class: int | None, device: str):
     """``dpsad-core evaluate``; stopping between stages leaves the run's earlier evaluation as it was."""
     from dpsad_core.evaluation import EvaluationOptions, evaluate_run
 

@@ -21,6 +21,7 @@ from dpsad_core.errors import ConfigError
 
 RENDERED_DIGITS_SOURCE = "rendered-digits"
 DEFAULT_COUNT = 10_000
+NUM_CLASSES = 10  # the digits 0-9
 _CANVAS = 64
 _GLYPH_SIZE = 38
 # Bump when the rendering changes, so cached renderings of the old kind are not reused.
@@ -41,7 +42,7 @@ def render_digits(*, count: int = DEFAULT_COUNT, resolution: int = 28, seed: int
 
     rng = np.random.default_rng(seed)
     font = ImageFont.load_default(size=_GLYPH_SIZE)
-    labels = np.arange(count, dtype=np.int64) % 10
+    labels = np.arange(count, dtype=np.int64) % NUM_CLASSES
     rng.shuffle(labels)
     fill = 1.0 if resolution <= 12 else 20.0 / 28.0
     images = np.stack([_render_one(int(label), font, rng, resolution, fill) for label in labels])
@@ -78,7 +79,8 @@ def cached_render_digits(*, count: int = DEFAULT_COUNT, resolution: int = 28, se
 
 
 def _as_dataset(images: np.ndarray, labels: np.ndarray, resolution: int) -> ImageDataset:
-    return ImageDataset(images=images, labels=labels, class_names=tuple(str(d) for d in range(10)), patient_ids=None,
+    return ImageDataset(images=images, labels=labels, class_names=tuple(str(d) for d in range(NUM_CLASSES)),
+                        patient_ids=None,
                         name=f"rendered-digits-{resolution}", source=RENDERED_DIGITS_SOURCE)
 
 

@@ -47,13 +47,13 @@ def prepare_run(config: TrainConfig, *, workspace: Path, plan_only: bool = False
     their number, and rendering 10,000 of them takes tens of seconds. ``public`` is then None.
     """
     from dpsad_core.data import resolve_data_source
-    from dpsad_core.data.synthetic import DEFAULT_COUNT, RENDERED_DIGITS_SOURCE
+    from dpsad_core.data.synthetic import DEFAULT_COUNT, NUM_CLASSES, RENDERED_DIGITS_SOURCE
 
     dataset = resolve_data_source(config.data, workspace=workspace, resolution=config.resolution,
                                   min_records=config.min_records)
     if plan_only and config.public_data == RENDERED_DIGITS_SOURCE:
         public = None
-        _check_public_classes(config, dataset, 10)
+        _check_public_classes(config, dataset, NUM_CLASSES)
         public_records = DEFAULT_COUNT
     else:
         public = _load_public_data(config, dataset, workspace)
