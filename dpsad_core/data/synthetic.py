@@ -11,6 +11,7 @@ student to the private handwriting (METHOD.md section 4 lists public pretraining
 from __future__ import annotations
 
 import io
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -66,7 +67,7 @@ def cached_render_digits(*, count: int = DEFAULT_COUNT, resolution: int = 28, se
         if images.shape == (count, 1, resolution, resolution) and labels.shape == (count,):
             return _as_dataset(images.astype(np.float32, copy=False), labels.astype(np.int64, copy=False),
                                resolution)
-    except (OSError, ValueError, KeyError, EOFError):
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
         pass  # missing or damaged: render it again (below) and replace the file
     dataset = render_digits(count=count, resolution=resolution, seed=seed)
     buffer = io.BytesIO()
@@ -80,8 +81,7 @@ def cached_render_digits(*, count: int = DEFAULT_COUNT, resolution: int = 28, se
 
 def _as_dataset(images: np.ndarray, labels: np.ndarray, resolution: int) -> ImageDataset:
     return ImageDataset(images=images, labels=labels, class_names=tuple(str(d) for d in range(NUM_CLASSES)),
-                        patient_ids=None,
-                        name=f"rendered-digits-{resolution}", source=RENDERED_DIGITS_SOURCE)
+                        patient_ids=None, name=f"rendered-digits-{resolution}", source=RENDERED_DIGITS_SOURCE)
 
 
 def _render_one(digit: int, font, rng: np.random.Generator, resolution: int, fill: float) -> np.ndarray:
