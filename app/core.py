@@ -266,8 +266,9 @@ def measure_plan_seconds(*, plan: dict[str, Any], steps: dict[str, int], hyper, 
 
     from dpsad_core.diffusion import DiffusionSchedule
     from dpsad_core.models import UNet, UNetConfig
+    from dpsad_core.privacy import Mechanism
+    from dpsad_core.privacy.randomness import SecretRandomness
     from dpsad_core.training.engine import DISTILL_COST_RATIO, resolve_device
-    from dpsad_core.training.planner import PhasePlan
     from dpsad_core.training.steps import DataTensors, denoise_step, draw_batch
 
     device = resolve_device(device)
@@ -286,18 +287,18 @@ def measure_plan_seconds(*, plan: dict[str, Any], steps: dict[str, int], hyper, 
                                 attention_levels=hyper.attention_levels)).to(device)
         optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
         schedule = DiffusionSchedule(hyper.diffusion_steps, hyper.schedule)
-        phase = PhasePlan(name="teacher", kind="denoise", privacy="dp", data="private", steps=1,
-                          expected_batch_size=float(batch), sample_rate=0.5, noise_multiplier=1.0,
-                          model_noise_multiplier=1.0, disc_noise_multiplier=0.0, disc_private=False)
-        sampling, noise = torch.Generator().manual_seed(0), torch.Generator(device=device).manual_seed(1)
+        mechanism = Mechanism(part="teacher", noise_multiplier=1.0, sample_rate=0.5, steps=1,
+                              clip_norm=hyper.teacher_clip_norm)
+        randomness = SecretRandomness.fresh()
+        loss_generator = torch.Generator(device=device).manual_seed(0)
         times = []
         for _ in range(2):  # the first step pays one-time costs (allocations, vmap tracing)
             began = time.perf_counter()
             drawn = draw_batch(data, sample_rate=0.5, schedule=schedule, multiplicity=hyper.noise_multiplicity,
-                               label_dropout=hyper.label_dropout, null_label=num_classes, sampling_generator=sampling,
-                               noise_generator=noise)
-            denoise_step(model, optimizer, drawn, phase, clip_norm=hyper.teacher_clip_norm,
-                         microbatch_size=hyper.microbatch_size, generator=noise)
+                               label_dropout=hyper.label_dropout, null_label=num_classes,
+                               sampling=randomness.stream("sampling"), loss_generator=loss_generator)
+            denoise_step(model, optimizer, drawn, mechanism=mechanism, expected_batch_size=float(batch),
+                         microbatch_size=hyper.microbatch_size, stream=randomness.stream("noise"))
             times.append(time.perf_counter() - began)
         _MEASURED[key] = times[-1]
     step = _MEASURED[key]

@@ -73,8 +73,10 @@ def _train_public(workspace: Path, args) -> float:
 
 def _query_contexts(model, index, *, per_class: int, k: int, q: float, mode: str, rng) -> tuple[np.ndarray, np.ndarray]:
     """Contexts of the two comparison conditions (bench only): 'public-only' or 'non-private'."""
+    from dpsad_core.privacy.randomness import SecretRandomness
     from dpsad_core.rdm.mechanism import neighbour_mean, poisson_subsample
 
+    sampling = SecretRandomness.fresh().stream("sampling")
     prototypes = model.prototypes()
     contexts, labels = [], []
     for label, name in enumerate(index.class_names):
@@ -87,7 +89,7 @@ def _query_contexts(model, index, *, per_class: int, k: int, q: float, mode: str
             if mode == "public-only":
                 contexts.append(query)
             else:
-                keep = poisson_subsample(index.units, q, rng) & (index.labels == label)
+                keep = poisson_subsample(index.units, q, sampling) & (index.labels == label)
                 contexts.append(neighbour_mean(index.embeddings[keep], query, k=k))
             labels.append(label)
     return np.asarray(contexts, dtype=np.float32), np.asarray(labels, dtype=np.int64)

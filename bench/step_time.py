@@ -4,6 +4,8 @@ Measures, in one process (so the ratios compare like with like on a noisy shared
 - denoiser (teacher / DPDM) step: DP-SGD (per-record grads, clipping, noise) vs plain autograd;
 - student + discriminator step: DP (two clipped releases) vs the same losses with plain autograd;
 - private records per second of the DP student step;
+- the cost of the secret noise: the DP steps with the ChaCha20 generator the engine uses against the
+  same steps with ``torch.randn`` noise (not secure; measured only to price the secure generator);
 - DDIM sampling throughput (images per second).
 
 Usage: python bench/step_time.py [--resolution 8] [--preset quick] [--repeats 5] [--device cpu]
@@ -21,11 +23,22 @@ import torch
 
 from dpsad_core.diffusion import DiffusionSchedule
 from dpsad_core.models import Discriminator, DiscriminatorConfig, UNet, UNetConfig
+from dpsad_core.privacy import Mechanism
+from dpsad_core.privacy.randomness import SecretRandomness
 from dpsad_core.sampling import generate
 from dpsad_core.training import resolve_hyperparameters
 from dpsad_core.training.losses import discriminator_loss, make_student_loss
-from dpsad_core.training.planner import PhasePlan
 from dpsad_core.training.steps import DataTensors, denoise_step, distill_step, draw_batch
+
+
+class TorchRandnStream:
+    """The noise stream's interface over ``torch.randn``: the baseline the secure generator is priced against."""
+
+    def __init__(self, generator: torch.Generator) -> None:
+        self.generator = generator
+
+    def noise_like(self, tensor: torch.Tensor, std: float) -> torch.Tensor:
+        return std * torch.randn(tensor.shape, generator=self.generator, device=tensor.device, dtype=tensor.dtype)
 
 
 def timed(fn, repeats: int) -> float:
@@ -60,28 +73,28 @@ def main() -> None:
                                              channels=hyper.disc_channels)).to(device)
     opt_s, opt_d = torch.optim.Adam(student.parameters(), 1e-4), torch.optim.Adam(disc.parameters(), 1e-4)
     generator = torch.Generator(device=device).manual_seed(0)
-    cpu_generator = torch.Generator().manual_seed(0)
+    randomness = SecretRandomness.fresh()
+    secure, fast = randomness.stream("noise"), TorchRandnStream(generator)
     # Fixed batch of exactly the expected size, so both variants see the same work.
     batch_obj = draw_batch(data, sample_rate=1.0, schedule=schedule, multiplicity=k, label_dropout=0.1,
-                           null_label=10, sampling_generator=cpu_generator, noise_generator=generator)
+                           null_label=10, sampling=randomness.stream("sampling"), loss_generator=generator)
     for field in ("x_t", "t", "labels", "noise"):
         setattr(batch_obj, field, getattr(batch_obj, field)[:batch])
 
-    def phase(privacy: str, kind: str) -> PhasePlan:
-        return PhasePlan(name="teacher" if kind == "denoise" else "student", kind=kind, privacy=privacy,
-                         data="private", steps=1, expected_batch_size=batch, sample_rate=batch / n,
-                         noise_multiplier=1.0, model_noise_multiplier=1.0, disc_noise_multiplier=1.0,
-                         disc_private=True)
+    denoiser = Mechanism(part="teacher", noise_multiplier=1.0, sample_rate=batch / n, steps=1, clip_norm=0.1)
+    joint = Mechanism(part="student+discriminator", noise_multiplier=0.7, sample_rate=batch / n, steps=1,
+                      components=({"part": "student", "noise_multiplier": 1.0, "clip_norm": 0.1},
+                                  {"part": "discriminator", "noise_multiplier": 1.0, "clip_norm": 0.1}))
 
-    def denoise(privacy: str):
-        return lambda: denoise_step(student, opt_s, batch_obj, phase(privacy, "denoise"), clip_norm=0.1,
-                                    microbatch_size=hyper.microbatch_size, generator=generator)
+    def denoise(mechanism, stream=secure):
+        return lambda: denoise_step(student, opt_s, batch_obj, mechanism=mechanism, expected_batch_size=batch,
+                                    microbatch_size=hyper.microbatch_size, stream=stream)
 
-    def student_dp():
+    def student_dp(stream=secure):
         distill_step(teacher=teacher, student=student, discriminator=disc, student_optimizer=opt_s,
-                     disc_optimizer=opt_d, batch=batch_obj, phase=phase("dp", "distill"), student_clip_norm=0.1,
-                     disc_clip_norm=0.1, adversarial_weight=1.0, distillation_weight=1.0, microbatch_size=hyper.microbatch_size,
-                     generator=generator)
+                     disc_optimizer=opt_d, batch=batch_obj, mechanism=joint, expected_batch_size=batch,
+                     adversarial_weight=1.0, distillation_weight=1.0, microbatch_size=hyper.microbatch_size,
+                     stream=stream)
 
     def student_plain():
         b = batch_obj
@@ -96,10 +109,12 @@ def main() -> None:
         opt_s.step()
 
     results = {
-        "denoise_plain_s": timed(denoise("public"), args.repeats),
-        "denoise_dp_s": timed(denoise("dp"), args.repeats),
+        "denoise_plain_s": timed(denoise(None), args.repeats),
+        "denoise_dp_s": timed(denoise(denoiser), args.repeats),
+        "denoise_dp_randn_s": timed(denoise(denoiser, fast), args.repeats),
         "student_plain_s": timed(student_plain, args.repeats),
         "student_dp_s": timed(student_dp, args.repeats),
+        "student_dp_randn_s": timed(lambda: student_dp(fast), args.repeats),
     }
     labels = torch.arange(10).repeat_interleave(args.sample_count // 10)
     sample_s = timed(lambda: generate(student, schedule, labels=labels, image_shape=(1, res, res),
@@ -110,6 +125,9 @@ def main() -> None:
         "disc_params": sum(p.numel() for p in disc.parameters()),
         "denoise_ratio": results["denoise_dp_s"] / results["denoise_plain_s"],
         "student_ratio": results["student_dp_s"] / results["student_plain_s"],
+        # The secure generator's cost: its DP step over the same step with torch.randn noise.
+        "denoise_secure_noise_ratio": results["denoise_dp_s"] / results["denoise_dp_randn_s"],
+        "student_secure_noise_ratio": results["student_dp_s"] / results["student_dp_randn_s"],
         "student_dp_records_per_s": batch / results["student_dp_s"],
         "denoise_dp_records_per_s": batch / results["denoise_dp_s"],
         "ddim_steps": hyper.sample_steps, "ddim_images_per_s": labels.numel() / sample_s,

@@ -17,9 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from dpsad_core.commands import COMMAND_MODULES
-from dpsad_core.commands.common import (add_workspace_option, parse_overrides, print_json, stop_flag,
+from dpsad_core.commands.common import (add_seed_options, add_workspace_option, parse_overrides, print_json, stop_flag,
                                          workspace_from_args)
 from dpsad_core.errors import ConfigError, DpsadError
+from dpsad_core.export.layout import NOT_DP_STAMP
 
 EXIT_INTERRUPTED = 130
 EXIT_INTERNAL = 70
@@ -93,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                    "was actually spent)")
     sub.add_argument("--resume", metavar="RUN", help="continue an interrupted run (id or folder)")
     sub.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    sub.add_argument("--seed", type=int, default=0)
+    add_seed_options(sub, public_use="model initialisation and sample grids")
     sub.add_argument("--resolution", type=int, help="resize images to this size (e.g. 16, 28, 32)")
     sub.add_argument("--min-records", type=int, default=100, help="refuse datasets with fewer privacy units")
     sub.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -196,7 +197,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     recipe = args.recipe or DEFAULT_RECIPE.value
     config = TrainConfig(data=args.data, recipe=recipe, epsilon=args.epsilon, delta=args.delta,
                          preset=args.preset, hyper=hyper, public_data=args.public_data, max_steps=args.max_steps,
-                         resolution=args.resolution, seed=args.seed, device=args.device, min_records=args.min_records)
+                         resolution=args.resolution, seed=args.seed, privacy_seed=args.privacy_seed,
+                         device=args.device, min_records=args.min_records)
     if args.plan:
         from dpsad_core.training import prepare_run
 
@@ -252,15 +254,17 @@ def _cmd_sample(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
 
-    from dpsad_core.sampling import generate, grid_image, load_released_model, save_png, to_uint8
+    from dpsad_core.sampling import generate, grid_image, load_released_model, save_png, stamp_not_private, to_uint8
     from dpsad_core.training import RunFolder
     from dpsad_core.training.engine import resolve_device
+    from dpsad_core.training.runs import release_privacy
 
     if args.per_class < 1:
         raise ConfigError("--per-class must be at least 1", field="per_class", value=args.per_class)
     run = RunFolder.open(workspace_from_args(args), args.run)
     device = resolve_device(args.device)
     model, schedule, meta = load_released_model(run.model_path, device)
+    privacy = release_privacy(run.read_json("config.json"), {"private": meta["private"]})
     classes = len(meta["class_names"])
     labels = torch.arange(classes).repeat_interleave(args.per_class)
     config = model.config
@@ -271,20 +275,27 @@ def _cmd_sample(args: argparse.Namespace) -> int:
                       device=device)
     pixels = to_uint8(images)
     out = Path(args.out) if args.out else run.path / "samples" / "grid.png"
-    save_png(grid_image(pixels, rows=classes), out)
+    grid = grid_image(pixels, rows=classes)
     summary: dict[str, Any] = {"run_id": run.run_id, "grid": str(out), "count": int(labels.numel()),
-                               "private": meta["private"]}
+                               "private": privacy["private"]}
+    stamp: dict[str, Any] = {}
+    if not privacy["private"]:
+        grid = stamp_not_private(grid)
+        summary["warning"] = (f"{NOT_DP_STAMP}: trained on the private data without protection: "
+                              f"{', '.join(privacy['nonprivate_parts'])}")
+        stamp = {"stamp": np.array(NOT_DP_STAMP)}
+    save_png(grid, out)
     if args.npz:
         from dpsad_core.atomic import atomic_write
 
         atomic_write(args.npz, lambda h: np.savez(h, images=pixels, labels=labels.numpy(),
-                                                  class_names=np.array(meta["class_names"])))
+                                                  class_names=np.array(meta["class_names"]), **stamp))
         summary["npz"] = str(args.npz)
+    if "warning" in summary:
+        print(f"WARNING: {summary['warning']}", file=sys.stderr)
     if args.json:
         print_json(summary)
     else:
-        if not meta["private"]:
-            print("WARNING: this model is NOT differentially private (recipe dpsad-paper)", file=sys.stderr)
         print(f"wrote {summary['count']} samples to {out}")
     return 0
 

@@ -9,6 +9,7 @@ import numpy as np
 
 from dpsad_core.atomic import atomic_write
 from dpsad_core.errors import ConfigError, RunError
+from dpsad_core.export.layout import NOT_DP_STAMP
 
 
 def to_uint8(images) -> np.ndarray:
@@ -32,6 +33,20 @@ def grid_image(images_uint8: np.ndarray, *, rows: int, cell: int = 32, gap: int 
         top, left = gap + r * (tile_h + gap), gap + c * (tile_w + gap)
         canvas[top:top + tile_h, left:left + tile_w] = big
     return canvas
+
+
+def stamp_not_private(image: np.ndarray) -> np.ndarray:
+    """``image`` under a red band that reads NOT DIFFERENTIALLY PRIVATE (grids of a non-private release)."""
+    from PIL import Image, ImageDraw
+
+    picture = Image.fromarray(image).convert("RGB")
+    band = 14
+    stamped = Image.new("RGB", (max(picture.width, 6 * len(NOT_DP_STAMP) + 8), picture.height + band), "white")
+    stamped.paste(picture, (0, band))
+    draw = ImageDraw.Draw(stamped)
+    draw.rectangle((0, 0, stamped.width, band - 1), fill=(176, 0, 32))
+    draw.text((4, 2), NOT_DP_STAMP, fill="white")
+    return np.asarray(stamped)
 
 
 def save_png(image: np.ndarray, path: Path) -> Path:

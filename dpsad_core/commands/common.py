@@ -17,6 +17,17 @@ def add_workspace_option(sub: argparse.ArgumentParser) -> None:
                      help="where runs and datasets live (default: $DPSAD_WORKSPACE or your user data folder)")
 
 
+def add_seed_options(sub: argparse.ArgumentParser, *, public_use: str, default: int | None = 0) -> None:
+    """``--seed`` (public randomness) and ``--privacy-seed`` (reproducible noise, voids the guarantee)."""
+    sub.add_argument("--seed", type=int, default=default,
+                     help=f"seed of the public randomness only ({public_use}); the noise and the sampling that "
+                          "the guarantee rests on are always secret and fresh")
+    sub.add_argument("--privacy-seed", type=int, metavar="SEED",
+                     help="draw the noise and the sampling from this known seed, for reproducible tests and "
+                          "research: the run is then NOT differentially private (epsilon = infinity) and export "
+                          "needs --research")
+
+
 def workspace_from_args(args: argparse.Namespace) -> Path:
     from dpsad_core.paths import workspace_dir
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from dpsad_core.commands.common import add_workspace_option, print_json, stop_flag, workspace_from_args
+from dpsad_core.commands.common import add_seed_options, add_workspace_option, print_json, stop_flag, workspace_from_args
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -178,7 +178,7 @@ def _register_generate(commands: argparse._SubParsersAction) -> None:
     sub.add_argument("--per-example", type=int, default=1, help="queries (images) per example image")
     sub.add_argument("--guidance", type=float, default=1.0)
     sub.add_argument("--steps", type=int, default=25, help="DDIM steps")
-    sub.add_argument("--seed", type=int, help="seed for the subsample and the noise (default: fresh randomness)")
+    add_seed_options(sub, public_use="exemplar queries and image sampling; default: fresh", default=None)
     add_workspace_option(sub)
     sub.add_argument("--json", action="store_true", help="end with one JSON object on the last line of stdout")
     sub.set_defaults(handler=_cmd_generate)
@@ -194,7 +194,8 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     common = {"model": args.model, "index": args.index, "epsilon": args.epsilon, "k": args.k, "q": args.q,
               "mix": args.mix, "delta": args.delta, "per_class": args.per_class, "classes": classes,
               "query_mode": args.query_mode, "examples": tuple(args.example), "per_example": args.per_example,
-              "guidance": args.guidance, "sample_steps": args.steps, "seed": args.seed}
+              "guidance": args.guidance, "sample_steps": args.steps, "seed": args.seed,
+              "privacy_seed": args.privacy_seed}
     sigma = args.sigma
     if sigma is None:
         queries, delta = count_queries(GenerateConfig(sigma=1.0, **common), workspace=workspace)

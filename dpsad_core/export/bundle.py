@@ -109,18 +109,18 @@ def export_bundle(run_ref: str | os.PathLike[str], *, workspace: Path, out: str 
     ConfigError
         Bad options, or ``out`` already exists.
     """
-    from dpsad_core.training.runs import RunFolder
-
     from dpsad_core.export.sources import model_source, samples_source
     from dpsad_core.rdm.generation import RECIPE as RDM_RECIPE
+    from dpsad_core.training.runs import RunFolder, release_privacy
 
     settings = ExportOptions(**options)
     run = RunFolder.open(workspace, str(run_ref))
     state = run.status().get("state", "unknown")
     has_result = (run.path / "result.json").is_file()
-    result = run.read_json("result.json") if has_result else {}
-    rdm = result.get("recipe") == RDM_RECIPE or run.read_json("config.json").get("config", {}).get(
-        "recipe") == RDM_RECIPE
+    config = run.read_json("config.json")
+    # Privacy from the plan as well as the accountant: a lost accountant never makes a release private.
+    result = release_privacy(config, run.read_json("result.json")) if has_result else {}
+    rdm = result.get("recipe") == RDM_RECIPE or config.get("config", {}).get("recipe") == RDM_RECIPE
     if rdm and (state != "finished" or not has_result or not (run.path / "samples.npz").is_file()):
         raise RunError(f"DP-RDM run {run.run_id} did not finish (state: {state}), so it has no complete set of "
                        "images to export", remedy="a DP-RDM run is not resumed: generate a new one with "

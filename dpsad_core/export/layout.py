@@ -34,7 +34,8 @@ NPZ = "samples.npz"
 GRID = "sample-grid.png"
 IMAGES_DIR = "images"
 
-#: Stamped on the report, the metadata and the folder name of a bundle from a non-private run.
+#: Stamped on the report, the metadata and the folder name of a bundle, and on the sample grids, of a
+#: release that is not differentially private.
 NOT_DP_STAMP = "NOT DIFFERENTIALLY PRIVATE"
 NOT_DP_SUFFIX = "NOT-DIFFERENTIALLY-PRIVATE"
 

@@ -181,8 +181,13 @@ def _summary(reader: _Reader, present: set[str], problems: list[str]) -> dict[st
     try:
         report = json.loads(reader.read(REPORT_JSON))
         guarantee = report["guarantee"]
-        return {"title": report.get("title"), "private": guarantee["differentially_private"],
-                "epsilon": guarantee["epsilon"], "delta": guarantee["delta"],
+        # Private only if the guarantee says so AND neither it nor the plan lists an unprotected part: a
+        # report whose headline contradicts its own plan is read as not private.
+        plan = report.get("plan") or {}
+        unprotected = [*guarantee.get("nonprivate_parts", []), *plan.get("nonprivate_parts", [])]
+        private = guarantee["differentially_private"] is True and not unprotected
+        return {"title": report.get("title"), "private": private,
+                "epsilon": guarantee["epsilon"] if private else None, "delta": guarantee["delta"],
                 "unit_of_privacy": guarantee["unit_of_privacy"], "recipe": report["run"]["recipe"],
                 "run_id": report["run"]["run_id"], "dataset": report["dataset"]["name"],
                 "images": report["bundle"]["images"], "signer": report.get("signer", {}).get("fingerprint")}

@@ -71,6 +71,12 @@ class PrivacyAccountant:
                 return
         self._mechanisms.append(mechanism)
 
+    def record(self, mechanism: Mechanism) -> None:
+        """Record ``mechanism`` (``mechanism.steps`` runs of it): the same object that drove the step."""
+        self.step(part=mechanism.part, noise_multiplier=mechanism.noise_multiplier,
+                  sample_rate=mechanism.sample_rate, clip_norm=mechanism.clip_norm,
+                  components=mechanism.components, steps=mechanism.steps)
+
     def mark_nonprivate(self, part: str) -> None:
         """Record that ``part`` was trained on the private set WITHOUT protection.
 

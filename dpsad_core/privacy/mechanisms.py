@@ -141,6 +141,20 @@ class Mechanism:
         components = tuple(tuple(sorted(item.items(), key=lambda kv: kv[0])) for item in self.components)
         return hash((self.part, self.noise_multiplier, self.sample_rate, self.steps, self.clip_norm, components))
 
+    def noise_of(self, release: str) -> tuple[float, float] | None:
+        """``(noise multiplier, clip norm)`` that one step adds to ``release``, or None if it adds no noise.
+
+        A step is driven by this: the noise it draws is exactly what the accountant composes. With
+        components (releases sharing one subsample), each component names its own; otherwise the
+        mechanism's own part is the one release.
+        """
+        for item in self.components:
+            if item.get("part") == release:
+                return float(item["noise_multiplier"]), float(item["clip_norm"])
+        if not self.components and release == self.part and self.clip_norm is not None:
+            return self.noise_multiplier, self.clip_norm
+        return None
+
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-able dict; :meth:`from_dict` restores an equal mechanism."""
         return {

@@ -32,14 +32,13 @@ import numpy as np
 from dpsad_core.atomic import atomic_write_bytes
 from dpsad_core.errors import ConfigError, PrivacyBudgetError
 from dpsad_core.events import PhaseStarted, RunFinished, RunInterrupted, RunStarted, SampleGrid, StepCompleted
+from dpsad_core.privacy.randomness import REPRODUCIBLE_NOISE_PART, SecretRandomness
 from dpsad_core.rdm.planner import RetrievalSettings, queries_for_budget
 
 __all__ = ["RECIPE", "GenerateConfig", "QuerySpec", "count_queries", "generate_rdm", "plan_query_list"]
 
 RECIPE = "dp-rdm"
 QUERY_PART = "rdm-retrieval"
-SECURE_RNG_NOTE = ("the subsample and the noise are drawn with numpy's PCG64 generator, which is not "
-                   "cryptographically secure; the guarantee assumes an ideal random source")
 
 
 @dataclass(frozen=True)
@@ -77,7 +76,8 @@ class GenerateConfig:
     guidance: float = 1.0
     sample_steps: int = 25
     batch_size: int = 100
-    seed: int | None = None
+    seed: int | None = None            # public randomness only: exemplar queries, image sampling
+    privacy_seed: int | None = None    # reproducible subsample and noise: the run is NOT private
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "classes", tuple(self.classes))
@@ -215,7 +215,11 @@ def generate_rdm(config: GenerateConfig, *, workspace: Path, stop: Callable[[], 
     public_model = load_public_model(config.model, workspace=workspace)
     index = load_index(config.index, workspace=workspace)
     check_index_matches(index, public_model)
-    rng = np.random.default_rng(config.seed)  # None: fresh OS entropy
+    rng = np.random.default_rng(config.seed)  # public choices only; None: fresh OS entropy
+    # The subsample and the noise: secret and fresh (a known --privacy-seed voids the guarantee).
+    randomness = (SecretRandomness.fresh() if config.privacy_seed is None
+                  else SecretRandomness.from_seed(config.privacy_seed))
+    nonprivate = [REPRODUCIBLE_NOISE_PART] if randomness.reproducible else []
     queries = plan_query_list(config, public_model=public_model, index=index, rng=rng)
     settings = config.settings
     delta = config.delta if config.delta is not None else _default_delta(index.num_units)
@@ -232,7 +236,8 @@ def generate_rdm(config: GenerateConfig, *, workspace: Path, stop: Callable[[], 
             f"{config.epsilon:g}; {advice}", remedy="ask for fewer queries, or raise sigma or the budget")
     ledger = PrivacyLedger(workspace)
     # Refuse before a run folder exists; reserve() below re-checks in the same transaction as it writes.
-    ledger.check_budget(index.fingerprint, planned=[settings.mechanism(len(queries))], delta=delta)
+    ledger.check_budget(index.fingerprint, planned=[settings.mechanism(len(queries))], delta=delta,
+                        private=not nonprivate)
     warnings, local_warnings = _settings_warnings(config, public_model, index)
     run = RunFolder.create(workspace, new_run_id(RECIPE))
     mechanism_plan = [settings.mechanism(len(queries)).to_dict()]
@@ -241,19 +246,21 @@ def generate_rdm(config: GenerateConfig, *, workspace: Path, stop: Callable[[], 
                    "data": index.meta.get("data")},
         "dataset": index.meta["dataset"], "public_dataset": public_model.meta["public_dataset"],
         "public_model": {"name": public_model.name, "encoder_digest": public_model.encoder_digest},
-        "plan": {"recipe": RECIPE, "nonprivate_parts": [], "mechanisms": mechanism_plan,
+        "plan": {"recipe": RECIPE, "nonprivate_parts": nonprivate, "mechanisms": mechanism_plan,
                  "planned_epsilon": planned.to_dict(), "warnings": warnings},
         "created": utc_now(),
     })
     dataset = index.meta["dataset"]
     ledger_args = {"run_id": run.run_id, "dataset_fingerprint": index.fingerprint, "kind": "rdm", "delta": delta,
-                   "dataset_name": dataset["name"], "recipe": RECIPE}
+                   "dataset_name": dataset["name"], "recipe": RECIPE, "private": not nonprivate}
     try:
         ledger.reserve(planned=[settings.mechanism(len(queries))], **ledger_args)
     except BaseException as error:
         run.set_status("failed", phase="queries", step=0, error=str(error))
         raise
     accountant = PrivacyAccountant(delta=delta)
+    for part in nonprivate:
+        accountant.mark_nonprivate(part)
     run.set_status("running", phase="queries", step=0)
     yield RunStarted(run_id=run.run_id, run_dir=run.path, resumed=False,
                      plan={"warnings": warnings + local_warnings, "planned_epsilon": planned.certified,
@@ -267,13 +274,11 @@ def generate_rdm(config: GenerateConfig, *, workspace: Path, stop: Callable[[], 
             tick = time.monotonic()
             contexts = np.stack([
                 answer_query(embeddings=index.embeddings, units=index.units, query=query.embedding, settings=settings,
-                             mix=config.mix, rng=rng, candidates=candidates.get(query.label))
+                             mix=config.mix, randomness=randomness, candidates=candidates.get(query.label))
                 for query in batch])
             # Count the spend before the answers are used: an interruption from here on leaves it recorded.
             done += len(batch)
-            accountant.step(part=QUERY_PART, noise_multiplier=settings.noise_multiplier,
-                            sample_rate=settings.sample_rate, components=settings.mechanism(1).components,
-                            steps=len(batch))
+            accountant.record(settings.mechanism(len(batch)))
             ledger.record_spend(mechanisms=accountant.mechanisms, **ledger_args)
             run.write_json("privacy.json", {"accountant": accountant.state_dict(), "updated": utc_now()})
             samples = sample_from_contexts(public_model.model, public_model.schedule,
@@ -309,7 +314,7 @@ def generate_rdm(config: GenerateConfig, *, workspace: Path, stop: Callable[[], 
     grid_path = save_png(grid, run.path / "samples" / "grid.png")
     yield SampleGrid(phase="queries", step=done, path=grid_path, image=grid)
     result = _result(run, config, accountant, delta, index, public_model, settings, len(queries), note, started,
-                     grid_path, warnings)
+                     grid_path, warnings, randomness)
     run.write_json("result.json", result)
     run.set_status("finished", phase="queries", step=done, epsilon_spent=result["epsilon"])
     yield RunFinished(run_id=run.run_id, result=result)
@@ -345,16 +350,20 @@ def _grid(pixels: np.ndarray, labels: np.ndarray, num_classes: int, grid_image) 
 
 
 def _result(run, config: GenerateConfig, accountant, delta: float, index, public_model, settings: RetrievalSettings,
-            count: int, note: str | None, started: float, grid_path: Path, warnings: list[str]) -> dict[str, Any]:
+            count: int, note: str | None, started: float, grid_path: Path, warnings: list[str],
+            randomness) -> dict[str, Any]:
     values, final_note = _price(settings, count, delta)
+    private = accountant.is_private
     dataset = index.meta["dataset"]
     return {
-        "run_id": run.run_id, "run_dir": str(run.path), "recipe": RECIPE, "private": True,
-        "epsilon": values.to_dict()["certified"], "epsilon_target": config.epsilon, "delta": delta,
-        "accountant_values": {"rdp": values.rdp, "prv": None if math.isnan(values.prv) else values.prv,
+        "run_id": run.run_id, "run_dir": str(run.path), "recipe": RECIPE, "private": private,
+        "epsilon": values.to_dict()["certified"] if private else None, "epsilon_target": config.epsilon,
+        "delta": delta,
+        "accountant_values": {"rdp": values.rdp if private else None,
+                              "prv": None if math.isnan(values.prv) or not private else values.prv,
                               "rdp_order": values.rdp_order, "note": final_note or note},
         "mechanisms": [m.to_dict() for m in accountant.mechanisms],
-        "nonprivate_parts": [],
+        "nonprivate_parts": list(accountant.nonprivate_parts),
         "mechanism": {"name": "DP-RDM private retrieval (Lebensold et al. 2024, arXiv 2403.14421)",
                       "k": settings.k, "q": settings.sample_rate, "sigma": settings.sigma, "lambda": config.mix,
                       "noise_multiplier": settings.noise_multiplier, "sensitivity": 2.0 / settings.k,
@@ -367,7 +376,8 @@ def _result(run, config: GenerateConfig, accountant, delta: float, index, public
                          "encoder_digest": public_model.encoder_digest},
         "samples_npz": str(run.path / "samples.npz"), "sample_grid": str(grid_path), "images": count,
         "generate_seconds": round(time.monotonic() - started, 2), "warnings": warnings,
-        "secure_rng": False, "secure_rng_note": SECURE_RNG_NOTE, "finished": utc_now_str(),
+        "secure_rng": not randomness.reproducible, "secure_rng_note": randomness.description,
+        "finished": utc_now_str(),
     }
 
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 import numpy as np
 
 from dpsad_core.errors import ConfigError
+from dpsad_core.privacy.randomness import SecretRandomness, SecretStream
 from dpsad_core.rdm.planner import RetrievalSettings
 
 __all__ = ["answer_query", "neighbour_mean", "poisson_subsample", "unit_rows"]
@@ -44,7 +45,7 @@ def unit_rows(vectors: np.ndarray) -> np.ndarray:
     return np.divide(array, norms, out=np.zeros_like(array), where=norms > 0)
 
 
-def poisson_subsample(units: np.ndarray, sample_rate: float, rng: np.random.Generator) -> np.ndarray:
+def poisson_subsample(units: np.ndarray, sample_rate: float, stream: SecretStream) -> np.ndarray:
     """Boolean mask over records: each privacy unit is kept independently with probability ``q``.
 
     ``units`` gives each record's unit index (``ImageDataset.privacy_units()``); all records of a kept
@@ -53,7 +54,7 @@ def poisson_subsample(units: np.ndarray, sample_rate: float, rng: np.random.Gene
     units = np.asarray(units, dtype=np.int64)
     if units.size == 0:
         return np.zeros(0, dtype=bool)
-    kept_units = rng.random(int(units.max()) + 1) < sample_rate
+    kept_units = stream.bernoulli(int(units.max()) + 1, sample_rate)
     return kept_units[units]
 
 
@@ -94,7 +95,7 @@ def neighbour_mean(embeddings: np.ndarray, query: np.ndarray, *, k: int,
 
 
 def answer_query(*, embeddings: np.ndarray, units: np.ndarray, query: np.ndarray, settings: RetrievalSettings,
-                 mix: float, rng: np.random.Generator, candidates: np.ndarray | None = None) -> np.ndarray:
+                 mix: float, randomness: SecretRandomness, candidates: np.ndarray | None = None) -> np.ndarray:
     """One DP-RDM query: subsample, k nearest, unit-norm mean, Gaussian noise, mix with the query.
 
     Parameters
@@ -109,8 +110,8 @@ def answer_query(*, embeddings: np.ndarray, units: np.ndarray, query: np.ndarray
         ``k``, ``q`` and ``sigma`` (> 0): what the accountant composes.
     mix : float
         ``lambda`` in (0, 1]: the weight of the private noisy mean against the query.
-    rng : numpy.random.Generator
-        Draws the subsample and the noise.
+    randomness : SecretRandomness
+        The run's secret streams: "sampling" draws the subsample, "noise" the Gaussian noise.
     candidates : ndarray of bool, shape (n,), optional
         Records a query may retrieve (a class query: the records of that class).
 
@@ -123,9 +124,9 @@ def answer_query(*, embeddings: np.ndarray, units: np.ndarray, query: np.ndarray
         raise ConfigError(f"lambda must be in (0, 1] for a private query, got {mix!r}", field="lambda", value=mix,
                           remedy="lambda = 0 ignores the private data: generate from the public model instead")
     query = unit_rows(np.asarray(query, dtype=np.float64))
-    subsample = poisson_subsample(units, settings.sample_rate, rng)
+    subsample = poisson_subsample(units, settings.sample_rate, randomness.stream("sampling"))
     if candidates is not None:
         subsample &= np.asarray(candidates, dtype=bool)
     mean = neighbour_mean(embeddings[subsample], query, k=settings.k, units=np.asarray(units)[subsample])
-    noisy = mean + rng.normal(0.0, settings.sigma, size=mean.shape)
+    noisy = mean + randomness.stream("noise").secure_normal(mean.size, settings.sigma).reshape(mean.shape)
     return (mix * noisy + (1.0 - mix) * query).astype(np.float32)

@@ -190,7 +190,8 @@ class TrainConfig:
     public_data: str | None = None           # dpsad-public-teacher: data the user declares public
     max_steps: int | None = None             # cap on the steps of each phase (spend is reported as actual)
     resolution: int | None = None
-    seed: int = 0
+    seed: int = 0                            # public randomness only: model initialisation, sample grids
+    privacy_seed: int | None = None          # reproducible noise and sampling: the run is NOT private
     device: str = "auto"
     min_records: int = 100
     ledger_data: str | None = None           # audit runs: the source data whose ledger entry pays for the run

@@ -15,6 +15,8 @@ import torch
 from torch import nn
 from torch.func import functional_call, grad_and_value, vmap
 
+from dpsad_core.privacy.randomness import SecretStream
+
 # per_record_loss(call, *record_tensors) -> scalar, where call(*model_inputs) runs the module with the
 # parameters being differentiated and each record tensor has no batch dimension.
 PerRecordLoss = Callable[..., torch.Tensor]
@@ -31,12 +33,13 @@ class ClipStats:
 
 
 def poisson_sample(unit_of_record: torch.Tensor, num_units: int, sample_rate: float,
-                   generator: torch.Generator) -> torch.Tensor:
+                   stream: SecretStream) -> torch.Tensor:
     """Indices of records whose unit was drawn, each unit independently with probability ``sample_rate``.
 
-    Never a shuffled fixed-size batch: the accountants assume exactly this sampling.
+    Never a shuffled fixed-size batch: the accountants assume exactly this sampling. ``stream`` is the
+    run's secret sampling stream: which units a step read must stay unknown to the adversary.
     """
-    chosen_units = torch.rand(num_units, generator=generator) < sample_rate
+    chosen_units = torch.from_numpy(stream.bernoulli(num_units, sample_rate))
     return torch.nonzero(chosen_units[unit_of_record], as_tuple=False).squeeze(1)
 
 
@@ -91,21 +94,15 @@ def clipped_gradient_sum(module: nn.Module, per_record_loss: PerRecordLoss, reco
 
 
 def add_noise_and_average(summed: dict[str, torch.Tensor], *, noise_multiplier: float, clip_norm: float,
-                          expected_batch_size: float, generator: torch.Generator | None) -> dict[str, torch.Tensor]:
+                          expected_batch_size: float, stream: SecretStream) -> dict[str, torch.Tensor]:
     """The Gaussian mechanism's release: ``(sum + N(0, (sigma C)^2 I)) / expected batch size``.
 
+    The noise comes from the run's secret noise stream (:mod:`dpsad_core.privacy.randomness`).
     Dividing by the expected (not the realised) batch size keeps the sensitivity fixed (Opacus does
-    the same under Poisson sampling). ``noise_multiplier = 0`` is allowed for non-private parts.
+    the same under Poisson sampling).
     """
     std = noise_multiplier * clip_norm
-    result = {}
-    for name, total in summed.items():
-        noisy = total
-        if std > 0:
-            noise = torch.randn(total.shape, generator=generator, device=total.device, dtype=total.dtype)
-            noisy = total + std * noise
-        result[name] = noisy / expected_batch_size
-    return result
+    return {name: (total + stream.noise_like(total, std)) / expected_batch_size for name, total in summed.items()}
 
 
 def apply_gradients(module: nn.Module, gradients: dict[str, torch.Tensor], optimizer: torch.optim.Optimizer) -> None:

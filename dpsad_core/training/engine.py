@@ -26,8 +26,6 @@ from dpsad_core.training.runs import RunFolder, new_run_id, utc_now
 
 GRID_PER_CLASS = 8
 DISTILL_COST_RATIO = 2.2
-SECURE_RNG_NOTE = ("noise is drawn from PyTorch's default generator: Opacus' secure_mode needs torchcsprng, which "
-                   "cannot be installed here, so the noise is not from a cryptographically secure generator")
 
 
 def resolve_device(name: str) -> str:
@@ -60,7 +58,8 @@ def prepare_run(config: TrainConfig, *, workspace: Path, plan_only: bool = False
         public_records = public.num_records if public is not None else 0
     delta = config.delta if config.delta is not None else default_delta(dataset.num_privacy_units)
     plan = plan_training(recipe=config.recipe, hyper=config.hyper, epsilon=config.epsilon, delta=delta,
-                         private_units=dataset.num_privacy_units, public_records=public_records)
+                         private_units=dataset.num_privacy_units, public_records=public_records,
+                         reproducible_noise=config.privacy_seed is not None)
     return dataset, public, plan
 
 
@@ -141,6 +140,7 @@ class _Trainer:
         from dpsad_core.diffusion import DiffusionSchedule
         from dpsad_core.models import EMA, Discriminator, DiscriminatorConfig, UNet, UNetConfig
         from dpsad_core.privacy import PrivacyAccountant
+        from dpsad_core.privacy.randomness import SecretRandomness
 
         self.run, self.config, self.plan, self.hyper = run, config, plan, config.hyper
         self.dataset = dataset
@@ -167,8 +167,12 @@ class _Trainer:
         self.optimizers = {name: torch.optim.Adam(model.parameters(), lr=self.base_lr[name])
                            for name, model in self.models.items()}
         self.accountant = PrivacyAccountant(delta=plan.delta)
-        self.sampling_generator = torch.Generator().manual_seed(config.seed)
-        self.noise_generator = torch.Generator(device=self.device).manual_seed(config.seed + 1)
+        # The randomness the guarantee rests on is secret and fresh per run (a resume restores it from
+        # the checkpoint); config.seed drives only what may be public (initialisation, sample grids).
+        self.randomness = (SecretRandomness.fresh() if config.privacy_seed is None
+                           else SecretRandomness.from_seed(config.privacy_seed))
+        self.loss_generator = torch.Generator(device=self.device).manual_seed(
+            self.randomness.stream("loss").seed())
         self.phase_index, self.step, self.elapsed = 0, 0, 0.0
         self.ended = False  # finished or stopped: closing the generator afterwards changes nothing
         self.spend = None  # the run's RunSpend in the privacy ledger, set by start_training / resume_training
@@ -194,12 +198,17 @@ class _Trainer:
             "emas": {name: ema.state_dict() for name, ema in self.emas.items()},
             "optimizers": {name: opt.state_dict() for name, opt in self.optimizers.items()},
             "accountant": self.accountant.state_dict(),
-            "rng": {"sampling": self.sampling_generator.get_state(), "noise": self.noise_generator.get_state()},
+            # The run's secret key: only ever in this local checkpoint, never in a file that is exported.
+            "rng": {"secret": self.randomness.state_dict(), "loss": self.loss_generator.get_state()},
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         from dpsad_core.privacy import PrivacyAccountant
+        from dpsad_core.privacy.randomness import SecretRandomness
 
+        if "secret" not in state["rng"]:
+            raise RunError(f"run {self.run.run_id} was started by an older version that drew its noise from a "
+                           "known seed, so it cannot continue as a private run", remedy="start a new run")
         self.phase_index, self.step, self.elapsed = state["phase_index"], state["step"], state["elapsed"]
         for name, model in self.models.items():
             model.load_state_dict(state["models"][name])
@@ -208,8 +217,8 @@ class _Trainer:
         for name, optimizer in self.optimizers.items():
             optimizer.load_state_dict(state["optimizers"][name])
         self.accountant = PrivacyAccountant.from_state_dict(state["accountant"])
-        self.sampling_generator.set_state(state["rng"]["sampling"])
-        self.noise_generator.set_state(state["rng"]["noise"])
+        self.randomness = SecretRandomness.from_state_dict(state["rng"]["secret"])
+        self.loss_generator.set_state(state["rng"]["loss"])
 
     def checkpoint(self) -> CheckpointWritten:
         self.run.save_torch(self.run.checkpoint_path, self.state_dict())
@@ -232,9 +241,10 @@ class _Trainer:
                 if state is not None:
                     self.load_state_dict(state)
                 self.run.truncate_metrics(self.phase_index, self.step)
-            else:
-                for part in self.plan.nonprivate_parts:
-                    self.accountant.mark_nonprivate(part)
+            # From the plan on every path: a resume without a checkpoint starts a fresh accountant, and
+            # the plan's non-private parts must not be lost with it.
+            for part in self.plan.nonprivate_parts:
+                self.accountant.mark_nonprivate(part)
             if self.spend is not None:
                 self.spend.record(self.accountant)
             self.run.set_status("running", phase=self._phase.name, step=self.step)
@@ -298,10 +308,12 @@ class _Trainer:
                     self.ended = True
                     yield event
                     return True
+                # One object per step: it drives the step, the ledger records it first, the accountant composes it.
+                mechanism = phase.mechanism(self.hyper, steps=1)
                 if self.spend is not None:
-                    self.spend.record(self.accountant, phase.mechanism(self.hyper, steps=1))
+                    self.spend.record(self.accountant, mechanism)
                 began = time.perf_counter()
-                losses = self._train_step(phase)
+                losses = self._train_step(phase, mechanism)
                 self.step += 1
                 seconds = time.perf_counter() - began
                 self.elapsed += seconds
@@ -342,7 +354,7 @@ class _Trainer:
             self.models[STUDENT].load_state_dict(teacher.state_dict())
             self.emas[STUDENT].model.load_state_dict(teacher.state_dict())
 
-    def _train_step(self, phase) -> dict[str, float]:
+    def _train_step(self, phase, mechanism) -> dict[str, float]:
         from dpsad_core.training.steps import denoise_step, distill_step, draw_batch
 
         for name, optimizer in self.optimizers.items():
@@ -350,38 +362,36 @@ class _Trainer:
             for group in optimizer.param_groups:
                 group["lr"] = self.base_lr[name] * warm
         data = self.public_data if phase.data == "public" else self.private_data
-        batch = draw_batch(data, sample_rate=phase.sample_rate, schedule=self.schedule,
+        sample_rate = mechanism.sample_rate if mechanism is not None else phase.sample_rate
+        noise = self.randomness.stream("noise")
+        batch = draw_batch(data, sample_rate=sample_rate, schedule=self.schedule,
                            multiplicity=self.hyper.noise_multiplicity, label_dropout=self.hyper.label_dropout,
-                           null_label=self.null_label, sampling_generator=self.sampling_generator,
-                           noise_generator=self.noise_generator)
+                           null_label=self.null_label, sampling=self.randomness.stream("sampling"),
+                           loss_generator=self.loss_generator)
         if phase.kind == "denoise":
             model = self.models[phase.model]
-            metrics = denoise_step(model, self.optimizers[phase.model], batch, phase,
-                                   clip_norm=self.hyper.teacher_clip_norm, microbatch_size=self.hyper.microbatch_size,
-                                   generator=self.noise_generator)
+            metrics = denoise_step(model, self.optimizers[phase.model], batch, mechanism=mechanism,
+                                   expected_batch_size=phase.expected_batch_size,
+                                   microbatch_size=self.hyper.microbatch_size, stream=noise)
             metrics = {f"{phase.name}_{k}": v for k, v in metrics.items()}
             self.emas[phase.model].update(model)
         else:
             metrics = distill_step(
                 teacher=self.emas[TEACHER].model, student=self.models[STUDENT],
                 discriminator=self.models["discriminator"], student_optimizer=self.optimizers[STUDENT],
-                disc_optimizer=self.optimizers["discriminator"], batch=batch, phase=phase,
-                student_clip_norm=self.hyper.student_clip_norm, disc_clip_norm=self.hyper.disc_clip_norm,
-                adversarial_weight=self.hyper.adversarial_weight,
+                disc_optimizer=self.optimizers["discriminator"], batch=batch, mechanism=mechanism,
+                expected_batch_size=phase.expected_batch_size, adversarial_weight=self.hyper.adversarial_weight,
                 distillation_weight=self.hyper.distillation_weight, microbatch_size=self.hyper.microbatch_size,
-                generator=self.noise_generator)
+                stream=noise)
             self.emas[STUDENT].update(self.models[STUDENT])
-        mechanism = phase.mechanism(self.hyper, steps=1)
         if mechanism is not None:
-            self.accountant.step(part=mechanism.part, noise_multiplier=mechanism.noise_multiplier,
-                                 sample_rate=mechanism.sample_rate, clip_norm=mechanism.clip_norm,
-                                 components=mechanism.components)
+            self.accountant.record(mechanism)
         return metrics
 
     def _sample_grid(self, phase) -> SampleGrid:
         import torch
 
-        from dpsad_core.sampling import generate, grid_image, save_png, to_uint8
+        from dpsad_core.sampling import generate, grid_image, save_png, stamp_not_private, to_uint8
 
         labels = torch.arange(self.dataset.num_classes).repeat_interleave(GRID_PER_CLASS)
         part = phase.name
@@ -390,6 +400,8 @@ class _Trainer:
                           steps=self.hyper.sample_steps, guidance=self.hyper.guidance, seed=self.config.seed + 2,
                           device=self.device)
         grid = grid_image(to_uint8(images), rows=self.dataset.num_classes)
+        if not self.plan.is_private:
+            grid = stamp_not_private(grid)
         path = save_png(grid, self.run.path / "samples" / f"{self.phase_index}-{part}-{self.step:05d}.png")
         save_png(grid, self.run.path / "samples" / "latest.png")
         return SampleGrid(phase=part, step=self.step, path=path, image=grid)
@@ -438,15 +450,16 @@ class _Trainer:
             # PRV refuses histories too long for its grid; RDP is still a valid upper bound.
             values = self.accountant.values(accountants=("rdp",))
             accountant_note = f"PRV not computed ({error}); epsilon is the RDP bound"
+        nonprivate = list(dict.fromkeys([*self.plan.nonprivate_parts, *self.accountant.nonprivate_parts]))
         result = {
             "run_id": self.run.run_id, "run_dir": str(self.run.path), "recipe": self.config.recipe.value,
-            "private": self.accountant.is_private,
+            "private": not nonprivate,
             "epsilon": values.to_dict()["certified"], "epsilon_target": self.plan.epsilon_target,
             "delta": self.plan.delta,
             "accountant_values": {"rdp": _json_float(values.rdp), "prv": _json_float(values.prv),
                                   "rdp_order": values.rdp_order, "note": accountant_note},
             "mechanisms": [m.to_dict() for m in self.accountant.mechanisms],
-            "nonprivate_parts": list(self.accountant.nonprivate_parts),
+            "nonprivate_parts": nonprivate,
             "claimed_epsilon_paper": self.plan.claimed_epsilon_paper,
             "unit_of_privacy": "patient" if self.dataset.patient_ids is not None else "image",
             "dataset": {"name": self.dataset.name, "fingerprint": self.dataset.fingerprint(),
@@ -455,7 +468,7 @@ class _Trainer:
             "model_path": str(self.run.model_path),
             "sample_grid": str(self.run.path / "samples" / "latest.png"),
             "train_seconds": round(self.elapsed, 2), "device": self.device,
-            "secure_rng": False, "secure_rng_note": SECURE_RNG_NOTE,
+            "secure_rng": not self.randomness.reproducible, "secure_rng_note": self.randomness.description,
             "finished": utc_now(),
         }
         self.run.write_json("privacy.json", self._privacy_state())

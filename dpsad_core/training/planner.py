@@ -12,9 +12,11 @@ from typing import Any
 from dpsad_core.errors import ConfigError
 from dpsad_core.privacy import (Mechanism, calibrate_noise_multiplier, combined_noise_multiplier,
                                 compute_epsilon, split_noise_multiplier)
+from dpsad_core.privacy.randomness import REPRODUCIBLE_NOISE_PART
 from dpsad_core.training.config import Hyperparameters, Recipe
 
 TEACHER, STUDENT, DENOISER, PRETRAIN = "teacher", "student", "denoiser", "pretrain"
+DISCRIMINATOR = "discriminator"
 JOINT_PART = "student+discriminator"
 
 
@@ -58,7 +60,7 @@ class PhasePlan:
                              steps=steps, clip_norm=hyper.student_clip_norm)
         components = (
             {"part": STUDENT, "noise_multiplier": self.model_noise_multiplier, "clip_norm": hyper.student_clip_norm},
-            {"part": "discriminator", "noise_multiplier": self.disc_noise_multiplier,
+            {"part": DISCRIMINATOR, "noise_multiplier": self.disc_noise_multiplier,
              "clip_norm": hyper.disc_clip_norm},
         )
         return Mechanism(part=JOINT_PART, noise_multiplier=self.noise_multiplier, sample_rate=self.sample_rate,
@@ -107,8 +109,12 @@ def default_delta(private_units: int) -> float:
 
 
 def plan_training(*, recipe: Recipe, hyper: Hyperparameters, epsilon: float, delta: float, private_units: int,
-                  public_records: int = 0) -> TrainingPlan:
-    """Calibrate every noise multiplier so that the composed epsilon of the whole plan <= ``epsilon``."""
+                  public_records: int = 0, reproducible_noise: bool = False) -> TrainingPlan:
+    """Calibrate every noise multiplier so that the composed epsilon of the whole plan <= ``epsilon``.
+
+    ``reproducible_noise``: the noise and sampling come from a known seed (``--privacy-seed``), which
+    voids the guarantee; the plan lists that among its non-private parts.
+    """
     if private_units < 1:
         raise ConfigError("the private dataset is empty", field="data", value=private_units)
     warnings: list[str] = []
@@ -172,7 +178,7 @@ def plan_training(*, recipe: Recipe, hyper: Hyperparameters, epsilon: float, del
         phases.append(PhasePlan(name=STUDENT, kind="distill", privacy="dp", data="private", steps=hyper.student_steps,
                                 expected_batch_size=batch_s, sample_rate=q_s, noise_multiplier=sigma_s,
                                 model_noise_multiplier=sigma_s, disc_noise_multiplier=0.0, disc_private=False))
-        nonprivate = [TEACHER, "discriminator"]
+        nonprivate = [TEACHER, DISCRIMINATOR]
         claimed = epsilon
         warnings.append("dpsad-paper trains the teacher and the discriminator on the private data without "
                         "protection: the result is NOT differentially private (epsilon = infinity)")
@@ -180,6 +186,10 @@ def plan_training(*, recipe: Recipe, hyper: Hyperparameters, epsilon: float, del
     else:  # pragma: no cover - Recipe is a closed enum
         raise ConfigError(f"unknown recipe {recipe}", field="recipe", value=recipe)
 
+    if reproducible_noise:
+        nonprivate.append(REPRODUCIBLE_NOISE_PART)
+        warnings.append("the noise and the sampling come from a known seed (--privacy-seed): anyone with the seed "
+                        "can regenerate them, so the result is NOT differentially private (epsilon = infinity)")
     mechanisms = [m for m in (p.mechanism(hyper) for p in phases) if m is not None]
     # The plan's epsilon under the accountant that calibrated it (RDP alone is looser than a PRV
     # calibration and would show more than the target).

@@ -156,6 +156,24 @@ class RunFolder:
             self._lock_handle = None
 
 
+def release_privacy(config: dict[str, Any], result: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``result`` (or ``{}``) with ``private``/``nonprivate_parts`` derived from the plan AND the accountant.
+
+    A release is private only when neither the run's plan (``config.json``) nor its accountant lists a
+    part without protection, so a result that lost its accountant (a resume without a checkpoint, an
+    older version) cannot make a non-private run look private. Every reader of a run's privacy goes
+    through this: export, ``sample``, ``runs`` and the GUI.
+    """
+    result = dict(result or {})
+    parts = [*((config.get("plan") or {}).get("nonprivate_parts") or []), *(result.get("nonprivate_parts") or [])]
+    parts = list(dict.fromkeys(parts))
+    result["nonprivate_parts"] = parts
+    result["private"] = not parts and bool(result.get("private", True))
+    if not result["private"]:
+        result["epsilon"] = None
+    return result
+
+
 def list_runs(workspace: Path) -> list[dict[str, Any]]:
     """A summary per run, newest first."""
     root = Path(workspace) / RUNS_DIR
@@ -177,7 +195,7 @@ def list_runs(workspace: Path) -> list[dict[str, Any]]:
             "dataset": config["dataset"]["name"],
             "epsilon_target": config["config"]["epsilon"],
             "epsilon": result.get("epsilon") if result else status.get("epsilon_spent"),
-            "private": config["plan"]["nonprivate_parts"] == [],
+            "private": release_privacy(config, result)["private"],
             "created": config.get("created"),
         })
     return summaries

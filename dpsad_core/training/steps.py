@@ -2,6 +2,10 @@
 
 ``denoise_step`` trains a teacher or the DPDM model; ``distill_step`` trains the discriminator and
 then the student from the same Poisson batch (one joint mechanism, METHOD.md 1.7).
+
+A private step is driven by its :class:`~dpsad_core.privacy.Mechanism`: the sample rate, and each
+release's noise multiplier and clip norm, are read from the very object the accountant then
+composes and the ledger records (``mechanism=None``: a step without privacy protection).
 """
 
 from __future__ import annotations
@@ -14,10 +18,12 @@ from torch import nn
 from torch.func import functional_call
 
 from dpsad_core.diffusion import DiffusionSchedule
+from dpsad_core.privacy import Mechanism
+from dpsad_core.privacy.randomness import SecretStream
 from dpsad_core.training.dp_sgd import (add_noise_and_average, apply_gradients, clipped_gradient_sum,
                                         poisson_sample)
 from dpsad_core.training.losses import denoising_loss, discriminator_loss, make_student_loss
-from dpsad_core.training.planner import PhasePlan
+from dpsad_core.training.planner import DISCRIMINATOR, STUDENT
 
 
 @dataclass
@@ -48,18 +54,24 @@ class NoisyBatch:
 
 
 def draw_batch(data: DataTensors, *, sample_rate: float, schedule: DiffusionSchedule, multiplicity: int,
-               label_dropout: float, null_label: int, sampling_generator: torch.Generator,
-               noise_generator: torch.Generator) -> NoisyBatch:
-    """A Poisson batch with K draws of (t, eps) per record and x_t formed from each draw."""
-    index = poisson_sample(data.unit_of_record, data.num_units, sample_rate, sampling_generator)
+               label_dropout: float, null_label: int, sampling: SecretStream,
+               loss_generator: torch.Generator) -> NoisyBatch:
+    """A Poisson batch with K draws of (t, eps) per record and x_t formed from each draw.
+
+    ``sampling`` is the run's secret sampling stream. ``loss_generator`` draws the loss's time steps,
+    noise and label dropout; it is seeded from the secret key too, because these draws are assigned to
+    records by their position in the batch: known draws would let one added record shift every later
+    record's draw, and the sum would move by more than one clipped contribution.
+    """
+    index = poisson_sample(data.unit_of_record, data.num_units, sample_rate, sampling)
     index = index.to(data.images.device)
     x0 = data.images[index]
     batch, device = x0.shape[0], x0.device
-    t = torch.randint(0, schedule.num_steps, (batch, multiplicity), generator=noise_generator, device=device)
-    noise = torch.randn((batch, multiplicity, *x0.shape[1:]), generator=noise_generator, device=device)
+    t = torch.randint(0, schedule.num_steps, (batch, multiplicity), generator=loss_generator, device=device)
+    noise = torch.randn((batch, multiplicity, *x0.shape[1:]), generator=loss_generator, device=device)
     labels = data.labels[index][:, None].expand(batch, multiplicity).clone()
     if label_dropout > 0:
-        drop = torch.rand((batch, multiplicity), generator=noise_generator, device=device) < label_dropout
+        drop = torch.rand((batch, multiplicity), generator=loss_generator, device=device) < label_dropout
         labels[drop] = null_label
     x0_k = x0[:, None].expand(batch, multiplicity, *x0.shape[1:])
     x_t = schedule.q_sample(x0_k.reshape(-1, *x0.shape[1:]), t.reshape(-1), noise.reshape(-1, *x0.shape[1:]))
@@ -67,13 +79,14 @@ def draw_batch(data: DataTensors, *, sample_rate: float, schedule: DiffusionSche
     return NoisyBatch(x_t=x_t.reshape(noise.shape), t=t, labels=labels, noise=noise, units=units)
 
 
-def _private_update(module: nn.Module, optimizer: torch.optim.Optimizer, loss, records, *, clip_norm: float,
-                    noise_multiplier: float, expected_batch_size: float, units, microbatch_size: int,
-                    generator: torch.Generator) -> dict[str, float]:
+def _private_update(module: nn.Module, optimizer: torch.optim.Optimizer, loss, records, *,
+                    noise: tuple[float, float], expected_batch_size: float, units, microbatch_size: int,
+                    stream: SecretStream) -> dict[str, float]:
+    noise_multiplier, clip_norm = noise
     summed, stats = clipped_gradient_sum(module, loss, records, clip_norm=clip_norm, units=units,
                                          microbatch_size=microbatch_size)
     gradients = add_noise_and_average(summed, noise_multiplier=noise_multiplier, clip_norm=clip_norm,
-                                      expected_batch_size=expected_batch_size, generator=generator)
+                                      expected_batch_size=expected_batch_size, stream=stream)
     apply_gradients(module, gradients, optimizer)
     return {"loss": stats.mean_loss, "clipped_fraction": stats.clipped_fraction, "grad_norm": stats.mean_norm,
             "batch": float(stats.units)}
@@ -87,13 +100,13 @@ def _plain_update(module: nn.Module, optimizer: torch.optim.Optimizer, loss_valu
     return {"loss": float(loss_value.detach())}
 
 
-def denoise_step(model: nn.Module, optimizer: torch.optim.Optimizer, batch: NoisyBatch, phase: PhasePlan, *,
-                 clip_norm: float, microbatch_size: int, generator: torch.Generator) -> dict[str, float]:
-    if phase.privacy == "dp":
+def denoise_step(model: nn.Module, optimizer: torch.optim.Optimizer, batch: NoisyBatch, *,
+                 mechanism: Mechanism | None, expected_batch_size: float, microbatch_size: int,
+                 stream: SecretStream) -> dict[str, float]:
+    if mechanism is not None:
         return _private_update(model, optimizer, denoising_loss, (batch.x_t, batch.t, batch.labels, batch.noise),
-                               clip_norm=clip_norm, noise_multiplier=phase.model_noise_multiplier,
-                               expected_batch_size=phase.expected_batch_size, units=batch.units,
-                               microbatch_size=microbatch_size, generator=generator)
+                               noise=_noise_of(mechanism, mechanism.part), expected_batch_size=expected_batch_size,
+                               units=batch.units, microbatch_size=microbatch_size, stream=stream)
     if batch.size == 0:
         return {"loss": float("nan")}
     loss = denoising_loss(model, batch.flat(batch.x_t), batch.flat(batch.t), batch.flat(batch.labels),
@@ -103,20 +116,22 @@ def denoise_step(model: nn.Module, optimizer: torch.optim.Optimizer, batch: Nois
 
 def distill_step(*, teacher: nn.Module, student: nn.Module, discriminator: nn.Module,
                  student_optimizer: torch.optim.Optimizer, disc_optimizer: torch.optim.Optimizer,
-                 batch: NoisyBatch, phase: PhasePlan, student_clip_norm: float, disc_clip_norm: float,
-                 adversarial_weight: float, distillation_weight: float, microbatch_size: int,
-                 generator: torch.Generator) -> dict[str, float]:
-    """Discriminator update, then student update, both from ``batch`` (one Poisson subsample)."""
+                 batch: NoisyBatch, mechanism: Mechanism, expected_batch_size: float, adversarial_weight: float,
+                 distillation_weight: float, microbatch_size: int, stream: SecretStream) -> dict[str, float]:
+    """Discriminator update, then student update, both from ``batch`` (one Poisson subsample).
+
+    The discriminator's update is noised when ``mechanism`` names it (``dpsad-paper``'s does not).
+    """
     flat_x, flat_t, flat_y = batch.flat(batch.x_t), batch.flat(batch.t), batch.flat(batch.labels)
     with torch.no_grad():
         teacher_eps = teacher(flat_x, flat_t, flat_y).reshape(batch.noise.shape) if batch.size else batch.noise
         student_eps = student(flat_x, flat_t, flat_y).reshape(batch.noise.shape) if batch.size else batch.noise
     disc_records = (batch.x_t, batch.t, batch.labels, teacher_eps, student_eps)
-    if phase.disc_private:
+    disc_noise = mechanism.noise_of(DISCRIMINATOR)
+    if disc_noise is not None:
         disc_metrics = _private_update(discriminator, disc_optimizer, discriminator_loss, disc_records,
-                                       clip_norm=disc_clip_norm, noise_multiplier=phase.disc_noise_multiplier,
-                                       expected_batch_size=phase.expected_batch_size, units=batch.units,
-                                       microbatch_size=microbatch_size, generator=generator)
+                                       noise=disc_noise, expected_batch_size=expected_batch_size, units=batch.units,
+                                       microbatch_size=microbatch_size, stream=stream)
     elif batch.size:
         # dpsad-paper reproduction: the discriminator trains on private inputs without protection.
         disc_metrics = _plain_update(discriminator, disc_optimizer,
@@ -134,13 +149,19 @@ def distill_step(*, teacher: nn.Module, student: nn.Module, discriminator: nn.Mo
     loss_terms = _student_loss_terms(disc_call, batch, teacher_eps, student_eps, distillation_weight)
     student_metrics = _private_update(
         student, student_optimizer, make_student_loss(disc_call, adversarial_weight, distillation_weight),
-        (batch.x_t, batch.t, batch.labels, batch.noise, teacher_eps), clip_norm=student_clip_norm,
-        noise_multiplier=phase.model_noise_multiplier, expected_batch_size=phase.expected_batch_size,
-        units=batch.units, microbatch_size=microbatch_size, generator=generator)
+        (batch.x_t, batch.t, batch.labels, batch.noise, teacher_eps), noise=_noise_of(mechanism, STUDENT),
+        expected_batch_size=expected_batch_size, units=batch.units, microbatch_size=microbatch_size, stream=stream)
     metrics = {f"student_{k}": v for k, v in student_metrics.items()}
     metrics.update(loss_terms)
     metrics.update({f"disc_{k}": v for k, v in disc_metrics.items() if k != "batch"})
     return metrics
+
+
+def _noise_of(mechanism: Mechanism, release: str) -> tuple[float, float]:
+    noise = mechanism.noise_of(release)
+    if noise is None:  # pragma: no cover - the planner always noises the released model
+        raise ValueError(f"mechanism {mechanism.part!r} adds no noise to {release!r}")
+    return noise
 
 
 def _student_loss_terms(disc_call, batch: NoisyBatch, teacher_eps: torch.Tensor, student_eps: torch.Tensor,

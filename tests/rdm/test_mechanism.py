@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from dpsad_core.errors import ConfigError
+from dpsad_core.privacy.randomness import SecretRandomness
 from dpsad_core.rdm.mechanism import answer_query, neighbour_mean, poisson_subsample
 from dpsad_core.rdm.planner import RetrievalSettings
 
@@ -61,25 +62,24 @@ def test_neighbour_mean_takes_the_k_nearest_and_divides_by_k():
 
 
 def test_poisson_subsample_keeps_units_together_at_rate_q():
-    rng = np.random.default_rng(0)
     units = np.repeat(np.arange(5000), 2)
-    mask = poisson_subsample(units, 0.1, rng)
+    mask = poisson_subsample(units, 0.1, SecretRandomness.from_seed(0).stream("sampling"))
     assert np.array_equal(mask[0::2], mask[1::2])
     assert 0.08 < mask.mean() < 0.12
 
 
 def test_answer_query_is_noisy_and_mixes_with_the_query():
-    rng = np.random.default_rng(1)
+    rng = SecretRandomness.from_seed(1)
     embeddings = np.tile([[1.0, 0.0, 0.0]], (400, 1))
     units = np.arange(400)
     query = np.array([0.0, 1.0, 0.0])
     settings_ = RetrievalSettings(k=5, sample_rate=0.5, sigma=0.01)
     answers = np.array([answer_query(embeddings=embeddings, units=units, query=query, settings=settings_, mix=0.5,
-                                     rng=rng) for _ in range(50)])
+                                     randomness=rng) for _ in range(50)])
     np.testing.assert_allclose(answers.mean(0), [0.5, 0.5, 0.0], atol=0.01)
     assert answers.std(0).min() > 0.001  # noise is added, fresh per query
     candidates = np.zeros(400, dtype=bool)
-    answer = answer_query(embeddings=embeddings, units=units, query=query, settings=settings_, mix=1.0, rng=rng,
+    answer = answer_query(embeddings=embeddings, units=units, query=query, settings=settings_, mix=1.0, randomness=rng,
                           candidates=candidates)
     assert np.linalg.norm(answer) < 0.1  # an empty class is pure noise, never an error that reveals the count
 
@@ -88,7 +88,7 @@ def test_lambda_zero_is_refused_as_a_private_query():
     with pytest.raises(ConfigError, match="lambda"):
         answer_query(embeddings=np.ones((3, 2)), units=np.arange(3), query=np.ones(2),
                      settings=RetrievalSettings(k=1, sample_rate=1.0, sigma=1.0), mix=0.0,
-                     rng=np.random.default_rng(0))
+                     randomness=SecretRandomness.from_seed(0))
 
 
 def test_unit_rows_of_vanishingly_small_vectors_have_norm_one():

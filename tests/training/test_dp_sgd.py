@@ -8,6 +8,7 @@ import pytest
 import torch
 from torch import nn
 
+from dpsad_core.privacy.randomness import SecretRandomness
 from dpsad_core.training.dp_sgd import add_noise_and_average, clipped_gradient_sum, poisson_sample
 from dpsad_core.training.losses import denoising_loss
 
@@ -112,7 +113,7 @@ def test_empty_batch_gives_zero_sum_and_noise_only():
     assert stats.units == 0
     assert all(float(g.abs().sum()) == 0 for g in summed.values())
     noisy = add_noise_and_average(summed, noise_multiplier=1.0, clip_norm=1.0, expected_batch_size=1.0,
-                                  generator=torch.Generator().manual_seed(0))
+                                  stream=SecretRandomness.fresh().stream("noise"))
     assert any(float(g.abs().sum()) > 0 for g in noisy.values())
 
 
@@ -120,7 +121,7 @@ def test_noise_has_the_calibrated_standard_deviation():
     sigma, clip, batch = 1.7, 0.25, 40.0
     zeros = {"w": torch.zeros(200_000)}
     noisy = add_noise_and_average(zeros, noise_multiplier=sigma, clip_norm=clip, expected_batch_size=batch,
-                                  generator=torch.Generator().manual_seed(0))["w"]
+                                  stream=SecretRandomness.from_seed(0).stream("noise"))["w"]
     expected_std = sigma * clip / batch
     # Chi-square interval for the sample std of 200k Gaussians: relative error ~ 1/sqrt(2n) = 0.0016.
     assert float(noisy.std()) == pytest.approx(expected_std, rel=0.01)
@@ -128,7 +129,7 @@ def test_noise_has_the_calibrated_standard_deviation():
 
 
 def test_poisson_sampling_rate_and_independence():
-    generator = torch.Generator().manual_seed(0)
+    generator = SecretRandomness.from_seed(0).stream("sampling")
     units = torch.arange(1000)
     sizes = [poisson_sample(units, 1000, 0.05, generator).numel() for _ in range(200)]
     mean = sum(sizes) / len(sizes)
@@ -137,7 +138,7 @@ def test_poisson_sampling_rate_and_independence():
 
 
 def test_poisson_sampling_takes_whole_patients():
-    generator = torch.Generator().manual_seed(1)
+    generator = SecretRandomness.from_seed(1).stream("sampling")
     unit_of_record = torch.tensor([0, 0, 1, 1, 1, 2, 3, 3])
     for _ in range(50):
         chosen = poisson_sample(unit_of_record, 4, 0.5, generator)
@@ -166,13 +167,14 @@ def test_student_loss_terms_add_up_to_the_clipped_loss(adversarial_weight):
     data = DataTensors(images=torch.rand(200, 1, 8, 8) * 2 - 1, labels=torch.randint(0, 3, (200,)),
                        unit_of_record=torch.arange(200), num_units=200, has_units=False)
     batch = draw_batch(data, sample_rate=0.2, schedule=DiffusionSchedule(50, "linear"), multiplicity=2,
-                       label_dropout=0.0, null_label=3, sampling_generator=torch.Generator().manual_seed(1),
-                       noise_generator=torch.Generator().manual_seed(2))
+                       label_dropout=0.0, null_label=3, sampling=SecretRandomness.from_seed(1).stream("sampling"),
+                       loss_generator=torch.Generator().manual_seed(2))
     metrics = distill_step(teacher=teacher, student=student, discriminator=disc,
                            student_optimizer=torch.optim.Adam(student.parameters()),
-                           disc_optimizer=torch.optim.Adam(disc.parameters()), batch=batch, phase=phase,
-                           student_clip_norm=1.0, disc_clip_norm=1.0, adversarial_weight=adversarial_weight,
-                           distillation_weight=0.5, microbatch_size=16, generator=torch.Generator().manual_seed(3))
+                           disc_optimizer=torch.optim.Adam(disc.parameters()), batch=batch,
+                           mechanism=phase.mechanism(hyper, steps=1), expected_batch_size=phase.expected_batch_size,
+                           adversarial_weight=adversarial_weight, distillation_weight=0.5, microbatch_size=16,
+                           stream=SecretRandomness.from_seed(3).stream("noise"))
     total = metrics["student_distillation_loss"] + adversarial_weight * metrics["student_adversarial_loss"]
     assert metrics["student_adversarial_loss"] > 0
     assert metrics["student_loss"] == pytest.approx(total, rel=1e-4)

@@ -85,8 +85,11 @@ def test_max_steps_reports_what_was_spent(workspace):
     assert short["mechanisms"][0]["noise_multiplier"] == full["mechanisms"][0]["noise_multiplier"]
 
 
-def test_stop_then_resume_matches_an_uninterrupted_run(workspace):
+def test_stop_then_resume_matches_an_uninterrupted_run(workspace, monkeypatch):
+    # Both runs draw the same secret key (pinned here); the resume must take it from the checkpoint.
+    monkeypatch.setattr("dpsad_core.privacy.randomness.os_entropy", lambda size: bytes(range(size)))
     straight = run_all(start_training(tiny_config("dpsad"), workspace=workspace))[-1].result
+    assert straight["private"] is True
 
     calls = {"n": 0}
 
@@ -98,6 +101,7 @@ def test_stop_then_resume_matches_an_uninterrupted_run(workspace):
     assert isinstance(events[-1], RunInterrupted)
     run_id = events[-1].run_id
     assert RunFolder.open(workspace, run_id).status()["state"] == "interrupted"
+    monkeypatch.setattr("dpsad_core.privacy.randomness.os_entropy", lambda size: bytes(size))  # another key
     resumed = run_all(resume_training(run_id, workspace=workspace))
     assert resumed[0].resumed is True
     first_phase = next(e for e in resumed if isinstance(e, PhaseStarted))
