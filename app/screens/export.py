@@ -18,6 +18,7 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QLabel,
                                QLineEdit, QPushButton, QSpinBox, QVBoxLayout, QWidget)
 
+from dpsad_core.training.runs import release_privacy
 from dpsad_workbench.core import format_epsilon
 from dpsad_workbench.settings import AppSettings
 from dpsad_workbench.widgets import WrapLabel
@@ -165,7 +166,10 @@ class ExportScreen(WorkerOwner, QWidget):
             self.report.setText("No finished run yet: a run must finish before its model can be exported.")
             return
         try:
-            result = json.loads((Path(run["path"]) / "result.json").read_text())
+            folder = Path(run["path"])
+            # Privacy from the plan as well as the accountant, as the export itself decides it.
+            result = release_privacy(json.loads((folder / "config.json").read_text()),
+                                     json.loads((folder / "result.json").read_text()))
         except (OSError, ValueError) as error:
             self.report.setText(f"The run's result cannot be read: {html.escape(str(error))}")
             return
@@ -292,8 +296,8 @@ def render_report(result: dict[str, Any]) -> str:
         for mechanism in mechanisms:
             lines.append(f"&nbsp;&nbsp;{html.escape(mechanism['part'])}: σ {mechanism['noise_multiplier']:.3f}, "
                          f"q {mechanism['sample_rate']:.4f}, {mechanism['steps']} steps")
-    if not result.get("secure_rng", False):
-        lines.append("<i>noise from PyTorch's default generator (not a cryptographically secure one)</i>")
+    if result.get("secure_rng_note"):
+        lines.append(f"<i>random number generator: {html.escape(result['secure_rng_note'])}</i>")
     lines.extend(_plain_language_lines(result))
     return "<br>".join(lines)
 

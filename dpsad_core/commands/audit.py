@@ -49,8 +49,11 @@ def register(commands: argparse._SubParsersAction) -> None:
     sub.add_argument("--public-data", help="public data for dpsad-public-teacher (or dpdm pre-training)")
     sub.add_argument("--resolution", type=int, help="resize images to this size")
     sub.add_argument("--min-records", type=int, default=100, help="refuse datasets with fewer privacy units")
-    sub.add_argument("--seed", type=int, help="seed of the canaries and their inclusion (default: fresh, recorded)")
-    sub.add_argument("--train-seed", type=int, default=0, help="seed of the training run")
+    sub.add_argument("--seed", type=int, help="a known seed for the canaries, their inclusion and the scoring, for a "
+                                              "reproducible audit (default: canaries and inclusion from fresh OS "
+                                              "entropy, never recorded)")
+    sub.add_argument("--train-seed", type=int, default=0,
+                     help="public seed of the training run (initialisation); its noise is always secret")
     sub.add_argument("--device", default="auto", help="auto, cpu or cuda")
     sub.add_argument("--run", metavar="RUN", help="score an existing, finished audit run instead of training one")
     add_workspace_option(sub)

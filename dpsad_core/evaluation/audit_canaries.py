@@ -14,6 +14,7 @@ import numpy as np
 
 from dpsad_core.data import ImageDataset
 from dpsad_core.errors import ConfigError
+from dpsad_core.privacy.randomness import SecretStream
 
 CANARY_KINDS: tuple[str, ...] = ("pattern", "mislabelled")
 CANARY_PATIENT_PREFIX = "audit-canary-"
@@ -54,8 +55,13 @@ class Canaries:
         return int(self.labels.size)
 
 
-def build_canaries(dataset: ImageDataset, *, count: int, kind: str = "pattern", seed: int) -> Canaries:
-    """Draw ``count`` canaries shaped like ``dataset`` and their inclusion, all from ``seed``."""
+def build_canaries(dataset: ImageDataset, *, count: int, kind: str = "pattern", seed: int,
+                   inclusion: SecretStream | None = None) -> Canaries:
+    """Draw ``count`` canaries shaped like ``dataset`` from ``seed``, and their inclusion.
+
+    The inclusion coin flips come from ``inclusion`` (a secret stream) when given, else from ``seed``
+    too (a reproducible audit).
+    """
     if kind not in CANARY_KINDS:
         raise ConfigError(f"unknown canary kind {kind!r}", field="canary_kind", value=kind,
                           remedy=f"choose one of: {', '.join(CANARY_KINDS)}")
@@ -85,7 +91,7 @@ def build_canaries(dataset: ImageDataset, *, count: int, kind: str = "pattern", 
         # A uniformly random other class: true + 1..(classes - 1), modulo classes.
         shift = rng.integers(1, dataset.num_classes, size=count)
         labels = ((true_labels + shift) % dataset.num_classes).astype(np.int64)
-    included = rng.random(count) < 0.5
+    included = inclusion.bernoulli(count, 0.5) if inclusion is not None else rng.random(count) < 0.5
     return Canaries(images=images, labels=labels, included=included, kind=kind, true_labels=true_labels,
                     source_indices=sources)
 

@@ -32,6 +32,7 @@ from dpsad_core.errors import ConfigError, DataImportError, RunError
 from dpsad_core.evaluation.audit_canaries import (CANARY_KINDS, Canaries, build_canaries, dataset_with_canaries,
                                                   membership_scores)
 from dpsad_core.privacy.audit import DEFAULT_CONFIDENCE, audit_from_scores
+from dpsad_core.privacy.randomness import SecretRandomness, os_entropy
 
 AUDIT_FILE = "audit.json"
 CANARY_FILE = "audit_canaries.npz"
@@ -52,7 +53,9 @@ class AuditSettings:
     score_draws: int = 64            # (t, eps) draws averaged per canary score
     confidence: float = DEFAULT_CONFIDENCE
     guesses_per_side: int | None = None  # fix k up front (no multiple-testing correction); None: sweep
-    seed: int | None = None          # canaries and inclusion; None: a fresh random seed (recorded)
+    # A known seed makes the canaries, their inclusion and the scoring reproducible. None: the canaries and
+    # their inclusion come from fresh OS entropy (never recorded), the scoring draws from a fresh seed.
+    seed: int | None = None
 
     def __post_init__(self) -> None:
         if self.canary_kind not in CANARY_KINDS:
@@ -102,13 +105,18 @@ def run_audit(config, settings: AuditSettings, *, workspace: Path,
     from dpsad_core.events import RunInterrupted, RunStarted
     from dpsad_core.training import start_training
 
-    seed = settings.seed if settings.seed is not None else secrets.randbits(31)
-    settings = dataclasses.replace(settings, seed=seed)
+    if settings.seed is None:
+        canary_seed, inclusion = int.from_bytes(os_entropy(32), "little"), SecretRandomness.fresh().stream("sampling")
+        settings = dataclasses.replace(settings, seed=secrets.randbits(31))  # the scoring draws only
+        tag = secrets.token_hex(3)
+    else:
+        canary_seed, inclusion, tag = settings.seed, None, f"s{settings.seed}"
     data = resolve_data_source(config.data, workspace=workspace, resolution=config.resolution,
                                min_records=config.min_records)
-    canaries = build_canaries(data, count=settings.canaries, kind=settings.canary_kind, seed=seed)
+    canaries = build_canaries(data, count=settings.canaries, kind=settings.canary_kind, seed=canary_seed,
+                              inclusion=inclusion)
     name = sanitise_name(f"{AUDIT_DATASET_PREFIX}{data.name}-{data.resolution}px-{settings.canary_kind}-"
-                         f"{settings.canaries}-s{seed}")
+                         f"{settings.canaries}-{tag}")
     audit_data = dataset_with_canaries(data, canaries, name=name)
     try:
         save_dataset(audit_data, workspace)

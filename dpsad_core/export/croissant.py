@@ -170,7 +170,7 @@ def _rai_fields(report: dict[str, Any]) -> dict[str, Any]:
     limitations = ("Synthetic images from a small model trained under a privacy budget: lower fidelity and diversity "
                    "than the private data, classes may be confused, rare features are likely missing. "
                    "Differentially private training degrades utility more for small classes and small datasets. "
-                   f"Noise came from a non-cryptographic generator ({guarantee['secure_rng_note']}).")
+                   f"Random number generator of the noise and sampling: {guarantee['secure_rng_note']}.")
     return {
         "rai:dataCollection": collection,
         "rai:dataCollectionType": "Synthetic data generation (differentially private retrieval, DP-RDM)" if mechanism

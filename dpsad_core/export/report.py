@@ -188,7 +188,8 @@ def plain_language(result: dict[str, Any]) -> dict[str, list[str]]:
         "The local run folder (losses, checkpoints with teacher and discriminator weights, evaluation results) is "
         "not covered: only what is in this bundle is.",
         f"epsilon = {epsilon:.4g} is an upper bound from the accountant; it is not a measured attack success rate.",
-        "The noise came from PyTorch's default random generator, not a cryptographically secure one.",
+        "It assumes the run's random choices (which records each step looked at, and the noise) stay secret: they "
+        "came from a cryptographically secure generator with a fresh key that never left the exporting machine.",
     ]
     if unit == "image":
         does_not_mean.append("The unit is the image: a person with k images in the private data is protected at "

@@ -281,3 +281,60 @@ def test_a_dp_rdm_run_with_a_privacy_seed_is_not_private(rdm_workspace):
     assert result["nonprivate_parts"] == [REPRODUCIBLE_NOISE_PART]
     with pytest.raises(NotPrivateError):
         list(export_bundle(result["run_id"], workspace=rdm_workspace, out=rdm_workspace / "b"))
+
+
+@pytest.mark.slow
+def test_an_audit_without_a_seed_draws_its_canary_inclusion_from_the_secret_stream(workspace, spy):
+    from dpsad_core.evaluation.audit_run import AuditPrepared, AuditSettings, run_audit
+
+    config = TrainConfig(data="demo", recipe="dpdm", epsilon=1.0, preset="tiny", device="cpu",
+                         hyper=resolve_hyperparameters("tiny"))
+    events = list(run_audit(config, AuditSettings(canaries=40, score_draws=2), workspace=workspace))
+    prepared = events[0]
+    assert isinstance(prepared, AuditPrepared)
+    assert spy[0] == ("sample", 40, 0.5)  # the coin flips, before any training step
+    stored = json.loads((workspace / "runs" / events[-1].run_id / "audit.json").read_text())
+    assert f"s{stored['settings']['seed']}" not in prepared.dataset_name
+
+
+# -- the stamp on every path -------------------------------------------------------------------------
+@pytest.mark.slow
+def test_sample_of_a_non_private_run_is_stamped_in_the_grid_the_npz_and_the_json(workspace, tmp_path, capsys):
+    from dpsad_core.cli import main
+    from dpsad_core.privacy.ledger import PrivacyLedger
+
+    result = train(tiny_config(privacy_seed=1), workspace)
+    grid, npz = tmp_path / "grid.png", tmp_path / "samples.npz"
+    assert main(["sample", result["run_id"], "--per-class", "1", "--out", str(grid), "--npz", str(npz),
+                 "--device", "cpu", "--json"]) == 0
+    captured = capsys.readouterr()
+    summary = json.loads(captured.out.strip().splitlines()[-1])
+    assert summary["private"] is False and "NOT DIFFERENTIALLY PRIVATE" in summary["warning"]
+    assert "NOT DIFFERENTIALLY PRIVATE" in captured.err
+    with np.load(npz) as archive:
+        assert str(archive["stamp"]) == "NOT DIFFERENTIALLY PRIVATE"
+    from PIL import Image
+
+    assert Image.open(grid).convert("RGB").getpixel((1, 1)) == (176, 0, 32)  # the red band
+    # The ledger shows the run as not private, like the run itself.
+    entries = PrivacyLedger(workspace).summary(result["dataset"]["fingerprint"]).entries
+    assert [entry.private for entry in entries] == [False]
+
+
+def test_verify_reads_a_report_whose_plan_lists_unprotected_parts_as_not_private(tmp_path):
+    from dpsad_core.export.layout import REPORT_JSON
+    from dpsad_core.export.manifest import seal_folder
+    from dpsad_core.export.signing import load_or_create_signing_key
+
+    from tests.export.conftest import make_sealed_bundle
+
+    bundle = make_sealed_bundle(tmp_path / "bundle")
+    assert verify_bundle(bundle).summary["private"] is True
+    report = json.loads((bundle / REPORT_JSON).read_text())
+    report["plan"] = {"nonprivate_parts": ["teacher", "discriminator"]}  # the headline still says private
+    (bundle / REPORT_JSON).write_text(json.dumps(report))
+    for name in ("MANIFEST", "MANIFEST.sig"):
+        (bundle / name).unlink()
+    seal_folder(bundle, load_or_create_signing_key())
+    verified = verify_bundle(bundle)
+    assert verified.ok and verified.summary["private"] is False and verified.summary["epsilon"] is None
