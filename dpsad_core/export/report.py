@@ -158,8 +158,8 @@ def plain_language(result: dict[str, Any]) -> dict[str, list[str]]:
     if not result["private"]:
         parts = ", ".join(result["nonprivate_parts"])
         return {
-            "means": [f"This bundle has NO differential privacy guarantee: {parts} trained on the private data "
-                      "without noise.",
+            "means": [f"This bundle has NO differential privacy guarantee. Not protected: {parts} (a part trained "
+                      "on the private data without noise, or noise that anyone with its seed can regenerate).",
                       "It was exported for research only (--research)."],
             "does_not_mean": ["It does not mean the images are safe to share: a generator trained without protection "
                               "can memorise and reproduce private records.",
