@@ -87,11 +87,14 @@ FLOAT32_BYTES = 4
 
 
 def check_float_images(count: int, channels: int, height: int, width: int, *,
-                       path: str | Path | None) -> None:
-    """Refuse before allocating ``count x channels x height x width`` float32 images over the cap."""
+                       path: str | Path | None, key: str | None = None) -> None:
+    """Refuse before allocating ``count x channels x height x width`` float32 images over the cap.
+
+    ``key`` names the array inside the file (an npz key), when there is one.
+    """
     size = int(count) * int(channels) * int(height) * int(width) * FLOAT32_BYTES
-    MAX_DATA_BYTES.check(size, what=f"{count:,} images of {channels}x{height}x{width} as float32",
-                         path=path)
+    what = f"{count:,} images of {channels}x{height}x{width} as float32"
+    MAX_DATA_BYTES.check(size, what=f"{key}: {what}" if key else what, path=path)
 
 
 def check_label_range(label: object, *, what: str, path: str | Path | None,

@@ -118,7 +118,7 @@ def _check_header(stream: IO[bytes], key: str, path: Path, *, images: bool) -> N
         limits.MAX_PIXELS.check(shape[1] * shape[2], what=f"{declared}: images of "
                                                           f"{shape[2]}x{shape[1]}", path=path)
         channels = shape[3] if len(shape) == 4 else 1
-        limits.check_float_images(shape[0], channels, shape[1], shape[2], path=path)
+        limits.check_float_images(shape[0], channels, shape[1], shape[2], path=path, key=key)
     limits.MAX_DATA_BYTES.check(math.prod(shape) * dtype.itemsize, what=declared, path=path)
 
 
