@@ -67,7 +67,9 @@ def load_dataset(source: str | os.PathLike[str], *, split: str = "train",
     Raises
     ------
     DataImportError
-        The source is missing, unreadable or unusable; the message names the file (and row).
+        The source is missing, unreadable or unusable, is not a regular file or folder, or passes
+        a cap of :mod:`dpsad_core.data.limits` (pixels, records, classes, data bytes); the message
+        names the file (and row).
     TooFewRecordsError
         Fewer than ``min_records`` privacy units.
     ConfigError
