@@ -138,14 +138,12 @@ def _read_header(stream: BinaryIO, path: Path, *, ndim: int) -> tuple[int, ...]:
 
 def _check_dims(dims: tuple[int, ...], size: int, path: Path) -> None:
     """Refuse dimensions over the caps before a byte of the values is read."""
-    limits.MAX_RECORDS.check(dims[0], what=f"dimensions {dims} declare {dims[0]:,} records",
-                             path=path)
+    limits.MAX_RECORDS.check(dims[0], what=f"dimensions {dims}", path=path)
     if len(dims) == 3:
         limits.MAX_PIXELS.check(dims[1] * dims[2], what=f"dimensions {dims} declare images of "
                                                         f"{dims[2]}x{dims[1]}", path=path)
         limits.check_float_images(dims[0], 1, dims[1], dims[2], path=path)
-    limits.MAX_DATA_BYTES.check(size, what=f"dimensions {dims} declare {size:,} bytes of values",
-                                path=path)
+    limits.MAX_DATA_BYTES.check(size, what=f"values declared by dimensions {dims}", path=path)
 
 
 def load_idx(images_path: Path, labels_path: Path, *, class_names: tuple[str, ...], name: str,

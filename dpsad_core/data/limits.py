@@ -60,11 +60,11 @@ class Limit:
         """Raise :class:`DataImportError` if ``amount`` (a Python int: no overflow) exceeds the cap.
 
         ``what`` says what was counted, e.g. "image is 12000x12000"; the message reads
-        "<what> (<amount> <unit>), over the limit of <cap> <unit>".
+        "<what>: <amount> <unit>, over the limit of <cap> <unit>".
         """
         limit = self.value()
         if amount > limit:
-            raise self.exceeded(f"{what} ({amount:,} {self.unit})", path=path, row=row)
+            raise self.exceeded(f"{what}: {amount:,} {self.unit}", path=path, row=row)
 
     def exceeded(self, what: str, *, path: str | Path | None,
                  row: int | None = None) -> DataImportError:
@@ -75,7 +75,7 @@ class Limit:
     @property
     def remedy(self) -> str:
         return (f"if the data is genuine and this machine has the memory, raise the limit with the "
-                f"environment variable {self.variable} (see {LIMITS_DOC})")
+                f"environment variable {self.variable}; see {LIMITS_DOC}")
 
 
 MAX_PIXELS = Limit("DPSAD_MAX_PIXELS", 50_000_000, "pixels")
@@ -110,4 +110,4 @@ def check_label_range(label: object, *, what: str, path: str | Path | None,
             f"{what} is label {label}, over the limit of {limit:,} classes (labels 0..{limit - 1})",
             path=path, row=row,
             remedy=f"labels must be class numbers 0, 1, 2, ...; for more classes, raise the limit "
-                   f"with the environment variable {MAX_CLASSES.variable} (see {LIMITS_DOC})")
+                   f"with the environment variable {MAX_CLASSES.variable}; see {LIMITS_DOC}")

@@ -111,7 +111,7 @@ def _read_rows(csv_path: Path, handle: TextIO) -> tuple[list[_Row], bool]:
             row_number = reader.line_num
             if not any(cell.strip() for cell in cells):
                 continue
-            limits.MAX_RECORDS.check(len(rows) + 1, what="the manifest lists more images",
+            limits.MAX_RECORDS.check(len(rows) + 1, what="the manifest lists too many images",
                                      path=csv_path, row=row_number)
             path_text = _cell(cells, path_at)
             label = _cell(cells, label_at)

@@ -21,7 +21,7 @@ import numpy as np
 
 from dpsad_core.data import limits
 from dpsad_core.data.dataset import ImageDataset
-from dpsad_core.data.imaging import batch_to_chw, to_unit_float
+from dpsad_core.data.imaging import batch_to_chw, captured_warnings, to_unit_float
 from dpsad_core.data.regular_files import open_regular
 from dpsad_core.errors import ConfigError, DataImportError
 
@@ -48,7 +48,7 @@ def load_medmnist(path: Path, *, split: str, name: str, resolution: int | None,
         except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
             raise DataImportError(f"not a readable .npz archive ({exc})", path=path,
                                   remedy="save it again with numpy.savez") from None
-        with archive:
+        with archive, captured_warnings():
             members = _members(archive, path)
             splits = [s for s in SPLITS if f"{s}_images" in members and f"{s}_labels" in members]
             if not splits:
@@ -115,7 +115,7 @@ def _check_header(stream: IO[bytes], key: str, path: Path, *, images: bool) -> N
     if shape:
         limits.MAX_RECORDS.check(shape[0], what=declared, path=path)
     if images and len(shape) >= 3:
-        limits.MAX_PIXELS.check(shape[1] * shape[2], what=f"{declared}: images of "
+        limits.MAX_PIXELS.check(shape[1] * shape[2], what=f"{declared}, images of "
                                                           f"{shape[2]}x{shape[1]}", path=path)
         channels = shape[3] if len(shape) == 4 else 1
         limits.check_float_images(shape[0], channels, shape[1], shape[2], path=path, key=key)
