@@ -59,7 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = commands.add_parser("import", help="read a dataset, check it, and save it in the workspace",
                               description="Formats: a folder with one subfolder per class (PNG, JPEG, BMP, TIFF, "
                                           "DICOM); a CSV manifest (path,label[,patient_id]); MNIST IDX files; "
-                                          "a MedMNIST .npz.")
+                                          "a MedMNIST .npz.",
+                              epilog="Sizes are capped (pixels per image, records, classes, data bytes); the "
+                                     "DPSAD_MAX_* environment variables raise the caps: see docs/limits.md.")
     sub.add_argument("path", help="folder, .csv, IDX file or folder, or .npz")
     sub.add_argument("--name", help="name to save it under (default: derived from the path)")
     sub.add_argument("--split", default="train", help="split for IDX (train/test) and .npz (train/val/test) files")

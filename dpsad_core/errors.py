@@ -7,7 +7,10 @@ dialog. Neither shows a traceback for these.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+
+_LINE_BREAKS = re.compile(r"\s*[\r\n\v\f\x1c-\x1e\x85\u2028\u2029]+\s*")
 
 
 class DpsadError(Exception):
@@ -21,9 +24,9 @@ class DpsadError(Exception):
         super().__init__(message)
 
     def __str__(self) -> str:
-        if self.remedy:
-            return f"{self.message} ({self.remedy})"
-        return self.message
+        text = f"{self.message} ({self.remedy})" if self.remedy else self.message
+        # One line whatever went in: a decoder's multi-line text, a file name with a line break.
+        return _LINE_BREAKS.sub(" ", text)
 
 
 class ConfigError(DpsadError):

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dpsad_core.data import limits
 from dpsad_core.data.dataset import ImageDataset
 from dpsad_core.data.dicom import read_dicom
 from dpsad_core.data.imaging import DICOM_SUFFIXES, UnreadableImageError, read_pil_image, \
@@ -38,6 +39,7 @@ class RecordCollector:
     patient_ids: list[str | None] = field(default_factory=list)
     origins: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    decoded_bytes: int = 0
 
     def add_file(self, path: Path, label: str, *, patient_id: str | None = None,
                  row: int | None = None, error_path: Path | None = None) -> bool:
@@ -56,6 +58,12 @@ class RecordCollector:
                 raise
             raise UnreadableImageError(f"{path}: {exc.message}", path=error_path,
                                        row=row) from None
+        # Images are held at their own size until stacking: bound the sum, not only each one.
+        self.decoded_bytes += image.nbytes
+        if self.decoded_bytes > limits.MAX_DATA_BYTES.value():
+            raise limits.MAX_DATA_BYTES.exceeded(
+                f"the {len(self.images) + 1:,} images read so far decode to "
+                f"{self.decoded_bytes:,} bytes", path=error_path or path, row=row)
         self.images.append(image)
         self.label_names.append(label)
         self.patient_ids.append(patient_id if patient_id is not None else tag_patient_id)

@@ -4,18 +4,27 @@ A folder holds ``train-images-idx3-ubyte[.gz]``, ``train-labels-idx1-ubyte[.gz]`
 ``t10k`` (the test split). One images file may also be passed directly; its labels file must sit
 beside it. IDX format: two zero bytes, a type byte (0x08 = unsigned byte), the number of
 dimensions, then each dimension as a big-endian uint32, then the values in C order.
+
+The dimensions are checked against the caps (records, pixels per image, data bytes; see
+:mod:`.limits`) before the values are read, and a gzipped file is decompressed as a stream that
+stops one byte after what the header declared, so a gzip bomb costs no more than an honest file.
 """
 
 from __future__ import annotations
 
 import gzip
+import math
+import os
 import zlib
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
+from dpsad_core.data import limits
 from dpsad_core.data.dataset import ImageDataset
 from dpsad_core.data.imaging import batch_to_chw
+from dpsad_core.data.regular_files import open_regular
 from dpsad_core.errors import ConfigError, DataImportError
 
 SPLIT_PREFIXES = {"train": "train", "test": "t10k"}
@@ -27,8 +36,10 @@ _GZIP_MAGIC = b"\x1f\x8b"
 
 
 def _existing(folder: Path, stem: str) -> Path | None:
+    # Anything by that name that is not a folder: a FIFO or a broken link is then refused by name
+    # when read, instead of being overlooked with a misleading "missing" message.
     for candidate in (folder / stem, folder / f"{stem}.gz"):
-        if candidate.is_file():
+        if os.path.lexists(candidate) and not candidate.is_dir():
             return candidate
     return None
 
@@ -86,33 +97,53 @@ def labels_beside(images_path: Path) -> Path:
 
 
 def read_idx(path: Path, *, ndim: int) -> np.ndarray:
-    """Read an unsigned-byte IDX array with ``ndim`` dimensions, checking magic and size."""
-    try:
-        with open(path, "rb") as handle:
-            data = handle.read()
-        if data[:2] == _GZIP_MAGIC:
-            data = gzip.decompress(data)
-    except (OSError, EOFError, zlib.error) as exc:
-        raise DataImportError(f"truncated or damaged gzip file ({exc})", path=path,
-                              remedy="download or copy the file again") from None
+    """Read an unsigned-byte IDX array with ``ndim`` dimensions, checking magic, size and caps."""
+    with open_regular(path) as raw:
+        gzipped = raw.read(2) == _GZIP_MAGIC
+        raw.seek(0)
+        stream: BinaryIO = gzip.GzipFile(fileobj=raw, mode="rb") if gzipped else raw  # type: ignore
+        try:
+            dims = _read_header(stream, path, ndim=ndim)
+            size = math.prod(dims)  # a Python int: no overflow whatever the header says
+            _check_dims(dims, size, path)
+            data = stream.read(size + 1)  # one byte more tells "too long" without reading it all
+        except (OSError, EOFError, zlib.error) as exc:
+            raise DataImportError(f"truncated or damaged gzip file ({exc})", path=path,
+                                  remedy="download or copy the file again") from None
     header_size = 4 + 4 * ndim
-    if len(data) < 4 or data[0:2] != b"\x00\x00":
-        raise DataImportError(f"not an IDX file (magic number {data[:4].hex() or 'missing'})",
+    if len(data) != size:
+        state = "truncated" if len(data) < size else "too long"
+        found = f"{header_size + len(data)}" if len(data) <= size else "more"
+        raise DataImportError(f"{state}: dimensions {dims} need {header_size + size} bytes, the "
+                              f"{'decompressed ' if gzipped else ''}file has {found}", path=path,
+                              remedy="download or copy the file again")
+    return np.frombuffer(data, dtype=np.uint8).reshape(dims)
+
+
+def _read_header(stream: BinaryIO, path: Path, *, ndim: int) -> tuple[int, ...]:
+    magic = stream.read(4)
+    if len(magic) < 4 or magic[0:2] != b"\x00\x00":
+        raise DataImportError(f"not an IDX file (magic number {magic.hex() or 'missing'})",
                               path=path, remedy="pass MNIST-format IDX files")
-    if data[2] != _UNSIGNED_BYTE or data[3] != ndim:
-        raise DataImportError(f"IDX magic number {data[:4].hex()} is not 0000080{ndim} (unsigned "
+    if magic[2] != _UNSIGNED_BYTE or magic[3] != ndim:
+        raise DataImportError(f"IDX magic number {magic.hex()} is not 0000080{ndim} (unsigned "
                               f"bytes, {ndim} dimensions)", path=path,
                               remedy="pass the images (idx3) and labels (idx1) files of MNIST")
-    if len(data) < header_size:
-        raise DataImportError(f"truncated IDX header: {len(data)} bytes", path=path,
+    raw_dims = stream.read(4 * ndim)
+    if len(raw_dims) < 4 * ndim:
+        raise DataImportError(f"truncated IDX header: {4 + len(raw_dims)} bytes", path=path,
                               remedy="download or copy the file again")
-    dims = tuple(int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
-    expected = header_size + int(np.prod(dims, dtype=np.int64))
-    if len(data) != expected:
-        state = "truncated" if len(data) < expected else "too long"
-        raise DataImportError(f"{state}: dimensions {dims} need {expected} bytes, the file has "
-                              f"{len(data)}", path=path, remedy="download or copy the file again")
-    return np.frombuffer(data, dtype=np.uint8, offset=header_size).reshape(dims)
+    return tuple(int.from_bytes(raw_dims[4 * i: 4 * i + 4], "big") for i in range(ndim))
+
+
+def _check_dims(dims: tuple[int, ...], size: int, path: Path) -> None:
+    """Refuse dimensions over the caps before a byte of the values is read."""
+    limits.MAX_RECORDS.check(dims[0], what=f"dimensions {dims}", path=path)
+    if len(dims) == 3:
+        limits.MAX_PIXELS.check(dims[1] * dims[2], what=f"dimensions {dims} declare images of "
+                                                        f"{dims[2]}x{dims[1]}", path=path)
+        limits.check_float_images(dims[0], 1, dims[1], dims[2], path=path)
+    limits.MAX_DATA_BYTES.check(size, what=f"values declared by dimensions {dims}", path=path)
 
 
 def load_idx(images_path: Path, labels_path: Path, *, class_names: tuple[str, ...], name: str,

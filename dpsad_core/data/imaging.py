@@ -7,14 +7,18 @@ importers collect one array per file (``H x W`` for grey, ``H x W x 3`` for colo
 
 from __future__ import annotations
 
+import contextlib
+import warnings
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from dpsad_core.errors import ConfigError, DataImportError
+from dpsad_core.data import limits
+from dpsad_core.data.regular_files import open_regular
+from dpsad_core.errors import ConfigError, DataImportError, DpsadError
 
 PIL_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"})
 DICOM_SUFFIXES = frozenset({".dcm"})
@@ -91,21 +95,58 @@ def to_unit_float(array: np.ndarray, *, path: str | Path, what: str) -> np.ndarr
                           "[0, 255]", path=path, remedy="rescale the images to [0, 1]")
 
 
+@contextlib.contextmanager
+def captured_warnings() -> Iterator[list[warnings.WarningMessage]]:
+    """Record the warnings a third-party decoder emits instead of letting them reach stderr.
+
+    Decoders (PIL, pydicom, numpy) warn about oddities in the files they read; next to our one-line
+    error those lines only confuse. The readers check what matters themselves (sizes, finite values)
+    and drop the rest; the list is there for a reader that wants to turn one into an error.
+    """
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield caught
+
+
 def read_pil_image(path: Path) -> np.ndarray:
     """Decode a PNG/JPEG/BMP/TIFF file to float32 ``H x W`` (grey) or ``H x W x 3`` (colour).
 
     Palette and RGBA images become RGB (alpha dropped); 16-bit grey is divided by 65535. Only the
-    first frame of a multi-frame file is read.
+    first frame of a multi-frame file is read. The size is checked against ``DPSAD_MAX_PIXELS``
+    from the header, before decoding.
     """
-    try:
-        with Image.open(path) as image:
-            image.load()
+    max_pixels = limits.MAX_PIXELS.value()
+    # PIL's own decompression-bomb check (a warning above the limit, an error above twice it) uses
+    # the same limit, so its verdict and ours agree; both end in the same one-line error.
+    Image.MAX_IMAGE_PIXELS = max_pixels
+    with open_regular(path) as handle, captured_warnings():
+        try:
+            image = Image.open(handle)
+        except Image.DecompressionBombError:
+            raise limits.MAX_PIXELS.exceeded(f"image has more than {2 * max_pixels:,} pixels",
+                                             path=path) from None
+        except UnidentifiedImageError:
+            raise UnreadableImageError("not a readable image (unknown or damaged format)",
+                                       path=path) from None
+        except DpsadError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - decoders raise many types on damaged input
+            raise UnreadableImageError(f"cannot decode image ({type(exc).__name__}: {exc})",
+                                       path=path) from None
+        with image:
+            width, height = image.size
+            limits.MAX_PIXELS.check(width * height, what=f"image is {width}x{height}", path=path)
+            try:
+                image.load()
+            except Image.DecompressionBombError:  # a frame or tile larger than the header said
+                raise limits.MAX_PIXELS.exceeded("a frame of the image is larger than its header "
+                                                 "says", path=path) from None
+            except DpsadError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - as above: any decoder failure is damage
+                raise UnreadableImageError(f"cannot decode image ({type(exc).__name__}: {exc})",
+                                           path=path) from None
             return _pil_to_array(image, path)
-    except UnidentifiedImageError:
-        raise UnreadableImageError("not a readable image (unknown or damaged format)",
-                                   path=path) from None
-    except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as exc:
-        raise UnreadableImageError(f"cannot decode image ({exc})", path=path) from None
 
 
 def _pil_to_array(image: Image.Image, path: Path) -> np.ndarray:
@@ -189,6 +230,7 @@ def stack_images(images: Sequence[np.ndarray], *, origins: Sequence[str], source
             f"({len(colour)}, e.g. {origins[colour[0]]})", path=source, remedy=CHANNELS_REMEDY)
     target_channels = channels or (3 if colour else 1)
     size = choose_size(Counter(image.shape[:2] for image in images), resolution, source)
+    limits.check_float_images(len(images), target_channels, size, size, path=source)
     out = np.empty((len(images), target_channels, size, size), dtype=np.float32)
     for index, image in enumerate(images):
         out[index] = to_chw(image, target_channels, size)
@@ -206,6 +248,7 @@ def batch_to_chw(array: np.ndarray, *, resolution: int | None, channels: int | N
     target_channels = channels or (3 if is_colour else 1)
     height, width = array.shape[1:3]
     size = choose_size(Counter({(height, width): len(array)}), resolution, source)
+    limits.check_float_images(len(array), target_channels, size, size, path=source)
     if size == height == width:
         if is_colour:
             planes = luma(array)[:, None] if target_channels == 1 else array.transpose(0, 3, 1, 2)

@@ -24,6 +24,7 @@ from dpsad_core.data.folder import load_class_folder
 from dpsad_core.data.imaging import IMAGE_SUFFIXES, batch_to_chw, chw_to_hwc, validate_options
 from dpsad_core.data.manifest import load_manifest
 from dpsad_core.data.medmnist import load_medmnist
+from dpsad_core.data.regular_files import path_kind
 from dpsad_core.data.store import (META_FILE, check_name, datasets_dir, is_safe_name,
                                    load_saved_dataset, sanitise_name, saved_dataset_names)
 from dpsad_core.errors import ConfigError, DataImportError, TooFewRecordsError
@@ -66,7 +67,9 @@ def load_dataset(source: str | os.PathLike[str], *, split: str = "train",
     Raises
     ------
     DataImportError
-        The source is missing, unreadable or unusable; the message names the file (and row).
+        The source is missing, unreadable or unusable, is not a regular file or folder, or passes
+        a cap of :mod:`dpsad_core.data.limits` (pixels, records, classes, data bytes); the message
+        names the file (and row).
     TooFewRecordsError
         Fewer than ``min_records`` privacy units.
     ConfigError
@@ -78,8 +81,9 @@ def load_dataset(source: str | os.PathLike[str], *, split: str = "train",
     if name is not None:
         check_name(name)
     path = Path(source).expanduser()
-    if not path.exists():
+    if not path.exists() and not path.is_symlink():
         raise DataImportError("no such file or folder", path=path, remedy=f"pass {ACCEPTED}")
+    path_kind(path)  # a FIFO, a device or a symbolic link loop is refused by name, never opened
     path = path.resolve()
     options = {"resolution": resolution, "channels": channels}
     suffix = path.suffix.lower()
@@ -141,7 +145,7 @@ def resolve_data_source(spec: str, *, workspace: Path, split: str = "train",
             and (datasets_dir(workspace) / text / META_FILE).is_file():
         dataset = conform_dataset(load_saved_dataset(datasets_dir(workspace) / text),
                                   resolution=resolution, channels=channels)
-    elif text and Path(text).expanduser().exists():
+    elif text and os.path.lexists(Path(text).expanduser()):
         return load_dataset(text, split=split, resolution=resolution, channels=channels,
                             skip_corrupt=skip_corrupt, min_records=min_records)
     else:

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import gzip
+import os
 import struct
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -159,3 +162,30 @@ def shared_data() -> Path:
 def dicom():
     """The :func:`write_dicom` helper, for tests that build their own DICOM files."""
     return write_dicom
+
+
+def run_import(source: Path, *extra: str, env: dict[str, str] | None = None,
+               timeout: float = 60) -> subprocess.CompletedProcess:
+    """``dpsad-core import SOURCE --min-records 1 ...`` in a child process, as a user runs it.
+
+    A child process, so that what reaches stderr (warnings included) is what a user sees, and so
+    that a hang ends in ``TimeoutExpired`` instead of a stuck test. Limits the caller does not set
+    are the defaults, whatever the environment running the tests says.
+    """
+    child_env = {key: value for key, value in os.environ.items()
+                 if not key.startswith("DPSAD_MAX_") and key != "DPSAD_DEBUG"}
+    child_env.update(env or {})
+    return subprocess.run([sys.executable, "-m", "dpsad_core.cli", "import", str(source),
+                           "--min-records", "1", *extra], capture_output=True, text=True,
+                          env=child_env, timeout=timeout)
+
+
+def assert_refused(proc: subprocess.CompletedProcess, exit_code: int, *mentions: str) -> str:
+    """The import was refused with ``exit_code`` and exactly one line on stderr naming each of
+    ``mentions`` (a file name, a tag, a limit); returns that line."""
+    lines = proc.stderr.splitlines()
+    assert proc.returncode == exit_code, (proc.returncode, proc.stderr)
+    assert len(lines) == 1, proc.stderr
+    for mention in mentions:
+        assert mention in lines[0], (mention, lines[0])
+    return lines[0]
