@@ -126,11 +126,17 @@ class BundleReader:
     def names(self) -> set[str]:
         return set(self.sizes)
 
-    def read(self, relative: str, *, limit: int, what: str, limit_name: str | None = None) -> bytes:
-        """The whole member, refused when its declared size or the bytes it really holds exceed ``limit``."""
+    def check_size(self, relative: str, *, limit: int, what: str, limit_name: str | None = None) -> None:
+        """Refuse the member (by name, with ``what`` it is) when its declared size is over ``limit``."""
         declared = self.sizes[relative]
         if declared > limit:
-            raise self._too_big(relative, declared, limit, what, limit_name)
+            remedy = _too_big_remedy(limit_name) if limit_name else _TAMPERED
+            raise self._refuse(self._member(relative), f"is {declared:,} bytes, more than the {limit:,} a {what} may "
+                               "have", remedy)
+
+    def read(self, relative: str, *, limit: int, what: str, limit_name: str | None = None) -> bytes:
+        """The whole member, refused when its declared size or the bytes it really holds exceed ``limit``."""
+        self.check_size(relative, limit=limit, what=what, limit_name=limit_name)
         return b"".join(self._chunks(relative, limit))
 
     def sha256(self, relative: str) -> str:
@@ -159,11 +165,6 @@ class BundleReader:
 
     def _refuse(self, member: str, reason: str, remedy: str = _TAMPERED) -> BundleError:
         return BundleError(f"{self.label}: member {member!r} {reason}", path=self.label, remedy=remedy)
-
-    def _too_big(self, relative: str, size: int, limit: int, what: str, limit_name: str | None) -> BundleError:
-        remedy = _too_big_remedy(limit_name) if limit_name else _TAMPERED
-        return self._refuse(self._member(relative), f"is {size:,} bytes, more than the {limit:,} a {what} may have",
-                            remedy)
 
     def _capped(self, relative: str, handle: BinaryIO, limit: int) -> Iterator[bytes]:
         """Chunks of ``handle``, refused as soon as they pass ``limit`` bytes (whatever a header said)."""
@@ -450,12 +451,16 @@ def read_regular_file(path: Path, *, limit: int) -> bytes:
         descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0) | getattr(os, "O_NONBLOCK", 0))
     except OSError as error:
         raise UnreadableFile(f"cannot be read: {error.strerror}") from None
+    status = os.fstat(descriptor)
+    problem = None
+    if not stat.S_ISREG(status.st_mode):
+        problem = f"is {_kind(status.st_mode)}, not a regular file"
+    elif status.st_size > limit:
+        problem = f"is {status.st_size:,} bytes, more than the {limit:,} a key file may have"
+    if problem is not None:
+        os.close(descriptor)
+        raise UnreadableFile(problem)
     with os.fdopen(descriptor, "rb") as handle:
-        status = os.fstat(handle.fileno())
-        if not stat.S_ISREG(status.st_mode):
-            raise UnreadableFile(f"is {_kind(status.st_mode)}, not a regular file")
-        if status.st_size > limit:
-            raise UnreadableFile(f"is {status.st_size:,} bytes, more than the {limit:,} a key file may have")
         data = handle.read(limit + 1)
     if len(data) > limit:
         raise UnreadableFile(f"holds more than the {limit:,} bytes a key file may have")

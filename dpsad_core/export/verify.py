@@ -97,8 +97,10 @@ def _verify(reader: BundleReader, path: Path, expected: Ed25519PublicKey | None)
     if MANIFEST not in present:
         problems.append(f"removed: {MANIFEST} (the bundle has no MANIFEST, so nothing in it can be checked)")
         return VerifyResult(path=path, ok=False, problems=tuple(problems))
-    manifest_bytes = reader.read(MANIFEST, limit=reader.limits.max_manifest_bytes, what="MANIFEST",
-                                 limit_name="max_manifest_bytes")
+    # Everything read whole is size-checked before anything is read or hashed: a bomb is refused at once.
+    for relative in _read_whole(reader.limits).keys() & present:
+        reader.check_size(relative, **_read_whole(reader.limits)[relative])
+    manifest_bytes = _read(reader, MANIFEST)
     try:
         entries = parse_manifest(manifest_bytes)
     except BundleError as error:
@@ -131,18 +133,31 @@ def _verify(reader: BundleReader, path: Path, expected: Ed25519PublicKey | None)
                         signer_fingerprint=signer, key_pinned=expected is not None and signature_ok and not problems)
 
 
+def _read_whole(limits: BundleLimits) -> dict[str, dict[str, Any]]:
+    """The members verify reads into memory: each one's cap, what a message calls it, the limit that raises it."""
+    return {MANIFEST: {"limit": limits.max_manifest_bytes, "what": "MANIFEST", "limit_name": "max_manifest_bytes"},
+            PUBLIC_KEY: {"limit": SMALL_BYTES, "what": "public key"},
+            SIGNER: {"limit": SMALL_BYTES, "what": "signer record"},
+            SIGNATURE: {"limit": SMALL_BYTES, "what": "signature"},
+            REPORT_JSON: {"limit": DOCUMENT_BYTES, "what": "privacy report"}}
+
+
+def _read(reader: BundleReader, relative: str) -> bytes:
+    return reader.read(relative, **_read_whole(reader.limits)[relative])
+
+
 def _embedded_key(reader: BundleReader, present: set[str], problems: list[str]) -> Ed25519PublicKey | None:
     if PUBLIC_KEY not in present:
         problems.append(f"removed: {PUBLIC_KEY} (the signer's public key is missing)")
         return None
     try:
-        key = public_key_from_bytes(reader.read(PUBLIC_KEY, limit=SMALL_BYTES, what="public key"), source=PUBLIC_KEY)
+        key = public_key_from_bytes(_read(reader, PUBLIC_KEY), source=PUBLIC_KEY)
     except ConfigError as error:
         problems.append(f"public key: {error.message}")
         return None
     if SIGNER in present:
         try:
-            recorded = json.loads(reader.read(SIGNER, limit=SMALL_BYTES, what="signer record")).get("fingerprint")
+            recorded = json.loads(_read(reader, SIGNER)).get("fingerprint")
         except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
             recorded = None
             problems.append(f"public key: {SIGNER} is not valid JSON")
@@ -157,7 +172,7 @@ def _check_signature(reader: BundleReader, present: set[str], manifest_bytes: by
     if SIGNATURE not in present:
         problems.append(f"signature: {SIGNATURE} is missing")
         return False
-    text = reader.read(SIGNATURE, limit=SMALL_BYTES, what="signature").strip()
+    text = _read(reader, SIGNATURE).strip()
     try:
         signature = bytes.fromhex(text.decode("ascii"))
     except (UnicodeDecodeError, ValueError):
@@ -183,7 +198,7 @@ def _summary(reader: BundleReader, present: set[str], problems: list[str]) -> di
     if REPORT_JSON not in present:
         return {}
     try:
-        report = json.loads(reader.read(REPORT_JSON, limit=DOCUMENT_BYTES, what="privacy report"))
+        report = json.loads(_read(reader, REPORT_JSON))
         guarantee = report["guarantee"]
         return {"title": report.get("title"), "private": guarantee["differentially_private"],
                 "epsilon": guarantee["epsilon"], "delta": guarantee["delta"],
