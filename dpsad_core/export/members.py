@@ -20,44 +20,25 @@ the verifier runs without numpy or torch.
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import os
 import stat
-import struct
-import zipfile
-import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, fields
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import BinaryIO
 
 from dpsad_core.errors import ConfigError
-from dpsad_core.export.layout import MANIFEST, BundleError
+from dpsad_core.export.layout import BundleError
 
 KiB, MiB, GiB = 1 << 10, 1 << 20, 1 << 30
 #: Files verify reads whole into memory besides the MANIFEST: privacy-report.json ...
 DOCUMENT_BYTES = 64 * MiB
 #: ... and the small ones: the signature, signer.json, a public key (in the bundle or given with --public-key).
 SMALL_BYTES = 64 * KiB
-#: Central-directory bytes allowed per member before zipfile parses it (a member's entry is 46 bytes plus
-#: its name and extra fields; a bundle's names are well under 200 characters).
-_DIRECTORY_BYTES_PER_MEMBER = 512
 _CHUNK = 1 << 20
-_ZIP_METHODS = {zipfile.ZIP_STORED: "stored", zipfile.ZIP_DEFLATED: "deflate", zipfile.ZIP_BZIP2: "bzip2",
-                zipfile.ZIP_LZMA: "lzma"}
-_ZIP_ENCRYPTED = 0x1 | 0x40  # traditional PKWARE encryption, strong encryption
-_TAMPERED = "the bundle was tampered with or built wrongly: do not use it; ask the signer for a new copy"
-_DAMAGED = "the bundle is damaged or was tampered with: ask the signer for a new copy"
-# What reading a hostile zip member can raise from inside zipfile and its decompressors.
-_DECODE_ERRORS: tuple[type[BaseException], ...] = (zipfile.BadZipFile, zlib.error, EOFError, OSError, RuntimeError,
-                                                   ValueError, struct.error)
-try:
-    import lzma
-
-    _DECODE_ERRORS += (lzma.LZMAError,)
-except ImportError:  # a Python built without lzma cannot read such members: zipfile says so (RuntimeError)
-    pass
+TAMPERED = "the bundle was tampered with or built wrongly: do not use it; ask the signer for a new copy"
+DAMAGED = "the bundle is damaged or was tampered with: ask the signer for a new copy"
 
 
 @dataclass(frozen=True)
@@ -105,7 +86,7 @@ LIMIT_VARIABLES = {"max_members": "DPSAD_BUNDLE_MAX_MEMBERS", "max_member_bytes"
                    "max_manifest_bytes": "DPSAD_BUNDLE_MAX_MANIFEST_BYTES"}
 
 
-def _too_big_remedy(limit_name: str) -> str:
+def too_big_remedy(limit_name: str) -> str:
     return (f"if you trust where the bundle came from, raise the limit with {LIMIT_VARIABLES[limit_name]} "
             "(see docs/limits.md); otherwise do not use it")
 
@@ -130,7 +111,7 @@ class BundleReader:
         """Refuse the member (by name, with ``what`` it is) when its declared size is over ``limit``."""
         declared = self.sizes[relative]
         if declared > limit:
-            remedy = _too_big_remedy(limit_name) if limit_name else _TAMPERED
+            remedy = too_big_remedy(limit_name) if limit_name else TAMPERED
             raise self._refuse(self._member(relative), f"is {declared:,} bytes, more than the {limit:,} a {what} may "
                                "have", remedy)
 
@@ -163,7 +144,7 @@ class BundleReader:
         """How a message names the member (its name inside the zip, or its path in the folder)."""
         return relative
 
-    def _refuse(self, member: str, reason: str, remedy: str = _TAMPERED) -> BundleError:
+    def _refuse(self, member: str, reason: str, remedy: str = TAMPERED) -> BundleError:
         return BundleError(f"{self.label}: member {member!r} {reason}", path=self.label, remedy=remedy)
 
     def _capped(self, relative: str, handle: BinaryIO, limit: int) -> Iterator[bytes]:
@@ -176,7 +157,7 @@ class BundleReader:
             size += len(chunk)
             if size > limit:
                 raise self._refuse(self._member(relative), f"holds more than the {limit:,} bytes it may have "
-                                   "(its header understates its size)", _DAMAGED)
+                                   "(its header understates its size)", DAMAGED)
             yield chunk
 
     def _count(self, member: str) -> None:
@@ -184,18 +165,18 @@ class BundleReader:
         self._entries += 1
         if self._entries > self.limits.max_members:
             raise BundleError(f"{self.label}: holds more than {self.limits.max_members:,} members, files and "
-                              f"folders (at {member!r})", path=self.label, remedy=_too_big_remedy("max_members"))
+                              f"folders (at {member!r})", path=self.label, remedy=too_big_remedy("max_members"))
 
     def _add(self, relative: str, member: str, size: int) -> None:
         """Record a file found while checking the structure, refusing one too big."""
         limits = self.limits
         if size > limits.max_member_bytes:
             raise self._refuse(member, f"is {size:,} bytes, more than the {limits.max_member_bytes:,} a member may "
-                               "have", _too_big_remedy("max_member_bytes"))
+                               "have", too_big_remedy("max_member_bytes"))
         self._total += size
         if self._total > limits.max_total_bytes:
             raise self._refuse(member, f"brings the bundle past {limits.max_total_bytes:,} bytes in all",
-                               _too_big_remedy("max_total_bytes"))
+                               too_big_remedy("max_total_bytes"))
         self.sizes[relative] = size
 
 
@@ -221,15 +202,7 @@ def name_problem(name: str) -> str | None:
     return None
 
 
-# -- a folder ------------------------------------------------------------------------------------------
-_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
-_READ_FLAGS = os.O_RDONLY | getattr(os, "O_BINARY", 0) | getattr(os, "O_NONBLOCK", 0) | _NOFOLLOW
-# Opening each folder relative to its parent, without following links, leaves no moment at which a
-# folder swapped for a link could lead a read outside the bundle (POSIX; elsewhere the walk's check stands).
-_OPEN_BENEATH = bool(_NOFOLLOW) and hasattr(os, "O_DIRECTORY") and os.open in os.supports_dir_fd
-
-
-def _kind(mode: int) -> str:
+def kind_of(mode: int) -> str:
     """What a non-regular file is, for a message ("a symbolic link", "a FIFO", ...)."""
     for test, kind in ((stat.S_ISLNK, "a symbolic link"), (stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO"),
                        (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
@@ -239,180 +212,12 @@ def _kind(mode: int) -> str:
     return f"a special file (mode {stat.S_IFMT(mode):o})"
 
 
-def _not_regular(mode: int) -> str:
-    return (f"is {_kind(mode)}: a bundle holds only regular files and folders, and verify never follows a link or "
+def not_regular(mode: int) -> str:
+    return (f"is {kind_of(mode)}: a bundle holds only regular files and folders, and verify never follows a link or "
             "opens a special file")
 
 
-class _FolderReader(BundleReader):
-    def __init__(self, folder: Path, limits: BundleLimits) -> None:
-        super().__init__(str(folder), limits)
-        self.folder = folder
-        self._walk()
-
-    def _walk(self) -> None:
-        pending = [""]
-        while pending:
-            prefix = pending.pop()
-            try:
-                # Counted while listed, never listed whole first: a folder of millions of entries stops early.
-                with os.scandir(self.folder / prefix if prefix else self.folder) as entries:
-                    for entry in entries:
-                        self._visit(prefix + entry.name, entry.stat(follow_symlinks=False).st_mode, entry, pending)
-            except OSError as error:
-                raise self._refuse(prefix.rstrip("/") or ".", f"cannot be listed ({error.strerror})",
-                                   "check the folder's permissions") from None
-
-    def _visit(self, relative: str, mode: int, entry: os.DirEntry, pending: list[str]) -> None:
-        self._count(relative)
-        problem = name_problem(relative)
-        if problem is not None:
-            raise self._refuse(relative, problem)
-        if stat.S_ISDIR(mode):
-            pending.append(relative + "/")
-        elif stat.S_ISREG(mode):
-            self._add(relative, relative, entry.stat(follow_symlinks=False).st_size)
-        else:
-            raise self._refuse(relative, _not_regular(mode))
-
-    def _chunks(self, relative: str, limit: int) -> Iterator[bytes]:
-        try:
-            descriptor = self._open_beneath(relative)
-        except OSError as error:
-            linked = error.errno in (errno.ELOOP, errno.EMLINK, errno.ENOTDIR)  # O_NOFOLLOW met a link
-            reason = _not_regular(stat.S_IFLNK) if linked else f"cannot be read ({error.strerror})"
-            raise self._refuse(relative, reason) from None
-        with os.fdopen(descriptor, "rb") as handle:
-            mode = os.fstat(handle.fileno()).st_mode
-            if not stat.S_ISREG(mode):  # replaced after the walk
-                raise self._refuse(relative, _not_regular(mode))
-            yield from self._capped(relative, handle, limit)
-
-    def _open_beneath(self, relative: str) -> int:
-        if not _OPEN_BENEATH:
-            return os.open(self.folder / relative, _READ_FLAGS)
-        *folders, name = relative.split("/")
-        current = os.open(self.folder, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            for folder in folders:
-                inner = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | _NOFOLLOW, dir_fd=current)
-                os.close(current)
-                current = inner
-            return os.open(name, _READ_FLAGS, dir_fd=current)
-        finally:
-            os.close(current)
-
-
-# -- a zip ---------------------------------------------------------------------------------------------
-class _ZipReader(BundleReader):
-    """A zip holding one bundle folder; members outside that folder are named ``../<name>``."""
-
-    def __init__(self, path: Path, limits: BundleLimits) -> None:
-        super().__init__(str(path), limits)
-        self._check_directory_size(path)
-        try:
-            self.zip = zipfile.ZipFile(path)
-        except _DECODE_ERRORS as error:
-            raise BundleError(f"{path} is not a readable zip ({_one_line(error)})", path=path,
-                              remedy="the download is incomplete or damaged; ask for a new copy") from None
-        try:
-            self._index()
-        except BaseException:
-            self.zip.close()
-            raise
-
-    def _check_directory_size(self, path: Path) -> None:
-        """Refuse a central directory too big for the member limit before zipfile reads it into memory."""
-        limits = self.limits
-        try:
-            with open(path, "rb") as handle:
-                # zipfile's own reader of the end record, so both read the same numbers (zipfile then
-                # reads exactly ``size`` bytes of directory and makes an object per entry).
-                end = zipfile._EndRecData(handle)
-        except (OSError, ValueError, struct.error):
-            return  # ZipFile reports the unreadable zip below
-        if not end:
-            return
-        entries, size = end[zipfile._ECD_ENTRIES_TOTAL], end[zipfile._ECD_SIZE]
-        if entries > limits.max_members or size > limits.max_members * _DIRECTORY_BYTES_PER_MEMBER:
-            raise BundleError(f"{path}: its central directory declares {entries:,} members in {size:,} bytes, more "
-                              f"than the {limits.max_members:,} members a bundle may hold", path=path,
-                              remedy=_too_big_remedy("max_members"))
-
-    def _index(self) -> None:
-        infos = self.zip.infolist()
-        if len(infos) > self.limits.max_members:
-            raise BundleError(f"{self.label}: holds {len(infos):,} members, more than {self.limits.max_members:,}",
-                              path=self.label, remedy=_too_big_remedy("max_members"))
-        files: dict[str, zipfile.ZipInfo] = {}
-        folders: set[str] = set()
-        for info in infos:
-            self._count(info.filename)
-            self._check_member(info)
-            if info.is_dir():
-                folders.add(info.filename.rstrip("/"))
-            elif info.filename in files:
-                raise self._refuse(info.filename, "appears twice in the zip: an extractor may keep either copy, "
-                                                  "not necessarily the one that was checked")
-            else:
-                files[info.filename] = info
-        folders |= {str(parent) for name in files for parent in PurePosixPath(name).parents if str(parent) != "."}
-        for name in files:
-            if name in folders:
-                raise self._refuse(name, "is both a file and a folder in the zip: an extractor keeps only one")
-        manifests = sorted(name for name in files if name == MANIFEST or name.endswith("/" + MANIFEST))
-        if len(manifests) > 1:
-            raise self._refuse(manifests[1], f"is a second MANIFEST (also {manifests[0]!r}): a zip holds one bundle, "
-                                             "so which one to check would be ambiguous")
-        # A bundle zip holds one top folder; its MANIFEST marks it. Members outside it count as added files.
-        self.prefix = manifests[0][: -len(MANIFEST)] if manifests else ""
-        self.infos: dict[str, zipfile.ZipInfo] = {}
-        for name, info in files.items():
-            relative = name[len(self.prefix):] if name.startswith(self.prefix) else "../" + name
-            self.infos[relative] = info
-            self._add(relative, name, info.file_size)
-
-    def _check_member(self, info: zipfile.ZipInfo) -> None:
-        name = info.filename.rstrip("/") if info.is_dir() else info.filename
-        if info.orig_filename != info.filename and os.sep == "/":
-            raise self._refuse(info.orig_filename, "has a NUL character in its name (it would be read as another "
-                                                   "name)")
-        problem = name_problem(name)
-        if problem is not None:
-            raise self._refuse(info.filename, problem)
-        mode = info.external_attr >> 16
-        if stat.S_IFMT(mode) not in (0, stat.S_IFREG, stat.S_IFDIR):
-            raise self._refuse(info.filename, _not_regular(mode))
-        if info.is_dir():
-            return
-        if info.flag_bits & _ZIP_ENCRYPTED:
-            raise self._refuse(info.filename, "is encrypted: a bundle is never encrypted, and cannot be checked so")
-        if info.compress_type not in _ZIP_METHODS:
-            raise self._refuse(info.filename, f"uses compression method {info.compress_type}, which verify does not "
-                                              f"read (only {', '.join(_ZIP_METHODS.values())})",
-                               "re-create the zip with ordinary deflate compression, or verify the folder")
-
-    def _member(self, relative: str) -> str:
-        return self.infos[relative].filename
-
-    def _chunks(self, relative: str, limit: int) -> Iterator[bytes]:
-        info = self.infos[relative]
-        handle = None
-        try:
-            handle = self.zip.open(info)
-            # zipfile stops at the declared size and checks the CRC there; the cap stands whatever it does.
-            yield from self._capped(relative, handle, min(limit, info.file_size))
-        except _DECODE_ERRORS as error:
-            raise self._refuse(info.filename, f"cannot be read: {_one_line(error)}", _DAMAGED) from None
-        finally:
-            if handle is not None:
-                handle.close()
-
-    def close(self) -> None:
-        self.zip.close()
-
-
-def _one_line(error: BaseException) -> str:
+def one_line(error: BaseException) -> str:
     text = " ".join(str(error).split()) or type(error).__name__
     return text[:200]
 
@@ -431,10 +236,14 @@ def open_bundle(path: Path, limits: BundleLimits) -> BundleReader:
     except OSError:
         raise BundleError(f"{path} does not exist", path=path, remedy="give the bundle folder or its .zip") from None
     if stat.S_ISDIR(mode):
-        return _FolderReader(path, limits)
+        from dpsad_core.export.folder_members import FolderReader
+
+        return FolderReader(path, limits)
     if stat.S_ISREG(mode):
-        return _ZipReader(path, limits)
-    raise BundleError(f"{path} is {_kind(mode)}, not a bundle folder or zip", path=path,
+        from dpsad_core.export.zip_members import ZipReader
+
+        return ZipReader(path, limits)
+    raise BundleError(f"{path} is {kind_of(mode)}, not a bundle folder or zip", path=path,
                       remedy="give the bundle folder or its .zip")
 
 
@@ -454,7 +263,7 @@ def read_regular_file(path: Path, *, limit: int) -> bytes:
     status = os.fstat(descriptor)
     problem = None
     if not stat.S_ISREG(status.st_mode):
-        problem = f"is {_kind(status.st_mode)}, not a regular file"
+        problem = f"is {kind_of(status.st_mode)}, not a regular file"
     elif status.st_size > limit:
         problem = f"is {status.st_size:,} bytes, more than the {limit:,} a key file may have"
     if problem is not None:
