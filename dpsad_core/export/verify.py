@@ -26,8 +26,8 @@ from dpsad_core.errors import ConfigError
 from dpsad_core.export.layout import (CROISSANT, LABELS, MANIFEST, PUBLIC_KEY, REPORT_JSON, SIGNATURE,
                                       SIGNATURE_BYTES, SIGNER, BundleError)
 from dpsad_core.export.manifest import parse_manifest
-from dpsad_core.export.members import (DOCUMENT_BYTES, SMALL_BYTES, BundleLimits, BundleReader, UnreadableFile,
-                                       open_bundle, read_regular_file)
+from dpsad_core.export.members import (DOCUMENT_BYTES, LIMIT_VARIABLES, SMALL_BYTES, BundleLimits, BundleReader,
+                                       UnreadableFile, open_bundle, read_regular_file)
 from dpsad_core.export.signing import fingerprint, public_key_from_bytes, raw_public_bytes
 
 REQUIRED_FILES = (REPORT_JSON, CROISSANT, LABELS, PUBLIC_KEY, SIGNER)
@@ -102,7 +102,8 @@ def _verify(reader: BundleReader, path: Path, expected: Ed25519PublicKey | None)
         reader.check_size(relative, **_read_whole(reader.limits)[relative])
     manifest_bytes = _read(reader, MANIFEST)
     try:
-        entries = parse_manifest(manifest_bytes)
+        entries = parse_manifest(manifest_bytes, max_entries=reader.limits.max_members,
+                                 raise_with=f" ({LIMIT_VARIABLES['max_members']} raises it: docs/limits.md)")
     except BundleError as error:
         return VerifyResult(path=path, ok=False, problems=(f"manifest: {error.message}",))
 

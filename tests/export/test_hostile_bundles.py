@@ -362,3 +362,15 @@ def test_verify_opens_nothing_outside_the_bundle_and_writes_nothing(sealed_bundl
         with pytest.raises(BundleError):
             verify_bundle(sealed_bundle)
     _assert_stays_inside(events, sealed_bundle, outside)
+
+
+def test_a_manifest_listing_more_files_than_a_bundle_may_hold_fails_before_it_is_parsed_whole(
+        sealed_bundle, capsys, monkeypatch):
+    members = sum(1 for _ in sealed_bundle.rglob("*"))
+    monkeypatch.setenv("DPSAD_BUNDLE_MAX_MEMBERS", str(members))
+    assert verify_cli(capsys, sealed_bundle)[0] == 0
+    with open(sealed_bundle / MANIFEST, "a") as handle:
+        handle.writelines(f"{index:064x}  images/0/{index}.png\n" for index in range(members))
+    code, out, err = verify_cli(capsys, sealed_bundle)
+    assert code == BundleError.exit_code and len(err.splitlines()) == 1
+    assert f"MANIFEST lists more than {members} files" in err and "DPSAD_BUNDLE_MAX_MEMBERS" in err
