@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import stat
 from collections.abc import Iterator
 from dataclasses import dataclass, fields
@@ -37,6 +38,7 @@ DOCUMENT_BYTES = 64 * MiB
 #: ... and the small ones: the signature, signer.json, a public key (in the bundle or given with --public-key).
 SMALL_BYTES = 64 * KiB
 _CHUNK = 1 << 20
+_CONTROL_CHARACTER = re.compile(r"[\x00-\x1f\x7f]")
 TAMPERED = "the bundle was tampered with or built wrongly: do not use it; ask the signer for a new copy"
 DAMAGED = "the bundle is damaged or was tampered with: ask the signer for a new copy"
 
@@ -188,7 +190,7 @@ def name_problem(name: str) -> str | None:
         name.encode("utf-8")
     except UnicodeEncodeError:
         return "has a name that is not UTF-8"
-    if any(ord(character) < 32 or ord(character) == 127 for character in name):
+    if _CONTROL_CHARACTER.search(name):
         return "has a control character in its name"
     if "\\" in name:
         return "has a backslash in its name (a folder separator on Windows)"

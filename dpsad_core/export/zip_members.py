@@ -12,7 +12,7 @@ import struct
 import zipfile
 import zlib
 from collections.abc import Iterator
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from dpsad_core.export.layout import MANIFEST, BundleError
 from dpsad_core.export.members import (DAMAGED, BundleLimits, BundleReader, name_problem, not_regular, one_line,
@@ -87,7 +87,13 @@ class ZipReader(BundleReader):
                                                   "not necessarily the one that was checked")
             else:
                 files[info.filename] = info
-        folders |= {str(parent) for name in files for parent in PurePosixPath(name).parents if str(parent) != "."}
+        implied: set[str] = set()
+        for name in files:  # every folder above a file (each found once: stop at one already seen)
+            parent = name.rpartition("/")[0]
+            while parent and parent not in implied:
+                implied.add(parent)
+                parent = parent.rpartition("/")[0]
+        folders |= implied
         for name in files:
             if name in folders:
                 raise self._refuse(name, "is both a file and a folder in the zip: an extractor keeps only one")
