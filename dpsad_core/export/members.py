@@ -120,12 +120,12 @@ class BundleReader:
     def read(self, relative: str, *, limit: int, what: str, limit_name: str | None = None) -> bytes:
         """The whole member, refused when its declared size or the bytes it really holds exceed ``limit``."""
         self.check_size(relative, limit=limit, what=what, limit_name=limit_name)
-        return b"".join(self._chunks(relative, limit))
+        return b"".join(self._chunks(relative, self.sizes[relative]))
 
     def sha256(self, relative: str) -> str:
         """Hex sha256 of the member, streamed (a member of any allowed size never fills memory)."""
         digest = hashlib.sha256()
-        for chunk in self._chunks(relative, self.limits.max_member_bytes):
+        for chunk in self._chunks(relative, self.sizes[relative]):
             digest.update(chunk)
         return digest.hexdigest()
 
@@ -140,6 +140,7 @@ class BundleReader:
 
     # -- for the two kinds of bundle -----------------------------------------------------------------
     def _chunks(self, relative: str, limit: int) -> Iterator[bytes]:
+        """The member's bytes in chunks, through :meth:`_capped` with ``limit`` (its declared size)."""
         raise NotImplementedError
 
     def _member(self, relative: str) -> str:
@@ -150,7 +151,7 @@ class BundleReader:
         return BundleError(f"{self.label}: member {member!r} {reason}", path=self.label, remedy=remedy)
 
     def _capped(self, relative: str, handle: BinaryIO, limit: int) -> Iterator[bytes]:
-        """Chunks of ``handle``, refused as soon as they pass ``limit`` bytes (whatever a header said)."""
+        """Chunks of ``handle``, refused as soon as they pass ``limit``, the size declared (headers can lie)."""
         size = 0
         while True:
             chunk = handle.read(min(_CHUNK, limit + 1 - size))
@@ -158,8 +159,8 @@ class BundleReader:
                 return
             size += len(chunk)
             if size > limit:
-                raise self._refuse(self._member(relative), f"holds more than the {limit:,} bytes it may have "
-                                   "(its header understates its size)", DAMAGED)
+                raise self._refuse(self._member(relative), f"holds more than the {limit:,} bytes declared for it "
+                                   "(its header lies, or it grew while being verified)", DAMAGED)
             yield chunk
 
     def _count(self, member: str) -> None:

@@ -78,7 +78,6 @@ class ZipReader(BundleReader):
         files: dict[str, zipfile.ZipInfo] = {}
         folders: set[str] = set()
         for info in infos:
-            self._count(info.filename)
             self._check_member(info)
             if info.is_dir():
                 folders.add(info.filename.rstrip("/"))
@@ -138,7 +137,7 @@ class ZipReader(BundleReader):
         try:
             handle = self.zip.open(info)
             # zipfile stops at the declared size and checks the CRC there; the cap stands whatever it does.
-            yield from self._capped(relative, handle, min(limit, info.file_size))
+            yield from self._capped(relative, handle, limit)
         except _DECODE_ERRORS as error:
             raise self._refuse(info.filename, f"cannot be read: {one_line(error)}", DAMAGED) from None
         finally:

@@ -374,3 +374,15 @@ def test_a_manifest_listing_more_files_than_a_bundle_may_hold_fails_before_it_is
     code, out, err = verify_cli(capsys, sealed_bundle)
     assert code == BundleError.exit_code and len(err.splitlines()) == 1
     assert f"MANIFEST lists more than {members} files" in err and "DPSAD_BUNDLE_MAX_MEMBERS" in err
+
+
+def test_a_member_that_grows_past_its_declared_size_while_read_is_cut_off(sealed_bundle):
+    """The hard cap behind every read: bytes beyond the size the listing (or a zip header) declared."""
+    from dpsad_core.export.members import BundleLimits, open_bundle
+
+    with open_bundle(sealed_bundle, BundleLimits()) as reader:
+        declared = reader.sizes["labels.csv"]
+        with open(sealed_bundle / "labels.csv", "ab") as handle:
+            handle.write(b"images/9/9-000009.png,9,9\n")
+        with pytest.raises(BundleError, match=rf"'labels.csv' holds more than the {declared} bytes declared"):
+            reader.sha256("labels.csv")
