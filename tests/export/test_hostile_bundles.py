@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import shutil
 import stat
+import subprocess
 import sys
 import zlib
 from contextlib import contextmanager
@@ -386,3 +387,16 @@ def test_a_member_that_grows_past_its_declared_size_while_read_is_cut_off(sealed
             handle.write(b"images/9/9-000009.png,9,9\n")
         with pytest.raises(BundleError, match=rf"'labels.csv' holds more than the {declared} bytes declared"):
             reader.sha256("labels.csv")
+
+
+def test_a_hostile_zip_is_refused_on_a_machine_without_torch_or_numpy(bundle_members, tmp_path):
+    archive = write_zip(tmp_path / "hostile.zip", [RawMember("bundle/labels.csv", b"evil")] + bundle_members)
+    code = ("import sys\n"
+            "for name in ('torch', 'numpy', 'PIL', 'opacus', 'scipy'):\n"
+            "    sys.modules[name] = None  # any import of these now raises ImportError\n"
+            "from dpsad_core.commands.export import verify_main\n"
+            f"sys.exit(verify_main([{str(archive)!r}]))\n")
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2]))
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == BundleError.exit_code, proc.stderr
+    assert len(proc.stderr.splitlines()) == 1 and "'bundle/labels.csv' appears twice" in proc.stderr
