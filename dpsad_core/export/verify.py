@@ -98,8 +98,9 @@ def _verify(reader: BundleReader, path: Path, expected: Ed25519PublicKey | None)
         problems.append(f"removed: {MANIFEST} (the bundle has no MANIFEST, so nothing in it can be checked)")
         return VerifyResult(path=path, ok=False, problems=tuple(problems))
     # Everything read whole is size-checked before anything is read or hashed: a bomb is refused at once.
-    for relative in _read_whole(reader.limits).keys() & present:
-        reader.check_size(relative, **_read_whole(reader.limits)[relative])
+    for relative, cap in _read_whole(reader.limits).items():
+        if relative in present:
+            reader.check_size(relative, **cap)
     manifest_bytes = _read(reader, MANIFEST)
     try:
         entries = parse_manifest(manifest_bytes, max_entries=reader.limits.max_members,
