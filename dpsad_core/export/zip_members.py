@@ -26,7 +26,7 @@ _ZIP_METHODS = {zipfile.ZIP_STORED: "stored", zipfile.ZIP_DEFLATED: "deflate", z
 _ZIP_ENCRYPTED = 0x1 | 0x40  # traditional PKWARE encryption, strong encryption
 #: What reading a hostile zip member can raise from inside zipfile and its decompressors.
 _DECODE_ERRORS: tuple[type[BaseException], ...] = (zipfile.BadZipFile, zlib.error, EOFError, OSError, RuntimeError,
-                                                   ValueError, struct.error)
+                                                   ValueError, OverflowError, struct.error)
 try:
     import lzma
 
@@ -55,12 +55,16 @@ class ZipReader(BundleReader):
     def _check_directory_size(self, path: Path) -> None:
         """Refuse a central directory too big for the member limit before zipfile reads it into memory."""
         limits = self.limits
+        # zipfile's own reader of the end record, so both read the same numbers (zipfile then reads
+        # exactly ``size`` bytes of directory and makes an object per entry). Private: should a Python
+        # drop it, the count checked after zipfile has read the directory still stands.
+        end_record = getattr(zipfile, "_EndRecData", None)
+        if end_record is None:
+            return
         try:
             with open(path, "rb") as handle:
-                # zipfile's own reader of the end record, so both read the same numbers (zipfile then
-                # reads exactly ``size`` bytes of directory and makes an object per entry).
-                end = zipfile._EndRecData(handle)
-        except (OSError, ValueError, struct.error):
+                end = end_record(handle)
+        except _DECODE_ERRORS:
             return  # ZipFile reports the unreadable zip below
         if not end:
             return
@@ -109,6 +113,8 @@ class ZipReader(BundleReader):
             self._add(relative, name, info.file_size)
 
     def _check_member(self, info: zipfile.ZipInfo) -> None:
+        if not info.filename:  # before is_dir(), which fails on an empty name
+            raise self._refuse(info.orig_filename, "has an empty name")
         name = info.filename.rstrip("/") if info.is_dir() else info.filename
         if info.orig_filename != info.filename and os.sep == "/":
             raise self._refuse(info.orig_filename, "has a NUL character in its name (it would be read as another "

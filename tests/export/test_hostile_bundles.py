@@ -85,6 +85,7 @@ ZIP_CASES = {
     "Windows drive": (lambda m: m + [RawMember("C:/evil.sh", b"x")], "'C:/evil.sh'", "absolute"),
     "backslashes": (lambda m: m + [RawMember("bundle\\..\\evil.sh", b"x")], "evil.sh", "backslash"),
     "a dot segment": (lambda m: m + [RawMember("bundle/./labels.csv", b"x")], "'bundle/./labels.csv'", "'.' part"),
+    "an empty name": (lambda m: m + [RawMember("", b"x")], "member ''", "empty name"),
     "a newline in a name": (lambda m: m + [RawMember("bundle/images/0/a\nb.png", b"x")], "a\\nb.png",
                             "control character"),
     # not regular files
