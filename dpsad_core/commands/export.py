@@ -51,7 +51,10 @@ def register(commands: argparse._SubParsersAction) -> None:
     sub = commands.add_parser(
         "verify", help="check a bundle's signature and every file (no torch, no network)",
         description="Exits 0 and prints a summary for an intact bundle; exits 8 and names each failure for a "
-                    "changed, added or removed file, an edited report, a wrong key or a bad signature.")
+                    "changed, added or removed file, an edited report, a wrong key or a bad signature. A malformed, "
+                    "ambiguous or oversized bundle (duplicate names, links, '..', encrypted or corrupt members, "
+                    "zip bombs) is refused before it is read, with one line naming the member; the limits and the "
+                    "DPSAD_BUNDLE_MAX_* variables that raise them are in docs/limits.md.")
     _verify_arguments(sub)
     sub.set_defaults(handler=_cmd_verify)
 

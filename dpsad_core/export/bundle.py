@@ -34,6 +34,7 @@ from dpsad_core.events import ExportEvent, ExportFinished, ExportProgress, Expor
 from dpsad_core.export.layout import (CROISSANT, GRID, IMAGES_DIR, LABELS, NOT_DP_SUFFIX, NPZ, PARTIAL_PREFIX,
                                       REPORT_HTML, REPORT_JSON)
 from dpsad_core.export.manifest import seal_folder, sha256_file
+from dpsad_core.export.spreadsheet import spreadsheet_safe_row
 
 EXPORTS_DIR = "exports"
 GRID_PER_CLASS = 8
@@ -303,11 +304,14 @@ def _image_path(folders: dict[int, str], label: int, index: int) -> str:
 
 def _write_labels(partial: Path, source, folders: dict[int, str]) -> None:
     buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["file_name", "label", "class_name"])
+    # Text in quotes (csv leaves a bare carriage return in a class name unquoted otherwise, splitting the row),
+    # the label an unquoted int; every field through spreadsheet_safe_row: a class name may be "=cmd|...".
+    writer = csv.writer(buffer, lineterminator="\n", quoting=csv.QUOTE_NONNUMERIC)
+    writer.writerow(spreadsheet_safe_row(["file_name", "label", "class_name"]))
     for index, label in enumerate(source.labels):
-        writer.writerow([_image_path(folders, int(label), index), int(label), source.class_name(int(label))])
-    (partial / LABELS).write_text(buffer.getvalue(), encoding="utf-8")
+        writer.writerow(spreadsheet_safe_row([_image_path(folders, int(label), index), int(label),
+                                              source.class_name(int(label))]))
+    (partial / LABELS).write_bytes(buffer.getvalue().encode("utf-8"))  # bytes: no newline translation
 
 
 def _write_npz(path: Path, pixels, labels, class_names: list[str]) -> None:

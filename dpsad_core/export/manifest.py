@@ -53,8 +53,12 @@ def build_manifest(folder: Path) -> bytes:
     return format_manifest((relative, sha256_file(Path(folder) / relative)) for relative in bundle_files(folder))
 
 
-def parse_manifest(data: bytes) -> dict[str, str]:
-    """``{relative_path: sha256}`` from MANIFEST bytes; a malformed MANIFEST raises BundleError."""
+def parse_manifest(data: bytes, *, max_entries: int | None = None, raise_with: str = "") -> dict[str, str]:
+    """``{relative_path: sha256}`` from MANIFEST bytes; a malformed MANIFEST raises BundleError.
+
+    More than ``max_entries`` lines is refused too (a MANIFEST cannot list more files than a bundle may
+    hold); ``raise_with`` says in that message how to raise the limit.
+    """
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
@@ -65,6 +69,9 @@ def parse_manifest(data: bytes) -> dict[str, str]:
         if match is None:
             raise BundleError(f"MANIFEST line {number} is malformed: {line[:80]!r}",
                               remedy="the bundle is damaged or was edited; ask for a new copy")
+        if max_entries is not None and number > max_entries:
+            raise BundleError(f"MANIFEST lists more than {max_entries:,} files, the most a bundle may hold{raise_with}",
+                              remedy="the bundle was edited, or is bigger than this limit allows")
         digest, relative = match.groups()
         check_relative_path(relative)
         if relative in entries:

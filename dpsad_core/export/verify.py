@@ -3,6 +3,9 @@
 Needs no torch, no numpy and no network: only the standard library and ``cryptography``, so a
 colleague can verify a bundle on any machine (``tests/export/test_verify.py`` proves the imports).
 
+Every member is read through :mod:`dpsad_core.export.members`, which refuses a malformed, ambiguous
+or oversized bundle (exit 8, one line naming the member) before reading it, and caps every read.
+
 Without an expected public key, verification proves the bundle is intact and was signed by the key
 it carries; who holds that key is only as certain as its fingerprint, which the user should compare
 with one obtained from the signer out of band. With ``public_key``, it also proves that key signed.
@@ -10,11 +13,8 @@ with one obtained from the signer out of band. With ``public_key``, it also prov
 
 from __future__ import annotations
 
-import hashlib
-import io
 import json
 import os
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,10 +26,11 @@ from dpsad_core.errors import ConfigError
 from dpsad_core.export.layout import (CROISSANT, LABELS, MANIFEST, PUBLIC_KEY, REPORT_JSON, SIGNATURE,
                                       SIGNATURE_BYTES, SIGNER, BundleError)
 from dpsad_core.export.manifest import parse_manifest
+from dpsad_core.export.members import (DOCUMENT_BYTES, LIMIT_VARIABLES, SMALL_BYTES, BundleLimits, BundleReader,
+                                       UnreadableFile, open_bundle, read_regular_file)
 from dpsad_core.export.signing import fingerprint, public_key_from_bytes, raw_public_bytes
 
 REQUIRED_FILES = (REPORT_JSON, CROISSANT, LABELS, PUBLIC_KEY, SIGNER)
-_CHUNK = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -49,8 +50,8 @@ class VerifyResult:
     key_pinned: bool = False
 
 
-def verify_bundle(path: str | os.PathLike[str], public_key: str | os.PathLike[str] | Ed25519PublicKey | None = None
-                  ) -> VerifyResult:
+def verify_bundle(path: str | os.PathLike[str], public_key: str | os.PathLike[str] | Ed25519PublicKey | None = None,
+                  *, limits: BundleLimits | None = None) -> VerifyResult:
     """Verify the bundle at ``path`` (a folder or a ``.zip``).
 
     Parameters
@@ -60,20 +61,22 @@ def verify_bundle(path: str | os.PathLike[str], public_key: str | os.PathLike[st
     public_key
         The key the bundle must have been signed with (a file with PEM, ``ssh-ed25519 ...`` or 64 hex
         characters, or a key object). None: trust the key the bundle carries, and say so.
+    limits
+        The most the bundle may hold; default: :class:`BundleLimits` with any ``DPSAD_BUNDLE_MAX_*``
+        environment variable applied.
 
     Raises
     ------
     BundleError
-        When ``path`` is neither a folder nor a readable zip.
+        When ``path`` is neither a folder nor a readable zip, or the bundle is malformed, ambiguous or
+        bigger than ``limits`` (the message names the member and the reason).
     ConfigError
-        When ``public_key`` is not a readable Ed25519 public key.
+        When ``public_key`` is not a readable Ed25519 public key, or a limit is not a positive number.
     """
     expected = _expected_key(public_key)
-    reader = _open(Path(path))
-    try:
+    limits = BundleLimits.from_environment() if limits is None else limits
+    with open_bundle(Path(path), limits) as reader:
         return _verify(reader, Path(path), expected)
-    finally:
-        reader.close()
 
 
 def _expected_key(public_key) -> Ed25519PublicKey | None:
@@ -81,22 +84,27 @@ def _expected_key(public_key) -> Ed25519PublicKey | None:
         return public_key
     source = Path(public_key)
     try:
-        data = source.read_bytes()
-    except OSError as error:
-        raise ConfigError(f"cannot read the public key {source}: {error.strerror}", field="public_key",
-                          value=str(source), remedy="give the path of the signer's public key file") from None
+        data = read_regular_file(source, limit=SMALL_BYTES)
+    except UnreadableFile as error:
+        raise ConfigError(f"the public key {source} {error}", field="public_key", value=str(source),
+                          remedy="give the path of the signer's public key file") from None
     return public_key_from_bytes(data, source=str(source))
 
 
-def _verify(reader: _Reader, path: Path, expected: Ed25519PublicKey | None) -> VerifyResult:
+def _verify(reader: BundleReader, path: Path, expected: Ed25519PublicKey | None) -> VerifyResult:
     problems: list[str] = []
-    present = reader.files()
+    present = reader.names()
     if MANIFEST not in present:
         problems.append(f"removed: {MANIFEST} (the bundle has no MANIFEST, so nothing in it can be checked)")
         return VerifyResult(path=path, ok=False, problems=tuple(problems))
-    manifest_bytes = reader.read(MANIFEST)
+    # Everything read whole is size-checked before anything is read or hashed: a bomb is refused at once.
+    for relative, cap in _read_whole(reader.limits).items():
+        if relative in present:
+            reader.check_size(relative, **cap)
+    manifest_bytes = _read(reader, MANIFEST)
     try:
-        entries = parse_manifest(manifest_bytes)
+        entries = parse_manifest(manifest_bytes, max_entries=reader.limits.max_members,
+                                 raise_with=f" ({LIMIT_VARIABLES['max_members']} raises it: docs/limits.md)")
     except BundleError as error:
         return VerifyResult(path=path, ok=False, problems=(f"manifest: {error.message}",))
 
@@ -127,18 +135,31 @@ def _verify(reader: _Reader, path: Path, expected: Ed25519PublicKey | None) -> V
                         signer_fingerprint=signer, key_pinned=expected is not None and signature_ok and not problems)
 
 
-def _embedded_key(reader: _Reader, present: set[str], problems: list[str]) -> Ed25519PublicKey | None:
+def _read_whole(limits: BundleLimits) -> dict[str, dict[str, Any]]:
+    """The members verify reads into memory: each one's cap, what a message calls it, the limit that raises it."""
+    return {MANIFEST: {"limit": limits.max_manifest_bytes, "what": "MANIFEST", "limit_name": "max_manifest_bytes"},
+            PUBLIC_KEY: {"limit": SMALL_BYTES, "what": "public key"},
+            SIGNER: {"limit": SMALL_BYTES, "what": "signer record"},
+            SIGNATURE: {"limit": SMALL_BYTES, "what": "signature"},
+            REPORT_JSON: {"limit": DOCUMENT_BYTES, "what": "privacy report"}}
+
+
+def _read(reader: BundleReader, relative: str) -> bytes:
+    return reader.read(relative, **_read_whole(reader.limits)[relative])
+
+
+def _embedded_key(reader: BundleReader, present: set[str], problems: list[str]) -> Ed25519PublicKey | None:
     if PUBLIC_KEY not in present:
         problems.append(f"removed: {PUBLIC_KEY} (the signer's public key is missing)")
         return None
     try:
-        key = public_key_from_bytes(reader.read(PUBLIC_KEY), source=PUBLIC_KEY)
+        key = public_key_from_bytes(_read(reader, PUBLIC_KEY), source=PUBLIC_KEY)
     except ConfigError as error:
         problems.append(f"public key: {error.message}")
         return None
     if SIGNER in present:
         try:
-            recorded = json.loads(reader.read(SIGNER)).get("fingerprint")
+            recorded = json.loads(_read(reader, SIGNER)).get("fingerprint")
         except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
             recorded = None
             problems.append(f"public key: {SIGNER} is not valid JSON")
@@ -148,12 +169,12 @@ def _embedded_key(reader: _Reader, present: set[str], problems: list[str]) -> Ed
     return key
 
 
-def _check_signature(reader: _Reader, present: set[str], manifest_bytes: bytes, key: Ed25519PublicKey | None,
+def _check_signature(reader: BundleReader, present: set[str], manifest_bytes: bytes, key: Ed25519PublicKey | None,
                      problems: list[str]) -> bool:
     if SIGNATURE not in present:
         problems.append(f"signature: {SIGNATURE} is missing")
         return False
-    text = reader.read(SIGNATURE).strip()
+    text = _read(reader, SIGNATURE).strip()
     try:
         signature = bytes.fromhex(text.decode("ascii"))
     except (UnicodeDecodeError, ValueError):
@@ -175,11 +196,11 @@ def _check_signature(reader: _Reader, present: set[str], manifest_bytes: bytes, 
     return True
 
 
-def _summary(reader: _Reader, present: set[str], problems: list[str]) -> dict[str, Any]:
+def _summary(reader: BundleReader, present: set[str], problems: list[str]) -> dict[str, Any]:
     if REPORT_JSON not in present:
         return {}
     try:
-        report = json.loads(reader.read(REPORT_JSON))
+        report = json.loads(_read(reader, REPORT_JSON))
         guarantee = report["guarantee"]
         # Private only if the guarantee says so AND neither it nor the plan lists an unprotected part: a
         # report whose headline contradicts its own plan is read as not private.
@@ -194,83 +215,3 @@ def _summary(reader: _Reader, present: set[str], problems: list[str]) -> dict[st
     except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, AttributeError) as error:
         problems.append(f"report: {REPORT_JSON} cannot be read ({type(error).__name__}: {error})")
         return {}
-
-
-# -- reading a folder or a zip without extracting it ---------------------------------------------------
-class _Reader:
-    def files(self) -> set[str]:
-        raise NotImplementedError
-
-    def open(self, relative: str):
-        raise NotImplementedError
-
-    def read(self, relative: str) -> bytes:
-        with self.open(relative) as handle:
-            return handle.read()
-
-    def sha256(self, relative: str) -> str:
-        digest = hashlib.sha256()
-        with self.open(relative) as handle:
-            for chunk in iter(lambda: handle.read(_CHUNK), b""):
-                digest.update(chunk)
-        return digest.hexdigest()
-
-    def close(self) -> None:
-        pass
-
-
-class _FolderReader(_Reader):
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-
-    def files(self) -> set[str]:
-        # Symlinks count as files here so that one added to a bundle is reported, and is never followed
-        # when hashing (open() below refuses them).
-        return {p.relative_to(self.folder).as_posix() for p in self.folder.rglob("*")
-                if p.is_symlink() or p.is_file()}
-
-    def open(self, relative: str):
-        path = self.folder / relative
-        if path.is_symlink():
-            return io.BytesIO(b"")
-        return open(path, "rb")
-
-    def sha256(self, relative: str) -> str:
-        # A link is never a bundle file, whatever it points to: its "hash" matches no MANIFEST line.
-        if (self.folder / relative).is_symlink():
-            return "symbolic link"
-        return super().sha256(relative)
-
-
-class _ZipReader(_Reader):
-    def __init__(self, path: Path) -> None:
-        try:
-            self.zip = zipfile.ZipFile(path)
-        except (zipfile.BadZipFile, OSError) as error:
-            raise BundleError(f"{path} is not a readable zip ({error})", path=path,
-                              remedy="the download is incomplete or damaged; ask for a new copy") from None
-        names = [info.filename for info in self.zip.infolist() if not info.is_dir()]
-        # A bundle zip holds one top folder; its MANIFEST marks it. Members outside it count as added files.
-        manifests = sorted((n for n in names if n == MANIFEST or n.endswith("/" + MANIFEST)), key=len)
-        self.prefix = manifests[0][: -len(MANIFEST)] if manifests else ""
-        self.members: dict[str, str] = {}
-        for name in names:
-            relative = name[len(self.prefix):] if name.startswith(self.prefix) else "../" + name
-            self.members[relative] = name
-
-    def files(self) -> set[str]:
-        return set(self.members)
-
-    def open(self, relative: str):
-        return self.zip.open(self.members[relative])
-
-    def close(self) -> None:
-        self.zip.close()
-
-
-def _open(path: Path) -> _Reader:
-    if path.is_dir():
-        return _FolderReader(path)
-    if path.is_file():
-        return _ZipReader(path)
-    raise BundleError(f"{path} does not exist", path=path, remedy="give the bundle folder or its .zip")

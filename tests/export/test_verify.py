@@ -76,7 +76,6 @@ TAMPERING = {
     "truncate the signature": (_truncate_signature, "signature: MANIFEST.sig is truncated"),
     "edit the MANIFEST": (lambda b: _flip_byte(b / MANIFEST, 0), "signature: does not match the MANIFEST"),
     "delete the signature": (lambda b: (b / SIGNATURE).unlink(), "signature: MANIFEST.sig is missing"),
-    "add a symlink": (lambda b: (b / "link.png").symlink_to(b / "images/0/0-000001.png"), "added: link.png"),
 }
 
 
