@@ -129,6 +129,9 @@ def main() -> None:
         # The secure generator's cost: its DP step over the same step with torch.randn noise, in pairs.
         "denoise_secure_noise_ratio": paired_ratio(denoise(denoiser), denoise(denoiser, fast), args.repeats),
         "student_secure_noise_ratio": paired_ratio(student_dp, lambda: student_dp(fast), args.repeats),
+        # The noise of one denoiser release alone (short, so less exposed to a loaded machine's drift).
+        "noise_secure_s": timed(lambda: [secure.noise_like(p, 1.0) for p in student.parameters()], 5 * args.repeats),
+        "noise_randn_s": timed(lambda: [fast.noise_like(p, 1.0) for p in student.parameters()], 5 * args.repeats),
     }
     labels = torch.arange(10).repeat_interleave(args.sample_count // 10)
     sample_s = timed(lambda: generate(student, schedule, labels=labels, image_shape=(1, res, res),
@@ -139,6 +142,9 @@ def main() -> None:
         "disc_params": sum(p.numel() for p in disc.parameters()),
         "denoise_ratio": results["denoise_dp_s"] / results["denoise_plain_s"],
         "student_ratio": results["student_dp_s"] / results["student_plain_s"],
+        # What the secure noise adds to a denoiser DP step, from the noise timed alone.
+        "secure_noise_share_of_denoise_step": (results["noise_secure_s"] - results["noise_randn_s"])
+        / results["denoise_dp_s"],
         "student_dp_records_per_s": batch / results["student_dp_s"],
         "denoise_dp_records_per_s": batch / results["denoise_dp_s"],
         "ddim_steps": hyper.sample_steps, "ddim_images_per_s": labels.numel() / sample_s,
@@ -148,7 +154,9 @@ def main() -> None:
           f"{results['denoise_dp_s']:.2f} | {results['denoise_ratio']:.2f} | {results['student_plain_s']:.2f} | "
           f"{results['student_dp_s']:.2f} | {results['student_ratio']:.2f} | "
           f"{results['student_dp_records_per_s']:.0f} | {results['ddim_images_per_s']:.0f} | "
-          f"{results['denoise_secure_noise_ratio']:.3f} | {results['student_secure_noise_ratio']:.3f} |")
+          f"{results['denoise_secure_noise_ratio']:.3f} | {results['student_secure_noise_ratio']:.3f} | "
+          f"{results['noise_secure_s'] * 1e3:.1f} | {results['noise_randn_s'] * 1e3:.1f} | "
+          f"{results['secure_noise_share_of_denoise_step']:.1%} |")
     print(json.dumps(results))
 
 
