@@ -28,11 +28,13 @@ def import_dataset(path: str | Path, *, workspace: Path, name: str | None = None
                    grey: bool = False, min_records: int = 100, split: str = "train") -> dict[str, Any]:
     """Read ``path`` in any format the core reads, save it in the workspace, return its summary."""
     from dpsad_core.data import load_dataset, save_dataset
+    from dpsad_core.privacy.ledger_datasets import ledger_identity
 
     dataset = load_dataset(path, split=split, resolution=resolution, channels=1 if grey else None,
                            min_records=min_records, name=name or None)
     folder = save_dataset(dataset, workspace)
-    return dict(dataset.summary(), path=str(folder), skipped_files=list(dataset.skipped),
+    ledger_identity(workspace, dataset)  # links it in the ledger to any dataset that shares its records
+    return dict(dataset.summary(workspace), path=str(folder), skipped_files=list(dataset.skipped),
                 class_names=list(dataset.class_names))
 
 
@@ -186,7 +188,7 @@ def plan_preview(config, *, workspace: Path) -> dict[str, Any]:
     from dpsad_core.training import prepare_run
 
     dataset, _, plan = prepare_run(config, workspace=workspace, plan_only=True)
-    summary = dataset.summary()
+    summary = dataset.summary(workspace)
     warnings = list(plan.warnings)
     units = dataset.num_privacy_units
     if units < 100:

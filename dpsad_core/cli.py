@@ -63,6 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--name", help="name to save it under (default: derived from the path)")
     sub.add_argument("--split", default="train", help="split for IDX (train/test) and .npz (train/val/test) files")
     _data_options(sub)
+    sub.add_argument("--duplicates", choices=["refuse", "merge", "drop"], default="refuse",
+                     help="records that repeat another exactly: refuse the import (default), merge each group into "
+                          "one privacy unit, or drop all but the first copy")
     add_workspace_option(sub)
     sub.add_argument("--json", action="store_true", help="print the summary as JSON")
     sub.set_defaults(handler=_cmd_import)
@@ -89,6 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
                                            "pre-trains on it, dpsad-public-teacher trains its teacher on it (free "
                                            "in privacy). A path, a saved dataset, or 'rendered-digits' (generated "
                                            "font digits)")
+    sub.add_argument("--allow-public-overlap", action="store_true",
+                     help="research only: use --public-data even though it shares records with the private data; "
+                          "the run is then reported NOT differentially private (epsilon = infinity)")
     sub.add_argument("--max-steps", type=int, help="stop each phase after this many steps (epsilon reports what "
                                                    "was actually spent)")
     sub.add_argument("--resume", metavar="RUN", help="continue an interrupted run (id or folder)")
@@ -149,12 +155,17 @@ def _data_options(sub: argparse.ArgumentParser) -> None:
 # -- commands ----------------------------------------------------------------------------------------
 def _cmd_import(args: argparse.Namespace) -> int:
     from dpsad_core.data import load_dataset, save_dataset
+    from dpsad_core.privacy.ledger import PrivacyLedger
+    from dpsad_core.privacy.ledger_datasets import ledger_identity
 
     dataset = load_dataset(args.path, split=args.split, resolution=args.resolution,
                            channels=1 if args.grey else None, skip_corrupt=args.skip_corrupt,
-                           min_records=args.min_records, name=args.name)
-    folder = save_dataset(dataset, workspace_from_args(args))
-    summary = dict(dataset.summary(), saved_to=str(folder))
+                           min_records=args.min_records, name=args.name, duplicates=args.duplicates)
+    workspace = workspace_from_args(args)
+    folder = save_dataset(dataset, workspace)
+    # Compared with every dataset seen before: one that shares records shares its privacy budget.
+    overlaps = PrivacyLedger(workspace).overlaps(ledger_identity(workspace, dataset))
+    summary = dict(dataset.summary(workspace), saved_to=str(folder), overlaps=overlaps)
     if args.json:
         print_json(summary)
     else:
@@ -163,6 +174,12 @@ def _cmd_import(args: argparse.Namespace) -> int:
         print(f"  class counts: {summary['class_counts']}")
         if dataset.skipped:
             print(f"  skipped {len(dataset.skipped)} unreadable file(s)")
+        if dataset.merged_duplicates:
+            done = "merged into their record's privacy unit" if args.duplicates == "merge" else "dropped"
+            print(f"  {dataset.merged_duplicates} exact duplicate record(s) {done}")
+        for overlap in overlaps:
+            print(f"  shares records with {overlap['name'] or overlap['fingerprint'][:24]}: its privacy budget is "
+                  "shared (see dpsad-core ledger)")
         print(f"  fingerprint:  {summary['fingerprint']}")
         print(f"  saved to:     {folder}")
         print(f"train on it with: dpsad-core train --data {dataset.name} --epsilon 10")
@@ -196,7 +213,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     recipe = args.recipe or DEFAULT_RECIPE.value
     config = TrainConfig(data=args.data, recipe=recipe, epsilon=args.epsilon, delta=args.delta,
                          preset=args.preset, hyper=hyper, public_data=args.public_data, max_steps=args.max_steps,
-                         resolution=args.resolution, seed=args.seed, device=args.device, min_records=args.min_records)
+                         resolution=args.resolution, seed=args.seed, device=args.device, min_records=args.min_records,
+                         allow_public_overlap=args.allow_public_overlap)
     if args.plan:
         from dpsad_core.training import prepare_run
 

@@ -19,6 +19,7 @@ import numpy as np
 from dpsad_core.data import idx
 from dpsad_core.data.dataset import ImageDataset
 from dpsad_core.data.demo import DEMO_SOURCE, load_demo
+from dpsad_core.data.duplicates import apply_duplicate_policy, check_policy
 from dpsad_core.data.synthetic import RENDERED_DIGITS_SOURCE, cached_render_digits
 from dpsad_core.data.folder import load_class_folder
 from dpsad_core.data.imaging import IMAGE_SUFFIXES, batch_to_chw, chw_to_hwc, validate_options
@@ -37,7 +38,7 @@ ACCEPTED = ("a folder with one subfolder per class (PNG/JPEG/BMP/TIFF/DICOM imag
 def load_dataset(source: str | os.PathLike[str], *, split: str = "train",
                  resolution: int | None = None, channels: int | None = None,
                  skip_corrupt: bool = False, min_records: int = 100,
-                 name: str | None = None) -> ImageDataset:
+                 name: str | None = None, duplicates: str = "refuse") -> ImageDataset:
     """Import images from ``source``, detecting its format.
 
     Parameters
@@ -62,6 +63,10 @@ def load_dataset(source: str | os.PathLike[str], *, split: str = "train",
         The fewest privacy units (patients if patient ids exist, else images) to accept.
     name
         The dataset's name (a safe folder name); by default one derived from the source.
+    duplicates
+        Exact duplicate records: ``"refuse"`` them (default), ``"merge"`` each group into one privacy
+        unit, or ``"drop"`` all but the first copy (:mod:`.duplicates`); ``"keep"`` them for data that
+        is not private (test data, public data).
 
     Raises
     ------
@@ -75,6 +80,7 @@ def load_dataset(source: str | os.PathLike[str], *, split: str = "train",
     _check_split(split)
     validate_options(resolution=resolution, channels=channels)
     _check_min_records(min_records)
+    check_policy(duplicates)
     if name is not None:
         check_name(name)
     path = Path(source).expanduser()
@@ -110,13 +116,15 @@ def load_dataset(source: str | os.PathLike[str], *, split: str = "train",
     else:
         raise DataImportError(f"unrecognised data format {suffix or '(no extension)'!r}",
                               path=path, remedy=f"pass {ACCEPTED}")
+    dataset = apply_duplicate_policy(dataset, duplicates)
     check_min_units(dataset, min_records)
     return dataset
 
 
 def resolve_data_source(spec: str, *, workspace: Path, split: str = "train",
                         resolution: int | None = None, channels: int | None = None,
-                        skip_corrupt: bool = False, min_records: int = 100) -> ImageDataset:
+                        skip_corrupt: bool = False, min_records: int = 100,
+                        duplicates: str = "refuse") -> ImageDataset:
     """Turn what a user typed into a dataset.
 
     ``"demo"`` is the bundled demo digits; ``"rendered-digits"`` generated public font digits
@@ -124,7 +132,8 @@ def resolve_data_source(spec: str, *, workspace: Path, split: str = "train",
     ``workspace/datasets`` loads it (the split is ignored: a saved dataset is one set); anything
     else is a path for :func:`load_dataset`. A spec that looks like a path (it has a separator or
     starts with "." or "~") is always treated as one. ``resolution`` and ``channels`` convert demo
-    and saved data too; ``min_records`` applies to all three.
+    and saved data too; ``min_records`` applies to all three. ``duplicates`` applies to a path (saved
+    datasets were checked at import): pass ``"keep"`` for data that is not private (test or public data).
     """
     _check_split(split)
     validate_options(resolution=resolution, channels=channels)
@@ -143,7 +152,7 @@ def resolve_data_source(spec: str, *, workspace: Path, split: str = "train",
                                   resolution=resolution, channels=channels)
     elif text and Path(text).expanduser().exists():
         return load_dataset(text, split=split, resolution=resolution, channels=channels,
-                            skip_corrupt=skip_corrupt, min_records=min_records)
+                            skip_corrupt=skip_corrupt, min_records=min_records, duplicates=duplicates)
     else:
         saved = saved_dataset_names(workspace)
         listed = ", ".join(saved) if saved else "none"
@@ -166,7 +175,7 @@ def conform_dataset(dataset: ImageDataset, *, resolution: int | None = None,
                           channels=channels or dataset.channels, source=dataset.source)
     return ImageDataset(images=images, labels=dataset.labels, class_names=dataset.class_names,
                         patient_ids=dataset.patient_ids, name=dataset.name, source=dataset.source,
-                        skipped=dataset.skipped)
+                        skipped=dataset.skipped, merged_duplicates=dataset.merged_duplicates)
 
 
 def check_min_units(dataset: ImageDataset, min_records: int) -> None:

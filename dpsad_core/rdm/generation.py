@@ -78,6 +78,7 @@ class GenerateConfig:
     sample_steps: int = 25
     batch_size: int = 100
     seed: int | None = None
+    allow_public_overlap: bool = False  # research: example images that are private records (run NOT private)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "classes", tuple(self.classes))
@@ -155,6 +156,31 @@ def plan_query_list(config: GenerateConfig, *, public_model, index, rng: np.rand
     return queries
 
 
+def _nonprivate_parts(config: GenerateConfig, public_model, index, workspace: Path) -> list[str]:
+    """Refuse example images that are private records (NotPrivateError), unless overridden for research; the parts
+    that then read private data without protection (also when the public model was trained with the override)."""
+    from dpsad_core.data.identity import registered_signatures
+    from dpsad_core.data.public_overlap import OVERLAP_PART, OVERRIDE_FLAG, private_examples
+    from dpsad_core.errors import NotPrivateError
+
+    parts = []
+    if public_model.meta.get("config", {}).get("allow_public_overlap"):
+        parts.append(f"public model {public_model.name!r}: its " + OVERLAP_PART)
+    if config.examples:
+        images = _load_examples(config.examples, public_model.image_shape)
+        private = private_examples(images, registered_signatures(workspace, index.fingerprint))
+        if private and not config.allow_public_overlap:
+            raise NotPrivateError(
+                f"{len(private)} of the {len(images)} example image(s) are private records of the index "
+                f"{index.name!r} (example(s) number {', '.join(str(i + 1) for i in private)} in the order given): "
+                "their images would be released as if public",
+                remedy=f"query with images you may share, or for research only pass {OVERRIDE_FLAG} (the run is "
+                       "then reported NOT differentially private)")
+        if private:
+            parts.append("example queries (they are private records)")
+    return parts
+
+
 def _load_examples(paths: Sequence[str], image_shape: tuple[int, ...]) -> np.ndarray:
     from dpsad_core.data.imaging import read_pil_image, stack_images
     from dpsad_core.errors import DataImportError
@@ -217,6 +243,7 @@ def generate_rdm(config: GenerateConfig, *, workspace: Path, stop: Callable[[], 
     check_index_matches(index, public_model)
     rng = np.random.default_rng(config.seed)  # None: fresh OS entropy
     queries = plan_query_list(config, public_model=public_model, index=index, rng=rng)
+    nonprivate = _nonprivate_parts(config, public_model, index, workspace)
     settings = config.settings
     delta = config.delta if config.delta is not None else _default_delta(index.num_units)
     planned, note = _price(settings, len(queries), delta)
@@ -241,13 +268,13 @@ def generate_rdm(config: GenerateConfig, *, workspace: Path, stop: Callable[[], 
                    "data": index.meta.get("data")},
         "dataset": index.meta["dataset"], "public_dataset": public_model.meta["public_dataset"],
         "public_model": {"name": public_model.name, "encoder_digest": public_model.encoder_digest},
-        "plan": {"recipe": RECIPE, "nonprivate_parts": [], "mechanisms": mechanism_plan,
+        "plan": {"recipe": RECIPE, "nonprivate_parts": nonprivate, "mechanisms": mechanism_plan,
                  "planned_epsilon": planned.to_dict(), "warnings": warnings},
         "created": utc_now(),
     })
     dataset = index.meta["dataset"]
     ledger_args = {"run_id": run.run_id, "dataset_fingerprint": index.fingerprint, "kind": "rdm", "delta": delta,
-                   "dataset_name": dataset["name"], "recipe": RECIPE}
+                   "dataset_name": dataset["name"], "recipe": RECIPE, "private": not nonprivate}
     try:
         ledger.reserve(planned=[settings.mechanism(len(queries))], **ledger_args)
     except BaseException as error:
@@ -347,14 +374,15 @@ def _grid(pixels: np.ndarray, labels: np.ndarray, num_classes: int, grid_image) 
 def _result(run, config: GenerateConfig, accountant, delta: float, index, public_model, settings: RetrievalSettings,
             count: int, note: str | None, started: float, grid_path: Path, warnings: list[str]) -> dict[str, Any]:
     values, final_note = _price(settings, count, delta)
+    nonprivate = run.read_json("config.json")["plan"]["nonprivate_parts"]
     dataset = index.meta["dataset"]
     return {
-        "run_id": run.run_id, "run_dir": str(run.path), "recipe": RECIPE, "private": True,
+        "run_id": run.run_id, "run_dir": str(run.path), "recipe": RECIPE, "private": not nonprivate,
         "epsilon": values.to_dict()["certified"], "epsilon_target": config.epsilon, "delta": delta,
         "accountant_values": {"rdp": values.rdp, "prv": None if math.isnan(values.prv) else values.prv,
                               "rdp_order": values.rdp_order, "note": final_note or note},
         "mechanisms": [m.to_dict() for m in accountant.mechanisms],
-        "nonprivate_parts": [],
+        "nonprivate_parts": nonprivate,
         "mechanism": {"name": "DP-RDM private retrieval (Lebensold et al. 2024, arXiv 2403.14421)",
                       "k": settings.k, "q": settings.sample_rate, "sigma": settings.sigma, "lambda": config.mix,
                       "noise_multiplier": settings.noise_multiplier, "sensitivity": 2.0 / settings.k,

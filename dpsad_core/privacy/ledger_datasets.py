@@ -1,0 +1,28 @@
+"""Which ledger entry a dataset is charged under, and which other entries share its records.
+
+Every place that charges or checks the ledger (training, DP-RDM indexes, ``dpsad-core ledger``, import)
+goes through :func:`ledger_identity`: it computes the dataset's order-independent identity under the
+workspace's key, and the first time a dataset is seen it compares the records with every dataset the
+workspace has seen (:func:`dpsad_core.data.identity.find_overlaps`) and links the ones that share records
+in the ledger, so their spends compose (:meth:`PrivacyLedger.link_overlaps`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from dpsad_core.data.identity import find_overlaps, is_registered, register
+from dpsad_core.privacy.ledger import PrivacyLedger
+
+__all__ = ["ledger_identity"]
+
+
+def ledger_identity(workspace: str | Path, dataset, *, name: str | None = None) -> str:
+    """The fingerprint to charge ``dataset`` under, its overlaps linked in the ledger (once per dataset)."""
+    fingerprint = dataset.fingerprint(workspace)
+    if not is_registered(workspace, fingerprint):
+        identities = dataset.identities(workspace)
+        overlaps = find_overlaps(workspace, fingerprint, identities)
+        PrivacyLedger(workspace).link_overlaps(fingerprint, overlaps, dataset_name=name or dataset.name)
+        register(workspace, fingerprint, name or dataset.name, identities)  # after the links: a kill re-links
+    return fingerprint
