@@ -66,6 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--duplicates", choices=["refuse", "merge", "drop"], default="refuse",
                      help="records that repeat another exactly: refuse the import (default), merge each group into "
                           "one privacy unit, or drop all but the first copy")
+    sub.add_argument("--public", action="store_true",
+                     help="declare the data public: it may then train a DP-RDM public model (rdm train-public); "
+                          "data first seen as private stays private")
     add_workspace_option(sub)
     sub.add_argument("--json", action="store_true", help="print the summary as JSON")
     sub.set_defaults(handler=_cmd_import)
@@ -164,7 +167,7 @@ def _cmd_import(args: argparse.Namespace) -> int:
     workspace = workspace_from_args(args)
     folder = save_dataset(dataset, workspace)
     # Compared with every dataset seen before: one that shares records shares its privacy budget.
-    overlaps = PrivacyLedger(workspace).overlaps(ledger_identity(workspace, dataset))
+    overlaps = PrivacyLedger(workspace).overlaps(ledger_identity(workspace, dataset, public=args.public))
     summary = dict(dataset.summary(workspace), saved_to=str(folder), overlaps=overlaps)
     if args.json:
         print_json(summary)

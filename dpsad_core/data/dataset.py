@@ -36,6 +36,9 @@ class ImageDataset:
     merged_duplicates
         How many exact copies of other records the import merged into their record's privacy unit, or
         dropped (:mod:`dpsad_core.data.duplicates`); 0 when there were none.
+    name_declared
+        Whether the analyst chose ``name`` (``import --name``), or it is a built-in source's public name.
+        A name derived from a local folder or file is never exported (bundles say "dataset" instead).
 
     Notes
     -----
@@ -51,6 +54,7 @@ class ImageDataset:
     source: str
     skipped: tuple[str, ...] = ()
     merged_duplicates: int = 0
+    name_declared: bool = False
     _identity_cache: dict = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -185,6 +189,7 @@ class ImageDataset:
             source=self.source,
             skipped=self.skipped,
             merged_duplicates=self.merged_duplicates,
+            name_declared=self.name_declared,
         )
 
     def record_hashes(self, workspace: str | Path | None = None) -> np.ndarray:
@@ -234,6 +239,7 @@ class ImageDataset:
             "fingerprint": self.fingerprint(workspace),
             "skipped": len(self.skipped),
             "merged_duplicates": self.merged_duplicates,
+            "name_declared": self.name_declared,
         }
 
 

@@ -164,6 +164,7 @@ class Overlap:
     name: str | None
     exact: int  # records of this dataset with an identical twin there
     resized: float  # share of this dataset's sampled records with a twin there at another size
+    public: bool = False  # that dataset was declared public at import
 
     def describe(self) -> str:
         how = (f"{self.exact} identical record(s)" if self.exact
@@ -187,12 +188,26 @@ def is_registered(workspace: str | Path, fingerprint: str) -> bool:
     return _registry_path(workspace, fingerprint).is_file()
 
 
-def register(workspace: str | Path, fingerprint: str, name: str | None, identities: RecordIdentities) -> None:
-    """Keep the dataset's record ids in the workspace (once per fingerprint) so later datasets can find it."""
+def registered_as_public(workspace: str | Path, fingerprint: str) -> bool:
+    """Whether the dataset was registered as declared public (False when unknown or damaged)."""
+    try:
+        with np.load(_registry_path(workspace, fingerprint), allow_pickle=False) as stored:
+            return bool(json.loads(str(stored["meta"])).get("public", False))
+    except (OSError, ValueError, KeyError):
+        return False
+
+
+def register(workspace: str | Path, fingerprint: str, name: str | None, identities: RecordIdentities, *,
+             public: bool = False) -> None:
+    """Keep the dataset's record ids in the workspace (once per fingerprint) so later datasets can find it.
+
+    ``public``: the analyst declared the data public (``import --public``); public data may feed
+    ``rdm train-public``. The first registration wins: data once seen as private stays private.
+    """
     path = _registry_path(workspace, fingerprint)
     if path.is_file():
         return
-    meta = json.dumps({"fingerprint": fingerprint, "name": name})
+    meta = json.dumps({"fingerprint": fingerprint, "name": name, "public": bool(public)})
     atomic_write(path, lambda handle: np.savez(handle, exact=np.unique(identities.exact_ids),
                                                signatures=identities.signatures, meta=np.array(meta)))
 
@@ -227,5 +242,6 @@ def find_overlaps(workspace: str | Path, fingerprint: str, identities: RecordIde
         resized = 0.0 if shared else max(resized_twins(identities.signatures, other_signatures),
                                           resized_twins(other_signatures, identities.signatures))
         if shared or resized >= RESIZED_SHARE:
-            found.append(Overlap(str(meta["fingerprint"]), meta.get("name"), shared, resized))
+            found.append(Overlap(str(meta["fingerprint"]), meta.get("name"), shared, resized,
+                                 bool(meta.get("public", False))))
     return found

@@ -11,6 +11,7 @@ Formats :func:`load_dataset` recognises:
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
@@ -117,6 +118,8 @@ def load_dataset(source: str | os.PathLike[str], *, split: str = "train",
         raise DataImportError(f"unrecognised data format {suffix or '(no extension)'!r}",
                               path=path, remedy=f"pass {ACCEPTED}")
     dataset = apply_duplicate_policy(dataset, duplicates)
+    if name is not None:  # the analyst's choice: the one name a bundle may carry
+        dataset = dataclasses.replace(dataset, name_declared=True)
     check_min_units(dataset, min_records)
     return dataset
 
@@ -140,12 +143,13 @@ def resolve_data_source(spec: str, *, workspace: Path, split: str = "train",
     _check_min_records(min_records)
     text = str(spec).strip()
     looks_like_path = any(sep in text for sep in ("/", "\\", os.sep)) or text.startswith((".", "~"))
-    if text == DEMO_SOURCE:
-        dataset = conform_dataset(load_demo(split=split, resolution=resolution),
-                                  resolution=resolution, channels=channels)
+    if text == DEMO_SOURCE:  # built-in sources: their names are public
+        dataset = dataclasses.replace(conform_dataset(load_demo(split=split, resolution=resolution),
+                                                      resolution=resolution, channels=channels), name_declared=True)
     elif text == RENDERED_DIGITS_SOURCE:
         dataset = conform_dataset(cached_render_digits(resolution=resolution or 28, seed=0 if split == "train" else 1),
                                   channels=channels)
+        dataset = dataclasses.replace(dataset, name_declared=True)
     elif not looks_like_path and is_safe_name(text) \
             and (datasets_dir(workspace) / text / META_FILE).is_file():
         dataset = conform_dataset(load_saved_dataset(datasets_dir(workspace) / text),
@@ -175,7 +179,8 @@ def conform_dataset(dataset: ImageDataset, *, resolution: int | None = None,
                           channels=channels or dataset.channels, source=dataset.source)
     return ImageDataset(images=images, labels=dataset.labels, class_names=dataset.class_names,
                         patient_ids=dataset.patient_ids, name=dataset.name, source=dataset.source,
-                        skipped=dataset.skipped, merged_duplicates=dataset.merged_duplicates)
+                        skipped=dataset.skipped, merged_duplicates=dataset.merged_duplicates,
+                        name_declared=dataset.name_declared)
 
 
 def check_min_units(dataset: ImageDataset, min_records: int) -> None:

@@ -71,20 +71,23 @@ def check_public_data(public: ImageDataset, private: ImageDataset, *, public_spe
 
 
 def check_against_workspace(public: ImageDataset, *, public_spec: str, workspace: str | Path, allow: bool) -> str | None:
-    """Refuse ``public`` if it shares records with any dataset the workspace has charged or imported.
+    """Refuse ``public`` if it shares records with any dataset the workspace has charged or imported as private.
 
     For public data used without a private set at hand (``rdm train-public``). Compared by exact record identity
-    (the workspace's key, class names included) and by size signature.
+    (the workspace's key, class names included) and by size signature. Datasets imported with ``--public`` do
+    not count.
     """
-    from dpsad_core.data.identity import Overlap, find_overlaps, is_registered
+    from dpsad_core.data.identity import Overlap, find_overlaps, is_registered, registered_as_public
 
     folder = identities_dir(workspace)
     if not folder.is_dir():
         return None
     fingerprint = public.fingerprint(workspace)
-    overlaps: list[Overlap] = find_overlaps(workspace, fingerprint, public.identities(workspace))
-    if is_registered(workspace, fingerprint):  # the very same records as a dataset of this workspace
-        overlaps.insert(0, Overlap(fingerprint, public.name, public.num_records, 1.0))
+    # Datasets imported with --public are the analyst's declared public data: not a conflict.
+    overlaps: list[Overlap] = [overlap for overlap in find_overlaps(workspace, fingerprint, public.identities(workspace))
+                               if not overlap.public]
+    if is_registered(workspace, fingerprint) and not registered_as_public(workspace, fingerprint):
+        overlaps.insert(0, Overlap(fingerprint, public.name, public.num_records, 1.0))  # the very same records
     if not overlaps:
         return None
     if allow:

@@ -129,6 +129,7 @@ def load_saved_dataset(folder: Path) -> ImageDataset:
         name, source = str(meta["name"]), str(meta["source"])
         skipped = tuple(meta.get("skipped_files", ()))
         merged = int(meta.get("merged_duplicates", 0))
+        declared = bool(meta.get("name_declared", False))
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise DataImportError(f"unreadable dataset description ({exc!r})", path=meta_path,
                               remedy="import the data again") from None
@@ -141,7 +142,7 @@ def load_saved_dataset(folder: Path) -> ImageDataset:
                               remedy="import the data again") from None
     return ImageDataset(images=images, labels=labels, class_names=class_names,
                         patient_ids=patient_ids, name=name, source=source, skipped=skipped,
-                        merged_duplicates=merged)
+                        merged_duplicates=merged, name_declared=declared)
 
 
 def list_saved_datasets(workspace: Path) -> list[dict[str, Any]]:

@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from dpsad_core.export.layout import NOT_DP_STAMP
+from dpsad_core.export.names import (BUILT_IN_SOURCES, INDEX_NAME, PRIVATE_NAME, PUBLIC_NAME, exported_name,
+                                     shareable_spec)
 
 REPORT_FORMAT = "dpsad-privacy-report/1"
 MAX_CURVE_POINTS = 400
@@ -91,7 +93,7 @@ def build_report(*, run_dir: Path, config: dict[str, Any], result: dict[str, Any
                 "device": result.get("device")},
         "config": shareable_config(config),
         "plan": plan,
-        "dataset": {"name": dataset["name"], "fingerprint": dataset["fingerprint"],
+        "dataset": {"name": exported_name(summary, PRIVATE_NAME), "fingerprint": dataset["fingerprint"],
                     "num_records": dataset["num_records"], "num_privacy_units": dataset["num_units"],
                     "num_classes": summary.get("num_classes"), "resolution": summary.get("resolution"),
                     "channels": summary.get("channels"), "unit_of_privacy": result["unit_of_privacy"],
@@ -119,20 +121,23 @@ def build_report(*, run_dir: Path, config: dict[str, Any], result: dict[str, Any
 
 
 def shareable_config(config: dict[str, Any]) -> dict[str, Any]:
-    """The run's resolved config with local paths replaced by the datasets' names.
+    """The run's resolved config with every local name replaced (:mod:`dpsad_core.export.names`).
 
-    ``data`` and ``public_data`` may be paths on the exporting machine, and folder names of clinical
-    data often carry a patient's or a ward's name: the report names the dataset instead.
+    ``data``, ``public_data`` and an audit's ``ledger_data`` may be paths on the exporting machine, or
+    names derived from local folders, which for clinical data often carry a patient's or a ward's name:
+    the report gives the names the analyst declared, or neutral ones. Example query images are numbered,
+    and a DP-RDM index (named after its dataset by default) is called "private index".
     """
     resolved = dict(config["config"])
-    names = {"data": (config.get("dataset") or {}).get("name"),
-             "public_data": (config.get("public_dataset") or {}).get("name")}
-    for key, name in names.items():
-        value = resolved.get(key)
-        if isinstance(value, str) and ("/" in value or "\\" in value or value.startswith("~")):
-            resolved[key] = f"{name} (a local path, not shown)" if name else "(a local path, not shown)"
-    if isinstance(resolved.get("examples"), list):  # DP-RDM example query images: their names, not their paths
-        resolved["examples"] = [Path(str(path)).name for path in resolved["examples"]]
+    summaries = {"data": (config.get("dataset"), PRIVATE_NAME), "ledger_data": (config.get("dataset"), PRIVATE_NAME),
+                 "public_data": (config.get("public_dataset"), PUBLIC_NAME)}
+    for key, (summary, default) in summaries.items():
+        if resolved.get(key) is not None:
+            resolved[key] = shareable_spec(resolved[key], summary, default)
+    if isinstance(resolved.get("examples"), list):  # DP-RDM example query images: never their file names
+        resolved["examples"] = [f"example {number}" for number in range(1, len(resolved["examples"]) + 1)]
+    if resolved.get("index") is not None:
+        resolved["index"] = INDEX_NAME
     return resolved
 
 
@@ -147,8 +152,10 @@ def _title(result: dict[str, Any]) -> str:
 def _public_dataset(summary: dict[str, Any] | None) -> dict[str, Any] | None:
     if not summary:
         return None
-    keep = ("name", "source", "fingerprint", "num_records", "num_classes", "resolution", "channels")
-    return {key: summary.get(key) for key in keep}
+    keep = ("fingerprint", "num_records", "num_classes", "resolution", "channels")
+    source = summary.get("source")  # a built-in source's name, never a local path
+    return {"name": exported_name(summary, PUBLIC_NAME), "source": source if source in BUILT_IN_SOURCES else None} \
+        | {key: summary.get(key) for key in keep}
 
 
 def plain_language(result: dict[str, Any]) -> dict[str, list[str]]:

@@ -17,12 +17,16 @@ from dpsad_core.privacy.ledger import PrivacyLedger
 __all__ = ["ledger_identity"]
 
 
-def ledger_identity(workspace: str | Path, dataset, *, name: str | None = None) -> str:
-    """The fingerprint to charge ``dataset`` under, its overlaps linked in the ledger (once per dataset)."""
+def ledger_identity(workspace: str | Path, dataset, *, name: str | None = None, public: bool = False) -> str:
+    """The fingerprint to charge ``dataset`` under, its overlaps linked in the ledger (once per dataset).
+
+    ``public``: the analyst declared the data public at import (``import --public``).
+    """
     fingerprint = dataset.fingerprint(workspace)
     if not is_registered(workspace, fingerprint):
         identities = dataset.identities(workspace)
         overlaps = find_overlaps(workspace, fingerprint, identities)
         PrivacyLedger(workspace).link_overlaps(fingerprint, overlaps, dataset_name=name or dataset.name)
-        register(workspace, fingerprint, name or dataset.name, identities)  # after the links: a kill re-links
+        # After the links: a kill before this line only means the links are made again next time.
+        register(workspace, fingerprint, name or dataset.name, identities, public=public)
     return fingerprint

@@ -32,6 +32,7 @@ import numpy as np
 from dpsad_core.atomic import atomic_write_bytes
 from dpsad_core.errors import ConfigError, PrivacyBudgetError
 from dpsad_core.events import PhaseStarted, RunFinished, RunInterrupted, RunStarted, SampleGrid, StepCompleted
+from dpsad_core.export.names import PUBLIC_NAME, exported_name
 from dpsad_core.rdm.planner import RetrievalSettings, queries_for_budget
 
 __all__ = ["RECIPE", "GenerateConfig", "QuerySpec", "count_queries", "generate_rdm", "plan_query_list"]
@@ -391,7 +392,8 @@ def _result(run, config: GenerateConfig, accountant, delta: float, index, public
         "unit_of_privacy": "patient" if dataset.get("unit") == "patient" else "image",
         "dataset": {"name": dataset["name"], "fingerprint": dataset["fingerprint"],
                     "num_records": dataset["num_records"], "num_units": dataset["num_privacy_units"]},
-        "public_model": {"name": public_model.name, "public_dataset": public_model.meta["public_dataset"]["name"],
+        "public_model": {"name": public_model.name,
+                         "public_dataset": exported_name(public_model.meta["public_dataset"], PUBLIC_NAME),
                          "encoder_digest": public_model.encoder_digest},
         "samples_npz": str(run.path / "samples.npz"), "sample_grid": str(grid_path), "images": count,
         "generate_seconds": round(time.monotonic() - started, 2), "warnings": warnings,
