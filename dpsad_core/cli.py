@@ -66,6 +66,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--duplicates", choices=["refuse", "merge", "drop"], default="refuse",
                      help="records that repeat another exactly: refuse the import (default), merge each group into "
                           "one privacy unit, or drop all but the first copy")
+    sub.add_argument("--classes", metavar="A,B,C",
+                     help="the class names, in label order, that you declare public (required for class folders, "
+                          "CSV manifests and DICOM; records with another label are refused)")
+    sub.add_argument("--public-count", action="store_true",
+                     help="declare the number of records public: reports then state it exactly (otherwise rounded "
+                          "down to 2 significant figures, and the sample rate is computed from that)")
     sub.add_argument("--public", action="store_true",
                      help="declare the data public: it may then train a DP-RDM public model (rdm train-public); "
                           "data first seen as private stays private")
@@ -158,12 +164,21 @@ def _data_options(sub: argparse.ArgumentParser) -> None:
 # -- commands ----------------------------------------------------------------------------------------
 def _cmd_import(args: argparse.Namespace) -> int:
     from dpsad_core.data import load_dataset, save_dataset
+    from dpsad_core.data.public_metadata import parse_classes, rare_class_warnings
     from dpsad_core.privacy.ledger import PrivacyLedger
     from dpsad_core.privacy.ledger_datasets import ledger_identity
 
     dataset = load_dataset(args.path, split=args.split, resolution=args.resolution,
                            channels=1 if args.grey else None, skip_corrupt=args.skip_corrupt,
-                           min_records=args.min_records, name=args.name, duplicates=args.duplicates)
+                           min_records=args.min_records, name=args.name, duplicates=args.duplicates,
+                           classes=parse_classes(args.classes) if args.classes else None,
+                           public_count=args.public_count)
+    if dataset.class_names_from == "data":
+        # Read off folder or label names: a single record could add a class to every release.
+        raise ConfigError(f"the class names of {args.path!r} come from its folder or label names "
+                          f"({', '.join(dataset.class_names)}): a release shows the class list, so declare it",
+                          field="classes", remedy="pass the classes you may make public, e.g. --classes "
+                                                  f"{','.join(dataset.class_names[:3])}")
     workspace = workspace_from_args(args)
     folder = save_dataset(dataset, workspace)
     # Compared with every dataset seen before: one that shares records shares its privacy budget.
@@ -183,6 +198,8 @@ def _cmd_import(args: argparse.Namespace) -> int:
         for overlap in overlaps:
             print(f"  shares records with {overlap['name'] or overlap['fingerprint'][:24]}: its privacy budget is "
                   "shared (see dpsad-core ledger)")
+        for warning in rare_class_warnings(dataset):
+            print(f"  warning: {warning}")
         print(f"  fingerprint:  {summary['fingerprint']}")
         print(f"  saved to:     {folder}")
         print(f"train on it with: dpsad-core train --data {dataset.name} --epsilon 10")
@@ -223,12 +240,17 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
         from dpsad_core.training.budget import budget_outlook
 
+        from dpsad_core.data.public_metadata import rare_class_warnings
+
         dataset, _, plan = prepare_run(config, workspace=workspace, plan_only=True)
         budget = budget_outlook(config, dataset, plan, workspace)
+        local = rare_class_warnings(dataset)  # states class sizes: shown here, never part of the exported plan
         if args.json:
-            print_json(dict(plan.to_dict(), budget=budget))
+            print_json(dict(plan.to_dict(), budget=budget, local_warnings=local))
         else:
             _print_plan(plan)
+            for warning in local:
+                print(f"  warning (local, not exported): {warning}")
             _print_budget(budget)
         return 0
     return _consume(start_training(config, workspace=workspace, stop=stop_flag()), json_out=args.json)

@@ -39,6 +39,12 @@ class ImageDataset:
     name_declared
         Whether the analyst chose ``name`` (``import --name``), or it is a built-in source's public name.
         A name derived from a local folder or file is never exported (bundles say "dataset" instead).
+    class_names_from
+        Where the class names come from: ``"declared"`` (the analyst's ``--classes``), ``"source"`` (a
+        built-in format's public names) or ``"data"`` (folder or label names read off the private data).
+    count_declared
+        Whether the analyst declared the number of records public (``import --public-count``); if not,
+        a release states it only rounded (:mod:`dpsad_core.data.public_metadata`).
 
     Notes
     -----
@@ -55,6 +61,8 @@ class ImageDataset:
     skipped: tuple[str, ...] = ()
     merged_duplicates: int = 0
     name_declared: bool = False
+    class_names_from: str = "data"
+    count_declared: bool = False
     _identity_cache: dict = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -190,6 +198,8 @@ class ImageDataset:
             skipped=self.skipped,
             merged_duplicates=self.merged_duplicates,
             name_declared=self.name_declared,
+            class_names_from=self.class_names_from,
+            count_declared=self.count_declared,
         )
 
     def record_hashes(self, workspace: str | Path | None = None) -> np.ndarray:
@@ -240,6 +250,8 @@ class ImageDataset:
             "skipped": len(self.skipped),
             "merged_duplicates": self.merged_duplicates,
             "name_declared": self.name_declared,
+            "class_names_from": self.class_names_from,
+            "count_declared": self.count_declared,
         }
 
 

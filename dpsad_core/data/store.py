@@ -130,6 +130,8 @@ def load_saved_dataset(folder: Path) -> ImageDataset:
         skipped = tuple(meta.get("skipped_files", ()))
         merged = int(meta.get("merged_duplicates", 0))
         declared = bool(meta.get("name_declared", False))
+        class_names_from = str(meta.get("class_names_from", "data"))
+        count_declared = bool(meta.get("count_declared", False))
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise DataImportError(f"unreadable dataset description ({exc!r})", path=meta_path,
                               remedy="import the data again") from None
@@ -142,7 +144,8 @@ def load_saved_dataset(folder: Path) -> ImageDataset:
                               remedy="import the data again") from None
     return ImageDataset(images=images, labels=labels, class_names=class_names,
                         patient_ids=patient_ids, name=name, source=source, skipped=skipped,
-                        merged_duplicates=merged, name_declared=declared)
+                        merged_duplicates=merged, name_declared=declared, class_names_from=class_names_from,
+                        count_declared=count_declared)
 
 
 def list_saved_datasets(workspace: Path) -> list[dict[str, Any]]:

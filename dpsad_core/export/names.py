@@ -32,3 +32,11 @@ def shareable_spec(spec: str, summary: dict[str, Any] | None, default: str) -> s
     if spec in BUILT_IN_SOURCES or (summary and summary.get("name_declared") and spec == summary.get("name")):
         return spec
     return exported_name(summary, default)
+
+
+def size_text(dataset: dict[str, Any]) -> str:
+    """The private data's size as a report section may state it: exact only when declared public."""
+    if dataset.get("num_records") is not None:
+        return f"{dataset['num_records']} images, {dataset['num_privacy_units']} privacy units"
+    return (f"at least {dataset.get('num_privacy_units_published')} privacy units (rounded down; the exact number "
+            "is private)")

@@ -93,12 +93,7 @@ def build_report(*, run_dir: Path, config: dict[str, Any], result: dict[str, Any
                 "device": result.get("device")},
         "config": shareable_config(config),
         "plan": plan,
-        "dataset": {"name": exported_name(summary, PRIVATE_NAME), "fingerprint": dataset["fingerprint"],
-                    "num_records": dataset["num_records"], "num_privacy_units": dataset["num_units"],
-                    "num_classes": summary.get("num_classes"), "resolution": summary.get("resolution"),
-                    "channels": summary.get("channels"), "unit_of_privacy": result["unit_of_privacy"],
-                    "note": "the fingerprint is an HMAC with a key local to the exporting installation: it "
-                            "identifies the dataset there without revealing any record"},
+        "dataset": dataset_section(summary, dataset, result),
         "public_dataset": _public_dataset(config.get("public_dataset")),
         "model": model if model is not None else {
             "sha256": model_sha256, "file": "model.pt", "shipped": False,
@@ -118,6 +113,43 @@ def build_report(*, run_dir: Path, config: dict[str, Any], result: dict[str, Any
             "evaluation": evaluation_metrics(evaluation) if evaluation is not None else None,
         }
     return report
+
+
+CLASS_NAMES_FROM = {
+    "declared": "declared public by the analyst at import (--classes); records with another label were refused",
+    "source": "the public class names of the source's format (a built-in dataset, MNIST-like IDX or MedMNIST)",
+    "data": "read from the private data (folder or label names): public only because the analyst imported them so",
+}
+
+
+def dataset_section(summary: dict[str, Any], dataset: dict[str, Any], result: dict[str, Any]) -> dict[str, Any]:
+    """The report's description of the private data: only what the analyst declared public (data.public_metadata).
+
+    The exact number of records and privacy units appears only when declared public (``import --public-count``);
+    otherwise the count the run was planned with (rounded down to 2 significant figures) is given instead.
+    """
+    from dpsad_core.data.public_metadata import published_units
+
+    unit = result["unit_of_privacy"]
+    declared = bool(summary.get("count_declared", False))
+    units = dataset["num_units"]
+    published = published_units(units, declared=declared)
+    return {
+        "name": exported_name(summary, PRIVATE_NAME), "fingerprint": dataset["fingerprint"],
+        "num_records": dataset["num_records"] if declared else None,
+        "num_privacy_units": units if declared else None,
+        "num_privacy_units_published": published,
+        "count": ("exact: declared public by the analyst at import (--public-count)" if declared else
+                  f"withheld: the number of {unit}s is private; stated rounded down to 2 significant figures "
+                  f"({published}), the number the sample rate and the default delta were computed from"),
+        "neighbouring": f"add or remove one {unit} (with all its records): every number in this report is the same "
+                        "for both datasets, or covered by the guarantee",
+        "num_classes": summary.get("num_classes"), "resolution": summary.get("resolution"),
+        "channels": summary.get("channels"), "unit_of_privacy": unit,
+        "class_names_from": CLASS_NAMES_FROM.get(summary.get("class_names_from", "data"), CLASS_NAMES_FROM["data"]),
+        "note": "the fingerprint is an HMAC with a key local to the exporting installation: it identifies the dataset "
+                "there without revealing any record",
+    }
 
 
 def shareable_config(config: dict[str, Any]) -> dict[str, Any]:

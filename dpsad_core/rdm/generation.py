@@ -196,6 +196,13 @@ def _load_examples(paths: Sequence[str], image_shape: tuple[int, ...]) -> np.nda
                         resolution=image_shape[1], channels=image_shape[0])
 
 
+def _published_units(index) -> int:
+    """The index's N as a release may state it (rounded unless declared public; data.public_metadata)."""
+    from dpsad_core.data.public_metadata import published_units
+
+    return published_units(index.num_units, declared=bool(index.meta["dataset"].get("count_declared", False)))
+
+
 def _default_delta(units: int) -> float:
     from dpsad_core.training.planner import default_delta
 
@@ -246,7 +253,7 @@ def generate_rdm(config: GenerateConfig, *, workspace: Path, stop: Callable[[], 
     queries = plan_query_list(config, public_model=public_model, index=index, rng=rng)
     nonprivate = _nonprivate_parts(config, public_model, index, workspace)
     settings = config.settings
-    delta = config.delta if config.delta is not None else _default_delta(index.num_units)
+    delta = config.delta if config.delta is not None else _default_delta(_published_units(index))
     planned, note = _price(settings, len(queries), delta)
     if planned.certified > config.epsilon:
         try:
@@ -414,5 +421,5 @@ def count_queries(config: GenerateConfig, *, workspace: Path) -> tuple[int, floa
     index = load_index(config.index, workspace=workspace)
     classes = len(config.classes or index.class_names) if config.per_class else 0
     queries = classes * config.per_class + len(config.examples) * config.per_example
-    delta = config.delta if config.delta is not None else _default_delta(index.num_units)
+    delta = config.delta if config.delta is not None else _default_delta(_published_units(index))
     return queries, delta

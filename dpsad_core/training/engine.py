@@ -48,6 +48,7 @@ def prepare_run(config: TrainConfig, *, workspace: Path, plan_only: bool = False
     their number, and rendering 10,000 of them takes tens of seconds. ``public`` is then None.
     """
     from dpsad_core.data import resolve_data_source
+    from dpsad_core.data.public_metadata import dataset_published_units
     from dpsad_core.data.synthetic import DEFAULT_COUNT, NUM_CLASSES, RENDERED_DIGITS_SOURCE
 
     dataset = resolve_data_source(config.data, workspace=workspace, resolution=config.resolution,
@@ -59,9 +60,11 @@ def prepare_run(config: TrainConfig, *, workspace: Path, plan_only: bool = False
     else:
         public = _load_public_data(config, dataset, workspace)
         public_records = public.num_records if public is not None else 0
-    delta = config.delta if config.delta is not None else default_delta(dataset.num_privacy_units)
+    # N is private unless declared public: the plan (sample rate, noise, delta) sees it only rounded.
+    units = dataset_published_units(dataset)
+    delta = config.delta if config.delta is not None else default_delta(units)
     plan = plan_training(recipe=config.recipe, hyper=config.hyper, epsilon=config.epsilon, delta=delta,
-                         private_units=dataset.num_privacy_units, public_records=public_records)
+                         private_units=units, public_records=public_records)
     overlap_part = _public_overlap(config, dataset, public)
     if overlap_part is not None:  # --allow-public-overlap: the "public" phase read private records
         plan = dataclasses.replace(plan, nonprivate_parts=plan.nonprivate_parts + (overlap_part,))

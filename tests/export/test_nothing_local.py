@@ -70,7 +70,8 @@ def local_data(tmp_path, workspace, capsys):
     private = write_folder(tmp_path / PRIVATE_FOLDER, range(0, 600), FILE_STEM)
     public = write_folder(tmp_path / PUBLIC_FOLDER, range(900, 1500), "adoe-img")
     for folder, extra in ((private, []), (public, ["--public"])):  # no --name: the names derive from the folders
-        assert main(["import", str(folder), "--min-records", "0", *extra]) == 0, capsys.readouterr().err
+        assert main(["import", str(folder), "--min-records", "0", "--classes", ",".join(CLASSES), *extra]) == 0, \
+            capsys.readouterr().err
     capsys.readouterr()
     return private, public
 

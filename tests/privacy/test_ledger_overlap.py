@@ -15,6 +15,7 @@ from dpsad_core.privacy import Mechanism, compute_epsilon
 from dpsad_core.privacy.ledger import PrivacyLedger
 from dpsad_core.privacy.ledger_datasets import ledger_identity
 
+DIGITS = ",".join(str(digit) for digit in range(10))
 SPEND = [Mechanism(part="denoiser", noise_multiplier=1.2, sample_rate=0.02, steps=60)]
 
 
@@ -31,7 +32,8 @@ def write_digits(root, rows, *, size: int = 32, order=None):
 
 
 def import_as(capsys, path, name, *extra):
-    assert main(["import", str(path), "--name", name, "--min-records", "0", *extra]) == 0, capsys.readouterr().err
+    assert main(["import", str(path), "--name", name, "--min-records", "0", "--classes", DIGITS, *extra]) == 0, \
+        capsys.readouterr().err
     return capsys.readouterr().out
 
 
