@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dpsad_core.data.identity import find_overlaps, is_registered, register
+from dpsad_core.data.identity import Overlap, find_overlaps, is_registered, register
 from dpsad_core.privacy.ledger import PrivacyLedger
 
 __all__ = ["ledger_identity"]
@@ -25,8 +25,26 @@ def ledger_identity(workspace: str | Path, dataset, *, name: str | None = None, 
     fingerprint = dataset.fingerprint(workspace)
     if not is_registered(workspace, fingerprint):
         identities = dataset.identities(workspace)
-        overlaps = find_overlaps(workspace, fingerprint, identities)
+        overlaps = find_overlaps(workspace, fingerprint, identities) + _legacy_entry(workspace, dataset)
         PrivacyLedger(workspace).link_overlaps(fingerprint, overlaps, dataset_name=name or dataset.name)
         # After the links: a kill before this line only means the links are made again next time.
         register(workspace, fingerprint, name or dataset.name, identities, public=public)
     return fingerprint
+
+
+def _legacy_entry(workspace: str | Path, dataset) -> list[Overlap]:
+    """The entry a ledger written before record identities keeps for these records, if any.
+
+    Those fingerprints were an HMAC of the records in stored order with the key in the config folder; a
+    dataset loaded the same way still has that fingerprint, and its earlier spends must keep counting.
+    """
+    from dpsad_core.data.fingerprint import KEY_FILE_NAME, fingerprint_arrays
+    from dpsad_core.paths import config_dir
+
+    if not (config_dir() / KEY_FILE_NAME).is_file():
+        return []
+    legacy = fingerprint_arrays(dataset.images, dataset.labels, dataset.class_names, dataset.patient_ids)
+    known = {row["fingerprint"]: row["name"] for row in PrivacyLedger(workspace).datasets()}
+    if legacy not in known:
+        return []
+    return [Overlap(legacy, known[legacy], dataset.num_records, 1.0)]

@@ -101,3 +101,18 @@ def test_distinct_data_keeps_its_own_budget(tmp_path, workspace, capsys, capped)
     other = fingerprint_of(workspace, "other")
     ledger.check_budget(other, planned=SPEND, delta=1e-5)  # no cap, no overlap: fits
     assert ledger.summary(other).entries == ()
+
+
+def test_spends_under_a_fingerprint_of_an_earlier_version_keep_counting(workspace):
+    from dpsad_core.data.fingerprint import fingerprint_arrays
+
+    demo = resolve_data_source("demo", workspace=workspace)
+    legacy = fingerprint_arrays(demo.images, demo.labels, demo.class_names, demo.patient_ids)  # config-folder key
+    ledger = PrivacyLedger(workspace)
+    ledger.record_spend(run_id="old-run", dataset_fingerprint=legacy, dataset_name="demo-digits-train", kind="train",
+                        recipe="dpdm", delta=1e-5, mechanisms=SPEND, finished=True)
+    ledger.set_cap(legacy, compute_epsilon(SPEND, delta=1e-5).certified * 1.01)
+    current = ledger_identity(workspace, demo)
+    assert current != legacy
+    with pytest.raises(PrivacyBudgetError, match="demo-digits-train"):
+        ledger.check_budget(current, planned=SPEND, delta=1e-5)
