@@ -97,8 +97,11 @@ def budget_summary(workspace: Path, fingerprint: str) -> dict[str, Any] | None:
         return None
     from dpsad_core.privacy.ledger import PrivacyLedger
 
-    summary = PrivacyLedger(workspace).summary(fingerprint)
-    return summary if isinstance(summary, dict) else _as_dict(summary)
+    ledger = PrivacyLedger(workspace)
+    summary = ledger.summary(fingerprint)
+    summary = summary if isinstance(summary, dict) else _as_dict(summary)
+    # Datasets that share records with this one: their runs are in its total (dpsad_core.data.identity).
+    return summary | {"overlaps": ledger.overlaps(fingerprint)}
 
 
 def _as_dict(value: Any) -> dict[str, Any]:

@@ -44,7 +44,7 @@ SIGNATURE_SIZE = 8
 # of the other's: a re-import at another size. The numbers are measured in docs/privacy.md.
 SIGNATURE_SAMPLE = 256
 SIGNATURE_TOLERANCE = 0.01
-RESIZED_SHARE = 0.5
+RESIZED_SHARE = 0.8
 
 _key_cache: dict[Path, bytes] = {}
 _key_lock = threading.Lock()

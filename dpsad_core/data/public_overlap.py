@@ -45,8 +45,11 @@ def shared_with(public: ImageDataset, private: ImageDataset) -> tuple[int, float
     key = secrets.token_bytes(32)  # equality only: nothing is stored
     converted = conform_dataset(public, resolution=private.resolution, channels=private.channels)
     identical = int(np.isin(_pixel_ids(converted.images, key), _pixel_ids(private.images, key)).sum())
-    resized = 0.0 if identical else resized_twins(size_signatures(public.images), size_signatures(private.images))
-    return identical, resized
+    if identical:
+        return identical, 0.0
+    mine, theirs = size_signatures(public.images), size_signatures(private.images)
+    # Either way round: public data that contains the private set, or is contained in it, at another size.
+    return 0, max(resized_twins(mine, theirs), resized_twins(theirs, mine))
 
 
 def check_public_data(public: ImageDataset, private: ImageDataset, *, public_spec: str, private_spec: str,
@@ -62,7 +65,7 @@ def check_public_data(public: ImageDataset, private: ImageDataset, *, public_spe
         return OVERLAP_PART
     how = (f"{identical} of its {public.num_records} records are identical to private records (compared at the "
            f"private data's {private.resolution}x{private.resolution} pixels)" if identical
-           else f"{resized:.0%} of its records are private records at another size")
+           else f"{resized:.0%} of the sampled records of one are records of the other at another size")
     raise NotPrivateError(f"the public data {public_spec!r} is not public: {how} of {private_spec!r}; training on it "
                           "without noise would void the guarantee",
                           remedy="use data that shares no record with the private data (for example "
