@@ -29,6 +29,7 @@ from dpsad_core.data.identity import (RESIZED_SHARE, SIGNATURE_TOLERANCE, canoni
 from dpsad_core.errors import NotPrivateError
 
 OVERLAP_PART = "public data (it shares records with the private data)"
+PUBLIC_IDENTITIES = "public-identities.npz"  # beside a DP-RDM public model: what its public data was
 OVERRIDE_FLAG = "--allow-public-overlap"
 
 
@@ -112,3 +113,40 @@ def private_examples(examples: np.ndarray, private_signatures: np.ndarray) -> li
         block = private_signatures[start:start + 8192].astype(np.float32)
         best = np.maximum(best, (mine @ block.T).max(axis=1))
     return [int(i) for i in np.flatnonzero(1.0 - best < SIGNATURE_TOLERANCE)]
+
+
+def write_public_identities(path: Path, public: ImageDataset, workspace: str | Path) -> None:
+    """Keep the public data's label-free pixel ids (keyed with the workspace's key) and size signatures."""
+    from dpsad_core.atomic import atomic_write
+    from dpsad_core.data.identity import workspace_key
+
+    ids = np.unique(_pixel_ids(public.images, workspace_key(workspace)))
+    signatures = size_signatures(public.images)
+    atomic_write(path, lambda handle: np.savez(handle, pixels=ids, signatures=signatures))
+
+
+def check_index_data(private: ImageDataset, *, model_folder: Path, model_name: str, private_spec: str,
+                     workspace: str | Path, allowed: bool) -> None:
+    """Refuse to index private data that shares records with the data a public model was trained on.
+
+    ``private`` is at the model's resolution and channels, as the model's public data was. ``allowed``: the
+    model was trained with the research override (every run using it is stamped NOT private already).
+    """
+    from dpsad_core.data.identity import workspace_key
+
+    path = Path(model_folder) / PUBLIC_IDENTITIES
+    if allowed or not path.is_file():
+        return  # a model trained before public identities were kept: nothing to compare with
+    with np.load(path, allow_pickle=False) as stored:
+        public_ids, public_signatures = stored["pixels"], stored["signatures"]
+    identical = int(np.isin(_pixel_ids(private.images, workspace_key(workspace)), public_ids).sum())
+    mine = size_signatures(private.images)
+    resized = 0.0 if identical else max(resized_twins(mine, public_signatures), resized_twins(public_signatures, mine))
+    if not identical and resized < RESIZED_SHARE:
+        return
+    how = (f"{identical} of its {private.num_records} records are identical to records" if identical
+           else f"{resized:.0%} of the sampled records of one are records of the other at another size, in the data")
+    raise NotPrivateError(f"the private data {private_spec!r} is not private from public model {model_name!r}: {how} "
+                          "the model was trained on without noise",
+                          remedy="train the public model on data that shares no record with the private data "
+                                 "(dpsad-core rdm train-public --public OTHER_DATA)")

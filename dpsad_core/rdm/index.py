@@ -74,6 +74,7 @@ def build_index(*, workspace: Path, public_model: PublicModel, data: str, name: 
     """
     from dpsad_core.data import conform_dataset, resolve_data_source
     from dpsad_core.errors import DataImportError
+    from dpsad_core.data.public_overlap import check_index_data
     from dpsad_core.privacy.ledger_datasets import ledger_identity
     from dpsad_core.rdm.encoder import embed_images
     from dpsad_core.training.runs import utc_now
@@ -88,6 +89,8 @@ def build_index(*, workspace: Path, public_model: PublicModel, data: str, name: 
                                       min_records=min_records)
     fingerprint = ledger_identity(workspace, dataset)
     dataset = conform_dataset(dataset, resolution=resolution, channels=channels)
+    check_index_data(dataset, model_folder=public_model.path, model_name=public_model.name, private_spec=data,
+                     workspace=workspace, allowed=bool(public_model.meta["config"].get("allow_public_overlap")))
     name = check_name(name or sanitise_name(f"{dataset.name}-{public_model.name}"))
     path = indexes_dir(workspace) / name
     if (path / "meta.json").is_file():

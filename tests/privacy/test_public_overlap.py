@@ -79,3 +79,15 @@ def test_a_private_image_as_example_query_is_refused(rdm_workspace, tmp_path, ca
     assert code == 5 and err.count("\n") == 1
     assert "1 of the 1 example image(s) are private records of the index" in err and "--allow-public-overlap" in err
     assert not (rdm_workspace / "runs").exists() or not any((rdm_workspace / "runs").iterdir())
+
+
+def test_indexing_private_data_a_public_model_was_trained_on_is_refused(tmp_path, workspace, capsys):
+    # The model is trained first, on files nobody had imported as private yet; they are imported as private later.
+    path = write_digits(tmp_path / "late", range(120))
+    assert main(["rdm", "train-public", "--public", str(path), "--name", "early-model", "--preset", "tiny",
+                 "--resolution", "16", "--min-records", "0"]) == 0, capsys.readouterr().err
+    import_as(capsys, path, "late", "--resolution", "16")
+    code = main(["rdm", "index", "--model", "early-model", "--data", "late", "--min-records", "0"])
+    err = capsys.readouterr().err
+    assert code == 5 and err.count("\n") == 1
+    assert "'late' is not private from public model 'early-model': 120 of its 120 records are identical" in err
