@@ -49,7 +49,8 @@ class ImageDataset:
     Notes
     -----
     The arrays are not copied. Do not modify them in place: the record identities and the
-    fingerprint are computed once per key and cached. Equality is identity (``eq=False``); compare fingerprints to compare contents.
+    fingerprint are computed once per key and cached. Equality is identity (``eq=False``); compare
+    fingerprints to compare contents.
     """
 
     images: np.ndarray

@@ -74,7 +74,8 @@ def check_public_data(public: ImageDataset, private: ImageDataset, *, public_spe
                                  "reported NOT differentially private)")
 
 
-def check_against_workspace(public: ImageDataset, *, public_spec: str, workspace: str | Path, allow: bool) -> str | None:
+def check_against_workspace(public: ImageDataset, *, public_spec: str, workspace: str | Path,
+                            allow: bool) -> str | None:
     """Refuse ``public`` if it shares records with any dataset the workspace has charged or imported as private.
 
     For public data used without a private set at hand (``rdm train-public``). Compared by exact record identity
@@ -88,8 +89,8 @@ def check_against_workspace(public: ImageDataset, *, public_spec: str, workspace
         return None
     fingerprint = public.fingerprint(workspace)
     # Datasets imported with --public are the analyst's declared public data: not a conflict.
-    overlaps: list[Overlap] = [overlap for overlap in find_overlaps(workspace, fingerprint, public.identities(workspace))
-                               if not overlap.public]
+    found = find_overlaps(workspace, fingerprint, public.identities(workspace))
+    overlaps: list[Overlap] = [overlap for overlap in found if not overlap.public]
     if is_registered(workspace, fingerprint) and not registered_as_public(workspace, fingerprint):
         overlaps.insert(0, Overlap(fingerprint, public.name, public.num_records, 1.0))  # the very same records
     if not overlaps:
