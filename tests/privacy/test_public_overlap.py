@@ -91,3 +91,14 @@ def test_indexing_private_data_a_public_model_was_trained_on_is_refused(tmp_path
     err = capsys.readouterr().err
     assert code == 5 and err.count("\n") == 1
     assert "'late' is not private from public model 'early-model': 120 of its 120 records are identical" in err
+
+
+def test_the_gui_plan_refuses_the_private_set_as_public_data_and_shows_overlaps(tmp_path, private, workspace, capsys):
+    core = pytest.importorskip("dpsad_workbench.core")  # the GUI's calls into the core (no Qt needed)
+    config = TrainConfig(data="private", recipe="dpsad-public-teacher", public_data="private", preset="tiny",
+                         min_records=0)
+    with pytest.raises(NotPrivateError, match="is not public: 120 of its 120 records"):
+        core.plan_preview(config, workspace=workspace)
+    import_as(capsys, write_digits(tmp_path / "copy", range(50)), "copy", "--resolution", "16")
+    fingerprint = resolve_data_source("private", workspace=workspace, min_records=0).fingerprint(workspace)
+    assert [overlap["name"] for overlap in core.budget_summary(workspace, fingerprint)["overlaps"]] == ["copy"]
