@@ -192,7 +192,10 @@ def plan_preview(config, *, workspace: Path) -> dict[str, Any]:
 
     dataset, _, plan = prepare_run(config, workspace=workspace, plan_only=True)
     summary = dataset.summary(workspace)
-    warnings = list(plan.warnings)
+    from dpsad_core.data.public_metadata import rare_class_warnings
+
+    # Shown on this screen only: a class size is a fact about the private data, never part of the exported plan.
+    warnings = list(plan.warnings) + rare_class_warnings(dataset)
     units = dataset.num_privacy_units
     if units < 100:
         warnings.append(f"only {units} privacy units: far too few for a useful guarantee")
