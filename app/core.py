@@ -28,11 +28,13 @@ def import_dataset(path: str | Path, *, workspace: Path, name: str | None = None
                    grey: bool = False, min_records: int = 100, split: str = "train") -> dict[str, Any]:
     """Read ``path`` in any format the core reads, save it in the workspace, return its summary."""
     from dpsad_core.data import load_dataset, save_dataset
+    from dpsad_core.privacy.ledger_datasets import ledger_identity
 
     dataset = load_dataset(path, split=split, resolution=resolution, channels=1 if grey else None,
                            min_records=min_records, name=name or None)
     folder = save_dataset(dataset, workspace)
-    return dict(dataset.summary(), path=str(folder), skipped_files=list(dataset.skipped),
+    ledger_identity(workspace, dataset)  # links it in the ledger to any dataset that shares its records
+    return dict(dataset.summary(workspace), path=str(folder), skipped_files=list(dataset.skipped),
                 class_names=list(dataset.class_names))
 
 
@@ -95,8 +97,11 @@ def budget_summary(workspace: Path, fingerprint: str) -> dict[str, Any] | None:
         return None
     from dpsad_core.privacy.ledger import PrivacyLedger
 
-    summary = PrivacyLedger(workspace).summary(fingerprint)
-    return summary if isinstance(summary, dict) else _as_dict(summary)
+    ledger = PrivacyLedger(workspace)
+    summary = ledger.summary(fingerprint)
+    summary = summary if isinstance(summary, dict) else _as_dict(summary)
+    # Datasets that share records with this one: their runs are in its total (dpsad_core.data.identity).
+    return summary | {"overlaps": ledger.overlaps(fingerprint)}
 
 
 def _as_dict(value: Any) -> dict[str, Any]:
@@ -186,8 +191,11 @@ def plan_preview(config, *, workspace: Path) -> dict[str, Any]:
     from dpsad_core.training import prepare_run
 
     dataset, _, plan = prepare_run(config, workspace=workspace, plan_only=True)
-    summary = dataset.summary()
-    warnings = list(plan.warnings)
+    summary = dataset.summary(workspace)
+    from dpsad_core.data.public_metadata import rare_class_warnings
+
+    # Shown on this screen only: a class size is a fact about the private data, never part of the exported plan.
+    warnings = list(plan.warnings) + rare_class_warnings(dataset)
     units = dataset.num_privacy_units
     if units < 100:
         warnings.append(f"only {units} privacy units: far too few for a useful guarantee")

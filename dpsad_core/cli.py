@@ -66,6 +66,18 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--name", help="name to save it under (default: derived from the path)")
     sub.add_argument("--split", default="train", help="split for IDX (train/test) and .npz (train/val/test) files")
     _data_options(sub)
+    sub.add_argument("--duplicates", choices=["refuse", "merge", "drop"], default="refuse",
+                     help="records that repeat another exactly: refuse the import (default), merge each group into "
+                          "one privacy unit, or drop all but the first copy")
+    sub.add_argument("--classes", metavar="A,B,C",
+                     help="the class names, in label order, that you declare public (required for class folders, "
+                          "CSV manifests and DICOM; records with another label are refused)")
+    sub.add_argument("--public-count", action="store_true",
+                     help="declare the number of records public: reports then state it exactly (otherwise rounded "
+                          "down to 2 significant figures, and the sample rate is computed from that)")
+    sub.add_argument("--public", action="store_true",
+                     help="declare the data public: it may then train a DP-RDM public model (rdm train-public); "
+                          "data first seen as private stays private")
     add_workspace_option(sub)
     sub.add_argument("--json", action="store_true", help="print the summary as JSON")
     sub.set_defaults(handler=_cmd_import)
@@ -92,6 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
                                            "pre-trains on it, dpsad-public-teacher trains its teacher on it (free "
                                            "in privacy). A path, a saved dataset, or 'rendered-digits' (generated "
                                            "font digits)")
+    sub.add_argument("--allow-public-overlap", action="store_true",
+                     help="research only: use --public-data even though it shares records with the private data; "
+                          "the run is then reported NOT differentially private (epsilon = infinity)")
     sub.add_argument("--max-steps", type=int, help="stop each phase after this many steps (epsilon reports what "
                                                    "was actually spent)")
     sub.add_argument("--resume", metavar="RUN", help="continue an interrupted run (id or folder)")
@@ -152,12 +167,26 @@ def _data_options(sub: argparse.ArgumentParser) -> None:
 # -- commands ----------------------------------------------------------------------------------------
 def _cmd_import(args: argparse.Namespace) -> int:
     from dpsad_core.data import load_dataset, save_dataset
+    from dpsad_core.data.public_metadata import parse_classes, rare_class_warnings
+    from dpsad_core.privacy.ledger import PrivacyLedger
+    from dpsad_core.privacy.ledger_datasets import ledger_identity
 
     dataset = load_dataset(args.path, split=args.split, resolution=args.resolution,
                            channels=1 if args.grey else None, skip_corrupt=args.skip_corrupt,
-                           min_records=args.min_records, name=args.name)
-    folder = save_dataset(dataset, workspace_from_args(args))
-    summary = dict(dataset.summary(), saved_to=str(folder))
+                           min_records=args.min_records, name=args.name, duplicates=args.duplicates,
+                           classes=parse_classes(args.classes) if args.classes else None,
+                           public_count=args.public_count)
+    if dataset.class_names_from == "data":
+        # Read off folder or label names: a single record could add a class to every release.
+        raise ConfigError(f"the class names of {args.path!r} come from its folder or label names "
+                          f"({', '.join(dataset.class_names)}): a release shows the class list, so declare it",
+                          field="classes", remedy="pass the classes you may make public, e.g. --classes "
+                                                  f"{','.join(dataset.class_names[:3])}")
+    workspace = workspace_from_args(args)
+    folder = save_dataset(dataset, workspace)
+    # Compared with every dataset seen before: one that shares records shares its privacy budget.
+    overlaps = PrivacyLedger(workspace).overlaps(ledger_identity(workspace, dataset, public=args.public))
+    summary = dict(dataset.summary(workspace), saved_to=str(folder), overlaps=overlaps)
     if args.json:
         print_json(summary)
     else:
@@ -166,6 +195,14 @@ def _cmd_import(args: argparse.Namespace) -> int:
         print(f"  class counts: {summary['class_counts']}")
         if dataset.skipped:
             print(f"  skipped {len(dataset.skipped)} unreadable file(s)")
+        if dataset.merged_duplicates:
+            done = "merged into their record's privacy unit" if args.duplicates == "merge" else "dropped"
+            print(f"  {dataset.merged_duplicates} exact duplicate record(s) {done}")
+        for overlap in overlaps:
+            print(f"  shares records with {overlap['name'] or overlap['fingerprint'][:24]}: its privacy budget is "
+                  "shared (see dpsad-core ledger)")
+        for warning in rare_class_warnings(dataset):
+            print(f"  warning: {warning}")
         print(f"  fingerprint:  {summary['fingerprint']}")
         print(f"  saved to:     {folder}")
         print(f"train on it with: dpsad-core train --data {dataset.name} --epsilon 10")
@@ -200,18 +237,24 @@ def _cmd_train(args: argparse.Namespace) -> int:
     config = TrainConfig(data=args.data, recipe=recipe, epsilon=args.epsilon, delta=args.delta,
                          preset=args.preset, hyper=hyper, public_data=args.public_data, max_steps=args.max_steps,
                          resolution=args.resolution, seed=args.seed, privacy_seed=args.privacy_seed,
-                         device=args.device, min_records=args.min_records)
+                         device=args.device, min_records=args.min_records,
+                         allow_public_overlap=args.allow_public_overlap)
     if args.plan:
         from dpsad_core.training import prepare_run
 
         from dpsad_core.training.budget import budget_outlook
 
+        from dpsad_core.data.public_metadata import rare_class_warnings
+
         dataset, _, plan = prepare_run(config, workspace=workspace, plan_only=True)
         budget = budget_outlook(config, dataset, plan, workspace)
+        local = rare_class_warnings(dataset)  # states class sizes: shown here, never part of the exported plan
         if args.json:
-            print_json(dict(plan.to_dict(), budget=budget))
+            print_json(dict(plan.to_dict(), budget=budget, local_warnings=local))
         else:
             _print_plan(plan)
+            for warning in local:
+                print(f"  warning (local, not exported): {warning}")
             _print_budget(budget)
         return 0
     return _consume(start_training(config, workspace=workspace, stop=stop_flag()), json_out=args.json)

@@ -51,21 +51,25 @@ def _cmd_ledger(args: argparse.Namespace) -> int:
         if args.cap is not None or args.remove_cap:
             raise ConfigError("--cap and --remove-cap need a DATASET", field="dataset",
                               remedy="e.g. dpsad-core ledger demo --cap 8")
-        summaries = [ledger.summary(row["fingerprint"]) for row in ledger.datasets()]
+        rows = ledger.datasets()
+        summaries = [ledger.summary(row["fingerprint"]) for row in rows]
+        overlaps = {row["fingerprint"]: ledger.overlaps(row["fingerprint"]) for row in rows}
         if args.json:
-            print_json({"ledger": str(ledger.path), "datasets": [s.to_dict() for s in summaries]})
+            print_json({"ledger": str(ledger.path), "datasets": [
+                s.to_dict() | {"overlaps": overlaps[s.dataset_fingerprint]} for s in summaries]})
         else:
-            _print_datasets(summaries, ledger.path)
+            _print_datasets(summaries, ledger.path, overlaps)
         return 0
     fingerprint, name = _resolve_dataset(args.dataset, ledger, workspace)
     if args.cap is not None or args.remove_cap:
         ledger.set_cap(fingerprint, None if args.remove_cap else args.cap, dataset_name=name)
     summary = ledger.summary(fingerprint)
     runs = [_run_row(entry, workspace) for entry in summary.entries]
+    overlaps = ledger.overlaps(fingerprint)
     if args.json:
-        print_json(summary.to_dict() | {"runs": runs, "ledger": str(ledger.path)})
+        print_json(summary.to_dict() | {"runs": runs, "ledger": str(ledger.path), "overlaps": overlaps})
         return 0
-    _print_dataset(summary, runs)
+    _print_dataset(summary, runs, overlaps)
     return 0
 
 
@@ -116,7 +120,9 @@ def _resolve_dataset(spec: str, ledger, workspace: Path) -> tuple[str, str | Non
                               f"nor data that can be read ({error.message})",
                               remedy="pass a fingerprint from 'dpsad-core ledger', 'demo', a saved dataset's name, "
                                      "or the data's path") from None
-    return dataset.fingerprint(), dataset.name
+    from dpsad_core.privacy.ledger_datasets import ledger_identity
+
+    return ledger_identity(workspace, dataset), dataset.name
 
 
 # -- printing --------------------------------------------------------------------------------------
@@ -137,7 +143,13 @@ def _run_row(entry, workspace: Path) -> dict[str, Any]:
     return entry.to_dict() | {"state": state, "epsilon": values.to_dict(), "note": note}
 
 
-def _print_datasets(summaries, path: Path) -> None:
+def _describe_overlap(overlap: dict[str, Any]) -> str:
+    how = (f"{overlap['identical']} identical record(s)" if overlap["identical"]
+           else f"{overlap['resized']:.0%} of sampled records at another size")
+    return f"{overlap['name'] or '?'} ({overlap['fingerprint'][:20]}..., {how})"
+
+
+def _print_datasets(summaries, path: Path, overlaps: dict[str, list[dict[str, Any]]]) -> None:
     if not summaries:
         print(f"nothing recorded yet in {path}")
         return
@@ -151,18 +163,23 @@ def _print_datasets(summaries, path: Path) -> None:
               f"{s.spent.delta:>8.2g} {cap:>6} {left:>6}")
         for note in s.notes:
             print(f"  note: {note}")
+        for overlap in overlaps.get(s.dataset_fingerprint, ()):
+            print(f"  shares records with {_describe_overlap(overlap)}: their runs count here too")
 
 
-def _print_dataset(summary, runs: list[dict[str, Any]]) -> None:
+def _print_dataset(summary, runs: list[dict[str, Any]], overlaps: list[dict[str, Any]]) -> None:
     print(f"dataset {summary.dataset_name or '?'}  {summary.dataset_fingerprint}")
+    for overlap in overlaps:
+        print(f"  shares records with {_describe_overlap(overlap)}: runs on either count against both")
     if runs:
         print(f"  {'RUN':<32} {'KIND':<6} {'RECIPE':<22} {'STATE':<12} {'EPSILON':>17} {'DELTA':>8}")
     for run in runs:
         state = run["state"] or "no folder"
         if run["active"]:
             state += "*"
+        via = "" if run["dataset_fingerprint"] == summary.dataset_fingerprint else "  (on an overlapping dataset)"
         print(f"  {run['run_id']:<32} {run['kind']:<6} {(run['recipe'] or '-'):<22} {state:<12} "
-              f"{_epsilon(run['epsilon']['certified']):>17} {run['delta']:>8.2g}")
+              f"{_epsilon(run['epsilon']['certified']):>17} {run['delta']:>8.2g}{via}")
     if any(run["active"] for run in runs):
         print("  * active: its planned spend is reserved against the cap until it ends")
     spent = summary.spent

@@ -90,6 +90,9 @@ def _register_train_public(commands: argparse._SubParsersAction) -> None:
                                                      "least the sigma you will query with")
     sub.add_argument("--min-records", type=int, default=100)
     sub.add_argument("--seed", type=int, default=0)
+    sub.add_argument("--allow-public-overlap", action="store_true",
+                     help="research only: train on data that shares records with a private dataset of this workspace; "
+                          "every run using this model is then reported NOT differentially private")
     add_workspace_option(sub)
     sub.add_argument("--json", action="store_true", help="end with one JSON object on the last line of stdout")
     sub.set_defaults(handler=_cmd_train_public)
@@ -102,7 +105,8 @@ def _cmd_train_public(args: argparse.Namespace) -> int:
     workspace = workspace_from_args(args)
     config = make_config(public=args.public, name=args.name, preset=args.preset, resolution=args.resolution,
                          steps=args.steps, encoder_steps=args.encoder_steps, batch_size=args.batch_size, k=args.k,
-                         sigma_max=args.sigma_max, min_records=args.min_records, seed=args.seed)
+                         sigma_max=args.sigma_max, min_records=args.min_records, seed=args.seed,
+                         allow_public_overlap=args.allow_public_overlap)
     saved = None
     for event in _progress(train_public(config, workspace=workspace)):
         if isinstance(event, PublicModelSaved):
@@ -179,6 +183,9 @@ def _register_generate(commands: argparse._SubParsersAction) -> None:
     sub.add_argument("--guidance", type=float, default=1.0)
     sub.add_argument("--steps", type=int, default=25, help="DDIM steps")
     add_seed_options(sub, public_use="exemplar queries and image sampling; default: fresh", default=None)
+    sub.add_argument("--allow-public-overlap", action="store_true",
+                     help="research only: query with --example images that are private records; the run is then "
+                          "reported NOT differentially private")
     add_workspace_option(sub)
     sub.add_argument("--json", action="store_true", help="end with one JSON object on the last line of stdout")
     sub.set_defaults(handler=_cmd_generate)
@@ -195,7 +202,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
               "mix": args.mix, "delta": args.delta, "per_class": args.per_class, "classes": classes,
               "query_mode": args.query_mode, "examples": tuple(args.example), "per_example": args.per_example,
               "guidance": args.guidance, "sample_steps": args.steps, "seed": args.seed,
-              "privacy_seed": args.privacy_seed}
+              "privacy_seed": args.privacy_seed, "allow_public_overlap": args.allow_public_overlap}
     sigma = args.sigma
     if sigma is None:
         queries, delta = count_queries(GenerateConfig(sigma=1.0, **common), workspace=workspace)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from dpsad_core.data.fingerprint import fingerprint_arrays
 from dpsad_core.errors import DataImportError
 
 
@@ -33,11 +33,24 @@ class ImageDataset:
         Where the data came from: a path, or ``"demo"``.
     skipped
         Paths of files skipped as unreadable (only with ``skip_corrupt=True``).
+    merged_duplicates
+        How many exact copies of other records the import merged into their record's privacy unit, or
+        dropped (:mod:`dpsad_core.data.duplicates`); 0 when there were none.
+    name_declared
+        Whether the analyst chose ``name`` (``import --name``), or it is a built-in source's public name.
+        A name derived from a local folder or file is never exported (bundles say "dataset" instead).
+    class_names_from
+        Where the class names come from: ``"declared"`` (the analyst's ``--classes``), ``"source"`` (a
+        built-in format's public names) or ``"data"`` (folder or label names read off the private data).
+    count_declared
+        Whether the analyst declared the number of records public (``import --public-count``); if not,
+        a release states it only rounded (:mod:`dpsad_core.data.public_metadata`).
 
     Notes
     -----
-    The arrays are not copied. Do not modify them in place: the fingerprint is computed once and
-    cached. Equality is identity (``eq=False``); compare fingerprints to compare contents.
+    The arrays are not copied. Do not modify them in place: the record identities and the
+    fingerprint are computed once per key and cached. Equality is identity (``eq=False``); compare
+    fingerprints to compare contents.
     """
 
     images: np.ndarray
@@ -47,7 +60,11 @@ class ImageDataset:
     name: str
     source: str
     skipped: tuple[str, ...] = ()
-    _fingerprint: str | None = field(default=None, init=False, repr=False)
+    merged_duplicates: int = 0
+    name_declared: bool = False
+    class_names_from: str = "data"
+    count_declared: bool = False
+    _identity_cache: dict = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "class_names", tuple(self.class_names))
@@ -129,8 +146,12 @@ class ImageDataset:
 
     @property
     def unit(self) -> str:
-        """What one privacy unit is: ``"patient"`` with patient ids, else ``"image"``."""
-        return "image" if self.patient_ids is None else "patient"
+        """What one privacy unit is: ``"patient"`` with patient ids, else ``"image"`` (its exact copies merged)."""
+        if self.patient_ids is None:
+            return "image"
+        if self.merged_duplicates and str(self.patient_ids[0]).startswith("unit-"):
+            return "image (exact copies merged)"
+        return "patient"
 
     @property
     def num_privacy_units(self) -> int:
@@ -176,17 +197,45 @@ class ImageDataset:
             name=self.name,
             source=self.source,
             skipped=self.skipped,
+            merged_duplicates=self.merged_duplicates,
+            name_declared=self.name_declared,
+            class_names_from=self.class_names_from,
+            count_declared=self.count_declared,
         )
 
-    def fingerprint(self) -> str:
-        """Keyed hash of the contents (see :mod:`dpsad_core.data.fingerprint`); computed once."""
-        if self._fingerprint is None:
-            value = fingerprint_arrays(self.images, self.labels, self.class_names,
-                                       self.patient_ids)
-            object.__setattr__(self, "_fingerprint", value)
-        return self._fingerprint  # type: ignore[return-value]
+    def record_hashes(self, workspace: str | Path | None = None) -> np.ndarray:
+        """uint8 ``N x 32``: each record's keyed hash under the workspace's key (:mod:`.identity`)."""
+        from dpsad_core.data.identity import canonical_pixels, keyed_record_hashes, workspace_key
 
-    def summary(self) -> dict[str, Any]:
+        key = workspace_key(workspace)
+        if ("exact", key) not in self._identity_cache:
+            self._identity_cache["exact", key] = keyed_record_hashes(key, canonical_pixels(self.images), self.labels,
+                                                                     self.class_names)
+        return self._identity_cache["exact", key]
+
+    def identities(self, workspace: str | Path | None = None):
+        """The records' keyed hashes and size signatures (:class:`~dpsad_core.data.identity.RecordIdentities`)."""
+        from dpsad_core.data.identity import RecordIdentities, size_signatures
+
+        exact = self.record_hashes(workspace)
+        if "signatures" not in self._identity_cache:
+            self._identity_cache["signatures"] = size_signatures(self.images)
+        return RecordIdentities(exact=exact, signatures=self._identity_cache["signatures"])
+
+    def fingerprint(self, workspace: str | Path | None = None) -> str:
+        """The dataset's identity: an HMAC over its sorted record hashes, the same in any record order.
+
+        Keyed with ``<workspace>/identity.key`` (the default workspace when None); see :mod:`.identity`.
+        """
+        from dpsad_core.data.identity import dataset_identity, workspace_key
+
+        key = workspace_key(workspace)
+        if ("fingerprint", key) not in self._identity_cache:
+            self._identity_cache["fingerprint", key] = dataset_identity(self.record_hashes(workspace),
+                                                                        self.patient_ids, key)
+        return self._identity_cache["fingerprint", key]
+
+    def summary(self, workspace: str | Path | None = None) -> dict[str, Any]:
         """JSON-able description: counts, shape, fingerprint; never any record's content."""
         return {
             "name": self.name,
@@ -198,8 +247,12 @@ class ImageDataset:
             "class_counts": self.class_counts,
             "channels": self.channels,
             "resolution": self.resolution,
-            "fingerprint": self.fingerprint(),
+            "fingerprint": self.fingerprint(workspace),
             "skipped": len(self.skipped),
+            "merged_duplicates": self.merged_duplicates,
+            "name_declared": self.name_declared,
+            "class_names_from": self.class_names_from,
+            "count_declared": self.count_declared,
         }
 
 

@@ -1,4 +1,9 @@
-"""Dataset fingerprints: a keyed hash that identifies a dataset without revealing any record.
+"""The key files, and the dataset fingerprints of ledgers written before record identities.
+
+Datasets are now identified by :mod:`dpsad_core.data.identity` (order-independent, keyed with the
+workspace's key). :func:`fingerprint_arrays` and :func:`installation_key` remain so that spends recorded
+under the earlier fingerprints keep counting (:mod:`dpsad_core.privacy.ledger_datasets`), and
+:func:`load_or_create_key` creates both keys race-free.
 
 A plain hash of private images would let anyone holding a candidate dataset confirm that it was
 used; keying the hash with a secret local to the installation (HMAC-SHA256) means only this

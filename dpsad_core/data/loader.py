@@ -11,7 +11,9 @@ Formats :func:`load_dataset` recognises:
 
 from __future__ import annotations
 
+import dataclasses
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +21,8 @@ import numpy as np
 from dpsad_core.data import idx
 from dpsad_core.data.dataset import ImageDataset
 from dpsad_core.data.demo import DEMO_SOURCE, load_demo
+from dpsad_core.data.duplicates import apply_duplicate_policy, check_policy
+from dpsad_core.data.public_metadata import declare_classes
 from dpsad_core.data.synthetic import RENDERED_DIGITS_SOURCE, cached_render_digits
 from dpsad_core.data.folder import load_class_folder
 from dpsad_core.data.imaging import IMAGE_SUFFIXES, batch_to_chw, chw_to_hwc, validate_options
@@ -30,6 +34,8 @@ from dpsad_core.data.store import (META_FILE, check_name, datasets_dir, is_safe_
 from dpsad_core.errors import ConfigError, DataImportError, TooFewRecordsError
 
 KNOWN_SPLITS = ("train", "val", "test")
+# The built-in sources are public data sets: their name, classes and size are public.
+BUILT_IN_METADATA = {"name_declared": True, "class_names_from": "source", "count_declared": True}
 ACCEPTED = ("a folder with one subfolder per class (PNG/JPEG/BMP/TIFF/DICOM images), a CSV "
             "manifest (path,label[,patient_id]), an MNIST IDX folder or images file, or a MedMNIST "
             ".npz")
@@ -38,7 +44,8 @@ ACCEPTED = ("a folder with one subfolder per class (PNG/JPEG/BMP/TIFF/DICOM imag
 def load_dataset(source: str | os.PathLike[str], *, split: str = "train",
                  resolution: int | None = None, channels: int | None = None,
                  skip_corrupt: bool = False, min_records: int = 100,
-                 name: str | None = None) -> ImageDataset:
+                 name: str | None = None, duplicates: str = "refuse", classes: Sequence[str] | None = None,
+                 public_count: bool = False) -> ImageDataset:
     """Import images from ``source``, detecting its format.
 
     Parameters
@@ -63,6 +70,16 @@ def load_dataset(source: str | os.PathLike[str], *, split: str = "train",
         The fewest privacy units (patients if patient ids exist, else images) to accept.
     name
         The dataset's name (a safe folder name); by default one derived from the source.
+    duplicates
+        Exact duplicate records: ``"refuse"`` them (default), ``"merge"`` each group into one privacy
+        unit, or ``"drop"`` all but the first copy (:mod:`.duplicates`); ``"keep"`` them for data that
+        is not private (test data, public data).
+    classes
+        The class list the analyst declares public, in label order; records with another label are
+        refused (:mod:`.public_metadata`). None: the source's own (IDX and MedMNIST: their public
+        names; folders, manifests and DICOM: names read from the data, marked as such).
+    public_count
+        The analyst declares the number of records public (else releases state it rounded).
 
     Raises
     ------
@@ -78,6 +95,7 @@ def load_dataset(source: str | os.PathLike[str], *, split: str = "train",
     _check_split(split)
     validate_options(resolution=resolution, channels=channels)
     _check_min_records(min_records)
+    check_policy(duplicates)
     if name is not None:
         check_name(name)
     path = Path(source).expanduser()
@@ -87,6 +105,7 @@ def load_dataset(source: str | os.PathLike[str], *, split: str = "train",
     path = path.resolve()
     options = {"resolution": resolution, "channels": channels}
     suffix = path.suffix.lower()
+    format_classes = suffix == ".npz" or (path.is_dir() and idx.is_idx_folder(path))
 
     if path.is_dir() and idx.is_idx_folder(path):
         images_path, labels_path = idx.idx_folder_files(path, split)
@@ -102,6 +121,7 @@ def load_dataset(source: str | os.PathLike[str], *, split: str = "train",
         dataset = load_medmnist(path, split=split,
                                 name=name or sanitise_name(f"{path.stem}-{split}"), **options)
     elif idx.is_idx_file(path):
+        format_classes = True
         labels_path = idx.labels_beside(path)
         file_split = "test" if path.name.lower().startswith("t10k") else "train"
         dataset = idx.load_idx(path, labels_path, class_names=idx.class_names_for(path.parent),
@@ -114,13 +134,23 @@ def load_dataset(source: str | os.PathLike[str], *, split: str = "train",
     else:
         raise DataImportError(f"unrecognised data format {suffix or '(no extension)'!r}",
                               path=path, remedy=f"pass {ACCEPTED}")
+    dataset = apply_duplicate_policy(dataset, duplicates)
+    if name is not None:  # the analyst's choice: the one name a bundle may carry
+        dataset = dataclasses.replace(dataset, name_declared=True)
+    if format_classes:  # IDX and MedMNIST name their classes from the format's public list
+        dataset = dataclasses.replace(dataset, class_names_from="source")
+    if classes is not None:
+        dataset = declare_classes(dataset, classes)
+    if public_count:
+        dataset = dataclasses.replace(dataset, count_declared=True)
     check_min_units(dataset, min_records)
     return dataset
 
 
 def resolve_data_source(spec: str, *, workspace: Path, split: str = "train",
                         resolution: int | None = None, channels: int | None = None,
-                        skip_corrupt: bool = False, min_records: int = 100) -> ImageDataset:
+                        skip_corrupt: bool = False, min_records: int = 100,
+                        duplicates: str = "refuse") -> ImageDataset:
     """Turn what a user typed into a dataset.
 
     ``"demo"`` is the bundled demo digits; ``"rendered-digits"`` generated public font digits
@@ -128,26 +158,29 @@ def resolve_data_source(spec: str, *, workspace: Path, split: str = "train",
     ``workspace/datasets`` loads it (the split is ignored: a saved dataset is one set); anything
     else is a path for :func:`load_dataset`. A spec that looks like a path (it has a separator or
     starts with "." or "~") is always treated as one. ``resolution`` and ``channels`` convert demo
-    and saved data too; ``min_records`` applies to all three.
+    and saved data too; ``min_records`` applies to all three. ``duplicates`` applies to a path (saved
+    datasets were checked at import): pass ``"keep"`` for data that is not private (test or public data).
     """
     _check_split(split)
     validate_options(resolution=resolution, channels=channels)
     _check_min_records(min_records)
     text = str(spec).strip()
     looks_like_path = any(sep in text for sep in ("/", "\\", os.sep)) or text.startswith((".", "~"))
-    if text == DEMO_SOURCE:
-        dataset = conform_dataset(load_demo(split=split, resolution=resolution),
-                                  resolution=resolution, channels=channels)
+    if text == DEMO_SOURCE:  # built-in sources: their names are public
+        dataset = dataclasses.replace(conform_dataset(load_demo(split=split, resolution=resolution),
+                                                      resolution=resolution, channels=channels),
+                                      **BUILT_IN_METADATA)
     elif text == RENDERED_DIGITS_SOURCE:
         dataset = conform_dataset(cached_render_digits(resolution=resolution or 28, seed=0 if split == "train" else 1),
                                   channels=channels)
+        dataset = dataclasses.replace(dataset, **BUILT_IN_METADATA)
     elif not looks_like_path and is_safe_name(text) \
             and (datasets_dir(workspace) / text / META_FILE).is_file():
         dataset = conform_dataset(load_saved_dataset(datasets_dir(workspace) / text),
                                   resolution=resolution, channels=channels)
     elif text and os.path.lexists(Path(text).expanduser()):
         return load_dataset(text, split=split, resolution=resolution, channels=channels,
-                            skip_corrupt=skip_corrupt, min_records=min_records)
+                            skip_corrupt=skip_corrupt, min_records=min_records, duplicates=duplicates)
     else:
         saved = saved_dataset_names(workspace)
         listed = ", ".join(saved) if saved else "none"
@@ -170,7 +203,9 @@ def conform_dataset(dataset: ImageDataset, *, resolution: int | None = None,
                           channels=channels or dataset.channels, source=dataset.source)
     return ImageDataset(images=images, labels=dataset.labels, class_names=dataset.class_names,
                         patient_ids=dataset.patient_ids, name=dataset.name, source=dataset.source,
-                        skipped=dataset.skipped)
+                        skipped=dataset.skipped, merged_duplicates=dataset.merged_duplicates,
+                        name_declared=dataset.name_declared, class_names_from=dataset.class_names_from,
+                        count_declared=dataset.count_declared)
 
 
 def check_min_units(dataset: ImageDataset, min_records: int) -> None:

@@ -68,7 +68,7 @@ def save_dataset(dataset: ImageDataset, workspace: Path) -> Path:
     parent = datasets_dir(workspace)
     target = parent / name
     if target.exists():
-        return _same_or_refuse(dataset, target)
+        return _same_or_refuse(dataset, target, workspace)
     parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".partial", dir=parent))
     try:
@@ -76,7 +76,7 @@ def save_dataset(dataset: ImageDataset, workspace: Path) -> Path:
         if dataset.patient_ids is not None:
             arrays["patient_ids"] = dataset.patient_ids
         atomic_write(staging / DATA_FILE, lambda handle: np.savez(handle, **arrays))
-        meta = dataset.summary() | {
+        meta = dataset.summary(workspace) | {
             "format_version": FORMAT_VERSION,
             "class_names": list(dataset.class_names),
             "skipped_files": list(dataset.skipped),
@@ -87,7 +87,7 @@ def save_dataset(dataset: ImageDataset, workspace: Path) -> Path:
             os.rename(staging, target)
         except OSError:
             if target.exists():  # a concurrent save of the same name got there first
-                return _same_or_refuse(dataset, target)
+                return _same_or_refuse(dataset, target, workspace)
             raise
     finally:
         if staging.exists():
@@ -95,7 +95,7 @@ def save_dataset(dataset: ImageDataset, workspace: Path) -> Path:
     return target
 
 
-def _same_or_refuse(dataset: ImageDataset, target: Path) -> Path:
+def _same_or_refuse(dataset: ImageDataset, target: Path, workspace: Path) -> Path:
     refuse = DataImportError(f"a different dataset named {dataset.name!r} is already saved",
                              path=target, remedy="choose another name (name=... / --name)")
     try:
@@ -104,14 +104,14 @@ def _same_or_refuse(dataset: ImageDataset, target: Path) -> Path:
         raise DataImportError(f"the folder for dataset {dataset.name!r} exists but holds no "
                               "readable dataset", path=target,
                               remedy="choose another name, or remove the folder") from None
-    if stored.get("fingerprint") == dataset.fingerprint():
+    if stored.get("fingerprint") == dataset.fingerprint(workspace):
         return target
-    # The stored fingerprint may come from another installation's key: compare the data itself.
+    # The stored fingerprint may come from another key or encoding: compare the data itself.
     try:
         existing = load_saved_dataset(target)
     except DataImportError:
         raise refuse from None
-    if existing.fingerprint() == dataset.fingerprint():
+    if existing.fingerprint(workspace) == dataset.fingerprint(workspace):
         return target
     raise refuse
 
@@ -128,6 +128,10 @@ def load_saved_dataset(folder: Path) -> ImageDataset:
         class_names = tuple(meta["class_names"])
         name, source = str(meta["name"]), str(meta["source"])
         skipped = tuple(meta.get("skipped_files", ()))
+        merged = int(meta.get("merged_duplicates", 0))
+        declared = bool(meta.get("name_declared", False))
+        class_names_from = str(meta.get("class_names_from", "data"))
+        count_declared = bool(meta.get("count_declared", False))
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise DataImportError(f"unreadable dataset description ({exc!r})", path=meta_path,
                               remedy="import the data again") from None
@@ -139,7 +143,9 @@ def load_saved_dataset(folder: Path) -> ImageDataset:
         raise DataImportError(f"unreadable dataset arrays ({exc})", path=data_path,
                               remedy="import the data again") from None
     return ImageDataset(images=images, labels=labels, class_names=class_names,
-                        patient_ids=patient_ids, name=name, source=source, skipped=skipped)
+                        patient_ids=patient_ids, name=name, source=source, skipped=skipped,
+                        merged_duplicates=merged, name_declared=declared, class_names_from=class_names_from,
+                        count_declared=count_declared)
 
 
 def list_saved_datasets(workspace: Path) -> list[dict[str, Any]]:

@@ -71,11 +71,11 @@ def evaluate_run(run_ref: str, *, test: str, workspace: Path, options: Evaluatio
     config = TrainConfig.from_dict(stored["config"])
     training = resolve_data_source(config.data, workspace=workspace, resolution=stored["dataset"]["resolution"],
                                    min_records=0)
-    if training.fingerprint() != stored["dataset"]["fingerprint"]:
+    if training.fingerprint(workspace) != stored["dataset"]["fingerprint"]:
         raise RunError(f"the data at {config.data!r} is not the data run {run.run_id} was trained on "
                        "(its fingerprint differs)", remedy="restore the original training data")
-    real_test = resolve_data_source(test, workspace=workspace, split="test", resolution=training.resolution,
-                                    channels=training.channels, min_records=1)
+    real_test = resolve_data_source(test, workspace=workspace, split="test", duplicates="keep",
+                                    resolution=training.resolution, channels=training.channels, min_records=1)
     _check_held_out(real_test, training, test)
 
     steps = options.sample_steps or meta["sample_steps"]
@@ -136,8 +136,8 @@ def _evaluate_rdm_run(run, stored: dict[str, Any], *, test: str, workspace: Path
         raise RunError(f"DP-RDM run {run.run_id} did not finish, so it has no complete set of images",
                        remedy="generate a new one with dpsad-core rdm generate")
     training = rdm_private_data(stored, workspace=workspace, run_id=run.run_id)
-    real_test = resolve_data_source(test, workspace=workspace, split="test", resolution=training.resolution,
-                                    channels=training.channels, min_records=1)
+    real_test = resolve_data_source(test, workspace=workspace, split="test", duplicates="keep",
+                                    resolution=training.resolution, channels=training.channels, min_records=1)
     _check_held_out(real_test, training, test)
     began = time.perf_counter()
     with np.load(path, allow_pickle=False) as data:
@@ -185,7 +185,7 @@ def rdm_private_data(stored: dict[str, Any], *, workspace: Path, run_id: str):
     except DataImportError:  # images of mixed sizes: converted while loading, as the index did
         dataset = resolve_data_source(data, workspace=workspace, resolution=resolution, channels=channels,
                                       min_records=0)
-    if dataset.fingerprint() != summary["fingerprint"]:
+    if dataset.fingerprint(workspace) != summary["fingerprint"]:
         raise RunError(f"the data at {data!r} is not the private data DP-RDM run {run_id} retrieved from (its "
                        "fingerprint differs)", remedy="restore the original private data")
     return conform_dataset(dataset, resolution=resolution, channels=channels)

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from dpsad_core.export.layout import GRID, IMAGES_DIR, LABELS, NOT_DP_STAMP, NPZ
+from dpsad_core.export.names import size_text
 
 CONFORMS_TO = "http://mlcommons.org/croissant/1.0"
 
@@ -143,7 +144,7 @@ def _rai_fields(report: dict[str, Any]) -> dict[str, Any]:
     mechanisms = "; ".join(_mechanism_text(m) for m in report["mechanisms"]) or "none"
     collection = (f"Not collected: every image was sampled from a class-conditional diffusion model (recipe "
                   f"{report['run']['recipe']}) trained on the private dataset '{dataset['name']}' "
-                  f"({dataset['num_records']} images, {dataset['num_privacy_units']} privacy units, fingerprint "
+                  f"({size_text(dataset)}, fingerprint "
                   f"{dataset['fingerprint']}). Labels are the classes the images were sampled for, not annotations.")
     mechanism = report.get("mechanism")
     if mechanism:
@@ -151,7 +152,7 @@ def _rai_fields(report: dict[str, Any]) -> dict[str, Any]:
                       f"'{mechanism['public_model']}' (trained on public data '{mechanism['public_dataset']}' only), "
                       f"conditioned on a noisy mean of k = {mechanism['k']} neighbours retrieved from a subsample "
                       f"(q = {mechanism['q']:g}) of an index of the private dataset '{dataset['name']}' "
-                      f"({dataset['num_records']} images, fingerprint {dataset['fingerprint']}); noise sigma "
+                      f"({size_text(dataset)}, fingerprint {dataset['fingerprint']}); noise sigma "
                       f"{mechanism['sigma']:g}, noise multiplier {mechanism['noise_multiplier']:.4g}, sensitivity "
                       f"{mechanism['sensitivity']:.4g}, lambda {mechanism['lambda']:g}, {mechanism['queries']} "
                       "queries. The private images were never trained on. Labels are the queried classes "

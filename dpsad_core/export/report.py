@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from dpsad_core.export.layout import NOT_DP_STAMP
+from dpsad_core.export.names import (BUILT_IN_SOURCES, INDEX_NAME, PRIVATE_NAME, PUBLIC_NAME, exported_name,
+                                     shareable_spec)
 
 REPORT_FORMAT = "dpsad-privacy-report/1"
 MAX_CURVE_POINTS = 400
@@ -91,12 +93,7 @@ def build_report(*, run_dir: Path, config: dict[str, Any], result: dict[str, Any
                 "device": result.get("device")},
         "config": shareable_config(config),
         "plan": plan,
-        "dataset": {"name": dataset["name"], "fingerprint": dataset["fingerprint"],
-                    "num_records": dataset["num_records"], "num_privacy_units": dataset["num_units"],
-                    "num_classes": summary.get("num_classes"), "resolution": summary.get("resolution"),
-                    "channels": summary.get("channels"), "unit_of_privacy": result["unit_of_privacy"],
-                    "note": "the fingerprint is an HMAC with a key local to the exporting installation: it "
-                            "identifies the dataset there without revealing any record"},
+        "dataset": dataset_section(summary, dataset, result),
         "public_dataset": _public_dataset(config.get("public_dataset")),
         "model": model if model is not None else {
             "sha256": model_sha256, "file": "model.pt", "shipped": False,
@@ -118,21 +115,61 @@ def build_report(*, run_dir: Path, config: dict[str, Any], result: dict[str, Any
     return report
 
 
-def shareable_config(config: dict[str, Any]) -> dict[str, Any]:
-    """The run's resolved config with local paths replaced by the datasets' names.
+CLASS_NAMES_FROM = {
+    "declared": "declared public by the analyst at import (--classes); records with another label were refused",
+    "source": "the public class names of the source's format (a built-in dataset, MNIST-like IDX or MedMNIST)",
+    "data": "read from the private data (folder or label names): public only because the analyst imported them so",
+}
 
-    ``data`` and ``public_data`` may be paths on the exporting machine, and folder names of clinical
-    data often carry a patient's or a ward's name: the report names the dataset instead.
+
+def dataset_section(summary: dict[str, Any], dataset: dict[str, Any], result: dict[str, Any]) -> dict[str, Any]:
+    """The report's description of the private data: only what the analyst declared public (data.public_metadata).
+
+    The exact number of records and privacy units appears only when declared public (``import --public-count``);
+    otherwise the count the run was planned with (rounded down to 2 significant figures) is given instead.
+    """
+    from dpsad_core.data.public_metadata import published_units
+
+    unit = result["unit_of_privacy"]
+    declared = bool(summary.get("count_declared", False))
+    units = dataset["num_units"]
+    published = published_units(units, declared=declared)
+    return {
+        "name": exported_name(summary, PRIVATE_NAME), "fingerprint": dataset["fingerprint"],
+        "num_records": dataset["num_records"] if declared else None,
+        "num_privacy_units": units if declared else None,
+        "num_privacy_units_published": published,
+        "count": ("exact: declared public by the analyst at import (--public-count)" if declared else
+                  f"withheld: the number of {unit}s is private; stated rounded down to 2 significant figures "
+                  f"({published}), the number the sample rate and the default delta were computed from"),
+        "neighbouring": f"add or remove one {unit} (with all its records): every number in this report is the same "
+                        "for both datasets, or covered by the guarantee",
+        "num_classes": summary.get("num_classes"), "resolution": summary.get("resolution"),
+        "channels": summary.get("channels"), "unit_of_privacy": unit,
+        "class_names_from": CLASS_NAMES_FROM.get(summary.get("class_names_from", "data"), CLASS_NAMES_FROM["data"]),
+        "note": "the fingerprint is an HMAC with a key local to the exporting installation: it identifies the dataset "
+                "there without revealing any record",
+    }
+
+
+def shareable_config(config: dict[str, Any]) -> dict[str, Any]:
+    """The run's resolved config with every local name replaced (:mod:`dpsad_core.export.names`).
+
+    ``data``, ``public_data`` and an audit's ``ledger_data`` may be paths on the exporting machine, or
+    names derived from local folders, which for clinical data often carry a patient's or a ward's name:
+    the report gives the names the analyst declared, or neutral ones. Example query images are numbered,
+    and a DP-RDM index (named after its dataset by default) is called "private index".
     """
     resolved = dict(config["config"])
-    names = {"data": (config.get("dataset") or {}).get("name"),
-             "public_data": (config.get("public_dataset") or {}).get("name")}
-    for key, name in names.items():
-        value = resolved.get(key)
-        if isinstance(value, str) and ("/" in value or "\\" in value or value.startswith("~")):
-            resolved[key] = f"{name} (a local path, not shown)" if name else "(a local path, not shown)"
-    if isinstance(resolved.get("examples"), list):  # DP-RDM example query images: their names, not their paths
-        resolved["examples"] = [Path(str(path)).name for path in resolved["examples"]]
+    summaries = {"data": (config.get("dataset"), PRIVATE_NAME), "ledger_data": (config.get("dataset"), PRIVATE_NAME),
+                 "public_data": (config.get("public_dataset"), PUBLIC_NAME)}
+    for key, (summary, default) in summaries.items():
+        if resolved.get(key) is not None:
+            resolved[key] = shareable_spec(resolved[key], summary, default)
+    if isinstance(resolved.get("examples"), list):  # DP-RDM example query images: never their file names
+        resolved["examples"] = [f"example {number}" for number in range(1, len(resolved["examples"]) + 1)]
+    if resolved.get("index") is not None:
+        resolved["index"] = INDEX_NAME
     return resolved
 
 
@@ -147,8 +184,10 @@ def _title(result: dict[str, Any]) -> str:
 def _public_dataset(summary: dict[str, Any] | None) -> dict[str, Any] | None:
     if not summary:
         return None
-    keep = ("name", "source", "fingerprint", "num_records", "num_classes", "resolution", "channels")
-    return {key: summary.get(key) for key in keep}
+    keep = ("fingerprint", "num_records", "num_classes", "resolution", "channels")
+    source = summary.get("source")  # a built-in source's name, never a local path
+    return {"name": exported_name(summary, PUBLIC_NAME), "source": source if source in BUILT_IN_SOURCES else None} \
+        | {key: summary.get(key) for key in keep}
 
 
 def plain_language(result: dict[str, Any]) -> dict[str, list[str]]:

@@ -14,6 +14,7 @@ from html import escape
 from typing import Any
 
 from dpsad_core.export.layout import NOT_DP_STAMP
+from dpsad_core.export.names import size_text
 
 _COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#17becf", "#7f7f7f")
 _STYLE = """
@@ -191,9 +192,11 @@ def _outside(section: dict[str, Any]) -> str:
 def _provenance(report: dict[str, Any]) -> str:
     dataset = report["dataset"]
     rows = [("dataset", escape(dataset["name"])), ("fingerprint", f"<code>{escape(dataset['fingerprint'])}</code>"),
-            ("size", f"{dataset['num_records']} images, {dataset['num_privacy_units']} privacy units, "
+            ("size", f"{escape(size_text(dataset))}, "
                      f"{dataset['num_classes']} classes, {dataset['channels']} x {dataset['resolution']} x "
                      f"{dataset['resolution']}"),
+            ("class names", escape(str(dataset.get("class_names_from")))),
+            ("neighbouring datasets", escape(str(dataset.get("neighbouring")))),
             _model_row(report["model"])]
     if report.get("public_dataset"):
         public = report["public_dataset"]

@@ -2,13 +2,17 @@
 
 One SQLite file per workspace (``<workspace>/ledger.sqlite``, WAL mode, every write one
 transaction, ``synchronous=FULL``), so two processes can write at once and a kill at any point
-leaves the last committed state. Two tables:
+leaves the last committed state. Three tables:
 
 - ``datasets``: ``fingerprint`` (primary key), ``name``, ``cap_epsilon`` (NULL: no cap);
 - ``spends``: one row per run (``run_id`` primary key): the dataset's fingerprint, ``kind``
   (``"train"``, ``"rdm"``, ...), recipe, delta, whether it is private, ``mechanisms`` (the run's
   whole spend so far as a JSON list of :meth:`Mechanism.to_dict`), ``reserved`` (the mechanisms the
-  run is allowed to reach while it is active, NULL once it ended), created and updated times.
+  run is allowed to reach while it is active, NULL once it ended), created and updated times;
+- ``overlaps``: pairs of datasets that share records (:mod:`dpsad_core.data.identity`: the same records
+  in another order, a subset, a superset, or a re-import at another size), stored both ways with how many
+  records they share. A dataset's total composes the runs on it *and* on every dataset it overlaps, and a
+  run must fit under the cap of each of them: a copy never opens a fresh budget.
 
 A run's row is *replaced* each time it is recorded (idempotent: a resumed run is the same run).
 
@@ -34,7 +38,7 @@ from dpsad_core.privacy.mechanisms import Mechanism, _check_delta, _check_part
 __all__ = ["LEDGER_FILE", "BudgetCheck", "LedgerEntry", "LedgerSummary", "PrivacyLedger", "compose_entries"]
 
 LEDGER_FILE = "ledger.sqlite"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: the overlaps table
 BUSY_TIMEOUT_S = 60.0
 
 _SCHEMA = """
@@ -57,6 +61,13 @@ CREATE TABLE IF NOT EXISTS spends (
     updated TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS spends_by_dataset ON spends(fingerprint);
+CREATE TABLE IF NOT EXISTS overlaps (
+    fingerprint TEXT NOT NULL REFERENCES datasets(fingerprint),
+    other TEXT NOT NULL REFERENCES datasets(fingerprint),
+    identical INTEGER NOT NULL,
+    resized REAL NOT NULL,
+    PRIMARY KEY (fingerprint, other)
+);
 """
 
 
@@ -218,6 +229,38 @@ class PrivacyLedger:
             connection.execute("UPDATE datasets SET cap_epsilon=?, updated=? WHERE fingerprint=?",
                                (None if epsilon is None else float(epsilon), _utc_now(), dataset_fingerprint))
 
+    def link_overlaps(self, dataset_fingerprint: str, overlaps: Sequence[Any], *,
+                      dataset_name: str | None = None) -> None:
+        """Record that the dataset shares records with each of ``overlaps``
+        (:class:`~dpsad_core.data.identity.Overlap`); from now on their spends compose with each other."""
+        if not overlaps:
+            return
+        now = _utc_now()
+        with self._connect(write=True) as connection:
+            self._touch_dataset(connection, dataset_fingerprint, dataset_name)
+            for overlap in overlaps:
+                self._touch_dataset(connection, overlap.fingerprint, overlap.name)
+                for one, other in ((dataset_fingerprint, overlap.fingerprint),
+                                   (overlap.fingerprint, dataset_fingerprint)):
+                    connection.execute("INSERT INTO overlaps (fingerprint, other, identical, resized) VALUES "
+                                       "(?, ?, ?, ?) ON CONFLICT(fingerprint, other) DO UPDATE SET "
+                                       "identical=max(identical, excluded.identical), "
+                                       "resized=max(resized, excluded.resized)",
+                                       (one, other, int(overlap.exact), float(overlap.resized)))
+            connection.execute("UPDATE datasets SET updated=? WHERE fingerprint=?", (now, dataset_fingerprint))
+
+    def overlaps(self, dataset_fingerprint: str) -> list[dict[str, Any]]:
+        """The datasets that share records with this one: ``fingerprint``, ``name``, ``identical``, ``resized``."""
+        with self._connect(write=False) as connection:
+            if not _has_tables(connection):
+                return []
+            rows = connection.execute(
+                "SELECT o.other, d.name, o.identical, o.resized FROM overlaps o LEFT JOIN datasets d "
+                "ON d.fingerprint = o.other WHERE o.fingerprint=? ORDER BY d.name, o.other",
+                (dataset_fingerprint,)).fetchall()
+        return [{"fingerprint": fp, "name": name, "identical": identical, "resized": resized}
+                for fp, name, identical, resized in rows]
+
     @staticmethod
     def _touch_dataset(connection: sqlite3.Connection, fingerprint: str, name: str | None) -> None:
         _check_part(fingerprint, name="dataset_fingerprint")
@@ -249,7 +292,15 @@ class PrivacyLedger:
 
     def _check(self, connection: sqlite3.Connection, fingerprint: str, *, planned: list[Mechanism], delta: float,
                private: bool, run_id: str | None) -> BudgetCheck:
+        """The check against the dataset's own cap, after the caps of every dataset it overlaps (raising on any)."""
         _check_delta(delta)
+        for other in (_related(connection, fingerprint) if _has_tables(connection) else ()):
+            self._check_one(connection, other, planned=planned, delta=delta, private=private, run_id=run_id,
+                            via=fingerprint)
+        return self._check_one(connection, fingerprint, planned=planned, delta=delta, private=private, run_id=run_id)
+
+    def _check_one(self, connection: sqlite3.Connection, fingerprint: str, *, planned: list[Mechanism],
+                   delta: float, private: bool, run_id: str | None, via: str | None = None) -> BudgetCheck:
         name, cap = self._dataset_row(connection, fingerprint)
         others = [entry for entry in self._entries(connection, fingerprint) if entry.run_id != run_id]
         if cap is None:
@@ -262,6 +313,8 @@ class PrivacyLedger:
         if check.fits:
             return check
         label = f"{name} ({fingerprint[:20]}...)" if name else fingerprint
+        if via is not None:
+            label += " (it shares records with the data of this run)"
         ref = name or fingerprint  # what `dpsad-core ledger` accepts for this dataset
         if not projected.private:
             culprits = [entry.run_id for entry in others if not entry.private]
@@ -315,7 +368,9 @@ class PrivacyLedger:
             return []
         query = ("SELECT run_id, fingerprint, kind, recipe, delta, private, mechanisms, reserved, created, updated "
                  "FROM spends")
-        rows = (connection.execute(query + " WHERE fingerprint=? ORDER BY created, run_id", (fingerprint,))
+        # A dataset's runs include those on every dataset that shares records with it.
+        rows = (connection.execute(query + " WHERE fingerprint=? OR fingerprint IN (SELECT other FROM overlaps WHERE "
+                                           "fingerprint=?) ORDER BY created, run_id", (fingerprint, fingerprint))
                 if fingerprint is not None else connection.execute(query + " ORDER BY created, run_id"))
         entries = []
         for run_id, fp, kind, recipe, delta, private, mechanisms, reserved, created, updated in rows:
@@ -329,6 +384,11 @@ class PrivacyLedger:
                 raise RunError(f"the privacy ledger {self.path} holds an unreadable entry for run {run_id} ({error})",
                                remedy="restore the ledger from a backup") from None
         return entries
+
+
+def _related(connection: sqlite3.Connection, fingerprint: str) -> list[str]:
+    return [row[0] for row in connection.execute("SELECT other FROM overlaps WHERE fingerprint=? ORDER BY other",
+                                                 (fingerprint,))]
 
 
 def _has_tables(connection: sqlite3.Connection) -> bool:

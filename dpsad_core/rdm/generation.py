@@ -32,6 +32,7 @@ import numpy as np
 from dpsad_core.atomic import atomic_write_bytes
 from dpsad_core.errors import ConfigError, PrivacyBudgetError
 from dpsad_core.events import PhaseStarted, RunFinished, RunInterrupted, RunStarted, SampleGrid, StepCompleted
+from dpsad_core.export.names import PUBLIC_NAME, exported_name
 from dpsad_core.privacy.randomness import REPRODUCIBLE_NOISE_PART, SecretRandomness
 from dpsad_core.rdm.planner import RetrievalSettings, queries_for_budget
 
@@ -78,6 +79,7 @@ class GenerateConfig:
     batch_size: int = 100
     seed: int | None = None            # public randomness only: exemplar queries, image sampling
     privacy_seed: int | None = None    # reproducible subsample and noise: the run is NOT private
+    allow_public_overlap: bool = False  # research: example images that are private records (run NOT private)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "classes", tuple(self.classes))
@@ -155,6 +157,31 @@ def plan_query_list(config: GenerateConfig, *, public_model, index, rng: np.rand
     return queries
 
 
+def _nonprivate_parts(config: GenerateConfig, public_model, index, workspace: Path) -> list[str]:
+    """Refuse example images that are private records (NotPrivateError), unless overridden for research; the parts
+    that then read private data without protection (also when the public model was trained with the override)."""
+    from dpsad_core.data.identity import registered_signatures
+    from dpsad_core.data.public_overlap import OVERLAP_PART, OVERRIDE_FLAG, private_examples
+    from dpsad_core.errors import NotPrivateError
+
+    parts = []
+    if public_model.meta.get("config", {}).get("allow_public_overlap"):
+        parts.append(f"public model {public_model.name!r}: its " + OVERLAP_PART)
+    if config.examples:
+        images = _load_examples(config.examples, public_model.image_shape)
+        private = private_examples(images, registered_signatures(workspace, index.fingerprint))
+        if private and not config.allow_public_overlap:
+            raise NotPrivateError(
+                f"{len(private)} of the {len(images)} example image(s) are private records of the index "
+                f"{index.name!r} (example(s) number {', '.join(str(i + 1) for i in private)} in the order given): "
+                "their images would be released as if public",
+                remedy=f"query with images you may share, or for research only pass {OVERRIDE_FLAG} (the run is "
+                       "then reported NOT differentially private)")
+        if private:
+            parts.append("example queries (they are private records)")
+    return parts
+
+
 def _load_examples(paths: Sequence[str], image_shape: tuple[int, ...]) -> np.ndarray:
     from dpsad_core.data.imaging import read_pil_image, stack_images
     from dpsad_core.errors import DataImportError
@@ -167,6 +194,13 @@ def _load_examples(paths: Sequence[str], image_shape: tuple[int, ...]) -> np.nda
         arrays.append(read_pil_image(Path(path)))
     return stack_images(arrays, origins=[str(path) for path in paths], source="example queries",
                         resolution=image_shape[1], channels=image_shape[0])
+
+
+def _published_units(index) -> int:
+    """The index's N as a release may state it (rounded unless declared public; data.public_metadata)."""
+    from dpsad_core.data.public_metadata import published_units
+
+    return published_units(index.num_units, declared=bool(index.meta["dataset"].get("count_declared", False)))
 
 
 def _default_delta(units: int) -> float:
@@ -219,10 +253,12 @@ def generate_rdm(config: GenerateConfig, *, workspace: Path, stop: Callable[[], 
     # The subsample and the noise: secret and fresh (a known --privacy-seed voids the guarantee).
     randomness = (SecretRandomness.fresh() if config.privacy_seed is None
                   else SecretRandomness.from_seed(config.privacy_seed))
-    nonprivate = [REPRODUCIBLE_NOISE_PART] if randomness.reproducible else []
     queries = plan_query_list(config, public_model=public_model, index=index, rng=rng)
+    nonprivate = _nonprivate_parts(config, public_model, index, workspace)
+    if randomness.reproducible:
+        nonprivate.append(REPRODUCIBLE_NOISE_PART)
     settings = config.settings
-    delta = config.delta if config.delta is not None else _default_delta(index.num_units)
+    delta = config.delta if config.delta is not None else _default_delta(_published_units(index))
     planned, note = _price(settings, len(queries), delta)
     if planned.certified > config.epsilon:
         try:
@@ -372,7 +408,8 @@ def _result(run, config: GenerateConfig, accountant, delta: float, index, public
         "unit_of_privacy": "patient" if dataset.get("unit") == "patient" else "image",
         "dataset": {"name": dataset["name"], "fingerprint": dataset["fingerprint"],
                     "num_records": dataset["num_records"], "num_units": dataset["num_privacy_units"]},
-        "public_model": {"name": public_model.name, "public_dataset": public_model.meta["public_dataset"]["name"],
+        "public_model": {"name": public_model.name,
+                         "public_dataset": exported_name(public_model.meta["public_dataset"], PUBLIC_NAME),
                          "encoder_digest": public_model.encoder_digest},
         "samples_npz": str(run.path / "samples.npz"), "sample_grid": str(grid_path), "images": count,
         "generate_seconds": round(time.monotonic() - started, 2), "warnings": warnings,
@@ -394,5 +431,5 @@ def count_queries(config: GenerateConfig, *, workspace: Path) -> tuple[int, floa
     index = load_index(config.index, workspace=workspace)
     classes = len(config.classes or index.class_names) if config.per_class else 0
     queries = classes * config.per_class + len(config.examples) * config.per_example
-    delta = config.delta if config.delta is not None else _default_delta(index.num_units)
+    delta = config.delta if config.delta is not None else _default_delta(_published_units(index))
     return queries, delta

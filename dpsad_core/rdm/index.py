@@ -74,6 +74,8 @@ def build_index(*, workspace: Path, public_model: PublicModel, data: str, name: 
     """
     from dpsad_core.data import conform_dataset, resolve_data_source
     from dpsad_core.errors import DataImportError
+    from dpsad_core.data.public_overlap import check_index_data
+    from dpsad_core.privacy.ledger_datasets import ledger_identity
     from dpsad_core.rdm.encoder import embed_images
     from dpsad_core.training.runs import utc_now
 
@@ -85,8 +87,10 @@ def build_index(*, workspace: Path, public_model: PublicModel, data: str, name: 
     except DataImportError:  # images of mixed sizes need converting before they form one dataset
         dataset = resolve_data_source(data, workspace=workspace, resolution=resolution, channels=channels,
                                       min_records=min_records)
-    fingerprint = dataset.fingerprint()
+    fingerprint = ledger_identity(workspace, dataset)
     dataset = conform_dataset(dataset, resolution=resolution, channels=channels)
+    check_index_data(dataset, model_folder=public_model.path, model_name=public_model.name, private_spec=data,
+                     workspace=workspace, allowed=bool(public_model.meta["config"].get("allow_public_overlap")))
     name = check_name(name or sanitise_name(f"{dataset.name}-{public_model.name}"))
     path = indexes_dir(workspace) / name
     if (path / "meta.json").is_file():
@@ -101,7 +105,7 @@ def build_index(*, workspace: Path, public_model: PublicModel, data: str, name: 
     np.savez_compressed(buffer, embeddings=embeddings, labels=dataset.labels, units=dataset.privacy_units())
     path.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(path / "index.npz", buffer.getvalue())
-    summary = dataset.summary()
+    summary = dataset.summary(workspace)
     summary["fingerprint"] = fingerprint
     summary["class_names"] = list(dataset.class_names)
     meta = {"name": name, "format": "dpsad-rdm-private-index", "version": 1, "created": utc_now(),

@@ -97,6 +97,7 @@ def save_public_model(*, workspace: Path, config, encoder, model, schedule, publ
     """Write the public model's folder (files first, ``meta.json`` last: it marks the model complete)."""
     import torch
 
+    from dpsad_core.data.public_overlap import PUBLIC_IDENTITIES, write_public_identities
     from dpsad_core.rdm.encoder import encoder_digest
     from dpsad_core.sampling import grid_image, save_png, to_uint8
     from dpsad_core.training.runs import utc_now
@@ -112,11 +113,15 @@ def save_public_model(*, workspace: Path, config, encoder, model, schedule, publ
     np.savez_compressed(buffer, embeddings=embeddings.astype(np.float32), labels=public.labels,
                         class_names=np.array(public.class_names))
     atomic_write_bytes(path / "public.npz", buffer.getvalue())
+    # What the public data was, record by record (keyed, label-free), so an index of private data that shares
+    # records with it is refused even when the private data is imported after the model was trained.
+    write_public_identities(path / PUBLIC_IDENTITIES, public, workspace)
     grid = grid_image(to_uint8(samples), rows=public.num_classes)
     grid_path = save_png(grid, path / "samples.png")
     summary = {
         "name": config.name, "format": "dpsad-rdm-public-model", "version": 1, "created": utc_now(),
-        "config": config.to_dict(), "public_dataset": public.summary(), "encoder_digest": encoder_digest(encoder),
+        "config": config.to_dict(), "public_dataset": public.summary(workspace),
+        "encoder_digest": encoder_digest(encoder),
         "image_shape": list(public.images.shape[1:]), "class_names": list(public.class_names),
         "train_seconds": round(train_seconds, 2),
         "note": "trained on public data only: no privacy was spent",

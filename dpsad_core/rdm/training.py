@@ -47,6 +47,7 @@ class TrainPublicConfig:
     guidance: float = 1.0
     seed: int = 0
     min_records: int = 100
+    allow_public_overlap: bool = False  # research: public data that shares records with private data (NOT private)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -120,11 +121,15 @@ def train_public(config: TrainPublicConfig, *, workspace: Path,
     from dpsad_core.models.ema import EMA
     from dpsad_core.rdm.encoder import EncoderConfig, embed_images, train_encoder
     from dpsad_core.rdm.model import RdmConfig, RetrievalUNet
+    from dpsad_core.data.public_overlap import check_against_workspace
     from dpsad_core.rdm.store import check_model_name, public_prototypes, sample_from_contexts
 
     check_model_name(config.name, workspace=workspace, must_exist=False)
     public = resolve_data_source(config.public, workspace=workspace, resolution=config.resolution,
-                                 min_records=config.min_records)
+                                 min_records=config.min_records, duplicates="keep")
+    # Public data that holds records of a private dataset of this workspace is refused (NotPrivateError).
+    check_against_workspace(public, public_spec=config.public, workspace=workspace,
+                            allow=config.allow_public_overlap)
     if public.resolution % 2 ** (len(config.channels) - 1):
         # Fail before any training, with the remedy, rather than deep in the model constructor.
         RdmConfig(image_channels=public.channels, resolution=public.resolution, context_dim=config.embedding_dim,

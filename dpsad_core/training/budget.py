@@ -25,21 +25,27 @@ def planned_mechanisms(config: TrainConfig, plan: TrainingPlan) -> list[Mechanis
 
 
 def ledger_fingerprint(config: TrainConfig, dataset, workspace: Path) -> str:
-    """The fingerprint of the data as stored, so runs at different --resolution compose in the ledger."""
-    if config.ledger_data is not None:
-        # An audit run trains on a copy of the source data plus canaries: the source pays for it.
-        from dpsad_core.data import resolve_data_source
+    """The ledger entry the run is charged under: the data as stored, its overlaps with other datasets linked.
 
-        return resolve_data_source(config.ledger_data, workspace=workspace, min_records=0).fingerprint()
-    if config.resolution is None:
-        return dataset.fingerprint()
+    Runs at different --resolution compose because the source is identified as stored; copies, subsets,
+    reorderings and re-imports at another size compose through the ledger's overlaps
+    (:func:`dpsad_core.privacy.ledger_datasets.ledger_identity`).
+    """
     from dpsad_core.data import resolve_data_source
     from dpsad_core.errors import DpsadError
+    from dpsad_core.privacy.ledger_datasets import ledger_identity
 
+    if config.ledger_data is not None:
+        # An audit run trains on a copy of the source data plus canaries: the source pays for it.
+        return ledger_identity(workspace, resolve_data_source(config.ledger_data, workspace=workspace,
+                                                              min_records=0))
+    if config.resolution is None:
+        return ledger_identity(workspace, dataset)
     try:
-        return resolve_data_source(config.data, workspace=workspace, min_records=0).fingerprint()
+        source = resolve_data_source(config.data, workspace=workspace, min_records=0)
     except DpsadError:
-        return dataset.fingerprint()  # the source cannot be read without resizing: key by what was trained on
+        source = dataset  # the source cannot be read without resizing: key by what was trained on
+    return ledger_identity(workspace, source)
 
 
 def reserve_spend(workspace: Path, run_id: str, config: TrainConfig, dataset, plan: TrainingPlan):

@@ -195,6 +195,7 @@ class TrainConfig:
     device: str = "auto"
     min_records: int = 100
     ledger_data: str | None = None           # audit runs: the source data whose ledger entry pays for the run
+    allow_public_overlap: bool = False       # research: use public data that shares records (run NOT private)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "recipe", Recipe(self.recipe))

@@ -10,6 +10,7 @@ or close the generator; either way a checkpoint is written at a step boundary be
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Callable, Iterator
@@ -45,6 +46,7 @@ def prepare_run(config: TrainConfig, *, workspace: Path, plan_only: bool = False
     their number, and rendering 10,000 of them takes tens of seconds. ``public`` is then None.
     """
     from dpsad_core.data import resolve_data_source
+    from dpsad_core.data.public_metadata import dataset_published_units
     from dpsad_core.data.synthetic import DEFAULT_COUNT, NUM_CLASSES, RENDERED_DIGITS_SOURCE
 
     dataset = resolve_data_source(config.data, workspace=workspace, resolution=config.resolution,
@@ -56,10 +58,15 @@ def prepare_run(config: TrainConfig, *, workspace: Path, plan_only: bool = False
     else:
         public = _load_public_data(config, dataset, workspace)
         public_records = public.num_records if public is not None else 0
-    delta = config.delta if config.delta is not None else default_delta(dataset.num_privacy_units)
+    # N is private unless declared public: the plan (sample rate, noise, delta) sees it only rounded.
+    units = dataset_published_units(dataset)
+    delta = config.delta if config.delta is not None else default_delta(units)
     plan = plan_training(recipe=config.recipe, hyper=config.hyper, epsilon=config.epsilon, delta=delta,
-                         private_units=dataset.num_privacy_units, public_records=public_records,
+                         private_units=units, public_records=public_records,
                          reproducible_noise=config.privacy_seed is not None)
+    overlap_part = _public_overlap(config, dataset, public)
+    if overlap_part is not None:  # --allow-public-overlap: the "public" phase read private records
+        plan = dataclasses.replace(plan, nonprivate_parts=plan.nonprivate_parts + (overlap_part,))
     return dataset, public, plan
 
 
@@ -70,9 +77,19 @@ def _load_public_data(config: TrainConfig, dataset, workspace: Path):
     from dpsad_core.data import resolve_data_source
 
     public = resolve_data_source(config.public_data, workspace=workspace, resolution=dataset.resolution,
-                                 channels=dataset.channels, min_records=1)
+                                 channels=dataset.channels, min_records=1, duplicates="keep")
     _check_public_classes(config, dataset, public.num_classes)
     return public
+
+
+def _public_overlap(config: TrainConfig, dataset, public) -> str | None:
+    """Refuse public data that holds private records (NotPrivateError); the part to stamp when overridden."""
+    if public is None:
+        return None
+    from dpsad_core.data.public_overlap import check_public_data
+
+    return check_public_data(public, dataset, public_spec=config.public_data, private_spec=config.data,
+                             allow=config.allow_public_overlap)
 
 
 def _check_public_classes(config: TrainConfig, dataset, public_classes: int) -> None:
@@ -93,8 +110,8 @@ def start_training(config: TrainConfig, *, workspace: Path,
     spend = reserve_spend(workspace, run_id, config, dataset, plan)
     run = RunFolder.create(workspace, run_id)
     run.write_json("config.json", {
-        "config": config.to_dict(), "dataset": dataset.summary(),
-        "public_dataset": public.summary() if public is not None else None,
+        "config": config.to_dict(), "dataset": dataset.summary(workspace),
+        "public_dataset": public.summary(workspace) if public is not None else None,
         "plan": plan.to_dict(), "created": utc_now(), "software": _software_versions(),
     })
     try:
@@ -118,10 +135,11 @@ def resume_training(run_ref: str, *, workspace: Path, stop: Callable[[], bool] |
     plan = TrainingPlan.from_dict(stored["plan"])
     dataset = resolve_data_source(config.data, workspace=workspace, resolution=stored["dataset"]["resolution"],
                                   min_records=config.min_records)
-    if dataset.fingerprint() != stored["dataset"]["fingerprint"]:
+    if dataset.fingerprint(workspace) != stored["dataset"]["fingerprint"]:
         raise RunError(f"the data at {config.data!r} is not the data run {run.run_id} started with "
                        "(its fingerprint differs)", remedy="restore the original data, or start a new run")
     public = _load_public_data(config, dataset, workspace)
+    _public_overlap(config, dataset, public)  # the plan recorded any override at the start
     # The same run: its own earlier entry is replaced, not added to.
     spend = reserve_spend(workspace, run.run_id, config, dataset, plan)
     try:
@@ -462,7 +480,9 @@ class _Trainer:
             "nonprivate_parts": nonprivate,
             "claimed_epsilon_paper": self.plan.claimed_epsilon_paper,
             "unit_of_privacy": "patient" if self.dataset.patient_ids is not None else "image",
-            "dataset": {"name": self.dataset.name, "fingerprint": self.dataset.fingerprint(),
+            # As config.json recorded it at the start (keyed with the workspace's identity key).
+            "dataset": {"name": self.dataset.name,
+                        "fingerprint": self.run.read_json("config.json")["dataset"]["fingerprint"],
                         "num_records": self.dataset.num_records, "num_units": self.dataset.num_privacy_units},
             "steps": {p.name: self._phase_limit(p) for p in self.plan.phases},
             "model_path": str(self.run.model_path),

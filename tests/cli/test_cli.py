@@ -148,7 +148,7 @@ def test_import_saves_a_dataset_that_train_can_name(workspace, tmp_path):
         (tmp_path / "imgs" / label).mkdir(parents=True)
         for i in range(60):
             Image.fromarray(rng.integers(0, 255, (8, 8), dtype=np.uint8)).save(tmp_path / "imgs" / label / f"{i}.png")
-    summary = last_json(cli("import", str(tmp_path / "imgs"), "--name", "noise", "--json"))
+    summary = last_json(cli("import", str(tmp_path / "imgs"), "--name", "noise", "--classes", "a,b", "--json"))
     assert summary["num_records"] == 120 and summary["num_classes"] == 2
     listed = json.loads(cli("datasets", "--json").stdout)
     assert [d["name"] for d in listed] == ["noise"]

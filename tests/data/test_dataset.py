@@ -103,7 +103,8 @@ def test_summary_is_json_and_reveals_no_pixels() -> None:
     assert summary["fingerprint"].startswith("hmac-sha256:")
     assert set(summary) == {"name", "source", "num_records", "num_privacy_units", "unit",
                             "num_classes", "class_counts", "channels", "resolution",
-                            "fingerprint", "skipped"}
+                            "fingerprint", "skipped", "merged_duplicates", "name_declared",
+                            "class_names_from", "count_declared"}
 
 
 def test_frozen() -> None:

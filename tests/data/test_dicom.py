@@ -61,7 +61,7 @@ def test_manifest_patient_id_wins_over_tag(tmp_path: Path, dicom) -> None:
     dicom(tmp_path / "a.dcm", RAMP, patient_id="TAG-A")
     dicom(tmp_path / "b.dcm", RAMP, patient_id="TAG-B")
     (tmp_path / "m.csv").write_text("path,label,patient_id\na.dcm,x,CSV-A\nb.dcm,y,\n")
-    dataset = load_dataset(tmp_path / "m.csv", min_records=1)
+    dataset = load_dataset(tmp_path / "m.csv", min_records=1, duplicates="keep")  # both hold RAMP
     assert dataset.patient_ids.tolist() == ["CSV-A", "TAG-B"]
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from dpsad_core.data import load_dataset
 from dpsad_core.data.idx import FASHION_CLASSES
-from dpsad_core.errors import ConfigError
+from dpsad_core.errors import ConfigError, DataImportError
 
 pytestmark = pytest.mark.shared_data
 
@@ -39,11 +39,17 @@ def test_fashion_mnist_class_names(shared_data: Path) -> None:
 
 def test_pneumoniamnist(shared_data: Path) -> None:
     path = shared_data / "medmnist" / "pneumoniamnist.npz"
-    train = load_dataset(path)
+    # Its train split holds 18 exact copies of other records' pixels: refused by default,
+    # as each copy would count as another privacy unit.
+    with pytest.raises(DataImportError, match=r"18 record\(s\) repeat the pixels of another record.*rows 38, 2569"):
+        load_dataset(path)
+    train = load_dataset(path, duplicates="merge")
     assert train.num_records == 4708 and train.class_names == ("normal", "pneumonia")
     assert train.images.shape == (4708, 1, 28, 28)
+    assert train.merged_duplicates == 18 and train.num_privacy_units == 4708 - 18
+    assert load_dataset(path, duplicates="drop").num_records == 4708 - 18
     assert load_dataset(path, split="val").num_records == 524
-    assert load_dataset(path, split="test").num_records == 624
+    assert load_dataset(path, split="test", duplicates="keep").num_records == 624  # 3 copies: as test data, kept
 
 
 def test_breastmnist_flat_labels(shared_data: Path) -> None:

@@ -40,7 +40,7 @@ def test_round_trip(tmp_path: Path, patients: bool) -> None:
     else:
         assert loaded.patient_ids is None
     meta = json.loads((folder / "dataset.json").read_text())
-    assert meta["class_names"] == ["a", "b", "c"] and meta["fingerprint"] == dataset.fingerprint()
+    assert meta["class_names"] == ["a", "b", "c"] and meta["fingerprint"] == dataset.fingerprint(tmp_path)
     assert datetime.fromisoformat(meta["created"]).utcoffset().total_seconds() == 0
 
 

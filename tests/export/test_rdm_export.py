@@ -67,7 +67,7 @@ def test_a_dp_rdm_run_exports_its_own_images_with_a_report_naming_the_mechanism(
     assert "never trained on" in means and "retrieval of every one of the 22 queries" in means
     assert "public model" in does_not and "example query images" in does_not
     assert report["bundle"]["images_in_run"] == 22 and report["bundle"]["subset"] == "all"
-    assert report["config"]["examples"] == ["public-example.png"]  # a local path would not be shared
+    assert report["config"]["examples"] == ["example 1"]  # neither its local path nor its file name is shared
     assert str(tmp_path) not in (bundle / REPORT_JSON).read_text()
     html = (bundle / REPORT_HTML).read_text()
     assert "DP-RDM" in html and "sigma * k / 2 = 0.3 * 5 / 2 = 0.75" in html and "2 / k = 2 / 5" in html

@@ -29,7 +29,7 @@ def tiny_config(recipe: str = "dpdm", **overrides) -> TrainConfig:
 
 
 def demo_fingerprint(workspace: Path) -> str:
-    return resolve_data_source("demo", workspace=workspace).fingerprint()
+    return resolve_data_source("demo", workspace=workspace).fingerprint(workspace)
 
 
 def stop_after(calls: int):
@@ -51,9 +51,9 @@ def test_a_run_records_exactly_what_its_accountant_spent(workspace):
 
 
 def test_cap_refuses_a_run_before_its_folder_exists_and_a_resume_is_not_counted_twice(workspace):
-    fingerprint = demo_fingerprint(workspace)
     planned = list(start_training(tiny_config(), workspace=workspace))[-1].result  # measure one run's spend
-    workspace = workspace / "other"  # a fresh ledger; the same installation key, so the same fingerprint
+    workspace = workspace / "other"  # a fresh ledger, with its own identity key
+    fingerprint = demo_fingerprint(workspace)
     ledger = PrivacyLedger(workspace)
     mechanisms = [Mechanism.from_dict(m) for m in planned["mechanisms"]]
     alone = compute_epsilon(mechanisms, delta=planned["delta"]).certified

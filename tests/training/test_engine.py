@@ -70,8 +70,8 @@ def test_paper_recipe_is_reported_not_private(workspace):
 
 
 def test_public_teacher_recipe_spends_only_on_the_student(workspace):
-    config = tiny_config("dpsad-public-teacher", public_data="demo")
-    # The public data must differ from the private data in a real use; here the mechanics are tested.
+    # The public data must share no record with the private data (the private set itself is refused).
+    config = tiny_config("dpsad-public-teacher", public_data="rendered-digits")
     result = run_all(start_training(config, workspace=workspace))[-1].result
     assert [m["part"] for m in result["mechanisms"]] == ["student+discriminator"]
     assert result["private"] is True
