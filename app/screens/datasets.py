@@ -143,7 +143,7 @@ class DatasetsScreen(WorkerOwner, QWidget):
             item.setData(Qt.ItemDataRole.UserRole, meta["name"])
             self.list.addItem(item)
         self.list.blockSignals(False)
-        self.datasets_changed.emit([meta["name"] for meta in self.datasets])
+        self.datasets_changed.emit(list(self.datasets))
         if self.datasets:
             self.select(current if current in self.names() else self.datasets[0]["name"])
         else:

@@ -33,6 +33,10 @@ PUBLIC_RECIPES = ("dpsad-public-teacher", "dpdm")
 PRESETS = {"tiny": "tiny (seconds, for trying the app)", "quick": "quick (minutes on a CPU at 8x8)",
            "standard": "standard (a larger model, for a GPU)"}
 DEMO_LABEL = "demo: embedded 8x8 digits (1,500 images)"
+DEMO_META = {"name": "demo", "num_classes": 10}
+NO_PUBLIC_LABEL = "None: no public data"
+RENDERED_DIGITS_CLASSES = 10
+RENDERED_DIGITS_LABEL = "rendered-digits: generated font digits (public, 10 classes)"
 
 
 class NewRunScreen(WorkerOwner, QWidget):
@@ -50,6 +54,8 @@ class NewRunScreen(WorkerOwner, QWidget):
         self._stopped = False
         self._workers: set = set()
         self.preview: dict[str, Any] | None = None
+        self._metas: dict[str, dict[str, Any]] = {}
+        self._public_choice = ""  # the public data the analyst chose ("": none)
         self._build()
         self._debounce = QTimer(self)
         self._debounce.setSingleShot(True)
@@ -60,7 +66,10 @@ class NewRunScreen(WorkerOwner, QWidget):
                        self.public_data.currentTextChanged, self.resolution.valueChanged,
                        self.min_records.valueChanged):
             signal.connect(self._schedule_preview)
+        self.data.currentTextChanged.connect(self._offer_public)
+        self.public_data.currentIndexChanged.connect(self._public_chosen)
         self._recipe_changed()
+        self._offer_public()
 
     def _build(self) -> None:
         outer = QHBoxLayout(self)
@@ -119,6 +128,11 @@ class NewRunScreen(WorkerOwner, QWidget):
         buttons.addWidget(self.preview_button)
         buttons.addWidget(self.start_button)
         form.addRow(buttons)
+        self.start_reason = WrapLabel("")  # why Start is disabled (the plan says the run cannot run)
+        self.start_reason.setObjectName("startReason")
+        self.start_reason.setStyleSheet("QLabel#startReason { color: #b00020; }")
+        self.start_reason.hide()
+        form.addRow(self.start_reason)
         outer.addWidget(form_box, 2)
 
         preview_box = QGroupBox("What this choice implies")
@@ -146,29 +160,51 @@ class NewRunScreen(WorkerOwner, QWidget):
         outer.addWidget(preview_box, 3)
 
     # -- data choices ------------------------------------------------------------------------------
-    def set_datasets(self, names: list[str]) -> None:
-        """Offer the saved datasets (plus the demo data) without losing the current choice."""
-        current = self.data.currentText()
-        public_current = self.public_data.currentText()
+    def set_datasets(self, datasets: list) -> None:
+        """Offer the saved datasets (names or their ``dataset.json`` dicts) plus the demo data, keeping the choice."""
+        metas = [meta if isinstance(meta, dict) else {"name": meta} for meta in datasets]
+        self._metas = {str(meta["name"]): meta for meta in metas}
+        current = self.data_spec()
         self.data.blockSignals(True)
-        self.public_data.blockSignals(True)
         self.data.clear()
-        for name in names:
+        for name in self._metas:
             self.data.addItem(name, name)
         self.data.addItem(DEMO_LABEL, "demo")
-        self.public_data.clear()
-        self.public_data.addItem("rendered-digits: generated font digits (public)", "rendered-digits")
-        for name in names:
-            self.public_data.addItem(name, name)
         if current:
             self.select_data(current)
-        if public_current:
-            index = self.public_data.findText(public_current)
-            if index >= 0:
-                self.public_data.setCurrentIndex(index)
         self.data.blockSignals(False)
-        self.public_data.blockSignals(False)
+        self._offer_public()
         self._schedule_preview()
+
+    def _offer_public(self, *args) -> None:  # noqa: ARG002 - signals pass the new text
+        """Public data: none by default; only sets with the private data's classes, never the private data itself.
+
+        A dataset with the private one's fingerprint is the same images under another name, so it is
+        left out too. The analyst's last choice is kept while it is still offered (a recipe or data
+        change that hides it and back restores it).
+        """
+        spec = self.data_spec()
+        private = DEMO_META if spec == "demo" else self._metas.get(spec, {})
+        classes, fingerprint = private.get("num_classes"), private.get("fingerprint")
+        self.public_data.blockSignals(True)
+        self.public_data.clear()
+        self.public_data.addItem(NO_PUBLIC_LABEL, "")
+        if classes in (None, RENDERED_DIGITS_CLASSES):
+            self.public_data.addItem(RENDERED_DIGITS_LABEL, "rendered-digits")
+        for name, meta in self._metas.items():
+            if name == spec or (fingerprint and meta.get("fingerprint") == fingerprint):
+                continue
+            if classes is not None and meta.get("num_classes", classes) != classes:
+                continue
+            self.public_data.addItem(f"{name} ({meta['num_classes']} classes)" if "num_classes" in meta else name,
+                                     name)
+        index = self.public_data.findData(self._public_choice) if self._public_choice else 0
+        self.public_data.setCurrentIndex(max(index, 0))
+        self.public_data.blockSignals(False)
+
+    def _public_chosen(self, index: int) -> None:
+        if index >= 0:
+            self._public_choice = str(self.public_data.itemData(index) or "")
 
     def select_data(self, spec: str) -> None:
         index = self.data.findData(spec)
@@ -187,13 +223,14 @@ class NewRunScreen(WorkerOwner, QWidget):
         return text
 
     def public_spec(self) -> str | None:
+        """The public data of the form: None when the recipe uses none or "None" is chosen."""
         if self.recipe.currentData() not in PUBLIC_RECIPES:
             return None
         text = self.public_data.currentText().strip()
         index = self.public_data.findText(text)
-        if index >= 0 and self.public_data.itemData(index):
-            return str(self.public_data.itemData(index))
-        return text or None
+        if index >= 0:
+            return str(self.public_data.itemData(index) or "") or None
+        return text or None  # a path typed in
 
     def _recipe_changed(self) -> None:
         recipe = self.recipe.currentData()
@@ -227,8 +264,6 @@ class NewRunScreen(WorkerOwner, QWidget):
         settings = self._settings()
         recipe = self.recipe.currentData()
         public = self.public_spec()
-        if recipe == "dpdm" and public == "":
-            public = None
         return TrainConfig(data=spec, recipe=recipe, epsilon=float(self.epsilon.value()), delta=delta,
                            preset=preset, hyper=resolve_hyperparameters(preset), public_data=public,
                            max_steps=self.max_steps.value() or None, resolution=self.resolution.value() or None,
@@ -268,6 +303,7 @@ class NewRunScreen(WorkerOwner, QWidget):
         if generation != self._generation:
             return  # a newer choice superseded this preview
         self.preview = result
+        self._allow_start(None)
         self.plan_text.setText(render_plan(result))
         if result["estimate"]["seconds"] is None:
             self._measure(generation, result)
@@ -313,8 +349,15 @@ class NewRunScreen(WorkerOwner, QWidget):
         from dpsad_workbench.dialogs import describe_error
 
         _, text, _ = describe_error(error)
+        self._allow_start(text.splitlines()[0] if text else "the plan cannot be made")
         self.warnings.hide()
         self.plan_text.setText("<b>This cannot run yet:</b><br>" + html.escape(text, quote=False).replace("\n", "<br>"))
+
+    def _allow_start(self, reason: str | None) -> None:
+        """Start is disabled, with the reason beside it, while the plan says the run cannot run."""
+        self.start_button.setEnabled(reason is None)
+        self.start_reason.setVisible(reason is not None)
+        self.start_reason.setText("" if reason is None else f"Cannot start yet: {reason}")
 
     def _start(self) -> None:
         try:
