@@ -156,6 +156,12 @@ class TrainingScreen(QWidget):
         self.samples.setText("The first sample grid appears after a few steps.")
         self.samples_caption.setText("")
         self.epsilon_note.setText("")
+        self.epsilon_target = None
+        self.target_line.hide()
+        self.phase_label.setText("-")
+        self.progress.setMaximum(1)
+        self.progress.setValue(0)
+        self.eta_label.setText("time left: -")
         self._dirty = True
 
     def on_event(self, event: Any) -> None:
@@ -199,6 +205,12 @@ class TrainingScreen(QWidget):
             self.eta_label.setText(f"stopped at {event.phase} step {event.step}")
 
     def on_state(self, state: str) -> None:
+        if state == STARTING:
+            # Every start and resume clears the previous run: a start that fails before its first
+            # event must not leave that run's id, plots and "Finished" note under "Failed".
+            self.reset()
+            resuming = self.controller.run_id
+            self.title.setText(f"<b>Resuming run {resuming}</b>" if resuming else "<b>Starting a new run</b>")
         self.state_label.setText(STATE_TEXT.get(state, state))
         active = state in ACTIVE_STATES
         self.pause_button.setEnabled(state in (STARTING, RUNNING))
