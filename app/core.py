@@ -191,6 +191,7 @@ def plan_preview(config, *, workspace: Path) -> dict[str, Any]:
     units = dataset.num_privacy_units
     if units < 100:
         warnings.append(f"only {units} privacy units: far too few for a useful guarantee")
+    warnings += noise_warnings(plan.to_dict(), units)
     steps = {p.name: (p.steps if config.max_steps is None else min(p.steps, config.max_steps)) for p in plan.phases}
     budget = None
     budget_error = None
@@ -203,6 +204,30 @@ def plan_preview(config, *, workspace: Path) -> dict[str, Any]:
         "private": plan.is_private, "estimate": estimate_seconds(workspace, config, plan, summary["resolution"]),
         "budget": budget, "budget_error": budget_error, "ledger": ledger_available(),
     }
+
+
+#: Noise that swamps the signal: in DP-SGD each averaged gradient gets Gaussian noise of standard
+#: deviation sigma * C / B per coordinate (C the clipping bound, the most one example's gradient can
+#: be; B the expected batch). The runs the benchmarks found useful have sigma / B between 0.002 and
+#: 0.01 (quick preset, epsilon 10, MNIST and the demo digits); at 0.1, ten times the worst of those,
+#: each step's noise is a tenth of the largest possible signal on every coordinate, and the model
+#: learns next to nothing: its images are noise.
+NOISE_SWAMPS_RATIO = 0.1
+
+
+def noise_warnings(plan: dict[str, Any], units: int) -> list[str]:
+    """A warning for each DP phase whose noise swamps the signal (``NOISE_SWAMPS_RATIO``)."""
+    warnings = []
+    for phase in plan["phases"]:
+        if phase["privacy"] != "dp" or phase["expected_batch_size"] <= 0:
+            continue
+        ratio = phase["noise_multiplier"] / phase["expected_batch_size"]
+        if ratio > NOISE_SWAMPS_RATIO:
+            warnings.append(
+                f"{phase['name']}: at epsilon {plan['epsilon_target']:g} with {units:,} privacy units the noise "
+                f"added in training is {ratio / NOISE_SWAMPS_RATIO:.1f} times the most that still lets the model "
+                "learn: the generated images will be mostly noise. Raise epsilon, use more data, or a larger preset")
+    return warnings
 
 
 def estimate_seconds(workspace: Path, config, plan, resolution: int) -> dict[str, Any]:

@@ -12,12 +12,12 @@ from collections.abc import Callable
 from typing import Any
 
 from PySide6.QtCore import Qt, QTimer, Signal
-from PySide6.QtWidgets import (QComboBox, QDoubleSpinBox, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QLineEdit,
+from PySide6.QtWidgets import (QComboBox, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QLineEdit,
                                QPushButton, QScrollArea, QSpinBox, QVBoxLayout, QWidget)
 
 from dpsad_workbench.core import format_duration, format_epsilon
 from dpsad_workbench.settings import AppSettings
-from dpsad_workbench.widgets import WrapLabel
+from dpsad_workbench.widgets import EPSILON_MAX, EPSILON_MIN, EpsilonEdit, WrapLabel
 from dpsad_workbench.worker import WorkerOwner, call_in_worker
 
 RECIPES = {  # the first is the default (dpsad_core.training.DEFAULT_RECIPE; a test keeps them in step)
@@ -61,7 +61,7 @@ class NewRunScreen(WorkerOwner, QWidget):
         self._debounce.setSingleShot(True)
         self._debounce.setInterval(400)
         self._debounce.timeout.connect(self.update_preview)
-        for signal in (self.data.currentTextChanged, self.recipe.currentIndexChanged, self.epsilon.valueChanged,
+        for signal in (self.data.currentTextChanged, self.recipe.currentIndexChanged, self.epsilon.textChanged,
                        self.delta.textChanged, self.preset.currentIndexChanged, self.max_steps.valueChanged,
                        self.public_data.currentTextChanged, self.resolution.valueChanged,
                        self.min_records.valueChanged):
@@ -92,12 +92,16 @@ class NewRunScreen(WorkerOwner, QWidget):
         self.public_label = QLabel("P&ublic data:")
         self.public_label.setBuddy(self.public_data)
         form.addRow(self.public_label, self.public_data)
-        self.epsilon = QDoubleSpinBox()
-        self.epsilon.setRange(0.05, 1000.0)
-        self.epsilon.setDecimals(2)
-        self.epsilon.setValue(10.0)
-        self.epsilon.setToolTip("Target epsilon for the whole run: smaller is more private and noisier")
+        self.epsilon = EpsilonEdit(10.0)
+        self.epsilon.setToolTip(f"Target epsilon for the whole run, {EPSILON_MIN:g} to {EPSILON_MAX:g}: smaller is "
+                                "more private and noisier")
         form.addRow("Target &epsilon:", self.epsilon)
+        self.epsilon_problem = WrapLabel("")  # inline: a value outside the range is kept as typed, never reset
+        self.epsilon_problem.setObjectName("epsilonProblem")
+        self.epsilon_problem.setStyleSheet("QLabel#epsilonProblem { color: #b00020; }")
+        self.epsilon_problem.hide()
+        form.addRow("", self.epsilon_problem)
+        self.epsilon.textChanged.connect(self._epsilon_edited)
         self.delta = QLineEdit()
         self.delta.setPlaceholderText("default: min(1e-5, 0.1/N)")
         form.addRow("&Delta:", self.delta)
@@ -232,6 +236,11 @@ class NewRunScreen(WorkerOwner, QWidget):
             return str(self.public_data.itemData(index) or "") or None
         return text or None  # a path typed in
 
+    def _epsilon_edited(self, text: str) -> None:  # noqa: ARG002 - the edit has the text
+        problem = self.epsilon.problem()
+        self.epsilon_problem.setText(problem or "")
+        self.epsilon_problem.setVisible(problem is not None)
+
     def _recipe_changed(self) -> None:
         recipe = self.recipe.currentData()
         self.recipe_help.setText(RECIPES[recipe])
@@ -264,7 +273,7 @@ class NewRunScreen(WorkerOwner, QWidget):
         settings = self._settings()
         recipe = self.recipe.currentData()
         public = self.public_spec()
-        return TrainConfig(data=spec, recipe=recipe, epsilon=float(self.epsilon.value()), delta=delta,
+        return TrainConfig(data=spec, recipe=recipe, epsilon=self.epsilon.value(), delta=delta,
                            preset=preset, hyper=resolve_hyperparameters(preset), public_data=public,
                            max_steps=self.max_steps.value() or None, resolution=self.resolution.value() or None,
                            device=settings.device, min_records=self.min_records.value())
