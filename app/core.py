@@ -117,13 +117,13 @@ def list_runs(workspace: Path) -> list[dict[str, Any]]:
 
 
 def mark_cancelled(workspace: Path, run_id: str) -> None:
-    """Record that the analyst cancelled a run (its checkpoint stays, so it can still be resumed)."""
+    """Record that the analyst cancelled a run: it has ended, and what it spent stays in the ledger."""
     from dpsad_core.training import RunFolder
 
     run = RunFolder.open(workspace, run_id)
     status = run.status()
     extra = {k: v for k, v in status.items() if k not in ("state", "updated")}
-    extra["message"] = "cancelled by the user; resume continues from the last checkpoint"
+    extra["message"] = "cancelled by the user; the privacy it spent stays counted on its dataset"
     run.set_status("cancelled", **extra)
 
 

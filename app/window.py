@@ -99,6 +99,8 @@ class MainWindow(QMainWindow):
         self.runs.is_training = lambda run_id: self.controller.is_active and self.controller.run_id == run_id
         self.controller.state_changed.connect(self._training_state)
         self.settings_screen.settings_saved.connect(self._settings_saved)
+        # The first export creates the signing key: the Settings screen must not still say there is none.
+        self.export.exported.connect(lambda _summary: self.settings_screen.keys.refresh())
 
     # -- navigation --------------------------------------------------------------------------------
     def show_screen(self, key: str) -> None:
@@ -116,6 +118,8 @@ class MainWindow(QMainWindow):
             self.runs.refresh()
         elif key == "export":
             self.export.refresh()
+        elif key == "settings":
+            self.settings_screen.keys.refresh()
         self.statusBar().showMessage(TITLES[key], 1500)
 
     def refresh_all(self) -> None:

@@ -167,6 +167,8 @@ class DatasetsScreen(WorkerOwner, QWidget):
         if item is None:
             self._show(None)
             return
+        if self.status.text().startswith("The import"):
+            self.status.setText("")  # an old failure is not news once the analyst moves on
         name = item.data(Qt.ItemDataRole.UserRole)
         meta = next((m for m in self.datasets if m["name"] == name), None)
         self._show(meta)

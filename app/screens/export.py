@@ -191,6 +191,7 @@ class ExportScreen(WorkerOwner, QWidget):
         worker.finished_work.connect(lambda: self.export_button.setEnabled(True), queued)
         self.export_button.setEnabled(False)
         self.export_status.setText(f"Exporting {run_id}...")
+        self.verify_result.setText("")  # an earlier bundle's verdict must not stand under this export
         self._keep(worker)
         worker.start()
         return worker
@@ -201,6 +202,7 @@ class ExportScreen(WorkerOwner, QWidget):
             summary = dict(getattr(event, "summary", {}) or {})
             path = str(getattr(event, "bundle_path", ""))
             self.export_status.setText(f"Exported and signed: <b>{html.escape(path)}</b>")
+            self.verify_result.setText("Not verified yet: Verify folder... (or drop the bundle here) checks it.")
             self.export_button.setEnabled(True)  # the child may take a moment longer to exit
             self.exported.emit({"bundle_path": path, "summary": summary})
         elif name == "ExportProgress":

@@ -19,7 +19,9 @@ from dpsad_workbench.widgets import WrapLabel
 from dpsad_workbench.worker import ProcessGeneratorWorker, WorkerOwner
 
 COLUMNS = ("run", "state", "recipe", "dataset", "epsilon spent", "target", "created")
-RESUMABLE = ("interrupted", "cancelled", "failed", "running")
+# A cancelled run has ended (Cancel is the final stop; Pause the resumable one). "running" is a run
+# whose process died without saying so: resumable unless this app is training it right now.
+RESUMABLE = ("interrupted", "failed", "running")
 
 
 class RunsScreen(WorkerOwner, QWidget):
@@ -148,7 +150,8 @@ class RunsScreen(WorkerOwner, QWidget):
         run = self.selected_run()
         for button in (self.open_button, self.delete_button):
             button.setEnabled(run is not None)
-        self.resume_button.setEnabled(run is not None and run["state"] in RESUMABLE)
+        self.resume_button.setEnabled(run is not None and run["state"] in RESUMABLE
+                                      and not self.is_training(run["run_id"]))
         self.export_button.setEnabled(run is not None and run["state"] == "finished")
         if self._evaluation is not None:
             self.evaluate_button.setText("Cancel e&valuation")

@@ -37,8 +37,8 @@ STATE_TEXT = {
     RUNNING: "Training.",
     PAUSING: "Pausing: finishing this step and writing a checkpoint...",
     PAUSED: "Paused. A checkpoint is written; Resume continues from it.",
-    CANCELLING: "Cancelling: finishing this step and writing a checkpoint...",
-    CANCELLED: "Cancelled. The checkpoint is kept: the run can still be resumed from the Runs screen.",
+    CANCELLING: "Cancelling: finishing this step...",
+    CANCELLED: "Cancelled: the run has ended. The privacy it spent stays counted on its dataset.",
     FINISHED: "Finished. The released model and its privacy report are in the run folder.",
     FAILED: "Failed: see the message. The last checkpoint is kept.",
     INTERRUPTED: "Stopped. Resume continues from the last checkpoint.",
@@ -83,12 +83,12 @@ class TrainingScreen(QWidget):
         self.cancel_button = QPushButton("&Cancel run")
         for button, tip in ((self.pause_button, "Stop after this step and write a checkpoint"),
                             (self.resume_button, "Continue from the last checkpoint"),
-                            (self.cancel_button, "Stop for good (the checkpoint is kept)")):
+                            (self.cancel_button, "End the run for good (asks first); what it spent stays counted")):
             button.setToolTip(tip)
             header.addWidget(button)
         self.pause_button.clicked.connect(self.controller.pause)
         self.resume_button.clicked.connect(self._resume)
-        self.cancel_button.clicked.connect(self.controller.cancel)
+        self.cancel_button.clicked.connect(self.confirm_cancel)
         layout.addLayout(header)
 
         self.state_label = WrapLabel()
@@ -216,7 +216,18 @@ class TrainingScreen(QWidget):
         self.pause_button.setEnabled(state in (STARTING, RUNNING))
         self.cancel_button.setEnabled(active and state != CANCELLING or state in (PAUSED, INTERRUPTED))
         self.resume_button.setEnabled(not active and self.controller.run_id is not None
-                                      and state in (PAUSED, CANCELLED, INTERRUPTED, FAILED))
+                                      and state in (PAUSED, INTERRUPTED, FAILED))
+
+    def confirm_cancel(self) -> bool:
+        """Cancel the run after a confirmation (Cancel ends it; Pause is the stop to resume from)."""
+        from dpsad_workbench import dialogs
+
+        question = ("Cancel this run for good?\n\nIt cannot be resumed afterwards, and the privacy it has spent so "
+                    "far stays counted on its dataset. To stop now and continue later, choose No and use Pause.")
+        if not dialogs.confirm(self, "Cancel run", question, default_yes=False):
+            return False
+        self.controller.cancel()
+        return True
 
     def _resume(self) -> None:
         try:
