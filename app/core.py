@@ -42,7 +42,9 @@ def dataset_preview(workspace: Path, name: str) -> np.ndarray:
     from dpsad_core.data.store import datasets_dir
 
     dataset = load_saved_dataset(datasets_dir(workspace) / name)
-    return preview_grid(dataset.images, dataset.labels, dataset.num_classes, PREVIEW_PER_CLASS)
+    grid = preview_grid(dataset.images, dataset.labels, dataset.num_classes, PREVIEW_PER_CLASS)
+    shown = [name for label, name in enumerate(dataset.class_names) if np.any(dataset.labels == label)]
+    return label_rows(grid, shown)
 
 
 def preview_grid(images: np.ndarray, labels: np.ndarray, num_classes: int, per_class: int = 8) -> np.ndarray:
@@ -64,6 +66,40 @@ def preview_grid(images: np.ndarray, labels: np.ndarray, num_classes: int, per_c
     pixels = np.clip(np.concatenate(picked) * 255.0 + 0.5, 0, 255).astype(np.uint8)
     pixels = pixels[:, 0] if pixels.shape[1] == 1 else pixels.transpose(0, 2, 3, 1)
     return grid_image(pixels, rows=len(picked))
+
+
+def label_rows(grid: np.ndarray, names: list[str]) -> np.ndarray:
+    """The grid with each row's class name written in a white margin on its left.
+
+    The core's grids have one row per class (``grid_image``: rows of equal height); a grid whose row
+    count is not ``len(names)`` is returned unchanged rather than labelled wrongly.
+    """
+    from PIL import Image, ImageDraw, ImageFont
+
+    if not names:
+        return grid
+    row_height = grid.shape[0] / len(names)
+    if row_height < 10:
+        return grid  # no room for a legible name
+    font = ImageFont.load_default()
+    labels = [str(name)[:24] for name in names]
+    width = 8 + max(int(ImageDraw.Draw(Image.new("L", (1, 1))).textlength(text, font=font)) for text in labels)
+    margin = np.full((grid.shape[0], width) + grid.shape[2:], 255, dtype=np.uint8)
+    canvas = Image.fromarray(np.concatenate([margin, grid], axis=1))
+    draw = ImageDraw.Draw(canvas)
+    ink = 0 if canvas.mode == "L" else (0, 0, 0)
+    for row, text in enumerate(labels):
+        draw.text((4, int(row * row_height + row_height / 2)), text, fill=ink, font=font, anchor="lm")
+    return np.asarray(canvas)
+
+
+def run_class_names(run_dir: Path) -> list[str]:
+    """The class names of the data a run trained on, in label order (empty when unknown)."""
+    try:
+        stored = json.loads((Path(run_dir) / "config.json").read_text(encoding="utf-8"))
+        return [str(name) for name in stored["dataset"]["class_counts"]]
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
 
 
 def dataset_details(workspace: Path, name: str, fingerprint: str) -> dict[str, Any]:

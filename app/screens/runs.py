@@ -185,7 +185,12 @@ class RunsScreen(WorkerOwner, QWidget):
 
         try:
             with Image.open(path) as image:
-                self.grid.set_array(np.asarray(image))
+                pixels = np.asarray(image if image.mode in ("L", "RGB") else image.convert("RGB"))
+            if self.image_choice.currentData() == "samples":  # one row per class: name the rows
+                from dpsad_workbench.core import label_rows, run_class_names
+
+                pixels = label_rows(pixels, run_class_names(Path(run["path"])))
+            self.grid.set_array(pixels)
         except OSError:
             self.grid.setText(f"{path.name} cannot be read.")
 
