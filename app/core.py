@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -223,7 +224,7 @@ def plan_preview(config, *, workspace: Path) -> dict[str, Any]:
 
     dataset, _, plan = prepare_run(config, workspace=workspace, plan_only=True)
     summary = dataset.summary()
-    warnings = list(plan.warnings)
+    warnings = [analyst_warning(text) for text in plan.warnings]
     units = dataset.num_privacy_units
     if units < 100:
         warnings.append(f"only {units} privacy units: far too few for a useful guarantee")
@@ -237,9 +238,24 @@ def plan_preview(config, *, workspace: Path) -> dict[str, Any]:
         budget_error = str(error)
     return {
         "plan": plan.to_dict(), "dataset": summary, "steps": steps, "warnings": warnings,
+        "raw_warnings": list(plan.warnings),
         "private": plan.is_private, "estimate": estimate_seconds(workspace, config, plan, summary["resolution"]),
         "budget": budget, "budget_error": budget_error, "ledger": ledger_available(),
     }
+
+
+_FULL_BATCH = re.compile(r"^(?P<part>[\w-]+): expected batch \d+ >= (?P<count>\d+) records, so every record is in "
+                         r"every batch \(sample rate 1\): there is no amplification by subsampling$")
+
+
+def analyst_warning(text: str) -> str:
+    """A planner warning in an analyst's words (the planner's own words stay under Details)."""
+    found = _FULL_BATCH.match(text)
+    if found:
+        return (f"{found['part']}: the data ({found['count']} records) is smaller than one training batch, so every "
+                "record is used in every step and random sampling does not help the privacy: much more noise is "
+                "needed. Use more data or a smaller preset")
+    return text
 
 
 #: Noise that swamps the signal: in DP-SGD each averaged gradient gets Gaussian noise of standard

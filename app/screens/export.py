@@ -124,6 +124,15 @@ class ExportScreen(WorkerOwner, QWidget):
         self.report.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
         self.report.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         report_layout.addWidget(self.report)
+        self.report_details_button = QPushButton("&Details (exact values)")
+        self.report_details_button.setCheckable(True)
+        self.report_details = QLabel("")
+        self.report_details.setWordWrap(True)
+        self.report_details.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.report_details.hide()
+        self.report_details_button.toggled.connect(self.report_details.setVisible)
+        report_layout.addWidget(self.report_details_button, 0, Qt.AlignmentFlag.AlignLeft)
+        report_layout.addWidget(self.report_details)
         report_layout.addStretch(1)
         layout.addWidget(report_box, 1)
         if not export_available():
@@ -163,13 +172,16 @@ class ExportScreen(WorkerOwner, QWidget):
         run = next((r for r in self.runs if r["run_id"] == self.run.currentData()), None)
         if run is None:
             self.report.setText("No finished run yet: a run must finish before its model can be exported.")
+            self.report_details.setText("")
             return
         try:
             result = json.loads((Path(run["path"]) / "result.json").read_text())
         except (OSError, ValueError) as error:
             self.report.setText(f"The run's result cannot be read: {html.escape(str(error))}")
+            self.report_details.setText("")
             return
         self.report.setText(render_report(result))
+        self.report_details.setText(render_report_details(result))
 
     # -- export ------------------------------------------------------------------------------------
     def export(self) -> GeneratorWorker | None:
@@ -275,29 +287,37 @@ class ExportScreen(WorkerOwner, QWidget):
 
 
 def render_report(result: dict[str, Any]) -> str:
-    """The run's privacy numbers as they will appear in the report, from the engine's result."""
+    """The run's privacy guarantee as the report will state it, in an analyst's words."""
     lines = [f"<b>{html.escape(result['run_id'])}</b> ({html.escape(result['recipe'])})"]
     if result.get("private"):
-        values = result.get("accountant_values", {})
-        lines.append(f"<b>({format_epsilon(result['epsilon'])}, {result['delta']:.3g})-differentially private</b>"
-                     f" [RDP {format_epsilon(values.get('rdp'))}, PRV {format_epsilon(values.get('prv'))}]")
+        lines.append(f"<b>({format_epsilon(result['epsilon'])}, {result['delta']:.3g})-differentially private</b>: "
+                     f"epsilon {format_epsilon(result['epsilon'])}, delta {result['delta']:.3g}")
     else:
         lines.append("<b style='color:#b00020'>NOT differentially private (epsilon = infinity)</b>: parts "
                      f"trained without protection: {html.escape(', '.join(result.get('nonprivate_parts', [])))}. "
                      "Export refuses it unless a research export is asked for.")
-    lines.append(f"unit of privacy: {result.get('unit_of_privacy')}")
+    unit = result.get("unit_of_privacy")
+    lines.append("protects: " + {"patient": "each patient (all of a patient's images together)",
+                                 "image": "each image with its label"}.get(unit, str(unit)))
     dataset = result.get("dataset", {})
     lines.append(f"dataset: {html.escape(str(dataset.get('name')))} ({dataset.get('num_units')} units)")
-    mechanisms = result.get("mechanisms", [])
-    if mechanisms:
-        lines.append("mechanisms composed:")
-        for mechanism in mechanisms:
-            lines.append(f"&nbsp;&nbsp;{html.escape(mechanism['part'])}: σ {mechanism['noise_multiplier']:.3f}, "
-                         f"q {mechanism['sample_rate']:.4f}, {mechanism['steps']} steps")
-    if not result.get("secure_rng", False):
-        lines.append("<i>noise from PyTorch's default generator (not a cryptographically secure one)</i>")
     lines.extend(_plain_language_lines(result))
     return "<br>".join(lines)
+
+
+def render_report_details(result: dict[str, Any]) -> str:
+    """The exact values behind the report (accountants, noise multipliers, sample rates)."""
+    lines = []
+    values = result.get("accountant_values", {})
+    if values:
+        lines.append("epsilon by accountant (the guarantee is the smallest): "
+                     + ", ".join(f"{name} {format_epsilon(value)}" for name, value in values.items()))
+    for mechanism in result.get("mechanisms", []):
+        lines.append(f"{html.escape(mechanism['part'])}: noise multiplier (sigma) {mechanism['noise_multiplier']:.4g}, "
+                     f"sample rate {mechanism['sample_rate']:.4g}, {mechanism['steps']} steps")
+    if not result.get("secure_rng", False):
+        lines.append("noise from PyTorch's default generator (not a cryptographically secure one)")
+    return "<br>".join(lines) or "No further values recorded."
 
 
 def _plain_language_lines(result: dict[str, Any]) -> list[str]:
@@ -327,11 +347,14 @@ def render_verification(result: Any) -> str:
         head = ("<b style='color:#b00020'>NOT valid</b>:<ul>"
                 + "".join(f"<li>{html.escape(str(p))}</li>" for p in list(problems)[:20]) + "</ul>")
     lines = [head]
-    for key in ("epsilon", "delta", "recipe", "private"):
-        if key in summary:
-            value = summary[key]
-            text = format_epsilon(value) if key in ("epsilon", "delta") and isinstance(value, float) else str(value)
-            lines.append(f"{key}: {html.escape(text)}")
+    if "private" in summary:
+        lines.append("differentially private: " + ("yes" if summary["private"] else "<b>NO</b>"))
+    if isinstance(summary.get("epsilon"), (int, float)):
+        delta = summary.get("delta")
+        lines.append(f"guarantee: epsilon {format_epsilon(summary['epsilon'])}"
+                     + (f", delta {delta:.3g}" if isinstance(delta, (int, float)) else ""))
+    if "recipe" in summary:
+        lines.append(f"recipe: {html.escape(str(summary['recipe']))}")
     fingerprint = getattr(result, "signer_fingerprint", None)
     if fingerprint:
         lines.append(f"signer: {html.escape(fingerprint)}")

@@ -17,12 +17,12 @@ from PySide6.QtWidgets import (QComboBox, QFormLayout, QGroupBox, QHBoxLayout, Q
 
 from dpsad_workbench.core import format_duration, format_epsilon
 from dpsad_workbench.settings import AppSettings
-from dpsad_workbench.widgets import EPSILON_MAX, EPSILON_MIN, EpsilonEdit, WrapLabel
+from dpsad_workbench.widgets import EPSILON_MAX, EPSILON_MIN, EpsilonEdit, WrapLabel, parse_epsilon
 from dpsad_workbench.worker import WorkerOwner, call_in_worker
 
 RECIPES = {  # the first is the default (dpsad_core.training.DEFAULT_RECIPE; a test keeps them in step)
-    "dpdm": "One model trained with DP-SGD; optional pre-training on public data is free. The default: the "
-            "best sound recipe measured (docs/benchmarks.md).",
+    "dpdm": "One model trained with privacy noise; optional pre-training on public data is free. The default: "
+            "the recipe that gave the most useful images in our measurements.",
     "dpsad": "DP teacher, then DP student and discriminator: the whole run is (epsilon, delta)-DP.",
     "dpsad-public-teacher": "The teacher learns from data you declare public (free); the student and "
                             "discriminator are DP. (epsilon, delta)-DP if that data really is public.",
@@ -70,6 +70,7 @@ class NewRunScreen(WorkerOwner, QWidget):
         self.public_data.currentIndexChanged.connect(self._public_chosen)
         self._recipe_changed()
         self._offer_public()
+        self._explain_epsilon()
 
     def _build(self) -> None:
         outer = QHBoxLayout(self)
@@ -101,9 +102,16 @@ class NewRunScreen(WorkerOwner, QWidget):
         self.epsilon_problem.setStyleSheet("QLabel#epsilonProblem { color: #b00020; }")
         self.epsilon_problem.hide()
         form.addRow("", self.epsilon_problem)
+        self.guarantee = WrapLabel("")  # what the chosen epsilon means, in one sentence
+        self.guarantee_button = QPushButton("What this &guarantee means...")
+        self.guarantee_button.setToolTip("The full plain-language text the export's privacy report carries")
+        self.guarantee_button.clicked.connect(self.show_guarantee)
+        self.guarantee_box = None
+        form.addRow("", self.guarantee)
+        form.addRow("", self.guarantee_button)
         self.epsilon.textChanged.connect(self._epsilon_edited)
         self.delta = QLineEdit()
-        self.delta.setPlaceholderText("default: min(1e-5, 0.1/N)")
+        self.delta.setPlaceholderText("automatic: well below one in the number of people or images")
         form.addRow("&Delta:", self.delta)
         self.preset = QComboBox()
         for name, label in PRESETS.items():
@@ -158,6 +166,17 @@ class NewRunScreen(WorkerOwner, QWidget):
         inner_layout = QVBoxLayout(inner)
         inner_layout.addWidget(self.warnings)
         inner_layout.addWidget(self.plan_text)
+        self.details_button = QPushButton("&Details (exact values)")
+        self.details_button.setCheckable(True)
+        self.details_button.setEnabled(False)
+        self.details_text = QLabel("")
+        self.details_text.setWordWrap(True)
+        self.details_text.setTextFormat(Qt.TextFormat.RichText)
+        self.details_text.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.details_text.hide()
+        self.details_button.toggled.connect(self.details_text.setVisible)
+        inner_layout.addWidget(self.details_button, 0, Qt.AlignmentFlag.AlignLeft)
+        inner_layout.addWidget(self.details_text)
         inner_layout.addStretch(1)
         scroll.setWidget(inner)
         preview_layout.addWidget(scroll)
@@ -240,6 +259,46 @@ class NewRunScreen(WorkerOwner, QWidget):
         problem = self.epsilon.problem()
         self.epsilon_problem.setText(problem or "")
         self.epsilon_problem.setVisible(problem is not None)
+        self._explain_epsilon()
+
+    def _unit(self) -> str:
+        """The unit of privacy of the chosen data, once a plan has said it (images until then)."""
+        return (self.preview or {}).get("dataset", {}).get("unit", "image")
+
+    def _explain_epsilon(self) -> None:
+        import math
+
+        if self.epsilon.problem() is not None:
+            self.guarantee.setText("")
+            return
+        epsilon = self.epsilon.value()
+        who = "one patient's images" if self._unit() == "patient" else "one image"
+        self.guarantee.setText(f"Epsilon {epsilon:g}: whether or not {who} is in your data, any result of training "
+                               f"is at most {math.exp(epsilon):.3g} times more or less likely. Smaller is more "
+                               "private, and the images get noisier.")
+
+    def guarantee_text(self) -> str:
+        """The report's full plain-language text for the epsilon, delta and unit on the form."""
+        from dpsad_core.export.report import plain_language
+
+        epsilon, problem = parse_epsilon(self.epsilon.text())
+        if problem is not None:
+            return problem
+        plan = (self.preview or {}).get("plan", {})
+        delta = plan.get("delta") or 1e-5
+        text = plain_language({"unit_of_privacy": self._unit(), "delta": delta, "private": True, "epsilon": epsilon,
+                               "recipe": self.recipe.currentData(), "nonprivate_parts": []})
+        return ("What this guarantee means:\n" + "\n".join(f"- {line}" for line in text["means"])
+                + "\n\nWhat it does not mean:\n" + "\n".join(f"- {line}" for line in text["does_not_mean"]))
+
+    def show_guarantee(self) -> None:
+        from PySide6.QtWidgets import QMessageBox
+
+        box = QMessageBox(QMessageBox.Icon.Information, "What this guarantee means", self.guarantee_text(),
+                          QMessageBox.StandardButton.Close, self)
+        box.setObjectName("guaranteeDialog")
+        box.open()
+        self.guarantee_box = box
 
     def _recipe_changed(self) -> None:
         recipe = self.recipe.currentData()
@@ -314,6 +373,9 @@ class NewRunScreen(WorkerOwner, QWidget):
         self.preview = result
         self._allow_start(None)
         self.plan_text.setText(render_plan(result))
+        self.details_text.setText(render_plan_details(result))
+        self.details_button.setEnabled(True)
+        self._explain_epsilon()
         if result["estimate"]["seconds"] is None:
             self._measure(generation, result)
         warnings = list(result["warnings"])
@@ -359,6 +421,8 @@ class NewRunScreen(WorkerOwner, QWidget):
 
         _, text, _ = describe_error(error)
         self._allow_start(text.splitlines()[0] if text else "the plan cannot be made")
+        self.details_button.setChecked(False)
+        self.details_button.setEnabled(False)
         self.warnings.hide()
         self.plan_text.setText("<b>This cannot run yet:</b><br>" + html.escape(text, quote=False).replace("\n", "<br>"))
 
@@ -380,31 +444,30 @@ class NewRunScreen(WorkerOwner, QWidget):
         self.start_requested.emit(config)
 
 
+PROTECTION = {"dp": "private data, noise added (protected)", "public": "public data: no privacy cost",
+              "nonprivate": "<b style='color:#b00020'>private data WITHOUT protection: NOT PRIVATE</b>"}
+
+
 def render_plan(result: dict[str, Any]) -> str:
-    """The preview as HTML: dataset, phases with their noise, epsilon, time and budget."""
+    """The preview as HTML in an analyst's words: the data, the parts of the run, the guarantee, time, budget.
+
+    The exact values (noise multipliers, sample rates, accountants) are in :func:`render_plan_details`.
+    """
     plan, data = result["plan"], result["dataset"]
     rows = []
     for phase in plan["phases"]:
         steps = result["steps"].get(phase["name"], phase["steps"])
-        if phase["privacy"] == "dp":
-            noise = f"σ = {phase['noise_multiplier']:.3f}"
-            if phase["disc_private"]:
-                noise += (f" (student {phase['model_noise_multiplier']:.3f}, "
-                          f"discriminator {phase['disc_noise_multiplier']:.3f})")
-        elif phase["privacy"] == "public":
-            noise = "none needed (public data)"
-        else:
-            noise = "<b style='color:#b00020'>none: NOT PRIVATE</b>"
-        rows.append(f"<tr><td>{phase['name']}</td><td>{phase['privacy']}</td><td>{phase['data']}</td>"
-                    f"<td align='right'>{steps}</td><td align='right'>{phase['expected_batch_size']:.0f}</td>"
-                    f"<td>{noise}</td></tr>")
+        rows.append(f"<tr><td>{phase['name']}</td><td>{PROTECTION.get(phase['privacy'], phase['privacy'])}</td>"
+                    f"<td align='right'>{steps}</td><td align='right'>{phase['expected_batch_size']:.0f}</td></tr>")
     planned = plan["planned_epsilon"].get("certified")
     if result["private"]:
-        epsilon_line = (f"Planned epsilon (RDP) for the full plan: <b>{format_epsilon(planned)}</b> "
-                        f"of target {plan['epsilon_target']:g}, delta {plan['delta']:.3g}.")
+        epsilon_line = (f"Privacy guarantee of the whole run: <b>epsilon {format_epsilon(planned)}</b> (your target "
+                        f"{plan['epsilon_target']:g}), with delta {plan['delta']:.3g}: the small chance that the "
+                        "guarantee does not hold.")
     else:
-        epsilon_line = ("<b style='color:#b00020'>NOT differentially private: epsilon = infinity.</b> The paper "
-                        f"would claim {plan.get('claimed_epsilon_paper')}; that claim does not hold.")
+        epsilon_line = ("<b style='color:#b00020'>NOT differentially private: no privacy guarantee (epsilon = "
+                        f"infinity).</b> The published method would claim {plan.get('claimed_epsilon_paper')}; that "
+                        "claim does not hold.")
     estimate = result["estimate"]
     if estimate["seconds"] is None:
         time_line = f"Estimated time: {estimate['basis']}"
@@ -419,13 +482,41 @@ def render_plan(result: dict[str, Any]) -> str:
         budget_line = budget_text(budget)
     else:
         budget_line = "Budget left on this dataset: nothing spent yet."
-    return (f"<p><b>{html.escape(data['name'])}</b>: {data['num_records']} images, {data['num_privacy_units']} "
-            f"privacy units ({data['unit']}), {data['num_classes']} classes, {data['resolution']}x{data['resolution']}"
+    unit = "patients" if data["unit"] == "patient" else "images"
+    return (f"<p><b>{html.escape(data['name'])}</b>: {data['num_records']:,} images, {data['num_privacy_units']:,} "
+            f"{unit} protected, {data['num_classes']} classes, {data['resolution']}x{data['resolution']}"
             f" pixels, {'grey' if data['channels'] == 1 else 'colour'}.</p>"
             "<table cellspacing='0' cellpadding='3' border='1' style='border-collapse:collapse'>"
-            "<tr><th>phase</th><th>privacy</th><th>data</th><th>steps</th><th>batch</th><th>noise multiplier</th></tr>"
+            "<tr><th>part</th><th>learns from</th><th>steps</th><th>images per step</th></tr>"
             + "".join(rows) + "</table>"
             f"<p>{epsilon_line}</p><p>{time_line}</p><p>{budget_line}</p>")
+
+
+def render_plan_details(result: dict[str, Any]) -> str:
+    """The exact values behind the preview, for the officer who checks them (the Details button)."""
+    plan = result["plan"]
+    rows = []
+    for phase in plan["phases"]:
+        if phase["privacy"] == "dp":
+            noise = f"{phase['noise_multiplier']:.4g}"
+            if phase["disc_private"]:
+                noise += (f" (student {phase['model_noise_multiplier']:.4g}, "
+                          f"discriminator {phase['disc_noise_multiplier']:.4g})")
+        else:
+            noise = "-"
+        rows.append(f"<tr><td>{phase['name']}</td><td>{phase['privacy']}</td><td>{phase['data']}</td>"
+                    f"<td align='right'>{phase['sample_rate']:.4g}</td><td>{noise}</td></tr>")
+    accountants = ", ".join(f"{name} {format_epsilon(value)}" for name, value in plan["planned_epsilon"].items()
+                            if name != "certified")
+    lines = ["<table cellspacing='0' cellpadding='3' border='1' style='border-collapse:collapse'>"
+             "<tr><th>phase</th><th>privacy</th><th>data</th><th>sample rate</th><th>noise multiplier (sigma)"
+             "</th></tr>" + "".join(rows) + "</table>",
+             f"<p>Planned epsilon by accountant: {accountants or '-'}; the guarantee is the smallest. Delta "
+             f"{plan['delta']:.3g} (default: the smaller of 1e-5 and 0.1 / privacy units).</p>"]
+    raw = result.get("raw_warnings") or []
+    if raw:
+        lines.append("<p>Planner notes: " + "; ".join(html.escape(w) for w in raw) + "</p>")
+    return "".join(lines)
 
 
 def budget_text(budget: dict[str, Any]) -> str:

@@ -369,7 +369,7 @@ def _evaluation_lines(run_dir: Path) -> list[str]:
     except DpsadError as error:
         return [f"evaluation: {error}"]
     if evaluation is None:
-        return ["evaluation: none yet (Evaluate..., or dpsad-core evaluate RUN --test DATA)"]
+        return ["evaluation: none yet (Evaluate... measures how useful and how private the images are)"]
     numbers = headline(evaluation)
 
     def show(value: Any, spec: str) -> str:
