@@ -19,10 +19,18 @@ PREVIEW_PER_CLASS = 8
 
 
 # -- datasets --------------------------------------------------------------------------------------
+#: The bundled demo digits, listed like any saved dataset (its fingerprint and counts come with its details:
+#: loading it takes seconds, so it is never read on the GUI thread).
+DEMO_META = {"name": "demo", "source": "the demo digits bundled with the workbench (8x8, public)", "num_records": 1500,
+             "num_privacy_units": 1500, "unit": "image", "num_classes": 10, "class_counts": {}, "channels": 1,
+             "resolution": 8, "fingerprint": None, "builtin": True}
+
+
 def list_datasets(workspace: Path) -> list[dict[str, Any]]:
+    """The saved datasets, then the demo data."""
     from dpsad_core.data import list_saved_datasets
 
-    return list_saved_datasets(workspace)
+    return list_saved_datasets(workspace) + [dict(DEMO_META)]
 
 
 def import_dataset(path: str | Path, *, workspace: Path, name: str | None = None, resolution: int | None = None,
@@ -103,16 +111,29 @@ def run_class_names(run_dir: Path) -> list[str]:
         return []
 
 
-def dataset_details(workspace: Path, name: str, fingerprint: str) -> dict[str, Any]:
-    """The preview grid and the ledger's budget for a saved dataset (slow: the ledger imports opacus)."""
+def dataset_details(workspace: Path, name: str, fingerprint: str | None) -> dict[str, Any]:
+    """The preview grid and the ledger's budget panel for a saved dataset or the demo (slow: reads data, ledger).
+
+    For the demo, ``meta`` carries what listing it could not (its fingerprint and class counts).
+    """
     details: dict[str, Any] = {"name": name, "grid": None, "grid_error": None, "budget": None,
-                               "budget_error": None, "ledger": ledger_available()}
+                               "budget_error": None, "ledger": ledger_available(), "meta": None}
     try:
-        details["grid"] = dataset_preview(workspace, name)
+        if name == DEMO_META["name"] and fingerprint is None:
+            from dpsad_core.data import resolve_data_source
+
+            dataset = resolve_data_source("demo", workspace=workspace)
+            details["meta"] = dict(DEMO_META) | dataset.summary()
+            fingerprint = details["meta"]["fingerprint"]
+            grid = preview_grid(dataset.images, dataset.labels, dataset.num_classes, PREVIEW_PER_CLASS)
+            details["grid"] = label_rows(grid, list(dataset.class_names))
+        else:
+            details["grid"] = dataset_preview(workspace, name)
     except Exception as error:  # noqa: BLE001 - shown in place of the preview
         details["grid_error"] = str(error)
     try:
-        details["budget"] = budget_summary(workspace, fingerprint)
+        if fingerprint is not None:
+            details["budget"] = budget_panel(workspace, fingerprint)
     except Exception as error:  # noqa: BLE001 - shown in place of the number
         details["budget_error"] = str(error)
     return details
@@ -134,6 +155,50 @@ def budget_summary(workspace: Path, fingerprint: str) -> dict[str, Any] | None:
 
     summary = PrivacyLedger(workspace).summary(fingerprint)
     return summary if isinstance(summary, dict) else _as_dict(summary)
+
+
+def budget_panel(workspace: Path, fingerprint: str) -> dict[str, Any] | None:
+    """The ledger's account of one dataset for its budget panel: each run's epsilon and the composed total.
+
+    ``total`` composes every run's noise together (at the smallest delta of the runs), which bounds
+    the combined loss more tightly than ``sum_of_runs``, the epsilons added up.
+    """
+    if not ledger_available():
+        return None
+    from dpsad_core.privacy.ledger import PrivacyLedger
+
+    summary = PrivacyLedger(workspace).summary(fingerprint)
+    runs = []
+    for entry in summary.entries:
+        values, _ = entry.values()
+        runs.append({"run_id": entry.run_id, "recipe": entry.recipe, "kind": entry.kind, "active": entry.active,
+                     "epsilon": values.certified if entry.private else math.inf, "delta": entry.delta,
+                     "updated": entry.updated})
+    total = summary.spent.certified if summary.entries else 0.0
+    return summary.to_dict() | {"run_list": runs, "total": total, "total_delta": summary.spent.delta,
+                                "sum_of_runs": sum(run["epsilon"] for run in runs)}
+
+
+def set_budget_cap(workspace: Path, fingerprint: str, epsilon: float | None, name: str | None) -> dict[str, Any]:
+    """Set (``None``: remove) the dataset's cap in the ledger; returns the new budget panel."""
+    from dpsad_core.privacy.ledger import PrivacyLedger
+
+    PrivacyLedger(workspace).set_cap(fingerprint, epsilon, dataset_name=name)
+    return budget_panel(workspace, fingerprint)
+
+
+def projected_total(workspace: Path, config, dataset, plan) -> float | None:
+    """The dataset's composed epsilon once this run has spent its whole plan (None without a ledger)."""
+    if not ledger_available():
+        return None
+    from dpsad_core.privacy.ledger import PrivacyLedger
+    from dpsad_core.privacy.ledger_entries import compose_entries
+    from dpsad_core.training.budget import ledger_fingerprint, planned_mechanisms
+
+    entries = PrivacyLedger(workspace).entries(ledger_fingerprint(config, dataset, workspace))
+    values, _ = compose_entries(entries, extra=planned_mechanisms(config, plan), extra_delta=plan.delta,
+                                extra_private=plan.is_private, committed=True)
+    return values.certified
 
 
 def _as_dict(value: Any) -> dict[str, Any]:
@@ -234,6 +299,8 @@ def plan_preview(config, *, workspace: Path) -> dict[str, Any]:
     budget_error = None
     try:
         budget = budget_summary(workspace, summary["fingerprint"])
+        if budget is not None:
+            budget["after_this_run"] = projected_total(workspace, config, dataset, plan)
     except Exception as error:  # noqa: BLE001 - a broken ledger must not hide the plan
         budget_error = str(error)
     return {

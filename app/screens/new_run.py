@@ -190,8 +190,9 @@ class NewRunScreen(WorkerOwner, QWidget):
         current = self.data_spec()
         self.data.blockSignals(True)
         self.data.clear()
-        for name in self._metas:
-            self.data.addItem(name, name)
+        for name, meta in self._metas.items():
+            if not meta.get("builtin"):  # the demo has its own entry, below
+                self.data.addItem(name, name)
         self.data.addItem(DEMO_LABEL, "demo")
         if current:
             self.select_data(current)
@@ -215,7 +216,7 @@ class NewRunScreen(WorkerOwner, QWidget):
         if classes in (None, RENDERED_DIGITS_CLASSES):
             self.public_data.addItem(RENDERED_DIGITS_LABEL, "rendered-digits")
         for name, meta in self._metas.items():
-            if name == spec or (fingerprint and meta.get("fingerprint") == fingerprint):
+            if meta.get("builtin") or name == spec or (fingerprint and meta.get("fingerprint") == fingerprint):
                 continue
             if classes is not None and meta.get("num_classes", classes) != classes:
                 continue
@@ -537,4 +538,9 @@ def budget_text(budget: dict[str, Any]) -> str:
         text += " (no cap set)"
     if count is not None:
         text += f", over {count} run(s)"
+    after = budget.get("after_this_run")
+    if after is not None:
+        text += f". This run would bring the total to {format_epsilon(after)}"
+        if cap is not None:
+            text += " (over the cap: it will be refused)" if after > cap * (1 + 1e-9) else " (within the cap)"
     return text + "."

@@ -49,7 +49,7 @@ def test_import_a_dropped_folder_through_the_datasets_screen(window, qtbot, tmp_
         drop(screen, folder)
     summary = blocker.args[0]
     assert summary["name"] == "scans" and summary["num_records"] == 120
-    assert screen.names() == ["scans"]
+    assert screen.names() == ["scans", "demo"]  # the demo data is listed like any dataset
     assert screen.fields["records"].text() == "120"
     assert screen.fields["size"].text().startswith("8 x 8 pixels, grey")
     expected = load_dataset(folder, min_records=100).fingerprint()
