@@ -33,13 +33,34 @@ def list_datasets(workspace: Path) -> list[dict[str, Any]]:
     return list_saved_datasets(workspace) + [dict(DEMO_META)]
 
 
-def import_dataset(path: str | Path, *, workspace: Path, name: str | None = None, resolution: int | None = None,
-                   grey: bool = False, min_records: int = 100, split: str = "train") -> dict[str, Any]:
-    """Read ``path`` in any format the core reads, save it in the workspace, return its summary."""
-    from dpsad_core.data import load_dataset, save_dataset
+BAD_FILES_SHOWN = 50  # an import error lists this many unreadable files, then how many more
 
-    dataset = load_dataset(path, split=split, resolution=resolution, channels=1 if grey else None,
-                           min_records=min_records, name=name or None)
+
+def import_dataset(path: str | Path, *, workspace: Path, name: str | None = None, resolution: int | None = None,
+                   grey: bool = False, min_records: int = 100, split: str = "train",
+                   skip_corrupt: bool = False) -> dict[str, Any]:
+    """Read ``path`` in any format the core reads, save it in the workspace, return its summary.
+
+    An unreadable image fails the import naming every unreadable file, not only the first: the
+    core stops at the first, so the files are read once more, skipping, to list them all.
+    """
+    from dpsad_core.data import load_dataset, save_dataset
+    from dpsad_core.data.imaging import UnreadableImageError
+    from dpsad_core.errors import DataImportError
+
+    options = {"split": split, "resolution": resolution, "channels": 1 if grey else None, "name": name or None}
+    try:
+        dataset = load_dataset(path, min_records=min_records, skip_corrupt=skip_corrupt, **options)
+    except UnreadableImageError as error:
+        try:
+            bad = list(load_dataset(path, min_records=1, skip_corrupt=True, **options).skipped)
+        except DataImportError:
+            raise error from None
+        shown = "\n".join(bad[:BAD_FILES_SHOWN])
+        more = f"\n... and {len(bad) - BAD_FILES_SHOWN} more" if len(bad) > BAD_FILES_SHOWN else ""
+        raise DataImportError(f"{len(bad)} file(s) in {path} are not readable images:\n{shown}{more}",
+                              path=error.path, remedy="remove or replace them, or tick 'Skip unreadable files' "
+                                                      "to import the rest without them") from None
     folder = save_dataset(dataset, workspace)
     return dict(dataset.summary(), path=str(folder), skipped_files=list(dataset.skipped),
                 class_names=list(dataset.class_names))
@@ -139,6 +160,35 @@ def dataset_details(workspace: Path, name: str, fingerprint: str | None) -> dict
     return details
 
 
+def rename_dataset(workspace: Path, name: str, new_name: str) -> None:
+    """Rename a saved dataset: its folder and the name in its description. Its fingerprint, and so
+    its spend in the privacy ledger, does not depend on the name and stays with it."""
+    from dpsad_core.atomic import atomic_write_json
+    from dpsad_core.data.store import META_FILE, check_name, datasets_dir
+    from dpsad_core.errors import ConfigError
+
+    check_name(new_name)
+    if new_name in (DEMO_META["name"], "rendered-digits"):
+        raise ConfigError(f"{new_name!r} is the name of built-in data", field="name", value=new_name,
+                          remedy="choose another name")
+    folder, target = datasets_dir(workspace) / check_name(name), datasets_dir(workspace) / new_name
+    if target.exists():
+        raise ConfigError(f"a dataset named {new_name!r} already exists", field="name", value=new_name,
+                          remedy="choose another name, or delete that dataset first")
+    meta = json.loads((folder / META_FILE).read_text(encoding="utf-8"))
+    folder.rename(target)
+    atomic_write_json(target / META_FILE, meta | {"name": new_name})
+
+
+def delete_dataset(workspace: Path, name: str) -> None:
+    """Delete a saved dataset's folder; what runs spent on it stays in the privacy ledger."""
+    import shutil
+
+    from dpsad_core.data.store import check_name, datasets_dir
+
+    shutil.rmtree(datasets_dir(workspace) / check_name(name))
+
+
 # -- the privacy ledger (written by another part of the project; shown only when it exists) ---------
 def ledger_available() -> bool:
     try:
@@ -216,6 +266,26 @@ def list_runs(workspace: Path) -> list[dict[str, Any]]:
     from dpsad_core.training import list_runs as core_list_runs
 
     return core_list_runs(workspace)
+
+
+def run_progress(run_dir: Path) -> tuple[int, int] | None:
+    """(steps done, steps planned) over all phases of a run, from its plan and status (None if unknown)."""
+    try:
+        stored = json.loads((Path(run_dir) / "config.json").read_text(encoding="utf-8"))
+        status = json.loads((Path(run_dir) / "status.json").read_text(encoding="utf-8"))
+        limit = stored["config"].get("max_steps")
+        totals = [(p["name"], p["steps"] if limit is None else min(p["steps"], limit)) for p in stored["plan"]["phases"]]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    total = sum(steps for _, steps in totals)
+    if status.get("state") == "finished":
+        return total, total
+    names = [name for name, _ in totals]
+    phase, step = status.get("phase"), status.get("step")
+    if phase not in names or not isinstance(step, int):
+        return (0, total) if status.get("state") in ("starting", "running") else None
+    before = sum(steps for _, steps in totals[:names.index(phase)])
+    return before + step, total
 
 
 def mark_cancelled(workspace: Path, run_id: str) -> None:

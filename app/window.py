@@ -83,6 +83,12 @@ class MainWindow(QMainWindow):
         for index in range(len(SCREENS)):
             shortcut = QShortcut(QKeySequence(f"Ctrl+{index + 1}"), self)
             shortcut.activated.connect(lambda i=index: self.show_screen(SCREENS[i]))
+        self.help_dialog = None
+        help_menu = self.menuBar().addMenu("&Help")
+        self.guide_action = help_menu.addAction("&Guide: epsilon, delta, units, recipes")
+        self.guide_action.setShortcut(QKeySequence(Qt.Key.Key_F1))
+        self.guide_action.setShortcutContext(Qt.ShortcutContext.ApplicationShortcut)
+        self.guide_action.triggered.connect(self.show_help)
         self.workspace_label = QLabel()
         self.statusBar().addPermanentWidget(self.workspace_label)
         self.nav.setCurrentRow(0)
@@ -128,6 +134,15 @@ class MainWindow(QMainWindow):
         self.runs.refresh()
         self.export.refresh()
         self.settings_screen.load()
+
+    def show_help(self) -> None:
+        """Open (or raise) the guide, non-modal so it can stay open beside the screens."""
+        from dpsad_workbench.help import HelpDialog
+
+        if self.help_dialog is None:
+            self.help_dialog = HelpDialog(self)
+        self.help_dialog.show()
+        self.help_dialog.raise_()
 
     # -- actions -----------------------------------------------------------------------------------
     def start_run(self, config) -> None:

@@ -55,6 +55,15 @@ class DatasetsScreen(WorkerOwner, QWidget):
         self.list.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.list.currentItemChanged.connect(self._selected)
         left_layout.addWidget(self.list, 1)
+        manage = QHBoxLayout()
+        self.rename_button = QPushButton("Rena&me...")
+        self.delete_button = QPushButton("&Delete...")
+        self.rename_button.clicked.connect(self._ask_rename)
+        self.delete_button.clicked.connect(self.delete_selected)
+        manage.addWidget(self.rename_button)
+        manage.addWidget(self.delete_button)
+        manage.addStretch(1)
+        left_layout.addLayout(manage)
         hint = WrapLabel("Drop a folder of class subfolders, a CSV manifest, MNIST IDX files or a MedMNIST .npz "
                       "on this window to import it.")
         hint.setWordWrap(True)
@@ -71,6 +80,8 @@ class DatasetsScreen(WorkerOwner, QWidget):
         form.addRow("&Resize to:", self.resolution)
         self.grey = QCheckBox("Convert colour to grey")
         form.addRow("", self.grey)
+        self.skip_corrupt = QCheckBox("Skip unreadable files (they are listed)")
+        form.addRow("", self.skip_corrupt)
         self.split = QComboBox()
         self.split.addItems(["train", "val", "test"])
         self.split.setToolTip("Which split of an MNIST IDX folder or a MedMNIST .npz")
@@ -272,7 +283,58 @@ class DatasetsScreen(WorkerOwner, QWidget):
         meta = next((m for m in self.datasets if m["name"] == name), None)
         self._show(meta)
 
+    # -- rename and delete -------------------------------------------------------------------------
+    def _ask_rename(self) -> None:
+        from PySide6.QtWidgets import QInputDialog
+
+        name = self.current_name()
+        if name is None:
+            return
+        new_name, accepted = QInputDialog.getText(self, "Rename dataset", f"New name for {name}:", text=name)
+        if accepted and new_name.strip() and new_name.strip() != name:
+            self.rename_selected(new_name.strip())
+
+    def rename_selected(self, new_name: str) -> bool:
+        """Rename the selected dataset; True when it was renamed (its spend in the ledger stays with it)."""
+        from dpsad_workbench.core import rename_dataset
+
+        meta = self.current_meta()
+        if meta is None or meta.get("builtin"):
+            return False
+        try:
+            rename_dataset(self._settings().workspace_path(), meta["name"], new_name)
+        except Exception as error:  # noqa: BLE001 - shown as a dialog
+            self.error.emit(error)
+            return False
+        self.refresh()
+        self.select(new_name)
+        return True
+
+    def delete_selected(self) -> bool:
+        """Delete the selected dataset after a confirmation; True when it was deleted."""
+        from dpsad_workbench import dialogs
+        from dpsad_workbench.core import delete_dataset
+
+        meta = self.current_meta()
+        if meta is None or meta.get("builtin"):
+            return False
+        question = (f"Delete the dataset {meta['name']} from the workspace?\n\nIts imported copy is removed (your "
+                    "original files are not touched). The privacy its runs spent stays counted in the ledger: "
+                    "importing the same images again brings that spend back with them.")
+        if not dialogs.confirm(self, "Delete dataset", question):
+            return False
+        try:
+            delete_dataset(self._settings().workspace_path(), meta["name"])
+        except Exception as error:  # noqa: BLE001 - shown as a dialog
+            self.error.emit(error)
+            return False
+        self.refresh()
+        return True
+
     def _show(self, meta: dict[str, Any] | None) -> None:
+        builtin = meta is not None and bool(meta.get("builtin"))
+        self.rename_button.setEnabled(meta is not None and not builtin)
+        self.delete_button.setEnabled(meta is not None and not builtin)
         if meta is None:
             for value in self.fields.values():
                 value.setText("-")
@@ -361,7 +423,7 @@ class DatasetsScreen(WorkerOwner, QWidget):
         workspace = self._settings().workspace_path()
         options = {"name": self.name.text().strip() or None, "resolution": self.resolution.value() or None,
                    "grey": self.grey.isChecked(), "min_records": self.min_records.value(),
-                   "split": self.split.currentText()}
+                   "split": self.split.currentText(), "skip_corrupt": self.skip_corrupt.isChecked()}
         self.status.setText(f"Importing {html.escape(str(path))}...")
         self._set_busy(True)
         worker = call_in_worker("dpsad_workbench.core:import_dataset", str(path), workspace=workspace, parent=self,
@@ -375,8 +437,12 @@ class DatasetsScreen(WorkerOwner, QWidget):
         return worker
 
     def _on_imported(self, summary: dict[str, Any]) -> None:
+        skipped = summary.get("skipped_files") or []
+        listed = "".join(f"<br>{html.escape(path)}" for path in skipped[:50])
+        more = f"<br>... and {len(skipped) - 50} more" if len(skipped) > 50 else ""
         self.status.setText(f"Imported '{summary['name']}': {summary['num_records']} images in "
-                            f"{summary['num_classes']} classes.")
+                            f"{summary['num_classes']} classes."
+                            + (f" Skipped {len(skipped)} unreadable file(s):{listed}{more}" if skipped else ""))
         self.name.clear()
         self.refresh()
         self.select(summary["name"])

@@ -88,6 +88,12 @@ class ExportScreen(WorkerOwner, QWidget):
         self.export_status = WrapLabel("")
         self.export_status.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         form.addRow(self.export_status)
+        self.open_report_button = QPushButton("&Open report")
+        self.open_report_button.setToolTip("The exported bundle's privacy report, in your web browser")
+        self.open_report_button.setEnabled(False)
+        self.open_report_button.clicked.connect(self.open_report)
+        self.last_export: dict[str, Any] | None = None
+        form.addRow(self.open_report_button)
         left.addWidget(export_box)
 
         verify_box = QGroupBox("Verify a bundle (or drop one on this window)")
@@ -156,7 +162,8 @@ class ExportScreen(WorkerOwner, QWidget):
         self.run.blockSignals(True)
         self.run.clear()
         for run in self.runs:
-            label = f"{run['run_id']}  (eps {format_epsilon(run['epsilon'] if run['private'] else float('inf'))})"
+            epsilon = format_epsilon(run["epsilon"] if run["private"] else float("inf"))
+            label = f"{run['run_id']}  on {run['dataset']}  (epsilon {epsilon})"
             self.run.addItem(label, run["run_id"])
         if current is not None and self.run.findData(current) >= 0:
             self.run.setCurrentIndex(self.run.findData(current))
@@ -204,6 +211,7 @@ class ExportScreen(WorkerOwner, QWidget):
         self.export_button.setEnabled(False)
         self.export_status.setText(f"Exporting {run_id}...")
         self.verify_result.setText("")  # an earlier bundle's verdict must not stand under this export
+        self.open_report_button.setEnabled(False)
         self._keep(worker)
         worker.start()
         return worker
@@ -214,6 +222,8 @@ class ExportScreen(WorkerOwner, QWidget):
             summary = dict(getattr(event, "summary", {}) or {})
             path = str(getattr(event, "bundle_path", ""))
             self.export_status.setText(f"Exported and signed: <b>{html.escape(path)}</b>")
+            self.last_export = {"bundle_path": path, "summary": summary}
+            self.open_report_button.setEnabled(True)
             self.verify_result.setText("Not verified yet: Verify folder... (or drop the bundle here) checks it.")
             self.export_button.setEnabled(True)  # the child may take a moment longer to exit
             self.exported.emit({"bundle_path": path, "summary": summary})
@@ -225,6 +235,44 @@ class ExportScreen(WorkerOwner, QWidget):
     def _on_export_error(self, error: BaseException) -> None:
         self.export_status.setText("The export failed: see the message.")
         self.error.emit(error)
+
+    def report_path(self) -> Path | None:
+        """The last export's HTML report (taken out of a .zip bundle into a private temporary folder)."""
+        from dpsad_core.export.layout import REPORT_HTML
+
+        if self.last_export is None:
+            return None
+        bundle = Path(self.last_export["bundle_path"])
+        if bundle.is_dir():
+            return bundle / REPORT_HTML
+        import tempfile
+        import zipfile
+
+        with zipfile.ZipFile(bundle) as archive:
+            member = next((n for n in archive.namelist() if n.rsplit("/", 1)[-1] == REPORT_HTML), None)
+            if member is None:
+                return None
+            folder = Path(tempfile.mkdtemp(prefix="dpsad-report-"))
+            target = folder / REPORT_HTML
+            target.write_bytes(archive.read(member))
+            return target
+
+    def open_report(self) -> None:
+        from PySide6.QtCore import QUrl
+        from PySide6.QtGui import QDesktopServices
+
+        try:
+            path = self.report_path()
+        except OSError as error:
+            self.error.emit(error)
+            return
+        if path is not None:
+            QDesktopServices.openUrl(QUrl.fromLocalFile(str(path)))
+
+    def exports_dir(self) -> Path:
+        """Where file dialogs open: the workspace's exports folder (the workspace until one exists)."""
+        workspace = self._settings().workspace_path()
+        return workspace / "exports" if (workspace / "exports").is_dir() else workspace
 
     # -- verify ------------------------------------------------------------------------------------
     def verify(self, path: str | Path) -> GeneratorWorker | None:
@@ -256,22 +304,24 @@ class ExportScreen(WorkerOwner, QWidget):
 
     # -- helpers -----------------------------------------------------------------------------------
     def _browse_out(self) -> None:
-        path = QFileDialog.getExistingDirectory(self, "Where to save the bundle")
+        path = QFileDialog.getExistingDirectory(self, "Where to save the bundle", str(self.exports_dir()))
         if path:
             self.out.setText(path)
 
     def _browse_key(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "The signer's public key", "", "Keys (*.pem *.pub *.txt);;All (*)")
+        path, _ = QFileDialog.getOpenFileName(self, "The signer's public key", str(self.exports_dir()),
+                                              "Keys (*.pem *.pub *.txt);;All (*)")
         if path:
             self.expected_key.setText(path)
 
     def _choose_verify_folder(self) -> None:
-        path = QFileDialog.getExistingDirectory(self, "A bundle folder to verify")
+        path = QFileDialog.getExistingDirectory(self, "A bundle folder to verify", str(self.exports_dir()))
         if path:
             self.verify(path)
 
     def _choose_verify_zip(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "A bundle .zip to verify", "", "Zip files (*.zip)")
+        path, _ = QFileDialog.getOpenFileName(self, "A bundle .zip to verify", str(self.exports_dir()),
+                                              "Zip files (*.zip)")
         if path:
             self.verify(path)
 
