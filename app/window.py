@@ -34,6 +34,7 @@ class MainWindow(QMainWindow):
     def __init__(self, settings: AppSettings | None = None) -> None:
         super().__init__()
         self.settings = settings or load_settings()
+        self._terminating = False  # set by terminate(): close without asking
         self.setWindowTitle("DP-SAD Workbench")
         from dpsad_workbench.icon import app_icon
 
@@ -181,8 +182,16 @@ class MainWindow(QMainWindow):
         self.error_shown.emit(box.text())
 
     # -- closing -----------------------------------------------------------------------------------
+    def terminate(self) -> None:
+        """Close without asking (the app was told to end: SIGTERM, logout): a run stops with a checkpoint."""
+        self._terminating = True
+        self.close()
+
     def closeEvent(self, event) -> None:  # noqa: N802 - Qt API
-        if self.controller.is_active:
+        if self.controller.is_active and self._terminating:
+            self.statusBar().showMessage("Writing a checkpoint...")
+            self.controller.stop_and_wait(60_000)
+        elif self.controller.is_active:
             question = ("A run is training. Stop it and close?\n\nThe run stops after its current step and writes "
                         "a checkpoint: nothing is lost, and you can resume it later from the Runs screen.")
             if not dialogs.confirm(self, "Training in progress", question, default_yes=False):
