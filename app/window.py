@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QKeySequence, QShortcut
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QListWidget, QMainWindow, QStackedWidget, QWidget
+from PySide6.QtWidgets import (QFrame, QHBoxLayout, QLabel, QListWidget, QMainWindow, QScrollArea, QStackedWidget,
+                               QWidget)
 
 from dpsad_workbench import dialogs
 from dpsad_workbench.screens.datasets import DatasetsScreen
@@ -22,6 +23,7 @@ from dpsad_workbench.settings import AppSettings, load_settings
 from dpsad_workbench.training import CANCELLED, FAILED, FINISHED, INTERRUPTED, PAUSED, TrainingController
 
 SCREENS = ("datasets", "new_run", "training", "runs", "export", "settings")
+MINIMUM_SIZE = (800, 500)  # the smallest window: screens larger than that scroll
 TITLES = {"datasets": "Datasets", "new_run": "New run", "training": "Training", "runs": "Runs",
           "export": "Export", "settings": "Settings"}
 
@@ -51,6 +53,7 @@ class MainWindow(QMainWindow):
         self._build()
         self._wire()
         self.refresh_all()
+        self.setMinimumSize(*MINIMUM_SIZE)
         self.resize(1200, 780)
         # Paint the plots once while the app is idle after opening, so the first switch to the
         # Training screen (right when a run starts) does not pay pyqtgraph's first-paint costs.
@@ -76,7 +79,13 @@ class MainWindow(QMainWindow):
                                "QListWidget#navigation::item { padding: 8px 6px; }")
         self.stack = QStackedWidget()
         for key in SCREENS:
-            self.stack.addWidget(self.screens[key])
+            # Each screen scrolls when the window is smaller than it needs (a laptop, a tiled window),
+            # so the window itself can be as small as MINIMUM_SIZE.
+            scroll = QScrollArea()
+            scroll.setWidgetResizable(True)
+            scroll.setFrameShape(QFrame.Shape.NoFrame)
+            scroll.setWidget(self.screens[key])
+            self.stack.addWidget(scroll)
         self.nav.currentRowChanged.connect(self._nav_changed)
         layout.addWidget(self.nav)
         layout.addWidget(self.stack, 1)

@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import (QCheckBox, QComboBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QLabel,
-                               QLineEdit, QPushButton, QSpinBox, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QCheckBox, QComboBox, QFileDialog, QFormLayout, QFrame, QGroupBox, QHBoxLayout, QLabel,
+                               QLineEdit, QPushButton, QScrollArea, QSpinBox, QVBoxLayout, QWidget)
 
 from dpsad_workbench.core import format_epsilon
 from dpsad_workbench.settings import AppSettings
@@ -69,8 +69,9 @@ class ExportScreen(WorkerOwner, QWidget):
         form.addRow("Images per &class:", self.per_class)
         self.zip = QCheckBox("Write the bundle as one .zip file")
         form.addRow("", self.zip)
-        self.research = QCheckBox("Research export of a NOT private run (stamped NOT DIFFERENTIALLY PRIVATE)")
-        self.research.setToolTip("Only for runs of the dpsad-paper recipe; private runs never need it")
+        self.research = QCheckBox("Research export of a NOT private run")
+        self.research.setToolTip("Only for runs of the dpsad-paper recipe, whose bundle is stamped NOT "
+                                 "DIFFERENTIALLY PRIVATE; private runs never need it")
         form.addRow("", self.research)
         out_row = QHBoxLayout()
         self.out = QLineEdit()
@@ -124,7 +125,14 @@ class ExportScreen(WorkerOwner, QWidget):
         layout.addLayout(left, 1)
 
         report_box = QGroupBox("Privacy report (preview)")
-        report_layout = QVBoxLayout(report_box)
+        outer_report = QVBoxLayout(report_box)
+        self.report_scroll = QScrollArea()  # the report is long: it scrolls instead of being cut off
+        self.report_scroll.setWidgetResizable(True)
+        self.report_scroll.setFrameShape(QFrame.Shape.NoFrame)
+        report_inner = QWidget()
+        report_layout = QVBoxLayout(report_inner)
+        self.report_scroll.setWidget(report_inner)
+        outer_report.addWidget(self.report_scroll)
         self.report = QLabel("")
         self.report.setWordWrap(True)
         self.report.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
