@@ -274,7 +274,8 @@ def run_progress(run_dir: Path) -> tuple[int, int] | None:
         stored = json.loads((Path(run_dir) / "config.json").read_text(encoding="utf-8"))
         status = json.loads((Path(run_dir) / "status.json").read_text(encoding="utf-8"))
         limit = stored["config"].get("max_steps")
-        totals = [(p["name"], p["steps"] if limit is None else min(p["steps"], limit)) for p in stored["plan"]["phases"]]
+        totals = [(p["name"], p["steps"] if limit is None else min(p["steps"], limit))
+                  for p in stored["plan"]["phases"]]
     except (OSError, ValueError, KeyError, TypeError):
         return None
     total = sum(steps for _, steps in totals)

@@ -217,7 +217,8 @@ class DatasetsScreen(WorkerOwner, QWidget):
                         "for the total they bring. Do this only if your data governance allows it.")
         else:
             question = (f"Set the privacy budget cap of {meta['name']} to epsilon {cap:g}?\n\nA new run is refused "
-                        f"when it would bring the dataset's total above the cap. Spent so far: {format_epsilon(total)}.")
+                        "when it would bring the dataset's total above the cap. Spent so far: "
+                        f"{format_epsilon(total)}.")
             if total > cap:
                 question += " That is already over this cap: no new run on this dataset will be allowed."
         if not dialogs.confirm(self, "Privacy budget cap", question):

@@ -98,4 +98,5 @@ def test_planner_warnings_are_reworded(workspace):
 
     raw = ("student: expected batch 64 >= 50 records, so every record is in every batch (sample rate 1): "
            "there is no amplification by subsampling")
-    assert "smaller than one training batch" in analyst_warning(raw) and not DEVELOPER_WORDS.search(analyst_warning(raw))
+    reworded = analyst_warning(raw)
+    assert "smaller than one training batch" in reworded and not DEVELOPER_WORDS.search(reworded)
