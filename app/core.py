@@ -464,62 +464,14 @@ def estimate_seconds(workspace: Path, config, plan, resolution: int) -> dict[str
     return {"seconds": total, "basis": f"step times of {used} earlier run(s) on this machine"}
 
 
-_MEASURED: dict[tuple, float] = {}
-
-
 def measure_plan_seconds(*, plan: dict[str, Any], steps: dict[str, int], hyper, channels: int, resolution: int,
                          num_classes: int, device: str) -> dict[str, Any]:
-    """Time for the plan from one DP step of this model timed on this machine's device (random data).
+    """Time for the plan from a timed DP step of this model on this machine (used when no earlier run can
+    tell); the step time is cached per machine and model (:mod:`dpsad_core.training.estimate`)."""
+    from dpsad_core.training.estimate import estimate_plan_seconds
 
-    Used when no earlier run can tell. One warm-up and one timed DP denoising step of the run's own
-    network and expected batch; a student + discriminator step is taken as ``DISTILL_COST_RATIO``
-    denoising steps (bench/step_time.py). Cached per model shape, so typing does not re-measure.
-    """
-    import time
-
-    import torch
-
-    from dpsad_core.diffusion import DiffusionSchedule
-    from dpsad_core.models import UNet, UNetConfig
-    from dpsad_core.training.engine import DISTILL_COST_RATIO, resolve_device
-    from dpsad_core.training.planner import PhasePlan
-    from dpsad_core.training.steps import DataTensors, denoise_step, draw_batch
-
-    device = resolve_device(device)
-    denoise = [p for p in plan["phases"] if p["kind"] == "denoise"] or plan["phases"]
-    batch = max(1, int(round(max(p["expected_batch_size"] for p in denoise))))
-    key = (hyper.channels, hyper.blocks_per_level, hyper.attention_levels, hyper.noise_multiplicity,
-           hyper.microbatch_size, channels, resolution, num_classes, device, batch)
-    if key not in _MEASURED:
-        torch.manual_seed(0)
-        count = 2 * batch
-        data = DataTensors(images=torch.rand(count, channels, resolution, resolution, device=device) * 2 - 1,
-                           labels=torch.randint(0, num_classes, (count,), device=device),
-                           unit_of_record=torch.arange(count), num_units=count, has_units=False)
-        model = UNet(UNetConfig(image_channels=channels, resolution=resolution, num_classes=num_classes,
-                                channels=hyper.channels, blocks_per_level=hyper.blocks_per_level,
-                                attention_levels=hyper.attention_levels)).to(device)
-        optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
-        schedule = DiffusionSchedule(hyper.diffusion_steps, hyper.schedule)
-        phase = PhasePlan(name="teacher", kind="denoise", privacy="dp", data="private", steps=1,
-                          expected_batch_size=float(batch), sample_rate=0.5, noise_multiplier=1.0,
-                          model_noise_multiplier=1.0, disc_noise_multiplier=0.0, disc_private=False)
-        sampling, noise = torch.Generator().manual_seed(0), torch.Generator(device=device).manual_seed(1)
-        times = []
-        for _ in range(2):  # the first step pays one-time costs (allocations, vmap tracing)
-            began = time.perf_counter()
-            drawn = draw_batch(data, sample_rate=0.5, schedule=schedule, multiplicity=hyper.noise_multiplicity,
-                               label_dropout=hyper.label_dropout, null_label=num_classes, sampling_generator=sampling,
-                               noise_generator=noise)
-            denoise_step(model, optimizer, drawn, phase, clip_norm=hyper.teacher_clip_norm,
-                         microbatch_size=hyper.microbatch_size, generator=noise)
-            times.append(time.perf_counter() - began)
-        _MEASURED[key] = times[-1]
-    step = _MEASURED[key]
-    total = sum(steps.get(p["name"], p["steps"]) * step * (DISTILL_COST_RATIO if p["kind"] == "distill" else 1.0)
-                for p in plan["phases"])
-    return {"seconds": total, "basis": f"one DP step of this model timed on this machine's {device}: "
-                                      f"{step:.2f} s per denoising step; samples and checkpoints add a little"}
+    return estimate_plan_seconds(plan, steps, hyper, channels=channels, resolution=resolution,
+                                 num_classes=num_classes, device=device)
 
 
 def _tail_lines(path: Path, count: int) -> list[dict[str, Any]]:

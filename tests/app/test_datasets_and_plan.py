@@ -113,7 +113,7 @@ def test_plan_preview_shows_noise_steps_and_budget(window, qtbot):
     with qtbot.waitSignal(screen.estimate_ready, timeout=120_000) as blocker:
         pass
     estimate = blocker.args[0]
-    assert estimate["seconds"] > 0 and "timed on this machine's cpu" in estimate["basis"]
+    assert estimate["seconds"] > 0 and "measured on this machine's cpu" in estimate["basis"]
     assert "Estimated time: about" in screen.plan_text.text()
 
 
