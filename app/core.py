@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -18,20 +19,49 @@ PREVIEW_PER_CLASS = 8
 
 
 # -- datasets --------------------------------------------------------------------------------------
+#: The bundled demo digits, listed like any saved dataset (its fingerprint and counts come with its details:
+#: loading it takes seconds, so it is never read on the GUI thread).
+DEMO_META = {"name": "demo", "source": "the demo digits bundled with the workbench (8x8, public)", "num_records": 1500,
+             "num_privacy_units": 1500, "unit": "image", "num_classes": 10, "class_counts": {}, "channels": 1,
+             "resolution": 8, "fingerprint": None, "builtin": True}
+
+
 def list_datasets(workspace: Path) -> list[dict[str, Any]]:
+    """The saved datasets, then the demo data."""
     from dpsad_core.data import list_saved_datasets
 
-    return list_saved_datasets(workspace)
+    return list_saved_datasets(workspace) + [dict(DEMO_META)]
+
+
+BAD_FILES_SHOWN = 50  # an import error lists this many unreadable files, then how many more
 
 
 def import_dataset(path: str | Path, *, workspace: Path, name: str | None = None, resolution: int | None = None,
-                   grey: bool = False, min_records: int = 100, split: str = "train") -> dict[str, Any]:
-    """Read ``path`` in any format the core reads, save it in the workspace, return its summary."""
+                   grey: bool = False, min_records: int = 100, split: str = "train",
+                   skip_corrupt: bool = False) -> dict[str, Any]:
+    """Read ``path`` in any format the core reads, save it in the workspace, return its summary.
+
+    An unreadable image fails the import naming every unreadable file, not only the first: the
+    core stops at the first, so the files are read once more, skipping, to list them all.
+    """
     from dpsad_core.data import load_dataset, save_dataset
+    from dpsad_core.data.imaging import UnreadableImageError
+    from dpsad_core.errors import DataImportError
     from dpsad_core.privacy.ledger_datasets import ledger_identity
 
-    dataset = load_dataset(path, split=split, resolution=resolution, channels=1 if grey else None,
-                           min_records=min_records, name=name or None)
+    options = {"split": split, "resolution": resolution, "channels": 1 if grey else None, "name": name or None}
+    try:
+        dataset = load_dataset(path, min_records=min_records, skip_corrupt=skip_corrupt, **options)
+    except UnreadableImageError as error:
+        try:
+            bad = list(load_dataset(path, min_records=1, skip_corrupt=True, **options).skipped)
+        except DataImportError:
+            raise error from None
+        shown = "\n".join(bad[:BAD_FILES_SHOWN])
+        more = f"\n... and {len(bad) - BAD_FILES_SHOWN} more" if len(bad) > BAD_FILES_SHOWN else ""
+        raise DataImportError(f"{len(bad)} file(s) in {path} are not readable images:\n{shown}{more}",
+                              path=error.path, remedy="remove or replace them, or tick 'Skip unreadable files' "
+                                                      "to import the rest without them") from None
     folder = save_dataset(dataset, workspace)
     ledger_identity(workspace, dataset)  # links it in the ledger to any dataset that shares its records
     return dict(dataset.summary(workspace), path=str(folder), skipped_files=list(dataset.skipped),
@@ -44,7 +74,9 @@ def dataset_preview(workspace: Path, name: str) -> np.ndarray:
     from dpsad_core.data.store import datasets_dir
 
     dataset = load_saved_dataset(datasets_dir(workspace) / name)
-    return preview_grid(dataset.images, dataset.labels, dataset.num_classes, PREVIEW_PER_CLASS)
+    grid = preview_grid(dataset.images, dataset.labels, dataset.num_classes, PREVIEW_PER_CLASS)
+    shown = [name for label, name in enumerate(dataset.class_names) if np.any(dataset.labels == label)]
+    return label_rows(grid, shown)
 
 
 def preview_grid(images: np.ndarray, labels: np.ndarray, num_classes: int, per_class: int = 8) -> np.ndarray:
@@ -68,19 +100,95 @@ def preview_grid(images: np.ndarray, labels: np.ndarray, num_classes: int, per_c
     return grid_image(pixels, rows=len(picked))
 
 
-def dataset_details(workspace: Path, name: str, fingerprint: str) -> dict[str, Any]:
-    """The preview grid and the ledger's budget for a saved dataset (slow: the ledger imports opacus)."""
-    details: dict[str, Any] = {"name": name, "grid": None, "grid_error": None, "budget": None,
-                               "budget_error": None, "ledger": ledger_available()}
+def label_rows(grid: np.ndarray, names: list[str]) -> np.ndarray:
+    """The grid with each row's class name written in a white margin on its left.
+
+    The core's grids have one row per class (``grid_image``: rows of equal height); a grid whose row
+    count is not ``len(names)`` is returned unchanged rather than labelled wrongly.
+    """
+    from PIL import Image, ImageDraw, ImageFont
+
+    if not names:
+        return grid
+    row_height = grid.shape[0] / len(names)
+    if row_height < 10:
+        return grid  # no room for a legible name
+    font = ImageFont.load_default()
+    labels = [str(name)[:24] for name in names]
+    width = 8 + max(int(ImageDraw.Draw(Image.new("L", (1, 1))).textlength(text, font=font)) for text in labels)
+    margin = np.full((grid.shape[0], width) + grid.shape[2:], 255, dtype=np.uint8)
+    canvas = Image.fromarray(np.concatenate([margin, grid], axis=1))
+    draw = ImageDraw.Draw(canvas)
+    ink = 0 if canvas.mode == "L" else (0, 0, 0)
+    for row, text in enumerate(labels):
+        draw.text((4, int(row * row_height + row_height / 2)), text, fill=ink, font=font, anchor="lm")
+    return np.asarray(canvas)
+
+
+def run_class_names(run_dir: Path) -> list[str]:
+    """The class names of the data a run trained on, in label order (empty when unknown)."""
     try:
-        details["grid"] = dataset_preview(workspace, name)
+        stored = json.loads((Path(run_dir) / "config.json").read_text(encoding="utf-8"))
+        return [str(name) for name in stored["dataset"]["class_counts"]]
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+
+
+def dataset_details(workspace: Path, name: str, fingerprint: str | None) -> dict[str, Any]:
+    """The preview grid and the ledger's budget panel for a saved dataset or the demo (slow: reads data, ledger).
+
+    For the demo, ``meta`` carries what listing it could not (its fingerprint and class counts).
+    """
+    details: dict[str, Any] = {"name": name, "grid": None, "grid_error": None, "budget": None,
+                               "budget_error": None, "ledger": ledger_available(), "meta": None}
+    try:
+        if name == DEMO_META["name"] and fingerprint is None:
+            from dpsad_core.data import resolve_data_source
+
+            dataset = resolve_data_source("demo", workspace=workspace)
+            details["meta"] = dict(DEMO_META) | dataset.summary()
+            fingerprint = details["meta"]["fingerprint"]
+            grid = preview_grid(dataset.images, dataset.labels, dataset.num_classes, PREVIEW_PER_CLASS)
+            details["grid"] = label_rows(grid, list(dataset.class_names))
+        else:
+            details["grid"] = dataset_preview(workspace, name)
     except Exception as error:  # noqa: BLE001 - shown in place of the preview
         details["grid_error"] = str(error)
     try:
-        details["budget"] = budget_summary(workspace, fingerprint)
+        if fingerprint is not None:
+            details["budget"] = budget_panel(workspace, fingerprint)
     except Exception as error:  # noqa: BLE001 - shown in place of the number
         details["budget_error"] = str(error)
     return details
+
+
+def rename_dataset(workspace: Path, name: str, new_name: str) -> None:
+    """Rename a saved dataset: its folder and the name in its description. Its fingerprint, and so
+    its spend in the privacy ledger, does not depend on the name and stays with it."""
+    from dpsad_core.atomic import atomic_write_json
+    from dpsad_core.data.store import META_FILE, check_name, datasets_dir
+    from dpsad_core.errors import ConfigError
+
+    check_name(new_name)
+    if new_name in (DEMO_META["name"], "rendered-digits"):
+        raise ConfigError(f"{new_name!r} is the name of built-in data", field="name", value=new_name,
+                          remedy="choose another name")
+    folder, target = datasets_dir(workspace) / check_name(name), datasets_dir(workspace) / new_name
+    if target.exists():
+        raise ConfigError(f"a dataset named {new_name!r} already exists", field="name", value=new_name,
+                          remedy="choose another name, or delete that dataset first")
+    meta = json.loads((folder / META_FILE).read_text(encoding="utf-8"))
+    folder.rename(target)
+    atomic_write_json(target / META_FILE, meta | {"name": new_name})
+
+
+def delete_dataset(workspace: Path, name: str) -> None:
+    """Delete a saved dataset's folder; what runs spent on it stays in the privacy ledger."""
+    import shutil
+
+    from dpsad_core.data.store import check_name, datasets_dir
+
+    shutil.rmtree(datasets_dir(workspace) / check_name(name))
 
 
 # -- the privacy ledger (written by another part of the project; shown only when it exists) ---------
@@ -104,6 +212,50 @@ def budget_summary(workspace: Path, fingerprint: str) -> dict[str, Any] | None:
     return summary | {"overlaps": ledger.overlaps(fingerprint)}
 
 
+def budget_panel(workspace: Path, fingerprint: str) -> dict[str, Any] | None:
+    """The ledger's account of one dataset for its budget panel: each run's epsilon and the composed total.
+
+    ``total`` composes every run's noise together (at the smallest delta of the runs), which bounds
+    the combined loss more tightly than ``sum_of_runs``, the epsilons added up.
+    """
+    if not ledger_available():
+        return None
+    from dpsad_core.privacy.ledger import PrivacyLedger
+
+    summary = PrivacyLedger(workspace).summary(fingerprint)
+    runs = []
+    for entry in summary.entries:
+        values, _ = entry.values()
+        runs.append({"run_id": entry.run_id, "recipe": entry.recipe, "kind": entry.kind, "active": entry.active,
+                     "epsilon": values.certified if entry.private else math.inf, "delta": entry.delta,
+                     "updated": entry.updated})
+    total = summary.spent.certified if summary.entries else 0.0
+    return summary.to_dict() | {"run_list": runs, "total": total, "total_delta": summary.spent.delta,
+                                "sum_of_runs": sum(run["epsilon"] for run in runs)}
+
+
+def set_budget_cap(workspace: Path, fingerprint: str, epsilon: float | None, name: str | None) -> dict[str, Any]:
+    """Set (``None``: remove) the dataset's cap in the ledger; returns the new budget panel."""
+    from dpsad_core.privacy.ledger import PrivacyLedger
+
+    PrivacyLedger(workspace).set_cap(fingerprint, epsilon, dataset_name=name)
+    return budget_panel(workspace, fingerprint)
+
+
+def projected_total(workspace: Path, config, dataset, plan) -> float | None:
+    """The dataset's composed epsilon once this run has spent its whole plan (None without a ledger)."""
+    if not ledger_available():
+        return None
+    from dpsad_core.privacy.ledger import PrivacyLedger
+    from dpsad_core.privacy.ledger_entries import compose_entries
+    from dpsad_core.training.budget import ledger_fingerprint, planned_mechanisms
+
+    entries = PrivacyLedger(workspace).entries(ledger_fingerprint(config, dataset, workspace))
+    values, _ = compose_entries(entries, extra=planned_mechanisms(config, plan), extra_delta=plan.delta,
+                                extra_private=plan.is_private, committed=True)
+    return values.certified
+
+
 def _as_dict(value: Any) -> dict[str, Any]:
     if hasattr(value, "to_dict"):
         return value.to_dict()
@@ -121,14 +273,35 @@ def list_runs(workspace: Path) -> list[dict[str, Any]]:
     return core_list_runs(workspace)
 
 
+def run_progress(run_dir: Path) -> tuple[int, int] | None:
+    """(steps done, steps planned) over all phases of a run, from its plan and status (None if unknown)."""
+    try:
+        stored = json.loads((Path(run_dir) / "config.json").read_text(encoding="utf-8"))
+        status = json.loads((Path(run_dir) / "status.json").read_text(encoding="utf-8"))
+        limit = stored["config"].get("max_steps")
+        totals = [(p["name"], p["steps"] if limit is None else min(p["steps"], limit))
+                  for p in stored["plan"]["phases"]]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    total = sum(steps for _, steps in totals)
+    if status.get("state") == "finished":
+        return total, total
+    names = [name for name, _ in totals]
+    phase, step = status.get("phase"), status.get("step")
+    if phase not in names or not isinstance(step, int):
+        return (0, total) if status.get("state") in ("starting", "running") else None
+    before = sum(steps for _, steps in totals[:names.index(phase)])
+    return before + step, total
+
+
 def mark_cancelled(workspace: Path, run_id: str) -> None:
-    """Record that the analyst cancelled a run (its checkpoint stays, so it can still be resumed)."""
+    """Record that the analyst cancelled a run: it has ended, and what it spent stays in the ledger."""
     from dpsad_core.training import RunFolder
 
     run = RunFolder.open(workspace, run_id)
     status = run.status()
     extra = {k: v for k, v in status.items() if k not in ("state", "updated")}
-    extra["message"] = "cancelled by the user; resume continues from the last checkpoint"
+    extra["message"] = "cancelled by the user; the privacy it spent stays counted on its dataset"
     run.set_status("cancelled", **extra)
 
 
@@ -195,22 +368,64 @@ def plan_preview(config, *, workspace: Path) -> dict[str, Any]:
     from dpsad_core.data.public_metadata import rare_class_warnings
 
     # Shown on this screen only: a class size is a fact about the private data, never part of the exported plan.
-    warnings = list(plan.warnings) + rare_class_warnings(dataset)
+    warnings = [analyst_warning(text) for text in plan.warnings] + rare_class_warnings(dataset)
     units = dataset.num_privacy_units
     if units < 100:
         warnings.append(f"only {units} privacy units: far too few for a useful guarantee")
+    warnings += noise_warnings(plan.to_dict(), units)
     steps = {p.name: (p.steps if config.max_steps is None else min(p.steps, config.max_steps)) for p in plan.phases}
     budget = None
     budget_error = None
     try:
         budget = budget_summary(workspace, summary["fingerprint"])
+        if budget is not None:
+            budget["after_this_run"] = projected_total(workspace, config, dataset, plan)
     except Exception as error:  # noqa: BLE001 - a broken ledger must not hide the plan
         budget_error = str(error)
     return {
         "plan": plan.to_dict(), "dataset": summary, "steps": steps, "warnings": warnings,
+        "raw_warnings": list(plan.warnings),
         "private": plan.is_private, "estimate": estimate_seconds(workspace, config, plan, summary["resolution"]),
         "budget": budget, "budget_error": budget_error, "ledger": ledger_available(),
     }
+
+
+_FULL_BATCH = re.compile(r"^(?P<part>[\w-]+): expected batch \d+ >= (?P<count>\d+) records, so every record is in "
+                         r"every batch \(sample rate 1\): there is no amplification by subsampling$")
+
+
+def analyst_warning(text: str) -> str:
+    """A planner warning in an analyst's words (the planner's own words stay under Details)."""
+    found = _FULL_BATCH.match(text)
+    if found:
+        return (f"{found['part']}: the data ({found['count']} records) is smaller than one training batch, so every "
+                "record is used in every step and random sampling does not help the privacy: much more noise is "
+                "needed. Use more data or a smaller preset")
+    return text
+
+
+#: Noise that swamps the signal: in DP-SGD each averaged gradient gets Gaussian noise of standard
+#: deviation sigma * C / B per coordinate (C the clipping bound, the most one example's gradient can
+#: be; B the expected batch). The runs the benchmarks found useful have sigma / B between 0.002 and
+#: 0.01 (quick preset, epsilon 10, MNIST and the demo digits); at 0.1, ten times the worst of those,
+#: each step's noise is a tenth of the largest possible signal on every coordinate, and the model
+#: learns next to nothing: its images are noise.
+NOISE_SWAMPS_RATIO = 0.1
+
+
+def noise_warnings(plan: dict[str, Any], units: int) -> list[str]:
+    """A warning for each DP phase whose noise swamps the signal (``NOISE_SWAMPS_RATIO``)."""
+    warnings = []
+    for phase in plan["phases"]:
+        if phase["privacy"] != "dp" or phase["expected_batch_size"] <= 0:
+            continue
+        ratio = phase["noise_multiplier"] / phase["expected_batch_size"]
+        if ratio > NOISE_SWAMPS_RATIO:
+            warnings.append(
+                f"{phase['name']}: at epsilon {plan['epsilon_target']:g} with {units:,} privacy units the noise "
+                f"added in training is {ratio / NOISE_SWAMPS_RATIO:.1f} times the most that still lets the model "
+                "learn: the generated images will be mostly noise. Raise epsilon, use more data, or a larger preset")
+    return warnings
 
 
 def estimate_seconds(workspace: Path, config, plan, resolution: int) -> dict[str, Any]:
@@ -257,63 +472,14 @@ def estimate_seconds(workspace: Path, config, plan, resolution: int) -> dict[str
     return {"seconds": total, "basis": f"step times of {used} earlier run(s) on this machine"}
 
 
-_MEASURED: dict[tuple, float] = {}
-
-
 def measure_plan_seconds(*, plan: dict[str, Any], steps: dict[str, int], hyper, channels: int, resolution: int,
                          num_classes: int, device: str) -> dict[str, Any]:
-    """Time for the plan from one DP step of this model timed on this machine's device (random data).
+    """Time for the plan from a timed DP step of this model on this machine (used when no earlier run can
+    tell); the step time is cached per machine and model (:mod:`dpsad_core.training.estimate`)."""
+    from dpsad_core.training.estimate import estimate_plan_seconds
 
-    Used when no earlier run can tell. One warm-up and one timed DP denoising step of the run's own
-    network and expected batch; a student + discriminator step is taken as ``DISTILL_COST_RATIO``
-    denoising steps (bench/step_time.py). Cached per model shape, so typing does not re-measure.
-    """
-    import time
-
-    import torch
-
-    from dpsad_core.diffusion import DiffusionSchedule
-    from dpsad_core.models import UNet, UNetConfig
-    from dpsad_core.privacy import Mechanism
-    from dpsad_core.privacy.randomness import SecretRandomness
-    from dpsad_core.training.engine import DISTILL_COST_RATIO, resolve_device
-    from dpsad_core.training.steps import DataTensors, denoise_step, draw_batch
-
-    device = resolve_device(device)
-    denoise = [p for p in plan["phases"] if p["kind"] == "denoise"] or plan["phases"]
-    batch = max(1, int(round(max(p["expected_batch_size"] for p in denoise))))
-    key = (hyper.channels, hyper.blocks_per_level, hyper.attention_levels, hyper.noise_multiplicity,
-           hyper.microbatch_size, channels, resolution, num_classes, device, batch)
-    if key not in _MEASURED:
-        torch.manual_seed(0)
-        count = 2 * batch
-        data = DataTensors(images=torch.rand(count, channels, resolution, resolution, device=device) * 2 - 1,
-                           labels=torch.randint(0, num_classes, (count,), device=device),
-                           unit_of_record=torch.arange(count), num_units=count, has_units=False)
-        model = UNet(UNetConfig(image_channels=channels, resolution=resolution, num_classes=num_classes,
-                                channels=hyper.channels, blocks_per_level=hyper.blocks_per_level,
-                                attention_levels=hyper.attention_levels)).to(device)
-        optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
-        schedule = DiffusionSchedule(hyper.diffusion_steps, hyper.schedule)
-        mechanism = Mechanism(part="teacher", noise_multiplier=1.0, sample_rate=0.5, steps=1,
-                              clip_norm=hyper.teacher_clip_norm)
-        randomness = SecretRandomness.fresh()
-        loss_generator = torch.Generator(device=device).manual_seed(0)
-        times = []
-        for _ in range(2):  # the first step pays one-time costs (allocations, vmap tracing)
-            began = time.perf_counter()
-            drawn = draw_batch(data, sample_rate=0.5, schedule=schedule, multiplicity=hyper.noise_multiplicity,
-                               label_dropout=hyper.label_dropout, null_label=num_classes,
-                               sampling=randomness.stream("sampling"), loss_generator=loss_generator)
-            denoise_step(model, optimizer, drawn, mechanism=mechanism, expected_batch_size=float(batch),
-                         microbatch_size=hyper.microbatch_size, stream=randomness.stream("noise"))
-            times.append(time.perf_counter() - began)
-        _MEASURED[key] = times[-1]
-    step = _MEASURED[key]
-    total = sum(steps.get(p["name"], p["steps"]) * step * (DISTILL_COST_RATIO if p["kind"] == "distill" else 1.0)
-                for p in plan["phases"])
-    return {"seconds": total, "basis": f"one DP step of this model timed on this machine's {device}: "
-                                      f"{step:.2f} s per denoising step; samples and checkpoints add a little"}
+    return estimate_plan_seconds(plan, steps, hyper, channels=channels, resolution=resolution,
+                                 num_classes=num_classes, device=device)
 
 
 def _tail_lines(path: Path, count: int) -> list[dict[str, Any]]:

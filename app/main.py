@@ -54,9 +54,10 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as error:  # noqa: BLE001 - any failure to start must reach the user
         show_startup_error(error)
         return 1
-    from dpsad_workbench.worker import shutdown_helper_pool
+    from dpsad_workbench.worker import end_children
 
-    app.aboutToQuit.connect(shutdown_helper_pool)
+    app.aboutToQuit.connect(end_children)
+    quit_on_signals(app, window)
     if args.screen:
         window.show_screen(args.screen)
     window.show()
@@ -69,6 +70,43 @@ def main(argv: list[str] | None = None) -> int:
 
         QTimer.singleShot(int(args.quit_after * 1000), window.close)
     return app.exec()
+
+
+def quit_on_signals(app, window) -> None:
+    """SIGTERM, SIGINT and SIGHUP end the app as closing its window does, without asking.
+
+    Python runs signal handlers only when it gets control, and Qt's event loop is C++: the handler
+    is woken through a socket the event loop watches (``signal.set_wakeup_fd``). The window stops
+    a training run at a step boundary (a checkpoint), then ``aboutToQuit`` ends every child.
+    """
+    import signal
+    import socket
+
+    from PySide6.QtCore import QSocketNotifier
+
+    reader, writer = socket.socketpair()
+    reader.setblocking(False)
+    writer.setblocking(False)
+    signal.set_wakeup_fd(writer.fileno())
+
+    def handle(signum, frame) -> None:  # noqa: ARG001 - the signal module's signature
+        window.terminate()
+        app.quit()
+
+    for name in ("SIGTERM", "SIGINT", "SIGHUP"):
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), handle)
+    notifier = QSocketNotifier(reader.fileno(), QSocketNotifier.Type.Read, app)
+
+    def drain() -> None:  # the bytes only woke the event loop; Python has run the handler by now
+        try:
+            while reader.recv(512):
+                pass
+        except OSError:
+            pass
+
+    notifier.activated.connect(drain)
+    app._signal_wakeup = (reader, writer, notifier)  # kept alive as long as the app
 
 
 def _self_test(app, window) -> int:

@@ -8,7 +8,8 @@ the screens observe:
 ``idle -> starting -> running -> (pausing -> paused -> starting ...) | (cancelling -> cancelled) | finished | failed``
 
 Pause and cancel both ask the engine to stop at the next step boundary; the engine writes a
-checkpoint before it returns, so neither loses work and both can be resumed later.
+checkpoint and records the spend in the ledger before it returns. Pause is the resumable stop;
+cancel ends the run for good (the screens ask first, and no longer offer to resume it).
 """
 
 from __future__ import annotations
@@ -64,7 +65,7 @@ class TrainingController(QObject):
         self._launch("dpsad_workbench.core:train_job", {"config": config, "workspace": workspace}, settings)
 
     def resume(self, run_id: str | None = None) -> None:
-        """Resume ``run_id`` (default: the paused or cancelled run of this session)."""
+        """Resume ``run_id`` (default: the paused or interrupted run of this session)."""
         self._refuse_if_active()
         run_id = run_id or self.run_id
         if run_id is None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from PySide6.QtWidgets import QLabel, QSizePolicy
+from PySide6.QtWidgets import QLabel, QLineEdit, QSizePolicy
 
 
 class WrapLabel(QLabel):
@@ -31,3 +31,52 @@ class WrapLabel(QLabel):
         needed = self.heightForWidth(width)
         if needed > 0 and needed != self.minimumHeight():
             self.setMinimumHeight(needed)
+
+
+EPSILON_MIN, EPSILON_MAX, EPSILON_DIGITS = 0.01, 100.0, 3  # the range and precision a privacy officer uses
+
+
+def parse_epsilon(text: str) -> tuple[float | None, str | None]:
+    """``(epsilon, None)`` for a valid entry, else ``(None, the problem in one line)``."""
+    from decimal import Decimal, InvalidOperation
+
+    text = text.strip()
+    if not text:
+        return None, "type a target epsilon, e.g. 8"
+    try:
+        number = Decimal(text)
+    except InvalidOperation:
+        return None, f"epsilon {text!r} is not a number: type one such as 8 or 0.5"
+    if not number.is_finite() or not Decimal(str(EPSILON_MIN)) <= number <= Decimal(str(EPSILON_MAX)):
+        return None, f"epsilon {text} is outside {EPSILON_MIN:g} to {EPSILON_MAX:g}: choose a value in that range"
+    if len(number.normalize().as_tuple().digits) > EPSILON_DIGITS:
+        return None, (f"epsilon {text} has more than three significant digits: "
+                      f"use e.g. {float(f'{float(number):.{EPSILON_DIGITS}g}'):g}")
+    return float(number), None
+
+
+class EpsilonEdit(QLineEdit):
+    """A target-epsilon entry: 0.01 to 100, three significant digits, never silently changed.
+
+    A value outside that is kept as typed; ``problem()`` says what is wrong (the screen shows it
+    inline) and ``value()`` raises :class:`~dpsad_core.errors.ConfigError` with the same words.
+    """
+
+    def __init__(self, value: float = 10.0, parent=None) -> None:
+        super().__init__(parent)
+        self.setValue(value)
+
+    def setValue(self, value: float) -> None:  # noqa: N802 - the QDoubleSpinBox name the screens use
+        self.setText(f"{value:.{EPSILON_DIGITS}g}")
+
+    def problem(self) -> str | None:
+        return parse_epsilon(self.text())[1]
+
+    def value(self) -> float:
+        epsilon, problem = parse_epsilon(self.text())
+        if problem is not None:
+            from dpsad_core.errors import ConfigError
+
+            raise ConfigError(problem, field="epsilon", value=self.text(),
+                              remedy=f"type a target epsilon from {EPSILON_MIN:g} to {EPSILON_MAX:g}")
+        return epsilon

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QKeySequence, QShortcut
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QListWidget, QMainWindow, QStackedWidget, QWidget
+from PySide6.QtWidgets import (QFrame, QHBoxLayout, QLabel, QListWidget, QMainWindow, QScrollArea, QStackedWidget,
+                               QWidget)
 
 from dpsad_workbench import dialogs
 from dpsad_workbench.screens.datasets import DatasetsScreen
@@ -22,6 +23,7 @@ from dpsad_workbench.settings import AppSettings, load_settings
 from dpsad_workbench.training import CANCELLED, FAILED, FINISHED, INTERRUPTED, PAUSED, TrainingController
 
 SCREENS = ("datasets", "new_run", "training", "runs", "export", "settings")
+MINIMUM_SIZE = (800, 500)  # the smallest window: screens larger than that scroll
 TITLES = {"datasets": "Datasets", "new_run": "New run", "training": "Training", "runs": "Runs",
           "export": "Export", "settings": "Settings"}
 
@@ -34,6 +36,7 @@ class MainWindow(QMainWindow):
     def __init__(self, settings: AppSettings | None = None) -> None:
         super().__init__()
         self.settings = settings or load_settings()
+        self._terminating = False  # set by terminate(): close without asking
         self.setWindowTitle("DP-SAD Workbench")
         from dpsad_workbench.icon import app_icon
 
@@ -50,6 +53,7 @@ class MainWindow(QMainWindow):
         self._build()
         self._wire()
         self.refresh_all()
+        self.setMinimumSize(*MINIMUM_SIZE)
         self.resize(1200, 780)
         # Paint the plots once while the app is idle after opening, so the first switch to the
         # Training screen (right when a run starts) does not pay pyqtgraph's first-paint costs.
@@ -75,7 +79,13 @@ class MainWindow(QMainWindow):
                                "QListWidget#navigation::item { padding: 8px 6px; }")
         self.stack = QStackedWidget()
         for key in SCREENS:
-            self.stack.addWidget(self.screens[key])
+            # Each screen scrolls when the window is smaller than it needs (a laptop, a tiled window),
+            # so the window itself can be as small as MINIMUM_SIZE.
+            scroll = QScrollArea()
+            scroll.setWidgetResizable(True)
+            scroll.setFrameShape(QFrame.Shape.NoFrame)
+            scroll.setWidget(self.screens[key])
+            self.stack.addWidget(scroll)
         self.nav.currentRowChanged.connect(self._nav_changed)
         layout.addWidget(self.nav)
         layout.addWidget(self.stack, 1)
@@ -83,6 +93,12 @@ class MainWindow(QMainWindow):
         for index in range(len(SCREENS)):
             shortcut = QShortcut(QKeySequence(f"Ctrl+{index + 1}"), self)
             shortcut.activated.connect(lambda i=index: self.show_screen(SCREENS[i]))
+        self.help_dialog = None
+        help_menu = self.menuBar().addMenu("&Help")
+        self.guide_action = help_menu.addAction("&Guide: epsilon, delta, units, recipes")
+        self.guide_action.setShortcut(QKeySequence(Qt.Key.Key_F1))
+        self.guide_action.setShortcutContext(Qt.ShortcutContext.ApplicationShortcut)
+        self.guide_action.triggered.connect(self.show_help)
         self.workspace_label = QLabel()
         self.statusBar().addPermanentWidget(self.workspace_label)
         self.nav.setCurrentRow(0)
@@ -99,6 +115,8 @@ class MainWindow(QMainWindow):
         self.runs.is_training = lambda run_id: self.controller.is_active and self.controller.run_id == run_id
         self.controller.state_changed.connect(self._training_state)
         self.settings_screen.settings_saved.connect(self._settings_saved)
+        # The first export creates the signing key: the Settings screen must not still say there is none.
+        self.export.exported.connect(lambda _summary: self.settings_screen.keys.refresh())
 
     # -- navigation --------------------------------------------------------------------------------
     def show_screen(self, key: str) -> None:
@@ -116,6 +134,8 @@ class MainWindow(QMainWindow):
             self.runs.refresh()
         elif key == "export":
             self.export.refresh()
+        elif key == "settings":
+            self.settings_screen.keys.refresh()
         self.statusBar().showMessage(TITLES[key], 1500)
 
     def refresh_all(self) -> None:
@@ -124,6 +144,15 @@ class MainWindow(QMainWindow):
         self.runs.refresh()
         self.export.refresh()
         self.settings_screen.load()
+
+    def show_help(self) -> None:
+        """Open (or raise) the guide, non-modal so it can stay open beside the screens."""
+        from dpsad_workbench.help import HelpDialog
+
+        if self.help_dialog is None:
+            self.help_dialog = HelpDialog(self)
+        self.help_dialog.show()
+        self.help_dialog.raise_()
 
     # -- actions -----------------------------------------------------------------------------------
     def start_run(self, config) -> None:
@@ -162,8 +191,16 @@ class MainWindow(QMainWindow):
         self.error_shown.emit(box.text())
 
     # -- closing -----------------------------------------------------------------------------------
+    def terminate(self) -> None:
+        """Close without asking (the app was told to end: SIGTERM, logout): a run stops with a checkpoint."""
+        self._terminating = True
+        self.close()
+
     def closeEvent(self, event) -> None:  # noqa: N802 - Qt API
-        if self.controller.is_active:
+        if self.controller.is_active and self._terminating:
+            self.statusBar().showMessage("Writing a checkpoint...")
+            self.controller.stop_and_wait(60_000)
+        elif self.controller.is_active:
             question = ("A run is training. Stop it and close?\n\nThe run stops after its current step and writes "
                         "a checkpoint: nothing is lost, and you can resume it later from the Runs screen.")
             if not dialogs.confirm(self, "Training in progress", question, default_yes=False):

@@ -131,6 +131,7 @@ class ProcessGeneratorWorker(GeneratorWorker):
         try:
             process.start()
             started = True
+            _LIVE_PROCESSES.add(process)
             while True:
                 try:
                     kind, payload = events.get(timeout=0.5)
@@ -159,6 +160,7 @@ class ProcessGeneratorWorker(GeneratorWorker):
                 if process.is_alive():  # it said "done": it is only flushing; never leave it behind
                     process.terminate()
                     process.join(timeout=10)
+                _LIVE_PROCESSES.discard(process)
             events.close()
             events.join_thread()
             self._process_stop = None  # release the semaphore now, not at interpreter exit
@@ -167,6 +169,8 @@ class ProcessGeneratorWorker(GeneratorWorker):
 
 _POOL = None
 _DETACHED: set = set()
+_LIVE_PROCESSES: set = set()  # the job processes of running ProcessGeneratorWorkers
+END_GRACE_S = 20.0  # how long a job process may take to stop by itself (a checkpoint) when the app ends
 
 
 def detach(worker: GeneratorWorker) -> None:
@@ -219,6 +223,37 @@ def shutdown_helper_pool() -> None:
     if _POOL is not None:
         _POOL.shutdown(wait=True, cancel_futures=True)
         _POOL = None
+
+
+def end_children(grace_s: float = END_GRACE_S) -> None:
+    """End every child process of the app (called on aboutToQuit, whatever made the app quit).
+
+    Job processes (training, export, evaluation) were asked to stop at a step boundary; each gets
+    ``grace_s`` to do so, then is terminated. The helper process is terminated without waiting for
+    its call (a plan preview or an import: nothing to keep). Nothing is left running after the app.
+    """
+    global _POOL
+    import time
+
+    deadline = time.monotonic() + grace_s
+    for process in list(_LIVE_PROCESSES):
+        process.join(timeout=max(0.0, deadline - time.monotonic()))
+        if process.is_alive():
+            process.terminate()
+            process.join(timeout=5)
+        if process.is_alive():
+            process.kill()
+            process.join(timeout=5)
+    if _POOL is not None:
+        # ProcessPoolExecutor has no public way to end a busy worker: terminate its processes.
+        processes = list((getattr(_POOL, "_processes", None) or {}).values())
+        for process in processes:
+            process.terminate()
+        _POOL.shutdown(wait=True, cancel_futures=True)
+        _POOL = None
+    for worker in list(_DETACHED):  # their processes are gone: the threads end at once
+        worker.wait(5_000)
+    _DETACHED.clear()
 
 
 class WorkerOwner:

@@ -32,6 +32,7 @@ class DatasetsScreen(WorkerOwner, QWidget):
     import_failed = Signal(object)
     datasets_changed = Signal(list)
     preview_ready = Signal(str)
+    cap_changed = Signal(dict)
     error = Signal(object)
 
     def __init__(self, settings: Callable[[], AppSettings], parent: QWidget | None = None) -> None:
@@ -54,6 +55,15 @@ class DatasetsScreen(WorkerOwner, QWidget):
         self.list.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.list.currentItemChanged.connect(self._selected)
         left_layout.addWidget(self.list, 1)
+        manage = QHBoxLayout()
+        self.rename_button = QPushButton("Rena&me...")
+        self.delete_button = QPushButton("&Delete...")
+        self.rename_button.clicked.connect(self._ask_rename)
+        self.delete_button.clicked.connect(self.delete_selected)
+        manage.addWidget(self.rename_button)
+        manage.addWidget(self.delete_button)
+        manage.addStretch(1)
+        left_layout.addLayout(manage)
         hint = WrapLabel("Drop a folder of class subfolders, a CSV manifest, MNIST IDX files or a MedMNIST .npz "
                       "on this window to import it.")
         hint.setWordWrap(True)
@@ -70,6 +80,9 @@ class DatasetsScreen(WorkerOwner, QWidget):
         form.addRow("&Resize to:", self.resolution)
         self.grey = QCheckBox("Convert colour to grey")
         form.addRow("", self.grey)
+        self.skip_corrupt = QCheckBox("Skip unreadable files")
+        self.skip_corrupt.setToolTip("Import the readable images; the skipped files are listed after the import")
+        form.addRow("", self.skip_corrupt)
         self.split = QComboBox()
         self.split.addItems(["train", "val", "test"])
         self.split.setToolTip("Which split of an MNIST IDX folder or a MedMNIST .npz")
@@ -106,6 +119,7 @@ class DatasetsScreen(WorkerOwner, QWidget):
             self.fields[key] = value
             self.details_form.addRow(f"{label}:", value)
         right_layout.addWidget(details)
+        right_layout.addWidget(self._build_budget())
         lower = QHBoxLayout()
         self.counts = QTableWidget(0, 2)
         self.counts.setHorizontalHeaderLabels(["class", "images"])
@@ -113,6 +127,7 @@ class DatasetsScreen(WorkerOwner, QWidget):
         self.counts.verticalHeader().hide()
         self.counts.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.counts.setMaximumWidth(260)
+        self.counts.setMinimumWidth(120)  # narrow windows: the class names elide rather than force a scrollbar
         lower.addWidget(self.counts)
         preview_box = QGroupBox("Preview (first images of each class; shown only here)")
         preview_layout = QVBoxLayout(preview_box)
@@ -125,6 +140,105 @@ class DatasetsScreen(WorkerOwner, QWidget):
         splitter.setStretchFactor(0, 2)
         splitter.setStretchFactor(1, 3)
         outer.addWidget(splitter)
+
+    def _build_budget(self) -> QGroupBox:
+        """The budget panel: each run's epsilon, the composed total (and why it is below the sum), the cap."""
+        box = QGroupBox("Privacy budget of this dataset")
+        layout = QVBoxLayout(box)
+        self.budget_runs = QTableWidget(0, 4)
+        self.budget_runs.setHorizontalHeaderLabels(["run", "recipe", "epsilon", "state"])
+        self.budget_runs.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        self.budget_runs.verticalHeader().hide()
+        self.budget_runs.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.budget_runs.setMaximumHeight(120)
+        layout.addWidget(self.budget_runs)
+        self.budget_total = WrapLabel("")
+        layout.addWidget(self.budget_total)
+        cap_row = QHBoxLayout()
+        cap_label = QLabel("C&ap:")
+        cap_label.setToolTip("The largest total epsilon allowed on this dataset: runs that would go over are refused")
+        cap_row.addWidget(cap_label)
+        self.cap_edit = QLineEdit()
+        cap_label.setBuddy(self.cap_edit)
+        self.cap_edit.setPlaceholderText("no cap")
+        self.cap_edit.setMaximumWidth(90)
+        self.set_cap_button = QPushButton("Set &cap...")
+        self.remove_cap_button = QPushButton("Remo&ve cap...")
+        self.set_cap_button.clicked.connect(lambda: self.set_cap(self.cap_edit.text()))
+        self.remove_cap_button.clicked.connect(lambda: self.set_cap(None))
+        cap_row.addWidget(self.cap_edit)
+        cap_row.addWidget(self.set_cap_button)
+        cap_row.addWidget(self.remove_cap_button)
+        cap_row.addStretch(1)
+        layout.addLayout(cap_row)
+        self._budget: dict[str, Any] | None = None
+        self._show_budget(None)
+        return box
+
+    def _show_budget(self, budget: dict[str, Any] | None, problem: str | None = None) -> None:
+        self._budget = budget
+        runs = (budget or {}).get("run_list", [])
+        self.budget_runs.setRowCount(len(runs))
+        for row, run in enumerate(runs):
+            state = "running (its plan is reserved)" if run["active"] else "ended"
+            for column, value in enumerate((run["run_id"], run["recipe"] or run["kind"], format_epsilon(run["epsilon"]),
+                                            state)):
+                self.budget_runs.setItem(row, column, QTableWidgetItem(str(value)))
+        self.set_cap_button.setEnabled(budget is not None)
+        self.remove_cap_button.setEnabled(budget is not None and budget.get("cap_epsilon") is not None)
+        if budget is None:
+            self.budget_total.setText(problem or "")
+            return
+        cap = budget.get("cap_epsilon")
+        self.cap_edit.setText("" if cap is None else f"{cap:g}")
+        self.budget_total.setText(budget_panel_text(budget))
+
+    def set_cap(self, text: str | None):
+        """Set the dataset's cap (``None``: remove it) after a confirmation; returns the worker writing it."""
+        from dpsad_core.errors import ConfigError
+        from dpsad_workbench import dialogs
+
+        meta = self.current_meta()
+        if meta is None or self._budget is None:
+            return None
+        cap = None
+        if text is not None:
+            try:
+                cap = float(text)
+            except ValueError:
+                cap = float("nan")
+            if not (0 < cap < float("inf")):
+                self.error.emit(ConfigError(f"cap {text!r} is not a positive epsilon", field="cap", value=text,
+                                            remedy="type a number such as 8, or use Remove cap"))
+                return None
+        total = self._budget.get("total") or 0.0
+        if cap is None:
+            question = (f"Remove the privacy budget cap of {meta['name']}?\n\nRuns on it will no longer be refused "
+                        "for the total they bring. Do this only if your data governance allows it.")
+        else:
+            question = (f"Set the privacy budget cap of {meta['name']} to epsilon {cap:g}?\n\nA new run is refused "
+                        "when it would bring the dataset's total above the cap. Spent so far: "
+                        f"{format_epsilon(total)}.")
+            if total > cap:
+                question += " That is already over this cap: no new run on this dataset will be allowed."
+        if not dialogs.confirm(self, "Privacy budget cap", question):
+            return None
+        worker = call_in_worker("dpsad_workbench.core:set_budget_cap", self._settings().workspace_path(),
+                                self._budget["dataset_fingerprint"], cap, meta["name"], parent=self)
+        queued = Qt.ConnectionType.QueuedConnection
+        worker.yielded.connect(self._on_cap_set, queued)
+        worker.errored.connect(self.error, queued)
+        self._keep(worker)
+        worker.start()
+        return worker
+
+    def _on_cap_set(self, budget: dict[str, Any]) -> None:
+        self._show_budget(budget)
+        self.fields["budget"].setText(self._budget_text({"ledger": True, "budget_error": None, "budget": budget}))
+        self.cap_changed.emit(budget)
+
+    def current_meta(self) -> dict[str, Any] | None:
+        return next((m for m in self.datasets if m["name"] == self.current_name()), None)
 
     # -- listing -----------------------------------------------------------------------------------
     def refresh(self) -> None:
@@ -143,9 +257,11 @@ class DatasetsScreen(WorkerOwner, QWidget):
             item.setData(Qt.ItemDataRole.UserRole, meta["name"])
             self.list.addItem(item)
         self.list.blockSignals(False)
-        self.datasets_changed.emit([meta["name"] for meta in self.datasets])
-        if self.datasets:
-            self.select(current if current in self.names() else self.datasets[0]["name"])
+        self.datasets_changed.emit(list(self.datasets))
+        # The demo is selected only by the analyst: reading it takes seconds, and it is not their data.
+        saved = [meta["name"] for meta in self.datasets if not meta.get("builtin")]
+        if current in self.names() or saved:
+            self.select(current if current in self.names() else saved[0])
         else:
             self._show(None)
 
@@ -167,17 +283,72 @@ class DatasetsScreen(WorkerOwner, QWidget):
         if item is None:
             self._show(None)
             return
+        if self.status.text().startswith("The import"):
+            self.status.setText("")  # an old failure is not news once the analyst moves on
         name = item.data(Qt.ItemDataRole.UserRole)
         meta = next((m for m in self.datasets if m["name"] == name), None)
         self._show(meta)
 
+    # -- rename and delete -------------------------------------------------------------------------
+    def _ask_rename(self) -> None:
+        from PySide6.QtWidgets import QInputDialog
+
+        name = self.current_name()
+        if name is None:
+            return
+        new_name, accepted = QInputDialog.getText(self, "Rename dataset", f"New name for {name}:", text=name)
+        if accepted and new_name.strip() and new_name.strip() != name:
+            self.rename_selected(new_name.strip())
+
+    def rename_selected(self, new_name: str) -> bool:
+        """Rename the selected dataset; True when it was renamed (its spend in the ledger stays with it)."""
+        from dpsad_workbench.core import rename_dataset
+
+        meta = self.current_meta()
+        if meta is None or meta.get("builtin"):
+            return False
+        try:
+            rename_dataset(self._settings().workspace_path(), meta["name"], new_name)
+        except Exception as error:  # noqa: BLE001 - shown as a dialog
+            self.error.emit(error)
+            return False
+        self.refresh()
+        self.select(new_name)
+        return True
+
+    def delete_selected(self) -> bool:
+        """Delete the selected dataset after a confirmation; True when it was deleted."""
+        from dpsad_workbench import dialogs
+        from dpsad_workbench.core import delete_dataset
+
+        meta = self.current_meta()
+        if meta is None or meta.get("builtin"):
+            return False
+        question = (f"Delete the dataset {meta['name']} from the workspace?\n\nIts imported copy is removed (your "
+                    "original files are not touched). The privacy its runs spent stays counted in the ledger: "
+                    "importing the same images again brings that spend back with them.")
+        if not dialogs.confirm(self, "Delete dataset", question):
+            return False
+        try:
+            delete_dataset(self._settings().workspace_path(), meta["name"])
+        except Exception as error:  # noqa: BLE001 - shown as a dialog
+            self.error.emit(error)
+            return False
+        self.refresh()
+        return True
+
     def _show(self, meta: dict[str, Any] | None) -> None:
+        builtin = meta is not None and bool(meta.get("builtin"))
+        self.rename_button.setEnabled(meta is not None and not builtin)
+        self.delete_button.setEnabled(meta is not None and not builtin)
         if meta is None:
             for value in self.fields.values():
                 value.setText("-")
             self.counts.setRowCount(0)
             self.preview.set_array(None)
-            self.preview.setText("No dataset yet: import one with the buttons on the left, or drop it here.")
+            self.preview.setText("No dataset of yours yet: import one with the buttons on the left, or drop it "
+                                 "here. The demo data is in the list to try the workbench.")
+            self._show_budget(None)
             return
         self.fields["name"].setText(meta["name"])
         self.fields["records"].setText(f"{meta['num_records']:,}"
@@ -186,16 +357,18 @@ class DatasetsScreen(WorkerOwner, QWidget):
         colour = "grey" if meta["channels"] == 1 else "colour"
         self.fields["size"].setText(f"{meta['resolution']} x {meta['resolution']} pixels, {colour}")
         self.fields["classes"].setText(str(meta["num_classes"]))
-        self.fields["fingerprint"].setText(meta["fingerprint"])
+        self.fields["fingerprint"].setText(meta["fingerprint"] or "computing...")
         self.fields["source"].setText(str(meta.get("source", "-")))
-        counts = meta.get("class_counts", {})
+        self._show_counts(meta.get("class_counts", {}))
+        self._load_details(meta["name"], meta["fingerprint"])
+
+    def _show_counts(self, counts: dict[str, int]) -> None:
         self.counts.setRowCount(len(counts))
         for row, (name, count) in enumerate(counts.items()):
             self.counts.setItem(row, 0, QTableWidgetItem(str(name)))
             number = QTableWidgetItem(f"{count:,}")
             number.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
             self.counts.setItem(row, 1, number)
-        self._load_details(meta["name"], meta["fingerprint"])
 
     def _budget_text(self, details: dict[str, Any]) -> str:
         from dpsad_workbench.screens.new_run import budget_text
@@ -213,6 +386,7 @@ class DatasetsScreen(WorkerOwner, QWidget):
         self.preview.set_array(None)
         self.preview.setText("Loading the preview...")
         self.fields["budget"].setText("reading the privacy ledger...")
+        self._show_budget(None, "Reading the privacy ledger...")
         worker = call_in_worker("dpsad_workbench.core:dataset_details", workspace, name, fingerprint, parent=self)
         queued = Qt.ConnectionType.QueuedConnection
         worker.yielded.connect(self._on_details, queued)
@@ -223,7 +397,15 @@ class DatasetsScreen(WorkerOwner, QWidget):
     def _on_details(self, details: dict[str, Any]) -> None:
         if details["name"] != self.current_name():
             return  # the user moved on to another dataset
+        if details.get("meta"):  # the demo: its fingerprint and counts were computed with the details
+            meta = next((m for m in self.datasets if m["name"] == details["name"]), None)
+            if meta is not None:
+                meta.update(details["meta"])
+                self.fields["fingerprint"].setText(meta["fingerprint"])
+                self._show_counts(meta.get("class_counts", {}))
         self.fields["budget"].setText(self._budget_text(details))
+        problem = details["budget_error"] or (None if details["ledger"] else "The privacy ledger is not installed.")
+        self._show_budget(details["budget"], problem and f"The budget cannot be read: {problem}")
         if details["grid"] is not None:
             self.preview.set_array(details["grid"])
         else:
@@ -247,7 +429,7 @@ class DatasetsScreen(WorkerOwner, QWidget):
         workspace = self._settings().workspace_path()
         options = {"name": self.name.text().strip() or None, "resolution": self.resolution.value() or None,
                    "grey": self.grey.isChecked(), "min_records": self.min_records.value(),
-                   "split": self.split.currentText()}
+                   "split": self.split.currentText(), "skip_corrupt": self.skip_corrupt.isChecked()}
         self.status.setText(f"Importing {html.escape(str(path))}...")
         self._set_busy(True)
         worker = call_in_worker("dpsad_workbench.core:import_dataset", str(path), workspace=workspace, parent=self,
@@ -261,8 +443,12 @@ class DatasetsScreen(WorkerOwner, QWidget):
         return worker
 
     def _on_imported(self, summary: dict[str, Any]) -> None:
+        skipped = summary.get("skipped_files") or []
+        listed = "".join(f"<br>{html.escape(path)}" for path in skipped[:50])
+        more = f"<br>... and {len(skipped) - 50} more" if len(skipped) > 50 else ""
         self.status.setText(f"Imported '{summary['name']}': {summary['num_records']} images in "
-                            f"{summary['num_classes']} classes.")
+                            f"{summary['num_classes']} classes."
+                            + (f" Skipped {len(skipped)} unreadable file(s):{listed}{more}" if skipped else ""))
         self.name.clear()
         self.refresh()
         self.select(summary["name"])
@@ -287,3 +473,25 @@ class DatasetsScreen(WorkerOwner, QWidget):
         if paths:
             event.acceptProposedAction()
             self.import_path(paths[0])
+
+
+def budget_panel_text(budget: dict[str, Any]) -> str:
+    """The budget panel's total, why it is below the sum of the runs, and the cap (HTML)."""
+    runs = budget.get("run_list", [])
+    total = budget.get("total") or 0.0
+    if not runs:
+        text = "Nothing spent on this dataset yet."
+    else:
+        text = f"<b>Total spent: epsilon {format_epsilon(total)}</b> over {len(runs)} run(s)"
+        sum_of_runs = budget.get("sum_of_runs", total)
+        if len(runs) > 1 and sum_of_runs > total:
+            text += (f", less than the runs' epsilons added up ({format_epsilon(sum_of_runs)}): the ledger combines "
+                     "all the noise the runs added on this dataset and bounds their joint privacy loss together, "
+                     "which is tighter than adding each run's bound")
+        text += f" (at delta {budget.get('total_delta', 0):.3g})."
+    cap = budget.get("cap_epsilon")
+    if cap is None:
+        text += " No cap is set: runs are never refused for the total they bring."
+    else:
+        text += f" Cap: epsilon {format_epsilon(cap)}, about {format_epsilon(budget.get('remaining'))} left."
+    return text

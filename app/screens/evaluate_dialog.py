@@ -15,15 +15,35 @@ from dpsad_workbench.widgets import WrapLabel
 DEFAULT_PER_CLASS = 100  # EvaluationOptions' default
 
 
-def suggested_test_data(data_spec: str) -> str:
-    """What to test a run on when the user has not said: the test split of the source it trained on.
+HELD_OUT_WORDS = ("test", "held", "val")  # names that say a dataset was set aside for testing
+
+
+def _names(datasets) -> list[dict[str, Any]]:
+    return [meta if isinstance(meta, dict) else {"name": meta} for meta in datasets]
+
+
+def _classes(meta: dict[str, Any]) -> tuple[str, ...] | None:
+    names = meta.get("class_names") or list(meta.get("class_counts") or ())
+    return tuple(names) or None
+
+
+def suggested_test_data(data_spec: str, saved_datasets=()) -> str:
+    """What to test a run on when the user has not said: real images other than the training data.
 
     "demo" and a path (an MNIST folder, a MedMNIST file) have a test split that ``evaluate`` reads
-    instead of the training split; a saved dataset is one set, so there is nothing to suggest.
+    instead of the training split. A saved dataset is one set: another saved dataset with the same
+    classes and other images (another fingerprint) is suggested, one named as held out first.
     """
     if data_spec == "demo" or Path(data_spec).expanduser().exists():
         return data_spec
-    return ""
+    saved = _names(saved_datasets)
+    trained = next((meta for meta in saved if meta["name"] == data_spec), None)
+    if trained is None or _classes(trained) is None:
+        return ""
+    others = [meta for meta in saved if meta["name"] != data_spec and not meta.get("builtin")
+              and _classes(meta) == _classes(trained) and meta.get("fingerprint") != trained.get("fingerprint")]
+    others.sort(key=lambda meta: not any(word in meta["name"].lower() for word in HELD_OUT_WORDS))
+    return others[0]["name"] if others else ""
 
 
 class EvaluateDialog(QDialog):
@@ -45,8 +65,9 @@ class EvaluateDialog(QDialog):
         self.test = QComboBox()
         self.test.setEditable(True)
         self.test.addItem("demo")
-        self.test.addItems([name for name in saved_datasets if name != "demo"])
-        self.test.setEditText(suggested_test_data(data_spec))
+        # The training data itself is not offered: a model tested on what it trained on looks better than it is.
+        self.test.addItems([meta["name"] for meta in _names(saved_datasets) if meta["name"] not in ("demo", data_spec)])
+        self.test.setEditText(suggested_test_data(data_spec, saved_datasets))
         self.test.lineEdit().setPlaceholderText("a saved dataset's name, or a folder or file of real test images")
         row = QHBoxLayout()
         row.addWidget(self.test, 1)

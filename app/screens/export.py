@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import (QCheckBox, QComboBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QLabel,
-                               QLineEdit, QPushButton, QSpinBox, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QCheckBox, QComboBox, QFileDialog, QFormLayout, QFrame, QGroupBox, QHBoxLayout, QLabel,
+                               QLineEdit, QPushButton, QScrollArea, QSpinBox, QVBoxLayout, QWidget)
 
 from dpsad_core.training.runs import release_privacy
 from dpsad_workbench.core import format_epsilon
@@ -70,8 +70,9 @@ class ExportScreen(WorkerOwner, QWidget):
         form.addRow("Images per &class:", self.per_class)
         self.zip = QCheckBox("Write the bundle as one .zip file")
         form.addRow("", self.zip)
-        self.research = QCheckBox("Research export of a NOT private run (stamped NOT DIFFERENTIALLY PRIVATE)")
-        self.research.setToolTip("Only for runs of the dpsad-paper recipe; private runs never need it")
+        self.research = QCheckBox("Research export of a NOT private run")
+        self.research.setToolTip("Only for runs of the dpsad-paper recipe, whose bundle is stamped NOT "
+                                 "DIFFERENTIALLY PRIVATE; private runs never need it")
         form.addRow("", self.research)
         out_row = QHBoxLayout()
         self.out = QLineEdit()
@@ -89,6 +90,12 @@ class ExportScreen(WorkerOwner, QWidget):
         self.export_status = WrapLabel("")
         self.export_status.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         form.addRow(self.export_status)
+        self.open_report_button = QPushButton("&Open report")
+        self.open_report_button.setToolTip("The exported bundle's privacy report, in your web browser")
+        self.open_report_button.setEnabled(False)
+        self.open_report_button.clicked.connect(self.open_report)
+        self.last_export: dict[str, Any] | None = None
+        form.addRow(self.open_report_button)
         left.addWidget(export_box)
 
         verify_box = QGroupBox("Verify a bundle (or drop one on this window)")
@@ -119,12 +126,28 @@ class ExportScreen(WorkerOwner, QWidget):
         layout.addLayout(left, 1)
 
         report_box = QGroupBox("Privacy report (preview)")
-        report_layout = QVBoxLayout(report_box)
+        outer_report = QVBoxLayout(report_box)
+        self.report_scroll = QScrollArea()  # the report is long: it scrolls instead of being cut off
+        self.report_scroll.setWidgetResizable(True)
+        self.report_scroll.setFrameShape(QFrame.Shape.NoFrame)
+        report_inner = QWidget()
+        report_layout = QVBoxLayout(report_inner)
+        self.report_scroll.setWidget(report_inner)
+        outer_report.addWidget(self.report_scroll)
         self.report = QLabel("")
         self.report.setWordWrap(True)
         self.report.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
         self.report.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         report_layout.addWidget(self.report)
+        self.report_details_button = QPushButton("&Details (exact values)")
+        self.report_details_button.setCheckable(True)
+        self.report_details = QLabel("")
+        self.report_details.setWordWrap(True)
+        self.report_details.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.report_details.hide()
+        self.report_details_button.toggled.connect(self.report_details.setVisible)
+        report_layout.addWidget(self.report_details_button, 0, Qt.AlignmentFlag.AlignLeft)
+        report_layout.addWidget(self.report_details)
         report_layout.addStretch(1)
         layout.addWidget(report_box, 1)
         if not export_available():
@@ -148,7 +171,8 @@ class ExportScreen(WorkerOwner, QWidget):
         self.run.blockSignals(True)
         self.run.clear()
         for run in self.runs:
-            label = f"{run['run_id']}  (eps {format_epsilon(run['epsilon'] if run['private'] else float('inf'))})"
+            epsilon = format_epsilon(run["epsilon"] if run["private"] else float("inf"))
+            label = f"{run['run_id']}  on {run['dataset']}  (epsilon {epsilon})"
             self.run.addItem(label, run["run_id"])
         if current is not None and self.run.findData(current) >= 0:
             self.run.setCurrentIndex(self.run.findData(current))
@@ -164,6 +188,7 @@ class ExportScreen(WorkerOwner, QWidget):
         run = next((r for r in self.runs if r["run_id"] == self.run.currentData()), None)
         if run is None:
             self.report.setText("No finished run yet: a run must finish before its model can be exported.")
+            self.report_details.setText("")
             return
         try:
             folder = Path(run["path"])
@@ -172,8 +197,10 @@ class ExportScreen(WorkerOwner, QWidget):
                                      json.loads((folder / "result.json").read_text()))
         except (OSError, ValueError) as error:
             self.report.setText(f"The run's result cannot be read: {html.escape(str(error))}")
+            self.report_details.setText("")
             return
         self.report.setText(render_report(result))
+        self.report_details.setText(render_report_details(result))
 
     # -- export ------------------------------------------------------------------------------------
     def export(self) -> GeneratorWorker | None:
@@ -195,6 +222,8 @@ class ExportScreen(WorkerOwner, QWidget):
         worker.finished_work.connect(lambda: self.export_button.setEnabled(True), queued)
         self.export_button.setEnabled(False)
         self.export_status.setText(f"Exporting {run_id}...")
+        self.verify_result.setText("")  # an earlier bundle's verdict must not stand under this export
+        self.open_report_button.setEnabled(False)
         self._keep(worker)
         worker.start()
         return worker
@@ -205,6 +234,9 @@ class ExportScreen(WorkerOwner, QWidget):
             summary = dict(getattr(event, "summary", {}) or {})
             path = str(getattr(event, "bundle_path", ""))
             self.export_status.setText(f"Exported and signed: <b>{html.escape(path)}</b>")
+            self.last_export = {"bundle_path": path, "summary": summary}
+            self.open_report_button.setEnabled(True)
+            self.verify_result.setText("Not verified yet: Verify folder... (or drop the bundle here) checks it.")
             self.export_button.setEnabled(True)  # the child may take a moment longer to exit
             self.exported.emit({"bundle_path": path, "summary": summary})
         elif name == "ExportProgress":
@@ -215,6 +247,44 @@ class ExportScreen(WorkerOwner, QWidget):
     def _on_export_error(self, error: BaseException) -> None:
         self.export_status.setText("The export failed: see the message.")
         self.error.emit(error)
+
+    def report_path(self) -> Path | None:
+        """The last export's HTML report (taken out of a .zip bundle into a private temporary folder)."""
+        from dpsad_core.export.layout import REPORT_HTML
+
+        if self.last_export is None:
+            return None
+        bundle = Path(self.last_export["bundle_path"])
+        if bundle.is_dir():
+            return bundle / REPORT_HTML
+        import tempfile
+        import zipfile
+
+        with zipfile.ZipFile(bundle) as archive:
+            member = next((n for n in archive.namelist() if n.rsplit("/", 1)[-1] == REPORT_HTML), None)
+            if member is None:
+                return None
+            folder = Path(tempfile.mkdtemp(prefix="dpsad-report-"))
+            target = folder / REPORT_HTML
+            target.write_bytes(archive.read(member))
+            return target
+
+    def open_report(self) -> None:
+        from PySide6.QtCore import QUrl
+        from PySide6.QtGui import QDesktopServices
+
+        try:
+            path = self.report_path()
+        except OSError as error:
+            self.error.emit(error)
+            return
+        if path is not None:
+            QDesktopServices.openUrl(QUrl.fromLocalFile(str(path)))
+
+    def exports_dir(self) -> Path:
+        """Where file dialogs open: the workspace's exports folder (the workspace until one exists)."""
+        workspace = self._settings().workspace_path()
+        return workspace / "exports" if (workspace / "exports").is_dir() else workspace
 
     # -- verify ------------------------------------------------------------------------------------
     def verify(self, path: str | Path) -> GeneratorWorker | None:
@@ -246,22 +316,24 @@ class ExportScreen(WorkerOwner, QWidget):
 
     # -- helpers -----------------------------------------------------------------------------------
     def _browse_out(self) -> None:
-        path = QFileDialog.getExistingDirectory(self, "Where to save the bundle")
+        path = QFileDialog.getExistingDirectory(self, "Where to save the bundle", str(self.exports_dir()))
         if path:
             self.out.setText(path)
 
     def _browse_key(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "The signer's public key", "", "Keys (*.pem *.pub *.txt);;All (*)")
+        path, _ = QFileDialog.getOpenFileName(self, "The signer's public key", str(self.exports_dir()),
+                                              "Keys (*.pem *.pub *.txt);;All (*)")
         if path:
             self.expected_key.setText(path)
 
     def _choose_verify_folder(self) -> None:
-        path = QFileDialog.getExistingDirectory(self, "A bundle folder to verify")
+        path = QFileDialog.getExistingDirectory(self, "A bundle folder to verify", str(self.exports_dir()))
         if path:
             self.verify(path)
 
     def _choose_verify_zip(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "A bundle .zip to verify", "", "Zip files (*.zip)")
+        path, _ = QFileDialog.getOpenFileName(self, "A bundle .zip to verify", str(self.exports_dir()),
+                                              "Zip files (*.zip)")
         if path:
             self.verify(path)
 
@@ -277,29 +349,37 @@ class ExportScreen(WorkerOwner, QWidget):
 
 
 def render_report(result: dict[str, Any]) -> str:
-    """The run's privacy numbers as they will appear in the report, from the engine's result."""
+    """The run's privacy guarantee as the report will state it, in an analyst's words."""
     lines = [f"<b>{html.escape(result['run_id'])}</b> ({html.escape(result['recipe'])})"]
     if result.get("private"):
-        values = result.get("accountant_values", {})
-        lines.append(f"<b>({format_epsilon(result['epsilon'])}, {result['delta']:.3g})-differentially private</b>"
-                     f" [RDP {format_epsilon(values.get('rdp'))}, PRV {format_epsilon(values.get('prv'))}]")
+        lines.append(f"<b>({format_epsilon(result['epsilon'])}, {result['delta']:.3g})-differentially private</b>: "
+                     f"epsilon {format_epsilon(result['epsilon'])}, delta {result['delta']:.3g}")
     else:
         lines.append("<b style='color:#b00020'>NOT differentially private (epsilon = infinity)</b>: parts "
                      f"trained without protection: {html.escape(', '.join(result.get('nonprivate_parts', [])))}. "
                      "Export refuses it unless a research export is asked for.")
-    lines.append(f"unit of privacy: {result.get('unit_of_privacy')}")
+    unit = result.get("unit_of_privacy")
+    lines.append("protects: " + {"patient": "each patient (all of a patient's images together)",
+                                 "image": "each image with its label"}.get(unit, str(unit)))
     dataset = result.get("dataset", {})
     lines.append(f"dataset: {html.escape(str(dataset.get('name')))} ({dataset.get('num_units')} units)")
-    mechanisms = result.get("mechanisms", [])
-    if mechanisms:
-        lines.append("mechanisms composed:")
-        for mechanism in mechanisms:
-            lines.append(f"&nbsp;&nbsp;{html.escape(mechanism['part'])}: σ {mechanism['noise_multiplier']:.3f}, "
-                         f"q {mechanism['sample_rate']:.4f}, {mechanism['steps']} steps")
-    if result.get("secure_rng_note"):
-        lines.append(f"<i>random number generator: {html.escape(result['secure_rng_note'])}</i>")
     lines.extend(_plain_language_lines(result))
     return "<br>".join(lines)
+
+
+def render_report_details(result: dict[str, Any]) -> str:
+    """The exact values behind the report (accountants, noise multipliers, sample rates)."""
+    lines = []
+    values = result.get("accountant_values", {})
+    if values:
+        lines.append("epsilon by accountant (the guarantee is the smallest): "
+                     + ", ".join(f"{name} {format_epsilon(value)}" for name, value in values.items()))
+    for mechanism in result.get("mechanisms", []):
+        lines.append(f"{html.escape(mechanism['part'])}: noise multiplier (sigma) {mechanism['noise_multiplier']:.4g}, "
+                     f"sample rate {mechanism['sample_rate']:.4g}, {mechanism['steps']} steps")
+    if result.get("secure_rng_note"):
+        lines.append(f"random number generator: {html.escape(result['secure_rng_note'])}")
+    return "<br>".join(lines) or "No further values recorded."
 
 
 def _plain_language_lines(result: dict[str, Any]) -> list[str]:
@@ -329,11 +409,14 @@ def render_verification(result: Any) -> str:
         head = ("<b style='color:#b00020'>NOT valid</b>:<ul>"
                 + "".join(f"<li>{html.escape(str(p))}</li>" for p in list(problems)[:20]) + "</ul>")
     lines = [head]
-    for key in ("epsilon", "delta", "recipe", "private"):
-        if key in summary:
-            value = summary[key]
-            text = format_epsilon(value) if key in ("epsilon", "delta") and isinstance(value, float) else str(value)
-            lines.append(f"{key}: {html.escape(text)}")
+    if "private" in summary:
+        lines.append("differentially private: " + ("yes" if summary["private"] else "<b>NO</b>"))
+    if isinstance(summary.get("epsilon"), (int, float)):
+        delta = summary.get("delta")
+        lines.append(f"guarantee: epsilon {format_epsilon(summary['epsilon'])}"
+                     + (f", delta {delta:.3g}" if isinstance(delta, (int, float)) else ""))
+    if "recipe" in summary:
+        lines.append(f"recipe: {html.escape(str(summary['recipe']))}")
     fingerprint = getattr(result, "signer_fingerprint", None)
     if fingerprint:
         lines.append(f"signer: {html.escape(fingerprint)}")

@@ -12,17 +12,17 @@ from collections.abc import Callable
 from typing import Any
 
 from PySide6.QtCore import Qt, QTimer, Signal
-from PySide6.QtWidgets import (QComboBox, QDoubleSpinBox, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QLineEdit,
+from PySide6.QtWidgets import (QComboBox, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QLineEdit,
                                QPushButton, QScrollArea, QSpinBox, QVBoxLayout, QWidget)
 
 from dpsad_workbench.core import format_duration, format_epsilon
 from dpsad_workbench.settings import AppSettings
-from dpsad_workbench.widgets import WrapLabel
+from dpsad_workbench.widgets import EPSILON_MAX, EPSILON_MIN, EpsilonEdit, WrapLabel, parse_epsilon
 from dpsad_workbench.worker import WorkerOwner, call_in_worker
 
 RECIPES = {  # the first is the default (dpsad_core.training.DEFAULT_RECIPE; a test keeps them in step)
-    "dpdm": "One model trained with DP-SGD; optional pre-training on public data is free. The default: the "
-            "best sound recipe measured (docs/benchmarks.md).",
+    "dpdm": "One model trained with privacy noise; optional pre-training on public data is free. The default: "
+            "the recipe that gave the most useful images in our measurements.",
     "dpsad": "DP teacher, then DP student and discriminator: the whole run is (epsilon, delta)-DP.",
     "dpsad-public-teacher": "The teacher learns from data you declare public (free); the student and "
                             "discriminator are DP. (epsilon, delta)-DP if that data really is public.",
@@ -33,6 +33,10 @@ PUBLIC_RECIPES = ("dpsad-public-teacher", "dpdm")
 PRESETS = {"tiny": "tiny (seconds, for trying the app)", "quick": "quick (minutes on a CPU at 8x8)",
            "standard": "standard (a larger model, for a GPU)"}
 DEMO_LABEL = "demo: embedded 8x8 digits (1,500 images)"
+DEMO_META = {"name": "demo", "num_classes": 10}
+NO_PUBLIC_LABEL = "None: no public data"
+RENDERED_DIGITS_CLASSES = 10
+RENDERED_DIGITS_LABEL = "rendered-digits: generated font digits (public, 10 classes)"
 
 
 class NewRunScreen(WorkerOwner, QWidget):
@@ -50,17 +54,23 @@ class NewRunScreen(WorkerOwner, QWidget):
         self._stopped = False
         self._workers: set = set()
         self.preview: dict[str, Any] | None = None
+        self._metas: dict[str, dict[str, Any]] = {}
+        self._public_choice = ""  # the public data the analyst chose ("": none)
         self._build()
         self._debounce = QTimer(self)
         self._debounce.setSingleShot(True)
         self._debounce.setInterval(400)
         self._debounce.timeout.connect(self.update_preview)
-        for signal in (self.data.currentTextChanged, self.recipe.currentIndexChanged, self.epsilon.valueChanged,
+        for signal in (self.data.currentTextChanged, self.recipe.currentIndexChanged, self.epsilon.textChanged,
                        self.delta.textChanged, self.preset.currentIndexChanged, self.max_steps.valueChanged,
                        self.public_data.currentTextChanged, self.resolution.valueChanged,
                        self.min_records.valueChanged):
             signal.connect(self._schedule_preview)
+        self.data.currentTextChanged.connect(self._offer_public)
+        self.public_data.currentIndexChanged.connect(self._public_chosen)
         self._recipe_changed()
+        self._offer_public()
+        self._explain_epsilon()
 
     def _build(self) -> None:
         outer = QHBoxLayout(self)
@@ -83,14 +93,25 @@ class NewRunScreen(WorkerOwner, QWidget):
         self.public_label = QLabel("P&ublic data:")
         self.public_label.setBuddy(self.public_data)
         form.addRow(self.public_label, self.public_data)
-        self.epsilon = QDoubleSpinBox()
-        self.epsilon.setRange(0.05, 1000.0)
-        self.epsilon.setDecimals(2)
-        self.epsilon.setValue(10.0)
-        self.epsilon.setToolTip("Target epsilon for the whole run: smaller is more private and noisier")
+        self.epsilon = EpsilonEdit(10.0)
+        self.epsilon.setToolTip(f"Target epsilon for the whole run, {EPSILON_MIN:g} to {EPSILON_MAX:g}: smaller is "
+                                "more private and noisier")
         form.addRow("Target &epsilon:", self.epsilon)
+        self.epsilon_problem = WrapLabel("")  # inline: a value outside the range is kept as typed, never reset
+        self.epsilon_problem.setObjectName("epsilonProblem")
+        self.epsilon_problem.setStyleSheet("QLabel#epsilonProblem { color: #b00020; }")
+        self.epsilon_problem.hide()
+        form.addRow("", self.epsilon_problem)
+        self.guarantee = WrapLabel("")  # what the chosen epsilon means, in one sentence
+        self.guarantee_button = QPushButton("What this &guarantee means...")
+        self.guarantee_button.setToolTip("The full plain-language text the export's privacy report carries")
+        self.guarantee_button.clicked.connect(self.show_guarantee)
+        self.guarantee_box = None
+        form.addRow("", self.guarantee)
+        form.addRow("", self.guarantee_button)
+        self.epsilon.textChanged.connect(self._epsilon_edited)
         self.delta = QLineEdit()
-        self.delta.setPlaceholderText("default: min(1e-5, 0.1/N)")
+        self.delta.setPlaceholderText("automatic: well below one in the number of people or images")
         form.addRow("&Delta:", self.delta)
         self.preset = QComboBox()
         for name, label in PRESETS.items():
@@ -119,6 +140,11 @@ class NewRunScreen(WorkerOwner, QWidget):
         buttons.addWidget(self.preview_button)
         buttons.addWidget(self.start_button)
         form.addRow(buttons)
+        self.start_reason = WrapLabel("")  # why Start is disabled (the plan says the run cannot run)
+        self.start_reason.setObjectName("startReason")
+        self.start_reason.setStyleSheet("QLabel#startReason { color: #b00020; }")
+        self.start_reason.hide()
+        form.addRow(self.start_reason)
         outer.addWidget(form_box, 2)
 
         preview_box = QGroupBox("What this choice implies")
@@ -140,35 +166,69 @@ class NewRunScreen(WorkerOwner, QWidget):
         inner_layout = QVBoxLayout(inner)
         inner_layout.addWidget(self.warnings)
         inner_layout.addWidget(self.plan_text)
+        self.details_button = QPushButton("&Details (exact values)")
+        self.details_button.setCheckable(True)
+        self.details_button.setEnabled(False)
+        self.details_text = QLabel("")
+        self.details_text.setWordWrap(True)
+        self.details_text.setTextFormat(Qt.TextFormat.RichText)
+        self.details_text.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.details_text.hide()
+        self.details_button.toggled.connect(self.details_text.setVisible)
+        inner_layout.addWidget(self.details_button, 0, Qt.AlignmentFlag.AlignLeft)
+        inner_layout.addWidget(self.details_text)
         inner_layout.addStretch(1)
         scroll.setWidget(inner)
         preview_layout.addWidget(scroll)
         outer.addWidget(preview_box, 3)
 
     # -- data choices ------------------------------------------------------------------------------
-    def set_datasets(self, names: list[str]) -> None:
-        """Offer the saved datasets (plus the demo data) without losing the current choice."""
-        current = self.data.currentText()
-        public_current = self.public_data.currentText()
+    def set_datasets(self, datasets: list) -> None:
+        """Offer the saved datasets (names or their ``dataset.json`` dicts) plus the demo data, keeping the choice."""
+        metas = [meta if isinstance(meta, dict) else {"name": meta} for meta in datasets]
+        self._metas = {str(meta["name"]): meta for meta in metas}
+        current = self.data_spec()
         self.data.blockSignals(True)
-        self.public_data.blockSignals(True)
         self.data.clear()
-        for name in names:
-            self.data.addItem(name, name)
+        for name, meta in self._metas.items():
+            if not meta.get("builtin"):  # the demo has its own entry, below
+                self.data.addItem(name, name)
         self.data.addItem(DEMO_LABEL, "demo")
-        self.public_data.clear()
-        self.public_data.addItem("rendered-digits: generated font digits (public)", "rendered-digits")
-        for name in names:
-            self.public_data.addItem(name, name)
         if current:
             self.select_data(current)
-        if public_current:
-            index = self.public_data.findText(public_current)
-            if index >= 0:
-                self.public_data.setCurrentIndex(index)
         self.data.blockSignals(False)
-        self.public_data.blockSignals(False)
+        self._offer_public()
         self._schedule_preview()
+
+    def _offer_public(self, *args) -> None:  # noqa: ARG002 - signals pass the new text
+        """Public data: none by default; only sets with the private data's classes, never the private data itself.
+
+        A dataset with the private one's fingerprint is the same images under another name, so it is
+        left out too. The analyst's last choice is kept while it is still offered (a recipe or data
+        change that hides it and back restores it).
+        """
+        spec = self.data_spec()
+        private = DEMO_META if spec == "demo" else self._metas.get(spec, {})
+        classes, fingerprint = private.get("num_classes"), private.get("fingerprint")
+        self.public_data.blockSignals(True)
+        self.public_data.clear()
+        self.public_data.addItem(NO_PUBLIC_LABEL, "")
+        if classes in (None, RENDERED_DIGITS_CLASSES):
+            self.public_data.addItem(RENDERED_DIGITS_LABEL, "rendered-digits")
+        for name, meta in self._metas.items():
+            if meta.get("builtin") or name == spec or (fingerprint and meta.get("fingerprint") == fingerprint):
+                continue
+            if classes is not None and meta.get("num_classes", classes) != classes:
+                continue
+            self.public_data.addItem(f"{name} ({meta['num_classes']} classes)" if "num_classes" in meta else name,
+                                     name)
+        index = self.public_data.findData(self._public_choice) if self._public_choice else 0
+        self.public_data.setCurrentIndex(max(index, 0))
+        self.public_data.blockSignals(False)
+
+    def _public_chosen(self, index: int) -> None:
+        if index >= 0:
+            self._public_choice = str(self.public_data.itemData(index) or "")
 
     def select_data(self, spec: str) -> None:
         index = self.data.findData(spec)
@@ -187,13 +247,59 @@ class NewRunScreen(WorkerOwner, QWidget):
         return text
 
     def public_spec(self) -> str | None:
+        """The public data of the form: None when the recipe uses none or "None" is chosen."""
         if self.recipe.currentData() not in PUBLIC_RECIPES:
             return None
         text = self.public_data.currentText().strip()
         index = self.public_data.findText(text)
-        if index >= 0 and self.public_data.itemData(index):
-            return str(self.public_data.itemData(index))
-        return text or None
+        if index >= 0:
+            return str(self.public_data.itemData(index) or "") or None
+        return text or None  # a path typed in
+
+    def _epsilon_edited(self, text: str) -> None:  # noqa: ARG002 - the edit has the text
+        problem = self.epsilon.problem()
+        self.epsilon_problem.setText(problem or "")
+        self.epsilon_problem.setVisible(problem is not None)
+        self._explain_epsilon()
+
+    def _unit(self) -> str:
+        """The unit of privacy of the chosen data, once a plan has said it (images until then)."""
+        return (self.preview or {}).get("dataset", {}).get("unit", "image")
+
+    def _explain_epsilon(self) -> None:
+        import math
+
+        if self.epsilon.problem() is not None:
+            self.guarantee.setText("")
+            return
+        epsilon = self.epsilon.value()
+        who = "one patient's images" if self._unit() == "patient" else "one image"
+        self.guarantee.setText(f"Epsilon {epsilon:g}: whether or not {who} is in your data, any result of training "
+                               f"is at most {math.exp(epsilon):.3g} times more or less likely. Smaller is more "
+                               "private, and the images get noisier.")
+
+    def guarantee_text(self) -> str:
+        """The report's full plain-language text for the epsilon, delta and unit on the form."""
+        from dpsad_core.export.report import plain_language
+
+        epsilon, problem = parse_epsilon(self.epsilon.text())
+        if problem is not None:
+            return problem
+        plan = (self.preview or {}).get("plan", {})
+        delta = plan.get("delta") or 1e-5
+        text = plain_language({"unit_of_privacy": self._unit(), "delta": delta, "private": True, "epsilon": epsilon,
+                               "recipe": self.recipe.currentData(), "nonprivate_parts": []})
+        return ("What this guarantee means:\n" + "\n".join(f"- {line}" for line in text["means"])
+                + "\n\nWhat it does not mean:\n" + "\n".join(f"- {line}" for line in text["does_not_mean"]))
+
+    def show_guarantee(self) -> None:
+        from PySide6.QtWidgets import QMessageBox
+
+        box = QMessageBox(QMessageBox.Icon.Information, "What this guarantee means", self.guarantee_text(),
+                          QMessageBox.StandardButton.Close, self)
+        box.setObjectName("guaranteeDialog")
+        box.open()
+        self.guarantee_box = box
 
     def _recipe_changed(self) -> None:
         recipe = self.recipe.currentData()
@@ -227,9 +333,7 @@ class NewRunScreen(WorkerOwner, QWidget):
         settings = self._settings()
         recipe = self.recipe.currentData()
         public = self.public_spec()
-        if recipe == "dpdm" and public == "":
-            public = None
-        return TrainConfig(data=spec, recipe=recipe, epsilon=float(self.epsilon.value()), delta=delta,
+        return TrainConfig(data=spec, recipe=recipe, epsilon=self.epsilon.value(), delta=delta,
                            preset=preset, hyper=resolve_hyperparameters(preset), public_data=public,
                            max_steps=self.max_steps.value() or None, resolution=self.resolution.value() or None,
                            device=settings.device, min_records=self.min_records.value())
@@ -268,7 +372,11 @@ class NewRunScreen(WorkerOwner, QWidget):
         if generation != self._generation:
             return  # a newer choice superseded this preview
         self.preview = result
+        self._allow_start(None)
         self.plan_text.setText(render_plan(result))
+        self.details_text.setText(render_plan_details(result))
+        self.details_button.setEnabled(True)
+        self._explain_epsilon()
         if result["estimate"]["seconds"] is None:
             self._measure(generation, result)
         warnings = list(result["warnings"])
@@ -313,8 +421,17 @@ class NewRunScreen(WorkerOwner, QWidget):
         from dpsad_workbench.dialogs import describe_error
 
         _, text, _ = describe_error(error)
+        self._allow_start(text.splitlines()[0] if text else "the plan cannot be made")
+        self.details_button.setChecked(False)
+        self.details_button.setEnabled(False)
         self.warnings.hide()
         self.plan_text.setText("<b>This cannot run yet:</b><br>" + html.escape(text, quote=False).replace("\n", "<br>"))
+
+    def _allow_start(self, reason: str | None) -> None:
+        """Start is disabled, with the reason beside it, while the plan says the run cannot run."""
+        self.start_button.setEnabled(reason is None)
+        self.start_reason.setVisible(reason is not None)
+        self.start_reason.setText("" if reason is None else f"Cannot start yet: {reason}")
 
     def _start(self) -> None:
         try:
@@ -328,31 +445,30 @@ class NewRunScreen(WorkerOwner, QWidget):
         self.start_requested.emit(config)
 
 
+PROTECTION = {"dp": "private data, noise added (protected)", "public": "public data: no privacy cost",
+              "nonprivate": "<b style='color:#b00020'>private data WITHOUT protection: NOT PRIVATE</b>"}
+
+
 def render_plan(result: dict[str, Any]) -> str:
-    """The preview as HTML: dataset, phases with their noise, epsilon, time and budget."""
+    """The preview as HTML in an analyst's words: the data, the parts of the run, the guarantee, time, budget.
+
+    The exact values (noise multipliers, sample rates, accountants) are in :func:`render_plan_details`.
+    """
     plan, data = result["plan"], result["dataset"]
     rows = []
     for phase in plan["phases"]:
         steps = result["steps"].get(phase["name"], phase["steps"])
-        if phase["privacy"] == "dp":
-            noise = f"σ = {phase['noise_multiplier']:.3f}"
-            if phase["disc_private"]:
-                noise += (f" (student {phase['model_noise_multiplier']:.3f}, "
-                          f"discriminator {phase['disc_noise_multiplier']:.3f})")
-        elif phase["privacy"] == "public":
-            noise = "none needed (public data)"
-        else:
-            noise = "<b style='color:#b00020'>none: NOT PRIVATE</b>"
-        rows.append(f"<tr><td>{phase['name']}</td><td>{phase['privacy']}</td><td>{phase['data']}</td>"
-                    f"<td align='right'>{steps}</td><td align='right'>{phase['expected_batch_size']:.0f}</td>"
-                    f"<td>{noise}</td></tr>")
+        rows.append(f"<tr><td>{phase['name']}</td><td>{PROTECTION.get(phase['privacy'], phase['privacy'])}</td>"
+                    f"<td align='right'>{steps}</td><td align='right'>{phase['expected_batch_size']:.0f}</td></tr>")
     planned = plan["planned_epsilon"].get("certified")
     if result["private"]:
-        epsilon_line = (f"Planned epsilon (RDP) for the full plan: <b>{format_epsilon(planned)}</b> "
-                        f"of target {plan['epsilon_target']:g}, delta {plan['delta']:.3g}.")
+        epsilon_line = (f"Privacy guarantee of the whole run: <b>epsilon {format_epsilon(planned)}</b> (your target "
+                        f"{plan['epsilon_target']:g}), with delta {plan['delta']:.3g}: the small chance that the "
+                        "guarantee does not hold.")
     else:
-        epsilon_line = ("<b style='color:#b00020'>NOT differentially private: epsilon = infinity.</b> The paper "
-                        f"would claim {plan.get('claimed_epsilon_paper')}; that claim does not hold.")
+        epsilon_line = ("<b style='color:#b00020'>NOT differentially private: no privacy guarantee (epsilon = "
+                        f"infinity).</b> The published method would claim {plan.get('claimed_epsilon_paper')}; that "
+                        "claim does not hold.")
     estimate = result["estimate"]
     if estimate["seconds"] is None:
         time_line = f"Estimated time: {estimate['basis']}"
@@ -367,13 +483,41 @@ def render_plan(result: dict[str, Any]) -> str:
         budget_line = budget_text(budget)
     else:
         budget_line = "Budget left on this dataset: nothing spent yet."
-    return (f"<p><b>{html.escape(data['name'])}</b>: {data['num_records']} images, {data['num_privacy_units']} "
-            f"privacy units ({data['unit']}), {data['num_classes']} classes, {data['resolution']}x{data['resolution']}"
+    unit = "patients" if data["unit"] == "patient" else "images"
+    return (f"<p><b>{html.escape(data['name'])}</b>: {data['num_records']:,} images, {data['num_privacy_units']:,} "
+            f"{unit} protected, {data['num_classes']} classes, {data['resolution']}x{data['resolution']}"
             f" pixels, {'grey' if data['channels'] == 1 else 'colour'}.</p>"
             "<table cellspacing='0' cellpadding='3' border='1' style='border-collapse:collapse'>"
-            "<tr><th>phase</th><th>privacy</th><th>data</th><th>steps</th><th>batch</th><th>noise multiplier</th></tr>"
+            "<tr><th>part</th><th>learns from</th><th>steps</th><th>images per step</th></tr>"
             + "".join(rows) + "</table>"
             f"<p>{epsilon_line}</p><p>{time_line}</p><p>{budget_line}</p>")
+
+
+def render_plan_details(result: dict[str, Any]) -> str:
+    """The exact values behind the preview, for the officer who checks them (the Details button)."""
+    plan = result["plan"]
+    rows = []
+    for phase in plan["phases"]:
+        if phase["privacy"] == "dp":
+            noise = f"{phase['noise_multiplier']:.4g}"
+            if phase["disc_private"]:
+                noise += (f" (student {phase['model_noise_multiplier']:.4g}, "
+                          f"discriminator {phase['disc_noise_multiplier']:.4g})")
+        else:
+            noise = "-"
+        rows.append(f"<tr><td>{phase['name']}</td><td>{phase['privacy']}</td><td>{phase['data']}</td>"
+                    f"<td align='right'>{phase['sample_rate']:.4g}</td><td>{noise}</td></tr>")
+    accountants = ", ".join(f"{name} {format_epsilon(value)}" for name, value in plan["planned_epsilon"].items()
+                            if name != "certified")
+    lines = ["<table cellspacing='0' cellpadding='3' border='1' style='border-collapse:collapse'>"
+             "<tr><th>phase</th><th>privacy</th><th>data</th><th>sample rate</th><th>noise multiplier (sigma)"
+             "</th></tr>" + "".join(rows) + "</table>",
+             f"<p>Planned epsilon by accountant: {accountants or '-'}; the guarantee is the smallest. Delta "
+             f"{plan['delta']:.3g} (default: the smaller of 1e-5 and 0.1 / privacy units).</p>"]
+    raw = result.get("raw_warnings") or []
+    if raw:
+        lines.append("<p>Planner notes: " + "; ".join(html.escape(w) for w in raw) + "</p>")
+    return "".join(lines)
 
 
 def budget_text(budget: dict[str, Any]) -> str:
@@ -394,4 +538,9 @@ def budget_text(budget: dict[str, Any]) -> str:
         text += " (no cap set)"
     if count is not None:
         text += f", over {count} run(s)"
+    after = budget.get("after_this_run")
+    if after is not None:
+        text += f". This run would bring the total to {format_epsilon(after)}"
+        if cap is not None:
+            text += " (over the cap: it will be refused)" if after > cap * (1 + 1e-9) else " (within the cap)"
     return text + "."

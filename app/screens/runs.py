@@ -18,8 +18,10 @@ from dpsad_workbench.settings import AppSettings
 from dpsad_workbench.widgets import WrapLabel
 from dpsad_workbench.worker import ProcessGeneratorWorker, WorkerOwner
 
-COLUMNS = ("run", "state", "recipe", "dataset", "epsilon spent", "target", "created")
-RESUMABLE = ("interrupted", "cancelled", "failed", "running")
+COLUMNS = ("run", "state", "progress", "recipe", "dataset", "epsilon spent", "target", "created")
+# A cancelled run has ended (Cancel is the final stop; Pause the resumable one). "running" is a run
+# whose process died without saying so: resumable unless this app is training it right now.
+RESUMABLE = ("interrupted", "failed", "running")
 
 
 class RunsScreen(WorkerOwner, QWidget):
@@ -113,10 +115,15 @@ class RunsScreen(WorkerOwner, QWidget):
         except Exception as error:  # noqa: BLE001 - a dialog, not a crash
             self.error.emit(error)
             return
+        from dpsad_workbench.core import run_progress
+
         self.table.setRowCount(len(self.runs))
         for row, run in enumerate(self.runs):
             epsilon = run["epsilon"] if run["private"] else float("inf")
-            values = (run["run_id"], run["state"], run["recipe"], run["dataset"], format_epsilon(epsilon),
+            progress = run_progress(Path(run["path"]))
+            run["progress"] = progress
+            done = "-" if progress is None else f"{progress[0]:,} of {progress[1]:,} steps"
+            values = (run["run_id"], run["state"], done, run["recipe"], run["dataset"], format_epsilon(epsilon),
                       f"{run['epsilon_target']:g}", (run.get("created") or "-").replace("T", " ")[:19])
             for column, value in enumerate(values):
                 item = QTableWidgetItem(str(value))
@@ -148,7 +155,8 @@ class RunsScreen(WorkerOwner, QWidget):
         run = self.selected_run()
         for button in (self.open_button, self.delete_button):
             button.setEnabled(run is not None)
-        self.resume_button.setEnabled(run is not None and run["state"] in RESUMABLE)
+        self.resume_button.setEnabled(run is not None and run["state"] in RESUMABLE
+                                      and not self.is_training(run["run_id"]))
         self.export_button.setEnabled(run is not None and run["state"] == "finished")
         if self._evaluation is not None:
             self.evaluate_button.setText("Cancel e&valuation")
@@ -182,13 +190,22 @@ class RunsScreen(WorkerOwner, QWidget):
 
         try:
             with Image.open(path) as image:
-                self.grid.set_array(np.asarray(image))
+                pixels = np.asarray(image if image.mode in ("L", "RGB") else image.convert("RGB"))
+            if self.image_choice.currentData() == "samples":  # one row per class: name the rows
+                from dpsad_workbench.core import label_rows, run_class_names
+
+                pixels = label_rows(pixels, run_class_names(Path(run["path"])))
+            self.grid.set_array(pixels)
         except OSError:
             self.grid.setText(f"{path.name} cannot be read.")
 
     def _describe(self, run: dict[str, Any]) -> str:
         lines = [f"<b>{run['run_id']}</b>", f"state: {run['state']}", f"recipe: {run['recipe']}",
                  f"dataset: {run['dataset']}"]
+        if run.get("progress") and run["state"] != "finished":
+            done, total = run["progress"]
+            lines.append(f"progress: {done:,} of {total:,} steps done"
+                         + (" (Resume continues from there)" if run["state"] in RESUMABLE else ""))
         if run["private"]:
             lines.append(f"epsilon spent: {format_epsilon(run['epsilon'])} of target {run['epsilon_target']:g}")
         else:
@@ -283,7 +300,7 @@ class RunsScreen(WorkerOwner, QWidget):
         except (OSError, ValueError, KeyError, TypeError):
             data_spec = ""
         try:
-            saved = [d["name"] for d in list_datasets(self._settings().workspace_path())]
+            saved = list_datasets(self._settings().workspace_path())
         except Exception:  # noqa: BLE001 - the names are only suggestions
             saved = []
         return EvaluateDialog(run, data_spec=data_spec, saved_datasets=saved, rdm=run["recipe"] == RDM_RECIPE,
@@ -361,7 +378,7 @@ def _evaluation_lines(run_dir: Path) -> list[str]:
     except DpsadError as error:
         return [f"evaluation: {error}"]
     if evaluation is None:
-        return ["evaluation: none yet (Evaluate..., or dpsad-core evaluate RUN --test DATA)"]
+        return ["evaluation: none yet (Evaluate... measures how useful and how private the images are)"]
     numbers = headline(evaluation)
 
     def show(value: Any, spec: str) -> str:

@@ -37,12 +37,42 @@ STATE_TEXT = {
     RUNNING: "Training.",
     PAUSING: "Pausing: finishing this step and writing a checkpoint...",
     PAUSED: "Paused. A checkpoint is written; Resume continues from it.",
-    CANCELLING: "Cancelling: finishing this step and writing a checkpoint...",
-    CANCELLED: "Cancelled. The checkpoint is kept: the run can still be resumed from the Runs screen.",
+    CANCELLING: "Cancelling: finishing this step...",
+    CANCELLED: "Cancelled: the run has ended. The privacy it spent stays counted on its dataset.",
     FINISHED: "Finished. The released model and its privacy report are in the run folder.",
     FAILED: "Failed: see the message. The last checkpoint is kept.",
     INTERRUPTED: "Stopped. Resume continues from the last checkpoint.",
 }
+
+
+class PhaseStepAxis(pg.AxisItem):
+    """The step axis: whole steps only, numbered within each phase as the progress bar counts them.
+
+    The curves run on one continuous x (so a phase follows the one before it); ``phase_starts``
+    maps each phase's first x back to step 1 of that phase.
+    """
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.phase_starts: list[tuple[float, str]] = []  # (x of the phase's step 0, phase name), in order
+
+    def tickSpacing(self, minVal, maxVal, size):  # noqa: N802,N803 - pyqtgraph API
+        levels = super().tickSpacing(minVal, maxVal, size)
+        return [(max(1.0, round(spacing)), offset) for spacing, offset in levels]  # no fractional steps
+
+    def tickValues(self, minVal, maxVal, size):  # noqa: N802,N803 - pyqtgraph API
+        return [(spacing, [v for v in values if float(v).is_integer()])
+                for spacing, values in super().tickValues(minVal, maxVal, size)]
+
+    def tickStrings(self, values, scale, spacing):  # noqa: N802 - pyqtgraph API
+        return [str(int(round(self.phase_step(v)))) for v in values]
+
+    def phase_step(self, x: float) -> float:
+        start = 0.0
+        for begin, _name in self.phase_starts:
+            if x > begin:
+                start = begin
+        return x - start
 
 
 class TrainingScreen(QWidget):
@@ -58,6 +88,9 @@ class TrainingScreen(QWidget):
         self.epsilon_y: list[float] = []
         self.epsilon_target: float | None = None
         self.step_index = 0
+        self.class_names: list[str] = []
+        self._phase_offsets: dict[str, float] = {}
+        self._phase_lines: list[Any] = []
         self._dirty = False
         self._curves: dict[str, Any] = {}
         self._legend: list[str] = []
@@ -83,12 +116,12 @@ class TrainingScreen(QWidget):
         self.cancel_button = QPushButton("&Cancel run")
         for button, tip in ((self.pause_button, "Stop after this step and write a checkpoint"),
                             (self.resume_button, "Continue from the last checkpoint"),
-                            (self.cancel_button, "Stop for good (the checkpoint is kept)")):
+                            (self.cancel_button, "End the run for good (asks first); what it spent stays counted")):
             button.setToolTip(tip)
             header.addWidget(button)
         self.pause_button.clicked.connect(self.controller.pause)
         self.resume_button.clicked.connect(self._resume)
-        self.cancel_button.clicked.connect(self.controller.cancel)
+        self.cancel_button.clicked.connect(self.confirm_cancel)
         layout.addLayout(header)
 
         self.state_label = WrapLabel()
@@ -104,12 +137,17 @@ class TrainingScreen(QWidget):
         layout.addLayout(progress)
 
         grid = QGridLayout()
-        self.loss_plot = pg.PlotWidget(title="Losses (per step)")
-        self.loss_plot.setLabel("bottom", "step")
+        self.loss_axis, self.epsilon_axis = PhaseStepAxis("bottom"), PhaseStepAxis("bottom")
+        self.loss_plot = pg.PlotWidget(title="Losses (per step)", axisItems={"bottom": self.loss_axis})
+        self.loss_plot.setLabel("bottom", "step within the phase (as on the progress bar)")
+        self.loss_plot.setLabel("left", "loss (mean squared error, no unit)")
         # No grid: its translucent lines tripled the cost of each redraw (40 ms against 13 ms on the
         # 2-core development machine), which showed up as event-loop gaps while training.
-        self.epsilon_plot = pg.PlotWidget(title="Privacy spent: epsilon (RDP bound after each step)")
-        self.epsilon_plot.setLabel("bottom", "step")
+        self.epsilon_plot = pg.PlotWidget(title="Privacy spent after each step",
+                                          axisItems={"bottom": self.epsilon_axis})
+        self.epsilon_plot.setLabel("bottom", "step within the phase (as on the progress bar)")
+        self.epsilon_plot.setLabel("left", "epsilon spent (no unit; 0 = no privacy spent)")
+        self.epsilon_plot.getViewBox().setLimits(yMin=0)
         self.epsilon_curve = self.epsilon_plot.plot([], [], pen=pg.mkPen("#d62728", width=2))
         self.target_line = pg.InfiniteLine(angle=0, pen=pg.mkPen("#555", style=Qt.PenStyle.DashLine))
         self.target_line.hide()
@@ -152,24 +190,39 @@ class TrainingScreen(QWidget):
         self.epsilon_x.clear()
         self.epsilon_y.clear()
         self.step_index = 0
+        self._phase_offsets.clear()
+        for axis in (self.loss_axis, self.epsilon_axis):
+            axis.phase_starts = []
+        for plot, line in self._phase_lines:
+            plot.removeItem(line)
+        self._phase_lines.clear()
         self.samples.set_array(None)
         self.samples.setText("The first sample grid appears after a few steps.")
         self.samples_caption.setText("")
         self.epsilon_note.setText("")
+        self.epsilon_target = None
+        self.target_line.hide()
+        self.phase_label.setText("-")
+        self.progress.setMaximum(1)
+        self.progress.setValue(0)
+        self.eta_label.setText("time left: -")
         self._dirty = True
 
     def on_event(self, event: Any) -> None:
         from dpsad_core.events import PhaseStarted, RunFinished, RunInterrupted, RunStarted, SampleGrid, StepCompleted
 
         if isinstance(event, StepCompleted):
-            self._add_point(event.losses, event.epsilon_spent)
+            self._add_point(event.losses, event.epsilon_spent, event.phase, event.step)
             self.progress.setMaximum(event.total_steps)
             self.progress.setValue(event.step)
             self.eta_label.setText(f"time left: about {format_duration(event.eta_seconds)}")
             self.epsilon_target = event.epsilon_target
         elif isinstance(event, SampleGrid):
-            self.samples.set_array(event.image)
-            self.samples_caption.setText(f"{event.phase} model after step {event.step} (one row per class)")
+            from dpsad_workbench.core import label_rows
+
+            self.samples.set_array(label_rows(event.image, self.class_names))
+            rows = "class names beside their rows" if self.class_names else "one row per class"
+            self.samples_caption.setText(f"{event.phase} model after step {event.step} ({rows})")
         elif isinstance(event, PhaseStarted):
             privacy = {"dp": "differentially private", "public": "public data, no privacy cost",
                        "nonprivate": "NOT PRIVATE"}.get(event.privacy, event.privacy)
@@ -178,7 +231,10 @@ class TrainingScreen(QWidget):
             self.progress.setValue(event.start_step)
         elif isinstance(event, RunStarted):
             self.reset()
+            from dpsad_workbench.core import run_class_names
+
             self.title.setText(f"<b>Run {event.run_id}</b> ({event.plan.get('recipe')})")
+            self.class_names = run_class_names(event.run_dir)
             self.epsilon_target = event.plan.get("epsilon_target")
             if event.resumed:
                 self._load_history(event.run_dir)
@@ -199,12 +255,29 @@ class TrainingScreen(QWidget):
             self.eta_label.setText(f"stopped at {event.phase} step {event.step}")
 
     def on_state(self, state: str) -> None:
+        if state == STARTING:
+            # Every start and resume clears the previous run: a start that fails before its first
+            # event must not leave that run's id, plots and "Finished" note under "Failed".
+            self.reset()
+            resuming = self.controller.run_id
+            self.title.setText(f"<b>Resuming run {resuming}</b>" if resuming else "<b>Starting a new run</b>")
         self.state_label.setText(STATE_TEXT.get(state, state))
         active = state in ACTIVE_STATES
         self.pause_button.setEnabled(state in (STARTING, RUNNING))
         self.cancel_button.setEnabled(active and state != CANCELLING or state in (PAUSED, INTERRUPTED))
         self.resume_button.setEnabled(not active and self.controller.run_id is not None
-                                      and state in (PAUSED, CANCELLED, INTERRUPTED, FAILED))
+                                      and state in (PAUSED, INTERRUPTED, FAILED))
+
+    def confirm_cancel(self) -> bool:
+        """Cancel the run after a confirmation (Cancel ends it; Pause is the stop to resume from)."""
+        from dpsad_workbench import dialogs
+
+        question = ("Cancel this run for good?\n\nIt cannot be resumed afterwards, and the privacy it has spent so "
+                    "far stays counted on its dataset. To stop now and continue later, choose No and use Pause.")
+        if not dialogs.confirm(self, "Cancel run", question, default_yes=False):
+            return False
+        self.controller.cancel()
+        return True
 
     def _resume(self) -> None:
         try:
@@ -212,8 +285,14 @@ class TrainingScreen(QWidget):
         except Exception as error:  # noqa: BLE001 - shown as a dialog by the window
             self.controller.failed.emit(error)
 
-    def _add_point(self, losses: dict[str, float], epsilon: float) -> None:
-        self.step_index += 1
+    def _add_point(self, losses: dict[str, float], epsilon: float, phase: str | None = None,
+                   step: int | None = None) -> None:
+        if phase is not None and step is not None:
+            if phase not in self._phase_offsets:  # a new phase continues where the last one ended
+                self._start_phase(phase, self.step_index - (step - 1))
+            self.step_index = int(self._phase_offsets[phase]) + step
+        else:
+            self.step_index += 1
         x = float(self.step_index)
         for key, value in losses.items():
             if not key.endswith("_loss") or value is None or not math.isfinite(value):
@@ -226,6 +305,18 @@ class TrainingScreen(QWidget):
             self.epsilon_y.append(float(epsilon))
         self._dirty = True
 
+    def _start_phase(self, phase: str, offset: float) -> None:
+        """Mark where ``phase`` begins on both plots (a dashed line named after it)."""
+        self._phase_offsets[phase] = offset
+        for axis in (self.loss_axis, self.epsilon_axis):
+            axis.phase_starts = axis.phase_starts + [(offset, phase)]
+        for plot in (self.loss_plot, self.epsilon_plot):
+            line = pg.InfiniteLine(pos=offset + 0.5, angle=90, label=phase,
+                                   pen=pg.mkPen("#999", style=Qt.PenStyle.DotLine),
+                                   labelOpts={"position": 0.95, "color": "#555"})
+            plot.addItem(line)
+            self._phase_lines.append((plot, line))
+
     def _load_history(self, run_dir) -> None:
         """A resumed run: plot what the run already logged, so the curves continue where they were."""
         from dpsad_core.training import RunFolder
@@ -233,7 +324,9 @@ class TrainingScreen(QWidget):
         for record in RunFolder(run_dir).read_metrics():
             losses = {k: v for k, v in record.items() if k.endswith("_loss") and isinstance(v, (int, float))}
             epsilon = record.get("epsilon_rdp")
-            self._add_point(losses, float("inf") if epsilon is None else epsilon)
+            step = record.get("step")
+            self._add_point(losses, float("inf") if epsilon is None else epsilon, record.get("phase"),
+                            step if isinstance(step, int) else None)
 
     def redraw(self) -> None:
         """Push the buffered points to the plots (called by the timer, at most ``REDRAW_HZ`` times a second)."""
@@ -250,6 +343,9 @@ class TrainingScreen(QWidget):
                 self.loss_legend.setText(" &nbsp;&nbsp; ".join(self._legend))
             curve.setData(xs, ys)
         self.epsilon_curve.setData(self.epsilon_x, self.epsilon_y)
+        # The epsilon axis starts at 0, so the curve's height is the share of the budget spent.
+        top = max(self.epsilon_y + ([self.epsilon_target] if self.epsilon_target is not None else []) + [1.0])
+        self.epsilon_plot.setYRange(0.0, top * 1.05, padding=0)
         if self.epsilon_target is not None:
             self.target_line.setValue(self.epsilon_target)
             self.epsilon_legend.setText(f"<span style='color:#d62728'>━━</span> epsilon spent &nbsp;&nbsp; "

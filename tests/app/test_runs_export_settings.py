@@ -219,7 +219,7 @@ def test_the_evaluate_dialog_suggests_the_test_split_of_the_training_source(tmp_
     dialog = EvaluateDialog({"run_id": "r"}, data_spec="chest-xrays", saved_datasets=["chest-xrays", "held-out"],
                             rdm=True)
     assert dialog.test_data() == "" and dialog.per_class() is None  # DP-RDM: its own images, no count
-    assert [dialog.test.itemText(i) for i in range(dialog.test.count())] == ["demo", "chest-xrays", "held-out"]
+    assert [dialog.test.itemText(i) for i in range(dialog.test.count())] == ["demo", "held-out"]  # not its data
     dialog.test.setEditText("  held-out ")
     assert dialog.test_data() == "held-out"
     dialog.deleteLater()

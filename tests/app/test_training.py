@@ -62,7 +62,7 @@ def test_a_tiny_run_plots_losses_and_epsilon_and_shows_samples(window, qtbot):
     assert window.runs.runs[0]["run_id"] == result["run_id"] and window.runs.runs[0]["state"] == "finished"
 
 
-def test_pause_resume_cancel_then_runs_offers_resume(window, qtbot, workspace):
+def test_pause_resume_then_cancel_ends_the_run(window, qtbot, workspace):
     from dpsad_core.training import RunFolder
 
     tiny_form(window, max_steps=0)  # all planned steps: 4 teacher + 4 student in the tiny preset
@@ -100,16 +100,11 @@ def test_pause_resume_cancel_then_runs_offers_resume(window, qtbot, workspace):
     assert window.training.epsilon_y == sorted(window.training.epsilon_y)
     assert run.status()["state"] == "cancelled"
 
-    # The Runs screen offers to resume the cancelled run (resuming is the same call as above).
+    # Cancel ended the run: the Runs screen no longer offers to resume it (Pause is the resumable stop).
     window.show_screen("runs")
     window.runs.select(controller.run_id)
     assert window.runs.selected_run()["state"] == "cancelled"
-    assert window.runs.resume_button.isEnabled()
-    requested = []
-    window.runs.resume_requested.disconnect(window.resume_run)
-    window.runs.resume_requested.connect(requested.append)
-    window.runs.resume_button.click()
-    assert requested == [controller.run_id]
+    assert not window.runs.resume_button.isEnabled() and not window.training.resume_button.isEnabled()
     privacy = json.loads((run.path / "privacy.json").read_text())
     # Every step plotted was counted once by the accountant, across the pause and the resume.
     counted = sum(m["steps"] for m in privacy["accountant"]["mechanisms"])

@@ -107,6 +107,7 @@ def test_no_exported_file_holds_what_regenerates_the_noise(workspace, tmp_path):
     run = RunFolder.open(workspace, result["run_id"])
     secret = run.load_checkpoint()["rng"]["secret"]
     key = secret["key"]
+    assert run.checkpoint_path.stat().st_mode & 0o077 == 0  # the only copy of the key: owner-only
     events = list(export_bundle(result["run_id"], workspace=workspace, out=tmp_path / "bundle", per_class=2,
                                 device="cpu", npz=True))
     bundle = events[-1].bundle_path
@@ -201,6 +202,13 @@ def expected_steps(result: dict, parameters: dict[str, int], units: int) -> list
     return expected
 
 
+def _demo_units(workspace: Path) -> int:
+    """The privacy units a step samples from: every unit of the data (a report may round the count)."""
+    from dpsad_core.data import resolve_data_source
+
+    return resolve_data_source("demo", workspace=workspace).num_privacy_units
+
+
 def _parameter_counts(workspace: Path, result: dict) -> dict[str, int]:
     from dpsad_core.models import Discriminator, DiscriminatorConfig, UNet, UNetConfig
 
@@ -216,7 +224,7 @@ def _parameter_counts(workspace: Path, result: dict) -> dict[str, int]:
 def test_every_dpsad_step_adds_exactly_what_the_accountant_composes(workspace, spy):
     result = train(tiny_config("dpsad"), workspace)
     drawn = [step for step in steps_drawn(spy) if step["releases"]]
-    expected = expected_steps(result, _parameter_counts(workspace, result), units=result["dataset"]["num_units"])
+    expected = expected_steps(result, _parameter_counts(workspace, result), units=_demo_units(workspace))
     assert [m["part"] for m in result["mechanisms"]] == ["teacher", "student+discriminator"]
     assert len(drawn) == len(expected) == 8
     for got, want in zip(drawn, expected):
@@ -237,7 +245,7 @@ def test_a_resumed_dpdm_run_draws_exactly_what_the_accountant_composes(workspace
     assert isinstance(events[-1], RunInterrupted)
     result = list(resume_training(events[-1].run_id, workspace=workspace))[-1].result
     drawn = steps_drawn(spy)
-    expected = expected_steps(result, _parameter_counts(workspace, result), units=result["dataset"]["num_units"])
+    expected = expected_steps(result, _parameter_counts(workspace, result), units=_demo_units(workspace))
     assert len(drawn) == len(expected) == 4  # two before the stop, two after: none lost, none repeated
     for got, want in zip(drawn, expected):
         assert (got["units"], got["rate"]) == (want["units"], want["rate"])
