@@ -139,6 +139,7 @@ def test_idx_images_over_the_pixel_limit_are_refused_from_the_header(tmp_path):
 def test_idx_header_within_caps_is_refused_by_a_lowered_byte_limit(tmp_path):
     count, size = 20, 64
     images = np.zeros((count, size, size), np.uint8)
+    images[:, 0, 0] = np.arange(count)  # distinct records: exact duplicates are refused at import
     root = idx_folder(tmp_path / "mnist", Builders.idx_bytes(images))
     assert run_import(root).returncode == 0
     assert_refused(run_import(root, env={"DPSAD_MAX_DATA_BYTES": "100000"}), 3,

@@ -73,8 +73,8 @@ def test_raising_the_pixel_limit_lets_a_large_image_in(tmp_path):
     root = tmp_path / "data"
     small_pngs(root / "a", size=80)
     small_pngs(root / "b", size=80)
-    assert_refused(run_import(root, env={"DPSAD_MAX_PIXELS": "6399"}), 3, "6,400 pixels")
-    proc = run_import(root, env={"DPSAD_MAX_PIXELS": "6400"})
+    assert_refused(run_import(root, "--classes", "a,b", env={"DPSAD_MAX_PIXELS": "6399"}), 3, "6,400 pixels")
+    proc = run_import(root, "--classes", "a,b", env={"DPSAD_MAX_PIXELS": "6400"})
     assert proc.returncode == 0 and proc.stderr == "", proc.stderr
 
 
@@ -127,7 +127,7 @@ def test_ordinary_dicom_rescale_still_imports(tmp_path):
     for label in ("normal", "sick"):
         write_dicom(root / label / "s.dcm", np.arange(64, dtype=np.uint16).reshape(8, 8),
                     slope="0.5", intercept="-1024")
-    proc = run_import(root)
+    proc = run_import(root, "--classes", "normal,sick")
     assert proc.returncode == 0 and proc.stderr == "", proc.stderr
 
 

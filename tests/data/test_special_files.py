@@ -78,7 +78,7 @@ def test_class_folder_linked_from_outside_the_dataset_is_read(tmp_path):
     root = class_folder(tmp_path / "data", classes=("cat",))
     elsewhere = class_folder(tmp_path / "elsewhere", classes=("dog",))
     (root / "dog").symlink_to(elsewhere / "dog", target_is_directory=True)
-    proc = run_import(root, timeout=30)
+    proc = run_import(root, "--classes", "cat,dog", timeout=30)
     assert proc.returncode == 0 and proc.stderr == "", proc.stderr
 
 
