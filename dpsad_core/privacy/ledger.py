@@ -21,7 +21,8 @@ import json
 import math
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -78,17 +79,23 @@ class PrivacyLedger:
         self._local = threading.local()
 
     # -- connection --------------------------------------------------------------------------------
-    def _connection(self) -> sqlite3.Connection:
+    def _connection(self, deadline: float) -> sqlite3.Connection:
         # One connection per thread, kept open: opening one and closing the last one (which
         # checkpoints the WAL) cost 15 ms a write here, against 0.3 ms on an open connection.
         connection = getattr(self._local, "connection", None)
         if connection is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             connection = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
-            connection.execute("PRAGMA journal_mode=WAL")
-            # FULL: each commit is fsynced (0.3 ms here), so not even a power cut loses a recorded spend.
-            connection.execute("PRAGMA synchronous=FULL")
-            connection.execute("PRAGMA foreign_keys=ON")
+            try:
+                # On a fresh file, SQLite answers the losers of the race to switch it to WAL with
+                # SQLITE_BUSY at once, without calling the busy handler: wait for the winner here.
+                _retry_while_busy(lambda: connection.execute("PRAGMA journal_mode=WAL"), deadline)
+                # FULL: each commit is fsynced (0.3 ms here), so not even a power cut loses a recorded spend.
+                connection.execute("PRAGMA synchronous=FULL")
+                connection.execute("PRAGMA foreign_keys=ON")
+            except BaseException:
+                connection.close()
+                raise
             self._local.connection = connection
         return connection
 
@@ -101,11 +108,12 @@ class PrivacyLedger:
 
     @contextmanager
     def _connect(self, *, write: bool) -> Iterator[sqlite3.Connection]:
+        started = time.monotonic()
         try:
-            connection = self._connection()
+            connection = self._connection(started + BUSY_TIMEOUT_S)
         except sqlite3.Error as error:
             self.close()
-            raise self._error(error) from None
+            raise self._error(error, started) from None
         try:
             # IMMEDIATE takes the write lock at BEGIN: a check-then-write cannot interleave with another.
             connection.execute("BEGIN IMMEDIATE" if write else "BEGIN")
@@ -120,7 +128,7 @@ class PrivacyLedger:
         except sqlite3.Error as error:
             if connection.in_transaction:
                 connection.execute("ROLLBACK")
-            raise self._error(error) from None
+            raise self._error(error, started) from None
 
     def _create_schema(self, connection: sqlite3.Connection, *, write: bool) -> None:
         version = connection.execute("PRAGMA user_version").fetchone()[0]
@@ -136,10 +144,11 @@ class PrivacyLedger:
                 connection.execute(statement)
         connection.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
-    def _error(self, error: sqlite3.Error) -> RunError:
-        if "locked" in str(error) or "busy" in str(error):
-            return RunError(f"the privacy ledger {self.path} stayed locked by another process for "
-                            f"{BUSY_TIMEOUT_S:g} s ({error})", remedy="try again when the other run has started")
+    def _error(self, error: sqlite3.Error, started: float) -> RunError:
+        if _is_busy(error):
+            waited = time.monotonic() - started  # what really happened, not the timeout we meant to allow
+            return RunError(f"the privacy ledger {self.path} stayed locked by another process; gave up after "
+                            f"{waited:.1f} s ({error})", remedy="try again when the other run has started")
         return RunError(f"the privacy ledger {self.path} cannot be used ({error})",
                         remedy="restore it from a backup; never delete it, it is the record of what was spent")
 
@@ -329,6 +338,25 @@ class PrivacyLedger:
                 raise RunError(f"the privacy ledger {self.path} holds an unreadable entry for run {run_id} ({error})",
                                remedy="restore the ledger from a backup") from None
         return entries
+
+
+def _is_busy(error: sqlite3.Error) -> bool:
+    return "locked" in str(error) or "busy" in str(error)
+
+
+def _retry_while_busy(statement: Callable[[], object], deadline: float) -> None:
+    """Run ``statement``, again after a short pause while SQLite says busy, until ``deadline`` (monotonic)."""
+    pause = 0.001
+    while True:
+        try:
+            statement()
+            return
+        except sqlite3.OperationalError as error:
+            remaining = deadline - time.monotonic()
+            if not _is_busy(error) or remaining <= 0:
+                raise
+        time.sleep(min(pause, remaining))
+        pause = min(pause * 2, 0.1)
 
 
 def _has_tables(connection: sqlite3.Connection) -> bool:
