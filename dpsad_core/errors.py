@@ -163,8 +163,11 @@ def storage_error(error: OSError, *, path: str | os.PathLike[str] | None = None)
     where = Path(os.fsdecode(target)) if target is not None else None
     shown = shown_path(where) if where is not None else "a file"
     code = error.errno
+    if code in (errno.ENOSPC, errno.EDQUOT) and where is None:
+        return StorageError(f"a disk is full ({error.strerror or 'no space left'}); the file was not named",
+                            remedy="free some space on the disks of the workspace and the output")
     if code in (errno.ENOSPC, errno.EDQUOT):
-        folder = _existing_folder(where if where is not None else Path.cwd())
+        folder = _existing_folder(where)
         details = []
         try:
             import shutil
@@ -174,7 +177,7 @@ def storage_error(error: OSError, *, path: str | os.PathLike[str] | None = None)
             pass
         needed = getattr(error, "bytes_needed", None)
         if needed:
-            details.append(f"{_size(needed)} needed for {where.name if where is not None else 'the file'}")
+            details.append(f"{_size(needed)} needed for {where.name}")
         what = "quota" if code == errno.EDQUOT else "disk"
         return StorageError(f"the {what} holding {shown_path(folder)} is full"
                             + (f" ({', '.join(details)})" if details else ""), path=folder,

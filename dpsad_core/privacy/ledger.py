@@ -17,6 +17,7 @@ How totals compose (and at which delta): :mod:`dpsad_core.privacy.ledger_entries
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import sqlite3
@@ -27,7 +28,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from dpsad_core.errors import ConfigError, PrivacyBudgetError, RunError
+from dpsad_core.errors import ConfigError, DpsadError, PrivacyBudgetError, RunError, StorageError, storage_error
 from dpsad_core.privacy.analysis import ACCOUNTANTS
 from dpsad_core.privacy.ledger_entries import BudgetCheck, LedgerEntry, LedgerSummary, compose_entries
 from dpsad_core.privacy.mechanisms import Mechanism, _check_delta, _check_part
@@ -144,7 +145,15 @@ class PrivacyLedger:
                 connection.execute(statement)
         connection.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
-    def _error(self, error: sqlite3.Error, started: float) -> RunError:
+    def _error(self, error: sqlite3.Error, started: float) -> DpsadError:
+        code = getattr(error, "sqlite_errorcode", None)
+        # The file system refused, not the ledger: a file-system error (exit 9), like any other full disk.
+        if code == sqlite3.SQLITE_FULL:
+            return storage_error(OSError(errno.ENOSPC, str(error), str(self.path)))
+        if code in (sqlite3.SQLITE_READONLY, sqlite3.SQLITE_CANTOPEN):
+            return StorageError(f"the privacy ledger {self.path} cannot be written ({error}): its folder is "
+                                "read-only, not yours, or missing", path=self.path,
+                                remedy="make the workspace writable, or choose another (--workspace)")
         if _is_busy(error):
             waited = time.monotonic() - started  # what really happened, not the timeout we meant to allow
             return RunError(f"the privacy ledger {self.path} stayed locked by another process; gave up after "
