@@ -19,7 +19,7 @@ from dpsad_core.commands import COMMAND_MODULES
 from dpsad_core.commands import options as typed
 from dpsad_core.commands.common import (add_workspace_option, parse_overrides, print_json, stop_flag,
                                          workspace_from_args)
-from dpsad_core.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, ConfigError, DpsadError, classify
+from dpsad_core.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, ConfigError, classify
 
 
 def main(argv: list[str] | None = None) -> int:
