@@ -13,29 +13,48 @@ from pathlib import Path
 from typing import IO, Any
 
 
-def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], None]) -> Path:
-    """Call ``write(fileobj)`` on a temporary file beside ``path``, then rename it to ``path``."""
+def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], None], *,
+                 size: int | None = None) -> Path:
+    """Call ``write(fileobj)`` on a temporary file beside ``path``, then rename it to ``path``.
+
+    An OSError leaves with ``path`` as its ``filename`` when it named none (a failed write or fsync
+    names no file), and with ``bytes_needed`` when ``size`` is known, so the message can say which
+    folder is full and by how much (:func:`dpsad_core.errors.storage_error`).
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as error:
+        _name(error, path, size)
+        raise
     try:
         with os.fdopen(fd, "wb") as handle:
             write(handle)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp_name, path)
-    except BaseException:
+    except BaseException as error:
         try:
             os.unlink(tmp_name)
         except FileNotFoundError:
             pass
+        if isinstance(error, OSError):
+            _name(error, path, size)
         raise
     fsync_dir(path.parent)
     return path
 
 
+def _name(error: OSError, path: Path, size: int | None) -> None:
+    if error.filename is None:
+        error.filename = os.fspath(path)
+    if size is not None:
+        error.bytes_needed = size  # type: ignore[attr-defined]  # read by errors.storage_error
+
+
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
-    return atomic_write(path, lambda handle: handle.write(data))
+    return atomic_write(path, lambda handle: handle.write(data), size=len(data))
 
 
 def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> Path:

@@ -13,34 +13,35 @@ import math
 import os
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 from dpsad_core.commands import COMMAND_MODULES
+from dpsad_core.commands import options as typed
 from dpsad_core.commands.common import (add_seed_options, add_workspace_option, parse_overrides, print_json, stop_flag,
                                          workspace_from_args)
-from dpsad_core.errors import ConfigError, DpsadError
+from dpsad_core.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, ConfigError, classify
 from dpsad_core.export.layout import NOT_DP_STAMP
-
-EXIT_INTERRUPTED = 130
-EXIT_INTERNAL = 70
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; the only place where exceptions become exit codes (table: errors.EXIT_CODES)."""
     parser = build_parser()
-    args = parser.parse_args(argv)
-    if not getattr(args, "handler", None):
-        parser.print_help()
-        return 2
     try:
+        args = parser.parse_args(argv)  # typed options (commands/options.py) raise ConfigError here
+        if not getattr(args, "handler", None):
+            parser.print_help()
+            return 2
         return int(args.handler(args) or 0)
-    except DpsadError as error:
-        print(f"dpsad-core: error: {error}", file=sys.stderr)
-        return error.exit_code
     except KeyboardInterrupt:
         print("dpsad-core: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     except Exception as error:  # noqa: BLE001 - last line of defence: one line, not a traceback
+        known = classify(error)  # our errors, and what the OS says (disk full, read-only, ...)
+        if known is not None:
+            if os.environ.get("DPSAD_DEBUG") and known is not error:
+                raise
+            print(f"dpsad-core: error: {known}", file=sys.stderr)
+            return known.exit_code
         if os.environ.get("DPSAD_DEBUG"):
             raise
         print(f"dpsad-core: internal error: {type(error).__name__}: {error} "
@@ -97,8 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--data", help="'demo', a dataset name from 'dpsad-core datasets', or a path to import")
     sub.add_argument("--recipe", choices=["dpsad", "dpsad-public-teacher", "dpdm", "dpsad-paper"],
                      help="default: dpdm (pre-trained on --public-data when given)")
-    sub.add_argument("--epsilon", type=float, default=10.0, help="target epsilon for the whole run (default 10)")
-    sub.add_argument("--delta", type=float, help="target delta (default min(1e-5, 0.1/N))")
+    sub.add_argument("--epsilon", type=typed.epsilon(), default=10.0,
+                     help="target epsilon for the whole run (default 10)")
+    sub.add_argument("--delta", type=typed.delta(), help="target delta (default min(1e-5, 0.1/N))")
     sub.add_argument("--preset", default="quick", choices=["tiny", "quick", "standard"])
     sub.add_argument("--public-data", help="data you may treat as public, with the private data's classes: dpdm "
                                            "pre-trains on it, dpsad-public-teacher trains its teacher on it (free "
@@ -107,13 +109,15 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--allow-public-overlap", action="store_true",
                      help="research only: use --public-data even though it shares records with the private data; "
                           "the run is then reported NOT differentially private (epsilon = infinity)")
-    sub.add_argument("--max-steps", type=int, help="stop each phase after this many steps (epsilon reports what "
-                                                   "was actually spent)")
+    sub.add_argument("--max-steps", type=typed.integer("--max-steps", minimum=0),
+                     help="stop each phase after this many steps (epsilon reports what was actually spent)")
     sub.add_argument("--resume", metavar="RUN", help="continue an interrupted run (id or folder)")
     sub.add_argument("--device", default="auto", help="auto, cpu or cuda")
     add_seed_options(sub, public_use="model initialisation and sample grids")
-    sub.add_argument("--resolution", type=int, help="resize images to this size (e.g. 16, 28, 32)")
-    sub.add_argument("--min-records", type=int, default=100, help="refuse datasets with fewer privacy units")
+    sub.add_argument("--resolution", type=typed.integer("--resolution", minimum=1),
+                     help="resize images to this size (e.g. 16, 28, 32)")
+    sub.add_argument("--min-records", type=typed.integer("--min-records", minimum=0), default=100,
+                     help="refuse datasets with fewer privacy units")
     sub.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                      help="override one preset setting, e.g. --set teacher_steps=500 (repeatable)")
     sub.add_argument("--plan", action="store_true", help="print the privacy plan and stop without training")
@@ -123,13 +127,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub = commands.add_parser("sample", help="draw images from a finished run's released model")
     sub.add_argument("run", help="run id or folder")
-    sub.add_argument("--per-class", type=int, default=8, help="images per class (default 8)")
+    sub.add_argument("--per-class", type=typed.images_per_class(maximum=typed.MAX_GRID_PER_CLASS), default=8,
+                     help="images per class (default 8)")
     sub.add_argument("--out", help="PNG path for the grid (default: the run's samples/grid.png)")
     sub.add_argument("--npz", help="also save the images and labels as .npz here")
     sub.add_argument("--sampler", default="ddim", choices=["ddim", "ddpm"])
-    sub.add_argument("--steps", type=int, help="DDIM steps (default: the run's setting)")
-    sub.add_argument("--guidance", type=float, help="classifier-free guidance weight (default: the run's)")
-    sub.add_argument("--seed", type=int, default=0)
+    sub.add_argument("--steps", type=typed.sampler_steps(), help="DDIM steps (default: the run's setting)")
+    sub.add_argument("--guidance", type=typed.guidance(), help="classifier-free guidance weight (default: the run's)")
+    sub.add_argument("--seed", type=typed.seed(), default=0)
     sub.add_argument("--device", default="auto")
     add_workspace_option(sub)
     sub.add_argument("--json", action="store_true")
@@ -145,7 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
                                           "digits (treated as private), with a teacher trained on generated font "
                                           "digits (public), and writes a sample grid. A few minutes on 2 cores.")
     sub.add_argument("--preset", default="quick", choices=["tiny", "quick", "standard"])
-    sub.add_argument("--epsilon", type=float, default=10.0)
+    sub.add_argument("--epsilon", type=typed.epsilon(), default=10.0)
     add_workspace_option(sub)
     sub.add_argument("--json", action="store_true")
     sub.set_defaults(handler=_cmd_demo)
@@ -156,10 +161,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _data_options(sub: argparse.ArgumentParser) -> None:
-    sub.add_argument("--resolution", type=int, help="resize every image to this size")
+    sub.add_argument("--resolution", type=typed.integer("--resolution", minimum=1),
+                     help="resize every image to this size")
     sub.add_argument("--grey", action="store_true", help="convert colour images to grey")
     sub.add_argument("--skip-corrupt", action="store_true", help="skip unreadable images and report how many")
-    sub.add_argument("--min-records", type=int, default=100, help="refuse datasets with fewer privacy units")
+    sub.add_argument("--min-records", type=typed.integer("--min-records", minimum=0), default=100,
+                     help="refuse datasets with fewer privacy units")
 
 
 
@@ -304,8 +311,8 @@ def _cmd_sample(args: argparse.Namespace) -> int:
     from dpsad_core.training.engine import resolve_device
     from dpsad_core.training.runs import release_privacy
 
-    if args.per_class < 1:
-        raise ConfigError("--per-class must be at least 1", field="per_class", value=args.per_class)
+    out = typed.output_file(args.out, "--out") if args.out else None  # a folder given: refused before sampling
+    npz = typed.output_file(args.npz, "--npz") if args.npz else None
     run = RunFolder.open(workspace_from_args(args), args.run)
     device = resolve_device(args.device)
     model, schedule, meta = load_released_model(run.model_path, device)
@@ -319,7 +326,7 @@ def _cmd_sample(args: argparse.Namespace) -> int:
                       guidance=meta["guidance"] if args.guidance is None else args.guidance, seed=args.seed,
                       device=device)
     pixels = to_uint8(images)
-    out = Path(args.out) if args.out else run.path / "samples" / "grid.png"
+    out = out or run.path / "samples" / "grid.png"
     grid = grid_image(pixels, rows=classes)
     summary: dict[str, Any] = {"run_id": run.run_id, "grid": str(out), "count": int(labels.numel()),
                                "private": privacy["private"]}
@@ -330,12 +337,12 @@ def _cmd_sample(args: argparse.Namespace) -> int:
                               f"{', '.join(privacy['nonprivate_parts'])}")
         stamp = {"stamp": np.array(NOT_DP_STAMP)}
     save_png(grid, out)
-    if args.npz:
+    if npz is not None:
         from dpsad_core.atomic import atomic_write
 
-        atomic_write(args.npz, lambda h: np.savez(h, images=pixels, labels=labels.numpy(),
-                                                  class_names=np.array(meta["class_names"]), **stamp))
-        summary["npz"] = str(args.npz)
+        atomic_write(npz, lambda h: np.savez(h, images=pixels, labels=labels.numpy(),
+                                             class_names=np.array(meta["class_names"]), **stamp))
+        summary["npz"] = str(npz)
     if "warning" in summary:
         print(f"WARNING: {summary['warning']}", file=sys.stderr)
     if args.json:

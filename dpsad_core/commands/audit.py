@@ -13,11 +13,10 @@ import sys
 import time
 from typing import Any
 
+from dpsad_core.commands import options as typed
 from dpsad_core.commands.common import (add_workspace_option, parse_overrides, print_json, stop_flag,
                                          workspace_from_args)
-from dpsad_core.errors import ConfigError
-
-EXIT_INTERRUPTED = 130
+from dpsad_core.errors import EXIT_INTERRUPTED, ConfigError
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -31,8 +30,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     sub.add_argument("--recipe", choices=["dpsad", "dpsad-public-teacher", "dpdm", "dpsad-paper"],
                      help="recipe under test (default: dpsad-public-teacher with --public-data, else dpsad)")
     sub.add_argument("--data", help="'demo', a saved dataset name, or a path")
-    sub.add_argument("--epsilon", type=float, default=10.0, help="target epsilon of the audited run (default 10)")
-    sub.add_argument("--delta", type=float, help="target delta (default min(1e-5, 0.1/N))")
+    sub.add_argument("--epsilon", type=typed.epsilon(), default=10.0,
+                     help="target epsilon of the audited run (default 10)")
+    sub.add_argument("--delta", type=typed.delta(), help="target delta (default min(1e-5, 0.1/N))")
     sub.add_argument("--canaries", type=int, default=200, help="number of canaries m (default 200)")
     sub.add_argument("--canary-kind", default="pattern", choices=["pattern", "mislabelled"],
                      help="pattern: random binary images with random labels; mislabelled: records of the data "
@@ -42,17 +42,18 @@ def register(commands: argparse._SubParsersAction) -> None:
     sub.add_argument("--guesses", type=int, metavar="K",
                      help="guess on exactly K canaries per side, fixed up front (default: try five settings and "
                           "correct the confidence for the tries)")
-    sub.add_argument("--confidence", type=float, default=0.95, help="confidence of the lower bound (default 0.95)")
+    sub.add_argument("--confidence", type=typed.number("--confidence", above=0.0, below=1.0), default=0.95,
+                     help="confidence of the lower bound (default 0.95)")
     sub.add_argument("--preset", default="quick", choices=["tiny", "quick", "standard"])
     sub.add_argument("--max-steps", type=int, help="stop each phase after this many steps")
     sub.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override one preset setting")
     sub.add_argument("--public-data", help="public data for dpsad-public-teacher (or dpdm pre-training)")
     sub.add_argument("--resolution", type=int, help="resize images to this size")
     sub.add_argument("--min-records", type=int, default=100, help="refuse datasets with fewer privacy units")
-    sub.add_argument("--seed", type=int, help="a known seed for the canaries, their inclusion and the scoring, for a "
+    sub.add_argument("--seed", type=typed.seed(), help="a known seed for the canaries, their inclusion and the scoring, for a "
                                               "reproducible audit (default: canaries and inclusion from fresh OS "
                                               "entropy, never recorded)")
-    sub.add_argument("--train-seed", type=int, default=0,
+    sub.add_argument("--train-seed", type=typed.seed("--train-seed"), default=0,
                      help="public seed of the training run (initialisation); its noise is always secret")
     sub.add_argument("--device", default="auto", help="auto, cpu or cuda")
     sub.add_argument("--run", metavar="RUN", help="score an existing, finished audit run instead of training one")

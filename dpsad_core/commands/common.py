@@ -19,10 +19,12 @@ def add_workspace_option(sub: argparse.ArgumentParser) -> None:
 
 def add_seed_options(sub: argparse.ArgumentParser, *, public_use: str, default: int | None = 0) -> None:
     """``--seed`` (public randomness) and ``--privacy-seed`` (reproducible noise, voids the guarantee)."""
-    sub.add_argument("--seed", type=int, default=default,
+    from dpsad_core.commands.options import seed
+
+    sub.add_argument("--seed", type=seed(), default=default,
                      help=f"seed of the public randomness only ({public_use}); the noise and the sampling that "
                           "the guarantee rests on are always secret and fresh")
-    sub.add_argument("--privacy-seed", type=int, metavar="SEED",
+    sub.add_argument("--privacy-seed", type=seed("--privacy-seed"), metavar="SEED",
                      help="draw the noise and the sampling from this known seed, for reproducible tests and "
                           "research: the run is then NOT differentially private (epsilon = infinity) and export "
                           "needs --research")

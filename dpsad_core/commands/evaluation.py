@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 
+from dpsad_core.commands import options as typed
 from dpsad_core.commands.common import add_workspace_option, print_json, workspace_from_args
+from dpsad_core.errors import EXIT_INTERNAL
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -25,12 +27,13 @@ def register(commands: argparse._SubParsersAction) -> None:
                      help="real held-out data the model never saw: 'demo', a saved dataset, or a path (IDX folders "
                           "and MedMNIST .npz files give their test split)")
     amount = sub.add_mutually_exclusive_group()
-    amount.add_argument("--count", type=int, help="synthetic images in all, spread evenly over the classes")
-    amount.add_argument("--per-class", type=int, help="synthetic images per class (default 100)")
+    amount.add_argument("--count", type=typed.image_count(),
+                        help="synthetic images in all, spread evenly over the classes")
+    amount.add_argument("--per-class", type=typed.images_per_class(), help="synthetic images per class (default 100)")
     amount.add_argument("--samples", metavar="NPZ",
                         help="evaluate these images (from 'dpsad-core sample RUN --npz FILE') instead of sampling")
-    sub.add_argument("--steps", type=int, help="DDIM sampling steps (default: the run's setting)")
-    sub.add_argument("--guidance", type=float,
+    sub.add_argument("--steps", type=typed.sampler_steps(), help="DDIM sampling steps (default: the run's setting)")
+    sub.add_argument("--guidance", type=typed.guidance(),
                      help="classifier-free guidance weight for sampling (default: the run's); free in privacy")
     sub.add_argument("--epochs", type=int, default=10, help="epochs of the downstream CNN (default 10)")
     sub.add_argument("--min-steps", type=int, default=1500,
@@ -39,7 +42,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     sub.add_argument("--inception-weights", metavar="FILE",
                      help="pytorch-fid Inception-v3 weights (pt_inception-2015-12-05-6726825d.pth): adds true FID "
                           "(slow on a CPU: minutes per thousand images)")
-    sub.add_argument("--seed", type=int, default=0)
+    sub.add_argument("--seed", type=typed.seed(), default=0)
     sub.add_argument("--device", default="auto", help="where to sample: auto, cpu or cuda")
     add_workspace_option(sub)
     sub.add_argument("--json", action="store_true", help="end with the stored result as one JSON line on stdout")
@@ -61,7 +64,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         elif isinstance(event, EvaluationFinished):
             finished = event
     if finished is None:  # pragma: no cover - evaluate_run always ends with EvaluationFinished or raises
-        return 70
+        return EXIT_INTERNAL
     if args.json:
         print_json(finished.result)
     else:

@@ -10,6 +10,7 @@ import argparse
 import math
 import sys
 
+from dpsad_core.commands import options as typed
 from dpsad_core.commands.common import add_workspace_option, print_json, workspace_from_args
 from dpsad_core.errors import ConfigError
 
@@ -26,9 +27,9 @@ def register(commands: argparse._SubParsersAction) -> None:
                     "images/example-queries/.")
     sub.add_argument("run", help="run id or folder (a finished run)")
     amount = sub.add_mutually_exclusive_group()
-    amount.add_argument("--per-class", type=int, metavar="N",
+    amount.add_argument("--per-class", type=typed.images_per_class(), metavar="N",
                         help="N images of every class (required for a trained run, unless --count)")
-    amount.add_argument("--count", type=int, metavar="N",
+    amount.add_argument("--count", type=typed.image_count(), metavar="N",
                         help="N images in all, classes as even as possible (a DP-RDM run: default all it made)")
     sub.add_argument("--out", help="bundle folder to create (or .zip with --zip); default: "
                                    "<workspace>/exports/<run id>")
@@ -40,9 +41,9 @@ def register(commands: argparse._SubParsersAction) -> None:
                      help="add the loss curves of phases that read the private data and the run's evaluation "
                           "results: computed without noise, so OUTSIDE the privacy guarantee (labelled as such)")
     sub.add_argument("--sampler", default="ddim", choices=["ddim", "ddpm"])
-    sub.add_argument("--steps", type=int, help="sampler steps (default: the run's setting)")
-    sub.add_argument("--guidance", type=float, help="classifier-free guidance weight (default: the run's)")
-    sub.add_argument("--seed", type=int, default=0)
+    sub.add_argument("--steps", type=typed.sampler_steps(), help="sampler steps (default: the run's setting)")
+    sub.add_argument("--guidance", type=typed.guidance(), help="classifier-free guidance weight (default: the run's)")
+    sub.add_argument("--seed", type=typed.seed(), default=0)
     sub.add_argument("--device", default="auto")
     add_workspace_option(sub)
     sub.add_argument("--json", action="store_true", help="end with one JSON object on the last line of stdout")
@@ -138,7 +139,7 @@ def _cmd_keys(args: argparse.Namespace) -> int:
         info, backup = signing.import_private_key(args.import_private)
         extra = {"imported_from": args.import_private, "backup_of_old_key": str(backup) if backup else None}
     elif args.export_public:
-        info = signing.export_public_key(args.export_public)
+        info = signing.export_public_key(typed.output_file(args.export_public, "--export-public"))
         extra = {"exported_to": args.export_public}
     else:
         info = signing.signer_info(signing.load_or_create_signing_key().public_key())

@@ -9,7 +9,9 @@ from __future__ import annotations
 import argparse
 import sys
 
+from dpsad_core.commands import options as typed
 from dpsad_core.commands.common import add_seed_options, add_workspace_option, print_json, stop_flag, workspace_from_args
+from dpsad_core.errors import EXIT_INTERRUPTED
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -33,12 +35,14 @@ def _register_plan(commands: argparse._SubParsersAction) -> None:
                                           "sigma*k/2 and rate q; queries compose under RDP.")
     sub.add_argument("--n", type=int, required=True, help="records (privacy units) in the private index")
     sub.add_argument("--k", type=int, required=True, help="neighbours averaged per query")
-    sub.add_argument("--q", type=float, required=True, help="Poisson subsampling rate per query")
-    sub.add_argument("--sigma", type=float, required=True, help="std of the noise added to the mean")
+    sub.add_argument("--q", type=typed.number("--q", above=0.0, maximum=1.0), required=True,
+                     help="Poisson subsampling rate per query")
+    sub.add_argument("--sigma", type=typed.number("--sigma", above=0.0), required=True,
+                     help="std of the noise added to the mean")
     budget = sub.add_mutually_exclusive_group(required=True)
     budget.add_argument("--queries", type=int, help="number of queries to price")
-    budget.add_argument("--epsilon", type=float, help="budget: print how many queries it buys")
-    sub.add_argument("--delta", type=float, required=True, help="target delta")
+    budget.add_argument("--epsilon", type=typed.epsilon(), help="budget: print how many queries it buys")
+    sub.add_argument("--delta", type=typed.delta(), required=True, help="target delta")
     sub.add_argument("--json", action="store_true", help="print one JSON object (epsilon, rdp_order, ...)")
     sub.set_defaults(handler=_cmd_plan)
 
@@ -86,10 +90,11 @@ def _register_train_public(commands: argparse._SubParsersAction) -> None:
     sub.add_argument("--encoder-steps", type=int, help="training steps of the encoder")
     sub.add_argument("--batch-size", type=int)
     sub.add_argument("--k", type=int, help="neighbours averaged into the training context (default 10)")
-    sub.add_argument("--sigma-max", type=float, help="largest noise std of the training context (default 0.3): at "
-                                                     "least the sigma you will query with")
-    sub.add_argument("--min-records", type=int, default=100)
-    sub.add_argument("--seed", type=int, default=0)
+    sub.add_argument("--sigma-max", type=typed.number("--sigma-max", above=0.0),
+                     help="largest noise std of the training context (default 0.3): at least the sigma you will "
+                          "query with")
+    sub.add_argument("--min-records", type=typed.integer("--min-records", minimum=0), default=100)
+    sub.add_argument("--seed", type=typed.seed(), default=0)
     sub.add_argument("--allow-public-overlap", action="store_true",
                      help="research only: train on data that shares records with a private dataset of this workspace; "
                           "every run using this model is then reported NOT differentially private")
@@ -112,7 +117,7 @@ def _cmd_train_public(args: argparse.Namespace) -> int:
         if isinstance(event, PublicModelSaved):
             saved = event
     if saved is None:
-        return 130
+        return EXIT_INTERRUPTED
     summary = {"name": saved.name, "path": str(saved.path), "sample_grid": str(saved.grid_path),
                "public_dataset": saved.summary["public_dataset"]["name"], "encoder_digest":
                saved.summary["encoder_digest"], "train_seconds": saved.summary["train_seconds"]}
@@ -168,20 +173,25 @@ def _register_generate(commands: argparse._SubParsersAction) -> None:
                                           "before any query if the budget or the ledger's cap would be exceeded.")
     sub.add_argument("--model", required=True, help="public model name")
     sub.add_argument("--index", required=True, help="private index name (from rdm index)")
-    sub.add_argument("--epsilon", type=float, required=True, help="budget of this run")
-    sub.add_argument("--delta", type=float, help="target delta (default min(1e-5, 0.1/N))")
+    sub.add_argument("--epsilon", type=typed.epsilon(), required=True, help="budget of this run")
+    sub.add_argument("--delta", type=typed.delta(), help="target delta (default min(1e-5, 0.1/N))")
     sub.add_argument("--k", type=int, default=10)
-    sub.add_argument("--q", type=float, default=0.02, help="Poisson subsampling rate per query")
-    sub.add_argument("--sigma", type=float, help="noise std (default: the smallest that fits the budget)")
-    sub.add_argument("--lambda", dest="mix", type=float, default=1.0, help="weight of the private mean vs the query")
-    sub.add_argument("--per-class", type=int, default=0, help="class queries per class")
+    sub.add_argument("--q", type=typed.number("--q", above=0.0, maximum=1.0), default=0.02,
+                     help="Poisson subsampling rate per query")
+    sub.add_argument("--sigma", type=typed.number("--sigma", above=0.0),
+                     help="noise std (default: the smallest that fits the budget)")
+    sub.add_argument("--lambda", dest="mix", type=typed.number("--lambda"), default=1.0,
+                     help="weight of the private mean vs the query")
+    sub.add_argument("--per-class", type=typed.integer("--per-class", minimum=0, maximum=typed.MAX_IMAGES_PER_CLASS),
+                     default=0, help="class queries per class")
     sub.add_argument("--classes", help="comma-separated class names (default: all classes of the index)")
     sub.add_argument("--query-mode", default="prototype", choices=["prototype", "exemplar"])
     sub.add_argument("--example", action="append", default=[], metavar="IMAGE",
                      help="a PUBLIC image to query with (repeatable)")
-    sub.add_argument("--per-example", type=int, default=1, help="queries (images) per example image")
-    sub.add_argument("--guidance", type=float, default=1.0)
-    sub.add_argument("--steps", type=int, default=25, help="DDIM steps")
+    sub.add_argument("--per-example", type=typed.images_per_class("--per-example"), default=1,
+                     help="queries (images) per example image")
+    sub.add_argument("--guidance", type=typed.guidance(), default=1.0)
+    sub.add_argument("--steps", type=typed.sampler_steps(), default=25, help="DDIM steps")
     add_seed_options(sub, public_use="exemplar queries and image sampling; default: fresh", default=None)
     sub.add_argument("--allow-public-overlap", action="store_true",
                      help="research only: query with --example images that are private records; the run is then "
@@ -214,7 +224,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
                                         stop=stop_flag())):
         if isinstance(event, RunInterrupted):
             print(event.message, file=sys.stderr)
-            return 130
+            return EXIT_INTERRUPTED
         if isinstance(event, RunFinished):
             result = event.result
     if args.json:

@@ -21,16 +21,18 @@ How totals compose (and at which delta): :mod:`dpsad_core.privacy.ledger_entries
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from dpsad_core.errors import ConfigError, PrivacyBudgetError, RunError
+from dpsad_core.errors import ConfigError, DpsadError, PrivacyBudgetError, RunError, StorageError, storage_error
 from dpsad_core.privacy.analysis import ACCOUNTANTS
 from dpsad_core.privacy.ledger_entries import BudgetCheck, LedgerEntry, LedgerSummary, compose_entries
 from dpsad_core.privacy.mechanisms import Mechanism, _check_delta, _check_part
@@ -89,17 +91,23 @@ class PrivacyLedger:
         self._local = threading.local()
 
     # -- connection --------------------------------------------------------------------------------
-    def _connection(self) -> sqlite3.Connection:
+    def _connection(self, deadline: float) -> sqlite3.Connection:
         # One connection per thread, kept open: opening one and closing the last one (which
         # checkpoints the WAL) cost 15 ms a write here, against 0.3 ms on an open connection.
         connection = getattr(self._local, "connection", None)
         if connection is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             connection = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
-            connection.execute("PRAGMA journal_mode=WAL")
-            # FULL: each commit is fsynced (0.3 ms here), so not even a power cut loses a recorded spend.
-            connection.execute("PRAGMA synchronous=FULL")
-            connection.execute("PRAGMA foreign_keys=ON")
+            try:
+                # On a fresh file, SQLite answers the losers of the race to switch it to WAL with
+                # SQLITE_BUSY at once, without calling the busy handler: wait for the winner here.
+                _retry_while_busy(lambda: connection.execute("PRAGMA journal_mode=WAL"), deadline)
+                # FULL: each commit is fsynced (0.3 ms here), so not even a power cut loses a recorded spend.
+                connection.execute("PRAGMA synchronous=FULL")
+                connection.execute("PRAGMA foreign_keys=ON")
+            except BaseException:
+                connection.close()
+                raise
             self._local.connection = connection
         return connection
 
@@ -112,11 +120,12 @@ class PrivacyLedger:
 
     @contextmanager
     def _connect(self, *, write: bool) -> Iterator[sqlite3.Connection]:
+        started = time.monotonic()
         try:
-            connection = self._connection()
+            connection = self._connection(started + BUSY_TIMEOUT_S)
         except sqlite3.Error as error:
             self.close()
-            raise self._error(error) from None
+            raise self._error(error, started) from None
         try:
             # IMMEDIATE takes the write lock at BEGIN: a check-then-write cannot interleave with another.
             connection.execute("BEGIN IMMEDIATE" if write else "BEGIN")
@@ -131,7 +140,7 @@ class PrivacyLedger:
         except sqlite3.Error as error:
             if connection.in_transaction:
                 connection.execute("ROLLBACK")
-            raise self._error(error) from None
+            raise self._error(error, started) from None
 
     def _create_schema(self, connection: sqlite3.Connection, *, write: bool) -> None:
         version = connection.execute("PRAGMA user_version").fetchone()[0]
@@ -147,10 +156,19 @@ class PrivacyLedger:
                 connection.execute(statement)
         connection.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
-    def _error(self, error: sqlite3.Error) -> RunError:
-        if "locked" in str(error) or "busy" in str(error):
-            return RunError(f"the privacy ledger {self.path} stayed locked by another process for "
-                            f"{BUSY_TIMEOUT_S:g} s ({error})", remedy="try again when the other run has started")
+    def _error(self, error: sqlite3.Error, started: float) -> DpsadError:
+        code = getattr(error, "sqlite_errorcode", None)
+        # The file system refused, not the ledger: a file-system error (exit 9), like any other full disk.
+        if code == sqlite3.SQLITE_FULL:
+            return storage_error(OSError(errno.ENOSPC, str(error), str(self.path)))
+        if code in (sqlite3.SQLITE_READONLY, sqlite3.SQLITE_CANTOPEN):
+            return StorageError(f"the privacy ledger {self.path} cannot be written ({error}): its folder is "
+                                "read-only, not yours, or missing", path=self.path,
+                                remedy="make the workspace writable, or choose another (--workspace)")
+        if _is_busy(error):
+            waited = time.monotonic() - started  # what really happened, not the timeout we meant to allow
+            return RunError(f"the privacy ledger {self.path} stayed locked by another process; gave up after "
+                            f"{waited:.1f} s ({error})", remedy="try again when the other run has started")
         return RunError(f"the privacy ledger {self.path} cannot be used ({error})",
                         remedy="restore it from a backup; never delete it, it is the record of what was spent")
 
@@ -389,6 +407,25 @@ class PrivacyLedger:
 def _related(connection: sqlite3.Connection, fingerprint: str) -> list[str]:
     return [row[0] for row in connection.execute("SELECT other FROM overlaps WHERE fingerprint=? ORDER BY other",
                                                  (fingerprint,))]
+
+
+def _is_busy(error: sqlite3.Error) -> bool:
+    return "locked" in str(error) or "busy" in str(error)
+
+
+def _retry_while_busy(statement: Callable[[], object], deadline: float) -> None:
+    """Run ``statement``, again after a short pause while SQLite says busy, until ``deadline`` (monotonic)."""
+    pause = 0.001
+    while True:
+        try:
+            statement()
+            return
+        except sqlite3.OperationalError as error:
+            remaining = deadline - time.monotonic()
+            if not _is_busy(error) or remaining <= 0:
+                raise
+        time.sleep(min(pause, remaining))
+        pause = min(pause * 2, 0.1)
 
 
 def _has_tables(connection: sqlite3.Connection) -> bool:

@@ -39,6 +39,10 @@ class Recipe(str, enum.Enum):
 DEFAULT_RECIPE = Recipe.DPDM
 
 
+#: Widest layer accepted for a network level (``--set channels=...``): far past any preset (128).
+MAX_WIDTH = 4096
+
+
 @dataclass(frozen=True)
 class Hyperparameters:
     """Everything a preset decides. Names are what ``--set`` accepts."""
@@ -86,6 +90,18 @@ class Hyperparameters:
     def __post_init__(self) -> None:
         for name in ("channels", "attention_levels", "disc_channels"):
             object.__setattr__(self, name, tuple(int(v) for v in getattr(self, name)))
+        for name in ("channels", "disc_channels"):
+            widths = getattr(self, name)
+            if not widths or not all(1 <= width <= MAX_WIDTH for width in widths):
+                raise ConfigError(f"{name} must be one or more widths from 1 to {MAX_WIDTH}, got {widths}", field=name,
+                                  value=widths, remedy=f"e.g. --set {name}=16,32")
+        if not all(0 <= level < len(self.channels) for level in self.attention_levels):
+            raise ConfigError(f"attention_levels must name levels 0 to {len(self.channels) - 1} of channels, got "
+                              f"{self.attention_levels}", field="attention_levels", value=self.attention_levels)
+        for item in fields(self):  # NaN passes every comparison below: refuse it (and infinity) first
+            value = getattr(self, item.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ConfigError(f"{item.name} must be a finite number, got {value}", field=item.name, value=value)
         positive_ints = ("diffusion_steps", "teacher_batch_size", "student_batch_size", "noise_multiplicity",
                          "sample_steps", "sample_every", "checkpoint_every", "microbatch_size", "blocks_per_level")
         for name in positive_ints:
@@ -105,6 +121,8 @@ class Hyperparameters:
                 raise ConfigError(f"{name} must be strictly between 0 and 1", field=name, value=value)
         if not 0 <= self.label_dropout < 1:
             raise ConfigError("label_dropout must be in [0, 1)", field="label_dropout", value=self.label_dropout)
+        if self.guidance < 0:
+            raise ConfigError("guidance must be >= 0", field="guidance", value=self.guidance)
         if self.ema_power < 0:
             raise ConfigError("ema_power must be >= 0", field="ema_power", value=self.ema_power)
         if not 0 <= self.ema_decay < 1:
@@ -205,6 +223,9 @@ class TrainConfig:
         if self.delta is not None and not 0 < self.delta < 1:
             raise ConfigError("delta must be in (0, 1)", field="delta", value=self.delta,
                               remedy="pass --delta well below 1/N, e.g. --delta 1e-5")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed <= 2**63 - 1:
+            raise ConfigError(f"seed must be a whole number from 0 to 2**63 - 1, got {self.seed!r}", field="seed",
+                              value=self.seed)
         if self.max_steps is not None and self.max_steps < 0:
             raise ConfigError("max_steps must be >= 0", field="max_steps", value=self.max_steps)
         if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):

@@ -23,7 +23,7 @@ from dpsad_core.events import (CheckpointWritten, Event, PhaseStarted, RunFinish
 from dpsad_core.training.budget import reserve_spend
 from dpsad_core.training.config import Recipe, TrainConfig
 from dpsad_core.training.planner import DENOISER, STUDENT, TEACHER, TrainingPlan, default_delta, plan_training
-from dpsad_core.training.runs import RunFolder, new_run_id, utc_now
+from dpsad_core.training.runs import RUNS_DIR, RunFolder, new_run_id, utc_now
 
 GRID_PER_CLASS = 8
 DISTILL_COST_RATIO = 2.2
@@ -106,18 +106,20 @@ def start_training(config: TrainConfig, *, workspace: Path,
     resolve_device(config.device)  # fail before anything is written
     dataset, public, plan = prepare_run(config, workspace=workspace)
     run_id = new_run_id(config.recipe.value)
+    # Everything that can refuse the settings (the models built in memory) runs before the ledger
+    # reservation and the run folder: a start that fails leaves nothing behind (issue 15).
+    run = RunFolder(Path(workspace) / RUNS_DIR / run_id)
+    trainer = _Trainer(run, config, plan, dataset, public)
     # Refuses a run over the dataset's budget cap before its folder exists.
     spend = reserve_spend(workspace, run_id, config, dataset, plan)
-    run = RunFolder.create(workspace, run_id)
-    run.write_json("config.json", {
-        "config": config.to_dict(), "dataset": dataset.summary(workspace),
-        "public_dataset": public.summary(workspace) if public is not None else None,
-        "plan": plan.to_dict(), "created": utc_now(), "software": _software_versions(),
-    })
     try:
-        trainer = _Trainer(run, config, plan, dataset, public)
-    except BaseException as error:
-        run.set_status("failed", phase=plan.phases[0].name, step=0, error=str(error))
+        RunFolder.create(workspace, run_id)
+        run.write_json("config.json", {
+            "config": config.to_dict(), "dataset": dataset.summary(workspace),
+            "public_dataset": public.summary(workspace) if public is not None else None,
+            "plan": plan.to_dict(), "created": utc_now(), "software": _software_versions(),
+        })
+    except BaseException:
         spend.release()
         raise
     trainer.spend = spend
@@ -128,6 +130,7 @@ def resume_training(run_ref: str, *, workspace: Path, stop: Callable[[], bool] |
     from dpsad_core.data import resolve_data_source
 
     run = RunFolder.open(workspace, run_ref)
+    _check_run_in_workspace(run, workspace)
     stored = run.read_json("config.json")
     if run.status().get("state") == "finished":
         raise RunError(f"run {run.run_id} has already finished", remedy="start a new run instead")
@@ -149,6 +152,16 @@ def resume_training(run_ref: str, *, workspace: Path, stop: Callable[[], bool] |
         raise
     trainer.spend = spend
     yield from trainer.execute(resumed=True, stop=stop)
+
+
+def _check_run_in_workspace(run: RunFolder, workspace: Path) -> None:
+    """A run's spend is in its own workspace's ledger: resuming it from another would split it in two."""
+    home = run.path.resolve().parent.parent
+    if home != Path(workspace).resolve():
+        raise RunError(f"run {run.run_id} belongs to the workspace {home}, not {Path(workspace).resolve()}: resuming "
+                       "it here would record its privacy spend in two ledgers",
+                       remedy=f"resume it in its own workspace: dpsad-core train --resume {run.run_id} "
+                              f"--workspace {home}")
 
 
 class _Trainer:
