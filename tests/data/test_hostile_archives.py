@@ -152,17 +152,20 @@ def gzip_bomb(header: bytes, zero_megabytes: int) -> bytes:
     return gzip.compress(header) + member * zero_megabytes
 
 
+# The child's own peak (VmHWM, in kB): ru_maxrss would be wrong here, because Linux carries it across
+# fork and exec, so a child of a large pytest process starts with the parent's size.
 PEAK_MEMORY_SCRIPT = """
-import resource, sys
+import sys
 from dpsad_core.cli import main
 code = main(sys.argv[1:])
+peak = next(line.split()[1] for line in open("/proc/self/status") if line.startswith("VmHWM:"))
 with open({out!r}, "w") as handle:
-    handle.write(str(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss))
+    handle.write(peak)
 sys.exit(code)
 """
 
 
-@pytest.mark.skipif(sys.platform != "linux", reason="ru_maxrss is in kilobytes on Linux")
+@pytest.mark.skipif(sys.platform != "linux", reason="reads the peak from /proc/self/status")
 def test_idx_gzip_bomb_is_refused_in_bounded_memory(tmp_path):
     # The header declares 20 images of 8x8 (1,280 bytes); the stream inflates to 512 MB.
     root = idx_folder(tmp_path / "mnist", gzip_bomb(idx_header((20, 8, 8)), 512), gz=True)
