@@ -140,13 +140,13 @@ def sync_module(module: torch.nn.Module) -> None:
 
 
 def sum_across(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """All-reduce (SUM) a dict of tensors in one flat buffer, in name order (the same on every rank)."""
+    """All-reduce (SUM) a dict of tensors in one flat buffer; the result keeps the dict's order."""
     world = current_world()
     if not world.distributed or not tensors:
         return tensors
     import torch.distributed as dist
 
-    names = sorted(tensors)
+    names = list(tensors)  # the caller's order, the same on every rank; kept, as the noise is drawn in it
     flat = torch.cat([tensors[name].reshape(-1) for name in names])
     _collective(lambda: dist.all_reduce(flat, op=dist.ReduceOp.SUM))
     out, offset = {}, 0

@@ -85,7 +85,7 @@ def draw_batch(data: DataTensors, *, sample_rate: float, schedule: DiffusionSche
     if world.distributed:
         mine = shard_positions(data.unit_of_record[index.cpu()], world)
         index, x0, t, noise, labels = (v[mine.to(v.device)] for v in (index, x0, t, noise, labels))
-    x0_k = x0[:, None].expand(batch, multiplicity, *x0.shape[1:])
+    x0_k = x0[:, None].expand(x0.shape[0], multiplicity, *x0.shape[1:])
     x_t = schedule.q_sample(x0_k.reshape(-1, *x0.shape[1:]), t.reshape(-1), noise.reshape(-1, *x0.shape[1:]))
     units = data.unit_of_record[index.cpu()].to(device) if data.has_units else None
     return NoisyBatch(x_t=x_t.reshape(noise.shape), t=t, labels=labels, noise=noise, units=units, total=batch)
