@@ -18,6 +18,7 @@ EXIT_INTERRUPTED = 130
 
 def launch_local(worker_argv: list[str], *, nproc: int, run_id: str, workspace: Path) -> int:
     """Run ``python -m dpsad_core *worker_argv`` in ``nproc`` workers; the exit code of the run."""
+    from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
@@ -29,6 +30,12 @@ def launch_local(worker_argv: list[str], *, nproc: int, run_id: str, workspace: 
         elastic_launch(config, entrypoint=sys.executable)("-m", "dpsad_core", *worker_argv)
     except ChildFailedError as error:
         return _report_failure(error, run_id=run_id, workspace=workspace)
+    except SignalException:
+        # Ctrl-C / SIGTERM: the launcher passed it on to the workers, which stopped at a step boundary
+        # (rank 0 wrote a checkpoint) before it ended them.
+        # Rank 0 has said where it stopped and how to resume.
+        _mark_interrupted(workspace, run_id, "stopped on request")
+        return EXIT_INTERRUPTED
     return 0
 
 
