@@ -209,7 +209,18 @@ def _cmd_train(args: argparse.Namespace) -> int:
         return _train_worker(args)
     nproc = 1 if solo else args.nproc if args.nproc is not None else _workers_of(args.resume, workspace)
     if nproc > 1 and not args.plan:
+        from dpsad_core.training.engine import resolve_device
         from dpsad_core.training.launch import launch_local
+
+        if resolve_device(args.device).startswith("cuda"):
+            import torch
+
+            from dpsad_core.errors import DeviceError
+
+            if args.device.startswith("cuda:") or nproc > torch.cuda.device_count():
+                raise DeviceError(f"--nproc {nproc} on CUDA needs one GPU per worker; this machine has "
+                                  f"{torch.cuda.device_count()} (and --device cuda:K names only one)",
+                                  remedy="lower --nproc, or use --device cuda")
         from dpsad_core.training.runs import RunFolder, new_run_id
 
         run_id = RunFolder.open(workspace, args.resume).run_id if args.resume else new_run_id(args.recipe or "dpdm")

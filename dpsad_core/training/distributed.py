@@ -104,6 +104,15 @@ def _collective(action):
                          remedy="the run was stopped; continue it with: dpsad-core train --resume RUN") from None
 
 
+def _wire_device() -> torch.device:
+    """Where small exchanged tensors live: NCCL moves only GPU tensors, gloo CPU ones."""
+    import torch.distributed as dist
+
+    if dist.get_backend() == "nccl":
+        return torch.device("cuda", current_world().local_rank)
+    return torch.device("cpu")
+
+
 def share(obj: Any) -> Any:
     """Rank 0's ``obj`` on every rank (pickled; small things: the key, the plan, a checkpoint)."""
     world = current_world()
@@ -123,7 +132,7 @@ def any_rank(flag: bool) -> bool:
         return flag
     import torch.distributed as dist
 
-    value = torch.tensor([1 if flag else 0], dtype=torch.int64)
+    value = torch.tensor([1 if flag else 0], dtype=torch.int64, device=_wire_device())
     _collective(lambda: dist.all_reduce(value, op=dist.ReduceOp.MAX))
     return bool(value.item())
 
@@ -199,7 +208,7 @@ def mean_metrics(metrics: dict[str, float], records: int) -> dict[str, float]:
         else:
             weight = float(records) if finite and records else 0.0
             values += [value * weight if weight else 0.0, weight]
-    totals = sum_across({"m": torch.tensor(values, dtype=torch.float64)})["m"].tolist()
+    totals = sum_across({"m": torch.tensor(values, dtype=torch.float64, device=_wire_device())})["m"].tolist()
     out = {}
     for i, name in enumerate(names):
         total, weight = totals[2 * i], totals[2 * i + 1]
