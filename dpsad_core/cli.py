@@ -13,6 +13,7 @@ import math
 import os
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from dpsad_core.commands import COMMAND_MODULES
@@ -28,6 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)  # typed options (commands/options.py) raise ConfigError here
+        args.argv = list(sys.argv[1:] if argv is None else argv)  # what --nproc hands to its workers
         if not getattr(args, "handler", None):
             parser.print_help()
             return 2
@@ -112,7 +114,15 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--max-steps", type=typed.integer("--max-steps", minimum=0),
                      help="stop each phase after this many steps (epsilon reports what was actually spent)")
     sub.add_argument("--resume", metavar="RUN", help="continue an interrupted run (id or folder)")
-    sub.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    sub.add_argument("--device", default="auto",
+                     help="where each worker trains: auto (a GPU when there is one, else the CPU), cpu, cuda "
+                          "(with several workers: one GPU per worker, cuda:LOCAL_RANK), or cuda:K")
+    sub.add_argument("--nproc", type=int, metavar="N",
+                     help="train with N worker processes on this machine, started by torch's elastic launcher "
+                          "(gloo on CPU, one GPU each with --device cuda): the same mechanism, subsample, noise "
+                          "and epsilon as one process. Default: 1, or as many as the run was started with when "
+                          "resuming. Across machines, use torchrun (docs/distributed.md)")
+    sub.add_argument("--run-id", help=argparse.SUPPRESS)  # chosen by the --nproc launcher for its workers
     add_seed_options(sub, public_use="model initialisation and sample grids")
     sub.add_argument("--resolution", type=typed.integer("--resolution", minimum=1),
                      help="resize images to this size (e.g. 16, 28, 32)")
@@ -234,11 +244,38 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from dpsad_core.training import (DEFAULT_RECIPE, TrainConfig, resolve_hyperparameters, resume_training,
                                      start_training)
 
+    from dpsad_core.training import distributed
+
     workspace = workspace_from_args(args)
+    if args.nproc is not None and args.nproc < 1:
+        raise ConfigError("--nproc must be at least 1", field="nproc", value=args.nproc)
+    if not args.data and not args.resume:
+        raise ConfigError("no data given", field="data", remedy="pass --data demo, a dataset name, or a path")
+    solo = getattr(args, "solo", False)
+    if distributed.launched_by_torch() and not solo:
+        return _train_worker(args)
+    nproc = 1 if solo else args.nproc if args.nproc is not None else _workers_of(args.resume, workspace)
+    if nproc > 1 and not args.plan:
+        from dpsad_core.training.engine import resolve_device
+        from dpsad_core.training.launch import launch_local
+
+        if resolve_device(args.device).startswith("cuda"):
+            import torch
+
+            from dpsad_core.errors import DeviceError
+
+            if args.device.startswith("cuda:") or nproc > torch.cuda.device_count():
+                raise DeviceError(f"--nproc {nproc} on CUDA needs one GPU per worker; this machine has "
+                                  f"{torch.cuda.device_count()} (and --device cuda:K names only one)",
+                                  remedy="lower --nproc, or use --device cuda")
+        from dpsad_core.training.runs import RunFolder, new_run_id
+
+        run_id = RunFolder.open(workspace, args.resume).run_id if args.resume else new_run_id(args.recipe or "dpdm")
+        extra = [] if args.resume else ["--run-id", run_id]
+        return launch_local([*args.argv, *extra, "--workspace", str(workspace)], nproc=nproc, run_id=run_id,
+                            workspace=workspace)
     if args.resume:
         return _consume(resume_training(args.resume, workspace=workspace, stop=stop_flag()), json_out=args.json)
-    if not args.data:
-        raise ConfigError("no data given", field="data", remedy="pass --data demo, a dataset name, or a path")
     hyper = resolve_hyperparameters(args.preset, parse_overrides(args.set))
     recipe = args.recipe or DEFAULT_RECIPE.value
     config = TrainConfig(data=args.data, recipe=recipe, epsilon=args.epsilon, delta=args.delta,
@@ -264,7 +301,44 @@ def _cmd_train(args: argparse.Namespace) -> int:
                 print(f"  warning (local, not exported): {warning}")
             _print_budget(budget)
         return 0
-    return _consume(start_training(config, workspace=workspace, stop=stop_flag()), json_out=args.json)
+    return _consume(start_training(config, workspace=workspace, stop=stop_flag(), run_id=args.run_id),
+                    json_out=args.json)
+
+
+def _workers_of(run_ref: str | None, workspace: Path) -> int:
+    """How many workers a resumed run was started with (1 for a new run)."""
+    if not run_ref:
+        return 1
+    from dpsad_core.training import RunFolder
+
+    return int(RunFolder.open(workspace, run_ref).read_json("config.json").get("workers", 1))
+
+
+def _train_worker(args: argparse.Namespace) -> int:
+    """One worker under torchrun / the elastic launcher: join the group, train, only rank 0 reports."""
+    from dpsad_core.training import distributed
+    from dpsad_core.training.engine import resolve_device
+
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", os.environ["WORLD_SIZE"]))
+    if args.nproc is not None and args.nproc != local:
+        raise ConfigError(f"--nproc {args.nproc} disagrees with the launcher's {local} workers on this machine",
+                          field="nproc", value=args.nproc, remedy="leave --nproc out under torchrun")
+    world = distributed.init_world(resolve_device(args.device))
+    try:
+        if world.is_leader:
+            return _cmd_train(_as_solo(args))
+        with open(os.devnull, "w") as quiet:  # progress and results are rank 0's to print
+            import contextlib
+
+            with contextlib.redirect_stdout(quiet), contextlib.redirect_stderr(quiet):
+                return _cmd_train(_as_solo(args))
+    finally:
+        distributed.shutdown_world()
+
+
+def _as_solo(args: argparse.Namespace) -> argparse.Namespace:
+    """The worker's own arguments, marked so that _cmd_train trains instead of launching again."""
+    return argparse.Namespace(**dict(vars(args), solo=True))
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:

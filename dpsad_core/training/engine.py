@@ -21,6 +21,7 @@ from dpsad_core.errors import DeviceError, PrivacyBudgetError, RunError
 from dpsad_core.events import (CheckpointWritten, Event, PhaseStarted, RunFinished, RunInterrupted, RunStarted,
                                SampleGrid, StepCompleted)
 from dpsad_core.training.budget import reserve_spend
+from dpsad_core.training import distributed
 from dpsad_core.training.config import Recipe, TrainConfig
 from dpsad_core.training.planner import DENOISER, STUDENT, TEACHER, TrainingPlan, default_delta, plan_training
 from dpsad_core.training.runs import RUNS_DIR, RunFolder, new_run_id, utc_now
@@ -101,11 +102,17 @@ def _check_public_classes(config: TrainConfig, dataset, public_classes: int) -> 
                           remedy="use public data with the same classes as the private data")
 
 
-def start_training(config: TrainConfig, *, workspace: Path,
-                   stop: Callable[[], bool] | None = None) -> Iterator[Event]:
+def start_training(config: TrainConfig, *, workspace: Path, stop: Callable[[], bool] | None = None,
+                   run_id: str | None = None) -> Iterator[Event]:
+    """Create a run and train it; ``run_id`` is chosen by the caller only for a multi-worker launch."""
     resolve_device(config.device)  # fail before anything is written
     dataset, public, plan = prepare_run(config, workspace=workspace)
-    run_id = new_run_id(config.recipe.value)
+    if not distributed.current_world().is_leader:
+        yield from _follow(config, dataset, public, distributed.share(None), stop, workspace)
+        return
+    run_id = run_id or new_run_id(config.recipe.value)
+    # The other workers build their trainers as soon as they know the run: the same order of exchanges.
+    distributed.share({"run_id": run_id, "plan": plan.to_dict(), "fingerprint": dataset.fingerprint(workspace)})
     # Everything that can refuse the settings (the models built in memory) runs before the ledger
     # reservation and the run folder: a start that fails leaves nothing behind (issue 15).
     run = RunFolder(Path(workspace) / RUNS_DIR / run_id)
@@ -118,6 +125,7 @@ def start_training(config: TrainConfig, *, workspace: Path,
             "config": config.to_dict(), "dataset": dataset.summary(workspace),
             "public_dataset": public.summary(workspace) if public is not None else None,
             "plan": plan.to_dict(), "created": utc_now(), "software": _software_versions(),
+            "workers": distributed.current_world().size,
         })
     except BaseException:
         spend.release()
@@ -129,6 +137,17 @@ def start_training(config: TrainConfig, *, workspace: Path,
 def resume_training(run_ref: str, *, workspace: Path, stop: Callable[[], bool] | None = None) -> Iterator[Event]:
     from dpsad_core.data import resolve_data_source
 
+    if not distributed.current_world().is_leader:
+        # The run folder may be on another machine: rank 0 sends what this worker needs.
+        stored = distributed.share(None)
+        config = TrainConfig.from_dict(stored["config"])
+        dataset = resolve_data_source(config.data, workspace=workspace, resolution=stored["dataset"]["resolution"],
+                                      min_records=config.min_records)
+        public = _load_public_data(config, dataset, workspace)
+        yield from _follow(config, dataset, public, {"run_id": stored["run_id"], "plan": stored["plan"],
+                                                     "fingerprint": stored["dataset"]["fingerprint"]}, stop,
+                      workspace)
+        return
     run = RunFolder.open(workspace, run_ref)
     _check_run_in_workspace(run, workspace)
     stored = run.read_json("config.json")
@@ -143,6 +162,7 @@ def resume_training(run_ref: str, *, workspace: Path, stop: Callable[[], bool] |
                        "(its fingerprint differs)", remedy="restore the original data, or start a new run")
     public = _load_public_data(config, dataset, workspace)
     _public_overlap(config, dataset, public)  # the plan recorded any override at the start
+    distributed.share(dict(stored, run_id=run.run_id))
     # The same run: its own earlier entry is replaced, not added to.
     spend = reserve_spend(workspace, run.run_id, config, dataset, plan)
     try:
@@ -164,6 +184,39 @@ def _check_run_in_workspace(run: RunFolder, workspace: Path) -> None:
                               f"--workspace {home}")
 
 
+def _follow(config: TrainConfig, dataset, public, header: dict[str, Any],
+            stop: Callable[[], bool] | None, workspace: Path) -> Iterator[Event]:
+    """A worker of rank > 0: the same training, with rank 0's run id, plan and state; it writes nothing."""
+    if dataset.fingerprint(workspace) != header["fingerprint"]:
+        raise RunError(f"worker rank {distributed.current_world().rank} reads other data at {config.data!r} "
+                       "than rank 0 (its fingerprint differs)", remedy="give every machine the same data")
+    trainer = _Trainer(_FollowerRun(header["run_id"]), config, TrainingPlan.from_dict(header["plan"]), dataset,
+                       public)
+    yield from trainer.execute(resumed=False, stop=stop)
+
+
+class _FollowerRun:
+    """The run folder as a worker of rank > 0 sees it: rank 0 owns every file, so nothing is written."""
+
+    def __init__(self, run_id: str) -> None:
+        self.run_id, self.path = run_id, Path(run_id)
+        self.checkpoint_path = self.model_path = self.path / "unused"
+
+    def load_checkpoint(self) -> None:
+        return None
+
+    def status(self) -> dict[str, Any]:
+        return {"state": "running"}
+
+    def acquire(self) -> None: ...
+    def release(self) -> None: ...
+    def set_status(self, *args: Any, **kwargs: Any) -> None: ...
+    def write_json(self, *args: Any) -> None: ...
+    def save_torch(self, *args: Any) -> None: ...
+    def append_metrics(self, *args: Any) -> None: ...
+    def truncate_metrics(self, *args: Any) -> None: ...
+
+
 class _Trainer:
     def __init__(self, run: RunFolder, config: TrainConfig, plan: TrainingPlan, dataset, public) -> None:
         import torch
@@ -175,7 +228,8 @@ class _Trainer:
 
         self.run, self.config, self.plan, self.hyper = run, config, plan, config.hyper
         self.dataset = dataset
-        self.device = resolve_device(config.device)
+        self.world = distributed.current_world()
+        self.device = distributed.worker_device(resolve_device(config.device), self.world)
         torch.manual_seed(config.seed)
         self.schedule = DiffusionSchedule(self.hyper.diffusion_steps, self.hyper.schedule)
         self.unet_config = UNetConfig(image_channels=dataset.channels, resolution=dataset.resolution,
@@ -202,6 +256,13 @@ class _Trainer:
         # the checkpoint); config.seed drives only what may be public (initialisation, sample grids).
         self.randomness = (SecretRandomness.fresh() if config.privacy_seed is None
                            else SecretRandomness.from_seed(config.privacy_seed))
+        if self.world.distributed:
+            # Every worker draws the same subsample and noise: rank 0's key (see distributed.py).
+            self.randomness = SecretRandomness.from_state_dict(distributed.share(self.randomness.state_dict()))
+            for model in self.models.values():
+                distributed.sync_module(model)
+            for ema in self.emas.values():
+                distributed.sync_module(ema.model)
         self.loss_generator = torch.Generator(device=self.device).manual_seed(
             self.randomness.stream("loss").seed())
         self.phase_index, self.step, self.elapsed = 0, 0, 0.0
@@ -231,6 +292,7 @@ class _Trainer:
             "accountant": self.accountant.state_dict(),
             # The run's secret key: only ever in this local checkpoint, never in a file that is exported.
             "rng": {"secret": self.randomness.state_dict(), "loss": self.loss_generator.get_state()},
+            "workers": self.world.size,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -267,11 +329,13 @@ class _Trainer:
     def execute(self, *, resumed: bool, stop: Callable[[], bool] | None) -> Iterator[Event]:
         self.run.acquire()
         try:
-            if resumed:
-                state = self.run.load_checkpoint()
+            if resumed or self.world.distributed:
+                # Several workers: rank 0's checkpoint (or None on a fresh start) restores every worker.
+                state = distributed.share(self.run.load_checkpoint() if resumed else None)
                 if state is not None:
                     self.load_state_dict(state)
-                self.run.truncate_metrics(self.phase_index, self.step)
+                if resumed:
+                    self.run.truncate_metrics(self.phase_index, self.step)
             # From the plan on every path: a resume without a checkpoint starts a fresh accountant, and
             # the plan's non-private parts must not be lost with it.
             for part in self.plan.nonprivate_parts:
@@ -291,6 +355,12 @@ class _Trainer:
             # The consumer dropped the generator between steps: the state is consistent, keep it.
             if not self.ended:
                 self._interrupt("the run was closed")
+            raise
+        except distributed.WorkerLost as error:
+            # Another worker died mid-step: the last checkpoint stands, the ledger keeps what was spent.
+            self._release_spend()
+            self.run.set_status("interrupted", phase=self._phase.name, step=self.step,
+                                message=f"{error.message}; resuming continues from the last checkpoint")
             raise
         except KeyboardInterrupt:
             # Interrupted inside a step (a second Ctrl-C): the last checkpoint stands and resumes.
@@ -334,7 +404,7 @@ class _Trainer:
                 self._begin_phase(phase)
             yield PhaseStarted(phase=phase.name, total_steps=limit, start_step=self.step, privacy=phase.privacy)
             while self.step < limit:
-                if stop is not None and stop():
+                if distributed.any_rank(stop is not None and stop()):
                     event = self._interrupt("stopped on request")
                     self.ended = True
                     yield event
@@ -357,7 +427,7 @@ class _Trainer:
                 yield StepCompleted(phase=phase.name, step=self.step, total_steps=limit, losses=losses,
                                     epsilon_spent=epsilon, epsilon_target=self.plan.epsilon_target, seconds=seconds,
                                     eta_seconds=self._eta_seconds(recent))
-                if self.step % self.hyper.sample_every == 0 or self.step == limit:
+                if (self.step % self.hyper.sample_every == 0 or self.step == limit) and self.world.is_leader:
                     yield self._sample_grid(phase)
                 if self.step % self.hyper.checkpoint_every == 0 or self.step == limit:
                     self.run.write_json("privacy.json", self._privacy_state())
@@ -398,7 +468,7 @@ class _Trainer:
         batch = draw_batch(data, sample_rate=sample_rate, schedule=self.schedule,
                            multiplicity=self.hyper.noise_multiplicity, label_dropout=self.hyper.label_dropout,
                            null_label=self.null_label, sampling=self.randomness.stream("sampling"),
-                           loss_generator=self.loss_generator)
+                           loss_generator=self.loss_generator, world=self.world)
         if phase.kind == "denoise":
             model = self.models[phase.model]
             metrics = denoise_step(model, self.optimizers[phase.model], batch, mechanism=mechanism,
@@ -417,7 +487,7 @@ class _Trainer:
             self.emas[STUDENT].update(self.models[STUDENT])
         if mechanism is not None:
             self.accountant.record(mechanism)
-        return metrics
+        return distributed.mean_metrics(metrics, batch.size)
 
     def _sample_grid(self, phase) -> SampleGrid:
         import torch
@@ -464,6 +534,8 @@ class _Trainer:
         return {"accountant": self.accountant.state_dict(), "updated": utc_now()}
 
     def _finish(self) -> dict[str, Any]:
+        if not self.world.is_leader:
+            return {"run_id": self.run.run_id}  # rank 0 writes the release and reports it
 
         release = self.plan.release
         payload = {
@@ -500,7 +572,7 @@ class _Trainer:
             "steps": {p.name: self._phase_limit(p) for p in self.plan.phases},
             "model_path": str(self.run.model_path),
             "sample_grid": str(self.run.path / "samples" / "latest.png"),
-            "train_seconds": round(self.elapsed, 2), "device": self.device,
+            "train_seconds": round(self.elapsed, 2), "device": self.device, "workers": self.world.size,
             "secure_rng": not self.randomness.reproducible, "secure_rng_note": self.randomness.description,
             "finished": utc_now(),
         }

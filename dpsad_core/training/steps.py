@@ -20,6 +20,7 @@ from torch.func import functional_call
 from dpsad_core.diffusion import DiffusionSchedule
 from dpsad_core.privacy import Mechanism
 from dpsad_core.privacy.randomness import SecretStream
+from dpsad_core.training.distributed import SOLO, World, shard_positions, sum_across, sum_module_gradients
 from dpsad_core.training.dp_sgd import (add_noise_and_average, apply_gradients, clipped_gradient_sum,
                                         poisson_sample)
 from dpsad_core.training.losses import denoising_loss, discriminator_loss, make_student_loss
@@ -44,6 +45,11 @@ class NoisyBatch:
     labels: torch.Tensor   # B x K (label dropout applied)
     noise: torch.Tensor    # B x K x C x H x W
     units: torch.Tensor | None
+    total: int = -1        # records in the whole batch across workers (-1: this batch is the whole batch)
+
+    def __post_init__(self) -> None:
+        if self.total < 0:
+            self.total = self.x_t.shape[0]
 
     @property
     def size(self) -> int:
@@ -55,13 +61,16 @@ class NoisyBatch:
 
 def draw_batch(data: DataTensors, *, sample_rate: float, schedule: DiffusionSchedule, multiplicity: int,
                label_dropout: float, null_label: int, sampling: SecretStream,
-               loss_generator: torch.Generator) -> NoisyBatch:
+               loss_generator: torch.Generator, world: World = SOLO) -> NoisyBatch:
     """A Poisson batch with K draws of (t, eps) per record and x_t formed from each draw.
 
     ``sampling`` is the run's secret sampling stream. ``loss_generator`` draws the loss's time steps,
     noise and label dropout; it is seeded from the secret key too, because these draws are assigned to
     records by their position in the batch: known draws would let one added record shift every later
     record's draw, and the sum would move by more than one clipped contribution.
+
+    With several workers (``world``), every worker draws the same subsample and the same loss
+    randomness for the whole batch, then keeps its own units' records (never part of a unit).
     """
     index = poisson_sample(data.unit_of_record, data.num_units, sample_rate, sampling)
     index = index.to(data.images.device)
@@ -73,10 +82,13 @@ def draw_batch(data: DataTensors, *, sample_rate: float, schedule: DiffusionSche
     if label_dropout > 0:
         drop = torch.rand((batch, multiplicity), generator=loss_generator, device=device) < label_dropout
         labels[drop] = null_label
-    x0_k = x0[:, None].expand(batch, multiplicity, *x0.shape[1:])
+    if world.distributed:
+        mine = shard_positions(data.unit_of_record[index.cpu()], world)
+        index, x0, t, noise, labels = (v[mine.to(v.device)] for v in (index, x0, t, noise, labels))
+    x0_k = x0[:, None].expand(x0.shape[0], multiplicity, *x0.shape[1:])
     x_t = schedule.q_sample(x0_k.reshape(-1, *x0.shape[1:]), t.reshape(-1), noise.reshape(-1, *x0.shape[1:]))
     units = data.unit_of_record[index.cpu()].to(device) if data.has_units else None
-    return NoisyBatch(x_t=x_t.reshape(noise.shape), t=t, labels=labels, noise=noise, units=units)
+    return NoisyBatch(x_t=x_t.reshape(noise.shape), t=t, labels=labels, noise=noise, units=units, total=batch)
 
 
 def _private_update(module: nn.Module, optimizer: torch.optim.Optimizer, loss, records, *,
@@ -85,6 +97,7 @@ def _private_update(module: nn.Module, optimizer: torch.optim.Optimizer, loss, r
     noise_multiplier, clip_norm = noise
     summed, stats = clipped_gradient_sum(module, loss, records, clip_norm=clip_norm, units=units,
                                          microbatch_size=microbatch_size)
+    summed = sum_across(summed)  # several workers: the clipped sum of the whole batch, before the noise
     gradients = add_noise_and_average(summed, noise_multiplier=noise_multiplier, clip_norm=clip_norm,
                                       expected_batch_size=expected_batch_size, stream=stream)
     apply_gradients(module, gradients, optimizer)
@@ -92,12 +105,20 @@ def _private_update(module: nn.Module, optimizer: torch.optim.Optimizer, loss, r
             "batch": float(stats.units)}
 
 
-def _plain_update(module: nn.Module, optimizer: torch.optim.Optimizer, loss_value: torch.Tensor) -> dict[str, float]:
+def _plain_update(module: nn.Module, optimizer: torch.optim.Optimizer, loss_value: torch.Tensor | None,
+                  batch: NoisyBatch) -> dict[str, float]:
+    """A step without noise; with several workers, the gradient of the whole batch's mean loss.
+
+    ``loss_value`` is this worker's mean (None when it has no records); weighting it by its share of
+    the batch and summing across workers gives the one-process gradient.
+    """
     optimizer.zero_grad(set_to_none=True)
-    loss_value.backward()
+    if loss_value is not None:
+        (loss_value * (batch.size / batch.total)).backward()
+    sum_module_gradients(module)
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
-    return {"loss": float(loss_value.detach())}
+    return {"loss": float(loss_value.detach()) if loss_value is not None else float("nan")}
 
 
 def denoise_step(model: nn.Module, optimizer: torch.optim.Optimizer, batch: NoisyBatch, *,
@@ -107,11 +128,11 @@ def denoise_step(model: nn.Module, optimizer: torch.optim.Optimizer, batch: Nois
         return _private_update(model, optimizer, denoising_loss, (batch.x_t, batch.t, batch.labels, batch.noise),
                                noise=_noise_of(mechanism, mechanism.part), expected_batch_size=expected_batch_size,
                                units=batch.units, microbatch_size=microbatch_size, stream=stream)
-    if batch.size == 0:
+    if batch.total == 0:
         return {"loss": float("nan")}
     loss = denoising_loss(model, batch.flat(batch.x_t), batch.flat(batch.t), batch.flat(batch.labels),
-                          batch.flat(batch.noise))
-    return _plain_update(model, optimizer, loss)
+                          batch.flat(batch.noise)) if batch.size else None
+    return _plain_update(model, optimizer, loss, batch)
 
 
 def distill_step(*, teacher: nn.Module, student: nn.Module, discriminator: nn.Module,
@@ -132,11 +153,11 @@ def distill_step(*, teacher: nn.Module, student: nn.Module, discriminator: nn.Mo
         disc_metrics = _private_update(discriminator, disc_optimizer, discriminator_loss, disc_records,
                                        noise=disc_noise, expected_batch_size=expected_batch_size, units=batch.units,
                                        microbatch_size=microbatch_size, stream=stream)
-    elif batch.size:
+    elif batch.total:
         # dpsad-paper reproduction: the discriminator trains on private inputs without protection.
-        disc_metrics = _plain_update(discriminator, disc_optimizer,
-                                     discriminator_loss(discriminator, flat_x, flat_t, flat_y,
-                                                        batch.flat(teacher_eps), batch.flat(student_eps)))
+        disc_loss = discriminator_loss(discriminator, flat_x, flat_t, flat_y, batch.flat(teacher_eps),
+                                       batch.flat(student_eps)) if batch.size else None
+        disc_metrics = _plain_update(discriminator, disc_optimizer, disc_loss, batch)
     else:
         disc_metrics = {"loss": float("nan")}
 
