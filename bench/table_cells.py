@@ -1,4 +1,4 @@
-"""The cells of the benchmark table against the literature (METHOD.md 1.4), and the published numbers.
+"""The cells of the benchmark table against the literature (docs/method.md §1.4), and the published numbers.
 
 A cell is one (profile, dataset, epsilon, recipe): train a generator with the product's engine, then
 score it with ``dpsad-core evaluate`` (downstream CNN on the real test set, Frechet distance on the
@@ -97,7 +97,7 @@ PROFILES = {
                      cnn_epochs=1, feature_spec={"epochs": 1, "min_steps": 20}),
 }
 
-# Downstream CNN accuracy on the real test set at (epsilon 1, epsilon 10), delta 1e-5 (METHOD.md 1.4).
+# Downstream CNN accuracy on the real test set at (epsilon 1, epsilon 10), delta 1e-5 (docs/method.md §1.4).
 PUBLISHED = {
     "mnist": {"DP-SAD (paper)": (0.962, 0.976), "DPDM (accuracy-tuned)": (0.953, 0.981),
               "DPGEN": (0.905, 0.936), "GS-WGAN": (0.143, 0.808)},

@@ -1,4 +1,4 @@
-"""``dpsad-core rdm``: DP-RDM, private retrieval steering a public diffusion model (METHOD.md 2).
+"""``dpsad-core rdm``: DP-RDM, private retrieval steering a public diffusion model (docs/method.md §2).
 
 Sub-commands: ``plan`` (what queries cost), ``train-public`` (encoder and model on public data),
 ``index`` (embed the private set once), ``generate`` (answer queries within a budget into a run).

@@ -5,7 +5,7 @@ This is data a user may call public without reservation: it is drawn from Pillow
 contains nothing from any private collection. It serves as the public set of the
 ``dpsad-public-teacher`` recipe for digit-like private data (the embedded demo digits, MNIST): a
 teacher learns the shapes of digits from it at no privacy cost, and DP-SGD only has to adapt the
-student to the private handwriting (METHOD.md section 4 lists public pretraining as a lever).
+student to the private handwriting (docs/method.md §4 lists public pretraining as a lever).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Evaluation of synthetic data (METHOD.md section 3): utility, fidelity, memorisation.
+"""Evaluation of synthetic data (docs/method.md §3): utility, fidelity, memorisation.
 
 - :mod:`.downstream` and :mod:`.logistic`: a CNN and a logistic regression trained on synthetic data
   only, tested on real held-out data, selected on a synthetic hold-out.

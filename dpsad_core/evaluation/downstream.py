@@ -1,7 +1,7 @@
 """Downstream utility: train a classifier on synthetic data only, test it on real held-out data.
 
 Model selection (which epoch to keep) looks only at a held-out part of the *synthetic* data, never at
-the real test set: choosing on the real test set overstates utility (DPImageBench, METHOD.md 3).
+the real test set: choosing on the real test set overstates utility (DPImageBench, docs/method.md §3).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The feature extractor for fidelity metrics: a classifier trained on the domain's real training data.
 
-The standard Inception weights cannot be downloaded on our machines (METHOD.md section 3), so the
+The standard Inception weights cannot be downloaded on our machines (docs/method.md §3), so the
 Frechet distance and precision/recall are computed on the penultimate-layer features of a small CNN
 trained on the *real training data* of the domain. Those numbers are named for what they are
 ("Frechet distance on classifier features"), never "FID"; true FID needs ``--inception-weights``

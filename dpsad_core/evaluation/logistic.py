@@ -1,7 +1,7 @@
 """Downstream utility with a logistic regression on flattened pixels (the linear counterpart of the CNN).
 
 The regularisation strength ``C`` is chosen on a held-out part of the *synthetic* data, never on the
-real test set (METHOD.md section 3); the chosen model is refitted on all synthetic data and then
+real test set (docs/method.md §3); the chosen model is refitted on all synthetic data and then
 tested once on the real test set.
 """
 

@@ -4,7 +4,7 @@ Distance to closest record (DCR): for every synthetic image, the distance to its
 image; the same for every real held-out image (never trained on). A generator that does not copy
 produces synthetic images that are no closer to the training set than fresh real images are, so the
 share of (synthetic, holdout) pairs in which the synthetic image is the closer one is about 50%; a
-generator that copies its training data pushes it towards 100% (METHOD.md section 3).
+generator that copies its training data pushes it towards 100% (docs/method.md §3).
 
 Near-copies: synthetic images closer to a training image than all but 1% of real held-out images are
 (``near_copy_quantile``). Even an ideal generator has about 1% flagged by this rule; many more, or

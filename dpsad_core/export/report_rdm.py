@@ -1,4 +1,4 @@
-"""The parts of a privacy report that describe a DP-RDM run (METHOD.md section 2).
+"""The parts of a privacy report that describe a DP-RDM run (docs/method.md §2).
 
 A DP-RDM run trains nothing on the private data: a public retrieval-augmented diffusion model is
 conditioned on a noisy mean of k neighbours retrieved from a Poisson subsample of the private index.
@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-MECHANISM_NAME = "DP-RDM private retrieval (Lebensold et al. 2024, arXiv 2403.14421; METHOD.md section 2)"
+MECHANISM_NAME = "DP-RDM private retrieval (Lebensold et al. 2024, arXiv 2403.14421; docs/method.md §2)"
 
 
 def rdm_mechanism_section(result: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""The DP-SAD discriminator ``D_phi(x_t, eps_out, t, y)`` (METHOD.md 1.1).
+"""The DP-SAD discriminator ``D_phi(x_t, eps_out, t, y)`` (docs/method.md §1.1).
 
 It sees the noisy input and one model's noise prediction, concatenated along channels, with the time
 step and the class, and returns one logit: "this output came from the teacher".

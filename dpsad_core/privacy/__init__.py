@@ -1,4 +1,4 @@
-"""Privacy accounting: what every part that read the private set spent (METHOD.md 1.5-1.7, 2).
+"""Privacy accounting: what every part that read the private set spent (docs/method.md §1.5-§1.7, 2).
 
 - :mod:`~dpsad_core.privacy.mechanisms`: :class:`Mechanism` (one sampled Gaussian mechanism run
   ``steps`` times), noise multipliers of releases sharing one subsample, DP-RDM's per-query mechanism.

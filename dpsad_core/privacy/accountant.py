@@ -3,7 +3,7 @@
 Like Opacus' ``accountants/`` wrappers, this keeps a history and delegates the math to the pure
 functions in :mod:`dpsad_core.privacy.analysis`. Unlike them, it records which part of the model
 spent what (teacher, student and discriminator, ...) and which parts were trained on the private set
-without protection, so the report can list each one (METHOD.md 1.6). A resumed run restores the
+without protection, so the report can list each one (docs/method.md §1.6). A resumed run restores the
 history from :meth:`PrivacyAccountant.state_dict` and keeps appending: nothing is reset, nothing is
 counted twice.
 """
@@ -81,7 +81,7 @@ class PrivacyAccountant:
         """Record that ``part`` was trained on the private set WITHOUT protection.
 
         From then on every epsilon is ``math.inf``: a release that depends on such a part is not
-        differentially private (METHOD.md 1.5-1.6).
+        differentially private (docs/method.md §1.5-§1.6).
         """
         name = _check_part(part)
         if name not in self._nonprivate:

@@ -1,6 +1,6 @@
 """Pure privacy analysis: (epsilon, delta) of a composition of sampled Gaussian mechanisms.
 
-Two accountants, both from Opacus 1.6.0 (METHOD.md 1.7):
+Two accountants, both from Opacus 1.6.0 (docs/method.md §1.7):
 
 - RDP (Mironov 2017; Mironov, Talwar, Zhang 2019): the Renyi-DP curves of the mechanisms add under
   composition, and the sum is converted to (epsilon, delta) with Balle et al. 2020, Theorem 21
@@ -294,7 +294,7 @@ def compute_epsilon(mechanisms: Sequence[Mechanism], *, delta: float,
     accountants : sequence of str
         Any of ``"rdp"`` and ``"prv"``; the others are reported as ``nan`` (not computed).
     nonprivate_parts : sequence of str
-        Parts trained on the private set without protection (METHOD.md 1.6). If any, nothing is
+        Parts trained on the private set without protection (docs/method.md §1.6). If any, nothing is
         differentially private and every value is ``math.inf``.
 
     Returns

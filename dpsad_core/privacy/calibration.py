@@ -2,7 +2,7 @@
 
 Both searches rely on epsilon growing as sigma falls and as steps grow, and both only ever return a
 value whose epsilon was evaluated and found within the target: a calibrated run never overshoots
-(METHOD.md 1.7). Unlike Opacus' ``get_noise_multiplier``, whose tolerance is on epsilon, the
+(docs/method.md §1.7). Unlike Opacus' ``get_noise_multiplier``, whose tolerance is on epsilon, the
 tolerance here is relative on sigma, and earlier mechanisms (``prior``, e.g. the teacher) are
 composed with the one being calibrated.
 """

@@ -1,4 +1,4 @@
-"""The mechanisms that read the private set, as the accountants see them (METHOD.md 1.6-1.7, 2).
+"""The mechanisms that read the private set, as the accountants see them (docs/method.md §1.6-§1.7, 2).
 
 Every release computed from the private data is a Poisson-subsampled Gaussian mechanism: records are
 sampled independently with rate ``q``, each record's contribution is clipped to L2 norm ``C``, and
@@ -194,7 +194,7 @@ def combined_noise_multiplier(noise_multipliers: Sequence[float]) -> float:
 
     With releases ``f_i(batch) + N(0, sigma_i^2 C_i^2 I)`` of sensitivities ``C_i``, dividing each by
     ``sigma_i C_i`` stacks them into one Gaussian mechanism with unit noise and sensitivity
-    ``sqrt(sum_i sigma_i^-2)``, i.e. ``sigma_eff = (sum_i sigma_i^-2)^(-1/2)`` (METHOD.md 1.7).
+    ``sqrt(sum_i sigma_i^-2)``, i.e. ``sigma_eff = (sum_i sigma_i^-2)^(-1/2)`` (docs/method.md §1.7).
 
     Parameters
     ----------
@@ -257,7 +257,7 @@ RDM_PART = "rdm-retrieval"
 
 
 def rdm_query_mechanism(*, k: int, sigma: float, sample_rate: float, queries: int) -> Mechanism:
-    """The privacy cost of ``queries`` DP-RDM retrievals (METHOD.md 2; Lebensold et al. 2024).
+    """The privacy cost of ``queries`` DP-RDM retrievals (docs/method.md §2; Lebensold et al. 2024).
 
     Each query Poisson-subsamples the private index with rate ``q``, averages its ``k`` nearest
     unit-norm neighbours and adds ``N(0, sigma^2 I)``. One record changes at most one neighbour, so the

@@ -1,4 +1,4 @@
-"""DP-RDM: adapt a public diffusion model to a private domain through private retrieval (METHOD.md 2).
+"""DP-RDM: adapt a public diffusion model to a private domain through private retrieval (docs/method.md §2).
 
 The private data is never trained on. A retrieval-augmented diffusion model trained on public data is
 steered at generation time by a differentially private summary of the private records nearest to each

@@ -1,4 +1,4 @@
-"""DP-RDM's query mechanism: a noisy mean of the nearest private embeddings (METHOD.md 2).
+"""DP-RDM's query mechanism: a noisy mean of the nearest private embeddings (docs/method.md §2).
 
 One query, exactly as Lebensold et al. 2024 (arXiv 2403.14421), Section 3:
 

@@ -1,7 +1,7 @@
 """DP-RDM privacy planning: what a number of retrieval queries costs, and how many a budget buys.
 
 Each query Poisson-subsamples the private index with rate ``q``, averages the ``k`` nearest unit-norm
-embeddings and adds ``N(0, sigma^2 I)`` (METHOD.md 2; Lebensold et al. 2024, arXiv 2403.14421). The
+embeddings and adds ``N(0, sigma^2 I)`` (docs/method.md §2; Lebensold et al. 2024, arXiv 2403.14421). The
 mean has L2 sensitivity ``2 / k``, so one query is a sampled Gaussian mechanism with noise multiplier
 ``z = sigma * k / 2`` and rate ``q`` (:func:`dpsad_core.privacy.rdm_query_mechanism`), and ``M``
 queries compose under RDP. The authors' notebook reports epsilon from the RDP accountant at integer

@@ -17,7 +17,7 @@ from dpsad_core.errors import ConfigError
 
 
 class Recipe(str, enum.Enum):
-    """Which parts exist and how each may touch the private data (METHOD.md 1.6)."""
+    """Which parts exist and how each may touch the private data (docs/method.md §1.6)."""
 
     DPSAD = "dpsad"                                # DP teacher, DP student + discriminator
     DPSAD_PUBLIC_TEACHER = "dpsad-public-teacher"  # teacher on user-declared public data, DP student + D
@@ -69,7 +69,7 @@ class Hyperparameters:
     disc_lr: float = 1e-3
     disc_clip_norm: float = 0.1
     student_noise_share: float = 0.7       # share of the joint step's 1/sigma^2 given to the student's release
-    adversarial_weight: float = 1.0        # lambda in METHOD.md 1.3 (paper: 1)
+    adversarial_weight: float = 1.0        # lambda in docs/method.md §1.3 (paper: 1)
     distillation_weight: float = 1.0       # weight of the teacher term in L_dis (paper: 1)
     # shared
     noise_multiplicity: int = 4            # K draws of (t, eps) per record, averaged before clipping

@@ -17,12 +17,12 @@ Call = Callable[..., torch.Tensor]
 
 def denoising_loss(call: Call, x_t: torch.Tensor, t: torch.Tensor, labels: torch.Tensor,
                    noise: torch.Tensor) -> torch.Tensor:
-    """``|| eps - eps_psi(x_t, t, y) ||^2`` (Ho et al. 2020, eq. 14; METHOD.md 1.2)."""
+    """``|| eps - eps_psi(x_t, t, y) ||^2`` (Ho et al. 2020, eq. 14; docs/method.md §1.2)."""
     return (call(x_t, t, labels) - noise).pow(2).mean()
 
 
 def make_student_loss(discriminator: Call, adversarial_weight: float, distillation_weight: float = 1.0):
-    """Student loss ``L_dis + lambda L_adv`` (METHOD.md 1.3, steps 2-4).
+    """Student loss ``L_dis + lambda L_adv`` (docs/method.md §1.3, steps 2-4).
 
     ``discriminator(x_t, eps, t, y)`` runs D with its current (already privatised) weights: using them
     is post-processing, so D's parameters are constants here. ``distillation_weight`` scales the
@@ -47,7 +47,7 @@ def make_student_loss(discriminator: Call, adversarial_weight: float, distillati
 
 def discriminator_loss(call: Call, x_t: torch.Tensor, t: torch.Tensor, labels: torch.Tensor,
                        teacher_eps: torch.Tensor, student_eps: torch.Tensor) -> torch.Tensor:
-    """``-log D(x_r, eps_psi) - log(1 - D(x_r, eps_theta))`` (METHOD.md 1.3, step 5).
+    """``-log D(x_r, eps_psi) - log(1 - D(x_r, eps_theta))`` (docs/method.md §1.3, step 5).
 
     Both passes are made from the same record, so both live in one per-record loss and are clipped
     together (the whole per-record loss is what the sensitivity bound covers).

@@ -1,4 +1,4 @@
-"""The privacy plan: which phases run, on which data, with which calibrated noise (METHOD.md 1.6-1.7).
+"""The privacy plan: which phases run, on which data, with which calibrated noise (docs/method.md §1.6-§1.7).
 
 The planner is shared by the CLI, the GUI's "New run" screen and the engine, so the numbers a user
 sees before starting are the numbers the run uses.

@@ -1,7 +1,7 @@
 """One optimisation step of each phase kind, private or not.
 
 ``denoise_step`` trains a teacher or the DPDM model; ``distill_step`` trains the discriminator and
-then the student from the same Poisson batch (one joint mechanism, METHOD.md 1.7).
+then the student from the same Poisson batch (one joint mechanism, docs/method.md §1.7).
 
 A private step is driven by its :class:`~dpsad_core.privacy.Mechanism`: the sample rate, and each
 release's noise multiplier and clip norm, are read from the very object the accountant then

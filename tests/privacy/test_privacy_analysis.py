@@ -1,4 +1,4 @@
-"""RDP and PRV epsilon: golden values (METHOD.md 1.7, 2), composition, and agreement with Opacus."""
+"""RDP and PRV epsilon: golden values (docs/method.md §1.7, 2), composition, and agreement with Opacus."""
 
 from __future__ import annotations
 

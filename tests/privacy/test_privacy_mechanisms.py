@@ -106,7 +106,7 @@ def test_noise_helpers_reject_bad_values(call, field: str) -> None:
 
 
 def test_rdm_query_mechanism_noise_multiplier() -> None:
-    # Sensitivity of the mean of k unit vectors under add/remove of one record is 2/k (METHOD.md 2).
+    # Sensitivity of the mean of k unit vectors under add/remove of one record is 2/k (docs/method.md §2).
     mechanism = rdm_query_mechanism(k=18, sigma=0.2, sample_rate=0.01, queries=1000)
     assert mechanism.part == "rdm-retrieval"
     assert mechanism.noise_multiplier == pytest.approx(1.8, rel=1e-15)
