@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from dpsad_core.errors import RunError
+
+if TYPE_CHECKING:  # torch is imported where it is used: the GUI window imports the engine, not torch
+    import torch
 
 
 class WorkerLost(RunError):
@@ -62,6 +63,7 @@ def init_world(device: str) -> World:
     gloo on CPU, nccl on CUDA (each worker then uses ``cuda:LOCAL_RANK``).
     """
     global _current
+    import torch
     import torch.distributed as dist
 
     if not launched_by_torch() or int(os.environ["WORLD_SIZE"]) < 2:
@@ -106,6 +108,7 @@ def _collective(action):
 
 def _wire_device() -> torch.device:
     """Where small exchanged tensors live: NCCL moves only GPU tensors, gloo CPU ones."""
+    import torch
     import torch.distributed as dist
 
     if dist.get_backend() == "nccl":
@@ -130,6 +133,7 @@ def any_rank(flag: bool) -> bool:
     world = current_world()
     if not world.distributed:
         return flag
+    import torch
     import torch.distributed as dist
 
     value = torch.tensor([1 if flag else 0], dtype=torch.int64, device=_wire_device())
@@ -153,6 +157,7 @@ def sum_across(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     world = current_world()
     if not world.distributed or not tensors:
         return tensors
+    import torch
     import torch.distributed as dist
 
     names = list(tensors)  # the caller's order, the same on every rank; kept, as the noise is drawn in it
@@ -170,6 +175,8 @@ def sum_module_gradients(module: torch.nn.Module) -> None:
     """All-reduce (SUM) the ``.grad`` of every trainable parameter (a missing one counts as zero)."""
     if not current_world().distributed:
         return
+    import torch
+
     params = {name: p for name, p in module.named_parameters() if p.requires_grad}
     grads = {name: p.grad if p.grad is not None else torch.zeros_like(p) for name, p in params.items()}
     for name, total in sum_across(grads).items():
@@ -181,6 +188,8 @@ def shard_positions(units: torch.Tensor, world: World) -> torch.Tensor:
 
     The sampled units, sorted, are dealt round-robin: a unit's records all go to one worker.
     """
+    import torch
+
     if not world.distributed:
         return torch.arange(units.numel())
     distinct, owner_index = torch.unique(units, sorted=True, return_inverse=True)
