@@ -207,6 +207,8 @@ def mean_metrics(metrics: dict[str, float], records: int) -> dict[str, float]:
         return metrics
     import math
 
+    import torch
+
     names = sorted(metrics)
     values = []
     for name in names:
