@@ -141,7 +141,7 @@ def test_a_paper_run_resumed_without_a_checkpoint_stays_not_private(workspace):
         list(export_bundle(started.run_id, workspace=workspace, out=workspace / "b", per_class=1, device="cpu"))
 
 
-def test_an_export_trusts_the_plan_over_a_result_that_says_private(workspace, tmp_path, monkeypatch):
+def test_an_export_trusts_the_plan_over_a_result_that_says_private():
     # A result.json written before the fix (private: true beside a plan with unprotected parts).
     from dpsad_core.training.runs import release_privacy
 
