@@ -38,7 +38,10 @@ less than the sum of the runs' epsilons). A cap refuses runs that would bring th
 <ul>
 <li><b>dpdm</b> (the default): one model trained with privacy noise; optional free pre-training on public
 images with the same classes.</li>
-<li><b>dpsad</b>: a private teacher model, then a private student: the whole run is private.</li>
+<li><b>dpsad</b>: a private teacher model, then a fast student that learns only from the teacher's own images:
+the student costs no privacy and makes an image in 4 steps instead of 25.</li>
+<li><b>dpsad-split</b>: a private teacher, then a private student trained on your data: the budget is split
+between them.</li>
 <li><b>dpsad-public-teacher</b>: the teacher learns from public images only; the student is private.</li>
 <li><b>dpsad-paper</b>: the published method. NOT private (epsilon is infinite); for research only, and its
 export is stamped NOT DIFFERENTIALLY PRIVATE.</li>

@@ -90,24 +90,22 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--json", action="store_true")
     sub.set_defaults(handler=_cmd_datasets)
 
+    from dpsad_core.training.config import DEFAULT_RECIPE, Recipe
+
     sub = commands.add_parser("train", help="train a private image generator",
-                              description="Recipes: dpdm (one DP model, pre-trained for free on --public-data "
-                                          "when given; the default: the best sound recipe measured, see "
-                                          "docs/benchmarks.md), dpsad (DP teacher, DP student and "
-                                          "discriminator), dpsad-public-teacher (teacher on data you declare "
-                                          "public), dpsad-paper (the published method: NOT differentially "
-                                          "private, for research only).")
+                              formatter_class=argparse.RawDescriptionHelpFormatter,
+                              description="Recipes (the default is the best sound recipe measured, see "
+                                          "docs/benchmarks.md):\n" + "\n".join(
+                                              f"  {r.value}: {r.description}" for r in Recipe))
     sub.add_argument("--data", help="'demo', a dataset name from 'dpsad-core datasets', or a path to import")
-    sub.add_argument("--recipe", choices=["dpsad", "dpsad-public-teacher", "dpdm", "dpsad-paper"],
-                     help="default: dpdm (pre-trained on --public-data when given)")
+    sub.add_argument("--recipe", choices=[r.value for r in Recipe], help=f"default: {DEFAULT_RECIPE.value}")
     sub.add_argument("--epsilon", type=typed.epsilon(), default=10.0,
                      help="target epsilon for the whole run (default 10)")
     sub.add_argument("--delta", type=typed.delta(), help="target delta (default min(1e-5, 0.1/N))")
     sub.add_argument("--preset", default="quick", choices=["tiny", "quick", "standard"])
-    sub.add_argument("--public-data", help="data you may treat as public, with the private data's classes: dpdm "
-                                           "pre-trains on it, dpsad-public-teacher trains its teacher on it (free "
-                                           "in privacy). A path, a saved dataset, or 'rendered-digits' (generated "
-                                           "font digits)")
+    sub.add_argument("--public-data", help="data you may treat as public, with the private data's classes (" + "; ".join(
+        f"{r.value}: {r.public_data_use}" for r in Recipe if r.public_data_use) + "). A path, a saved dataset, or "
+        "'rendered-digits' (generated font digits)")
     sub.add_argument("--allow-public-overlap", action="store_true",
                      help="research only: use --public-data even though it shares records with the private data; "
                           "the run is then reported NOT differentially private (epsilon = infinity)")
@@ -143,6 +141,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--npz", help="also save the images and labels as .npz here")
     sub.add_argument("--sampler", default="ddim", choices=["ddim", "ddpm"])
     sub.add_argument("--steps", type=typed.sampler_steps(), help="DDIM steps (default: the run's setting)")
+    sub.add_argument("--generator", default="release", choices=["release", "teacher"],
+                     help="which network samples: release (the run's released model; for the dpsad recipe its few-step "
+                          "student) or teacher (the DP teacher a student was distilled from, with DDIM)")
     sub.add_argument("--guidance", type=typed.guidance(), help="classifier-free guidance weight (default: the run's)")
     sub.add_argument("--seed", type=typed.seed(), default=0)
     sub.add_argument("--device", default="auto")
@@ -380,7 +381,8 @@ def _cmd_sample(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
 
-    from dpsad_core.sampling import generate, grid_image, load_released_model, save_png, stamp_not_private, to_uint8
+    from dpsad_core.sampling import (generate, grid_image, load_released_model, sampler_times, save_png,
+                                     stamp_not_private, to_uint8)
     from dpsad_core.training import RunFolder
     from dpsad_core.training.engine import resolve_device
     from dpsad_core.training.runs import release_privacy
@@ -389,14 +391,15 @@ def _cmd_sample(args: argparse.Namespace) -> int:
     npz = typed.output_file(args.npz, "--npz") if args.npz else None
     run = RunFolder.open(workspace_from_args(args), args.run)
     device = resolve_device(args.device)
-    model, schedule, meta = load_released_model(run.model_path, device)
+    model, schedule, meta = load_released_model(run.model_path, device, generator=args.generator)
+    steps, times = sampler_times(meta, args.steps, args.sampler)
     privacy = release_privacy(run.read_json("config.json"), {"private": meta["private"]})
     classes = len(meta["class_names"])
     labels = torch.arange(classes).repeat_interleave(args.per_class)
     config = model.config
     images = generate(model, schedule, labels=labels, image_shape=(config.image_channels, config.resolution,
                                                                     config.resolution),
-                      sampler=args.sampler, steps=args.steps or meta["sample_steps"],
+                      sampler=args.sampler, steps=steps, timesteps=times,
                       guidance=meta["guidance"] if args.guidance is None else args.guidance, seed=args.seed,
                       device=device)
     pixels = to_uint8(images)
@@ -448,6 +451,10 @@ def _print_plan(plan) -> None:
           f"{plan.private_units} private units")
     for phase in plan.phases:
         noise = f"sigma {phase.noise_multiplier:.3f}" if phase.privacy == "dp" else "no noise"
+        if phase.privacy == "postprocess":
+            print(f"  {phase.name:<9} {phase.privacy:<10} on the teacher's own samples: {phase.steps} steps, batch "
+                  f"{phase.expected_batch_size:g}; never reads the private data, so no privacy cost")
+            continue
         print(f"  {phase.name:<9} {phase.privacy:<10} on {phase.data:<7} data: {phase.steps} steps, "
               f"expected batch {phase.expected_batch_size:g} (q={phase.sample_rate:.4f}), {noise}")
     eps = plan.planned_epsilon.get("certified")

@@ -58,26 +58,74 @@ def save_png(image: np.ndarray, path: Path) -> Path:
     return atomic_write(path, write)
 
 
-def load_released_model(model_path: Path, device: str = "cpu") -> tuple[Any, Any, dict[str, Any]]:
-    """(model, schedule, metadata) from a run's ``model.pt``."""
+#: Which network of a run samples: its release (the few-step student when it has one) or the teacher.
+GENERATORS = ("release", "teacher")
+
+
+def load_released_model(model_path: Path, device: str = "cpu",
+                        generator: str = "release") -> tuple[Any, Any, dict[str, Any]]:
+    """(model, schedule, metadata) from a run's ``model.pt``.
+
+    ``metadata["timesteps"]`` is set for a few-step student: it samples at exactly those times.
+    ``generator="teacher"``: the DP teacher a few-step student was distilled from, sampled with DDIM.
+    """
     import torch
 
     from dpsad_core.diffusion import DiffusionSchedule
-    from dpsad_core.models import UNet, UNetConfig
+    from dpsad_core.models import UNet, UNetConfig, VPredictionStudent
 
     if not model_path.is_file():
         raise RunError(f"{model_path} does not exist", remedy="the run has not finished; resume it first")
+    if generator not in GENERATORS:
+        raise ConfigError(f"unknown generator {generator!r}", field="generator", value=generator,
+                          remedy=f"choose one of: {', '.join(GENERATORS)}")
     payload = torch.load(model_path, map_location="cpu", weights_only=False)
-    model = UNet(UNetConfig(**payload["unet_config"]))
-    model.load_state_dict(payload["state_dict"])
-    model.to(device).eval()
     schedule = DiffusionSchedule(payload["diffusion_steps"], payload["schedule"])
-    return model, schedule, payload["metadata"]
+    config = UNetConfig(**payload["unet_config"])
+    metadata = dict(payload["metadata"])
+    if generator == "teacher":
+        if "teacher" not in payload:
+            raise ConfigError(f"run {metadata.get('run_id')} has no separate teacher: its one model already samples "
+                              "with DDIM", field="generator", value=generator, remedy="leave out --generator teacher")
+        teacher = payload["teacher"]
+        model = UNet(config)
+        model.load_state_dict(teacher["state_dict"])
+        for key in ("prediction", "timesteps"):
+            metadata.pop(key, None)
+        metadata.update(sample_steps=teacher["sample_steps"], guidance=teacher["guidance"], generator="teacher")
+    elif metadata.get("prediction") == "v":
+        model = VPredictionStudent(config, schedule.alphas_cumprod)
+        model.load_state_dict(payload["state_dict"])
+        metadata["generator"] = "few-step student"
+    else:
+        model = UNet(config)
+        model.load_state_dict(payload["state_dict"])
+        metadata["generator"] = "release"
+    model.to(device).eval()
+    return model, schedule, metadata
+
+
+def sampler_times(metadata: dict[str, Any], steps: int | None, sampler: str = "ddim") -> tuple[int, list[int] | None]:
+    """(steps, timesteps) for sampling a loaded model; ``steps`` is the user's override (None: the run's).
+
+    A few-step student samples only with DDIM at the times it learned: anything else is refused.
+    """
+    times = metadata.get("timesteps")
+    if times is None:
+        return steps or int(metadata["sample_steps"]), None
+    if sampler != "ddim":
+        raise ConfigError(f"the few-step student samples with ddim only, not {sampler}", field="sampler",
+                          value=sampler, remedy="leave out --sampler, or sample the teacher with --generator teacher")
+    if steps not in (None, len(times)):
+        raise ConfigError(f"the few-step student samples in exactly {len(times)} steps, not {steps}", field="steps",
+                          value=steps, remedy="leave out --steps, or sample the teacher with --generator teacher")
+    return len(times), list(times)
 
 
 def generate(model, schedule, *, labels, image_shape: tuple[int, ...], sampler: str = "ddim", steps: int = 25,
-             guidance: float = 0.0, seed: int = 0, batch_size: int = 500, device: str = "cpu"):
-    """Images in [-1, 1] for the given class labels, sampled in batches."""
+             guidance: float = 0.0, seed: int = 0, batch_size: int = 500, device: str = "cpu",
+             timesteps: list[int] | None = None):
+    """Images in [-1, 1] for the given class labels, sampled in batches (``timesteps``: a student's times)."""
     import torch
 
     from dpsad_core.diffusion import sample
@@ -91,5 +139,6 @@ def generate(model, schedule, *, labels, image_shape: tuple[int, ...], sampler: 
     for start in range(0, labels.numel(), batch_size):
         chunk = labels[start:start + batch_size].to(device)
         chunks.append(sample(model, schedule, chunk, shape=image_shape, sampler=sampler, steps=steps,
-                             guidance=guidance, null_label=null_label, generator=generator).cpu())
+                             guidance=guidance, null_label=null_label, generator=generator,
+                             timesteps=timesteps).cpu())
     return torch.cat(chunks)

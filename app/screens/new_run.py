@@ -20,16 +20,12 @@ from dpsad_workbench.settings import AppSettings
 from dpsad_workbench.widgets import EPSILON_MAX, EPSILON_MIN, EpsilonEdit, WrapLabel, parse_epsilon
 from dpsad_workbench.worker import WorkerOwner, call_in_worker
 
-RECIPES = {  # the first is the default (dpsad_core.training.DEFAULT_RECIPE; a test keeps them in step)
-    "dpdm": "One model trained with privacy noise; optional pre-training on public data is free. The default: "
-            "the recipe that gave the most useful images in our measurements.",
-    "dpsad": "DP teacher, then DP student and discriminator: the whole run is (epsilon, delta)-DP.",
-    "dpsad-public-teacher": "The teacher learns from data you declare public (free); the student and "
-                            "discriminator are DP. (epsilon, delta)-DP if that data really is public.",
-    "dpsad-paper": "The published method: teacher and discriminator WITHOUT protection. NOT differentially "
-                   "private (epsilon = infinity). For research only.",
-}
-PUBLIC_RECIPES = ("dpsad-public-teacher", "dpdm")
+from dpsad_core.training.config import DEFAULT_RECIPE, Recipe  # noqa: E402  (no torch: the window opens fast)
+
+# The default first, then the others in the enum's order; the texts are the core's (one place for both).
+RECIPES = {recipe.value: recipe.description
+           for recipe in sorted(Recipe, key=lambda r: r is not DEFAULT_RECIPE)}
+PUBLIC_RECIPES = tuple(recipe.value for recipe in Recipe if recipe.public_data_use is not None)
 PRESETS = {"tiny": "tiny (seconds, for trying the app)", "quick": "quick (minutes on a CPU at 8x8)",
            "standard": "standard (a larger model, for a GPU)"}
 DEMO_LABEL = "demo: embedded 8x8 digits (1,500 images)"

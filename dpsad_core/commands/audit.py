@@ -27,7 +27,9 @@ def register(commands: argparse._SubParsersAction) -> None:
                     "from the released model which canaries were trained on, and reports the largest epsilon "
                     "those guesses refute at the given confidence (Steinke, Nasr, Jagielski 2023). The result is "
                     "a LOWER bound: a low value does not prove privacy.")
-    sub.add_argument("--recipe", choices=["dpsad", "dpsad-public-teacher", "dpdm", "dpsad-paper"],
+    from dpsad_core.training.config import Recipe
+
+    sub.add_argument("--recipe", choices=[r.value for r in Recipe],
                      help="recipe under test (default: dpsad-public-teacher with --public-data, else dpsad)")
     sub.add_argument("--data", help="'demo', a saved dataset name, or a path")
     sub.add_argument("--epsilon", type=typed.epsilon(), default=10.0,

@@ -33,6 +33,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     amount.add_argument("--samples", metavar="NPZ",
                         help="evaluate these images (from 'dpsad-core sample RUN --npz FILE') instead of sampling")
     sub.add_argument("--steps", type=typed.sampler_steps(), help="DDIM sampling steps (default: the run's setting)")
+    sub.add_argument("--generator", default="release", choices=["release", "teacher"],
+                     help="which network samples: release (the run's released model; for the dpsad recipe its few-step "
+                          "student) or teacher (the DP teacher a student was distilled from, with DDIM)")
     sub.add_argument("--guidance", type=typed.guidance(),
                      help="classifier-free guidance weight for sampling (default: the run's); free in privacy")
     sub.add_argument("--epochs", type=int, default=10, help="epochs of the downstream CNN (default 10)")
@@ -56,7 +59,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     options = EvaluationOptions(per_class=args.per_class, count=args.count, seed=args.seed, device=args.device,
                                 sample_steps=args.steps, guidance=args.guidance, cnn_epochs=args.epochs,
                                 cnn_min_steps=args.min_steps, inception_weights=args.inception_weights,
-                                samples=args.samples)
+                                samples=args.samples, generator=args.generator)
     finished = None
     for event in evaluate_run(args.run, test=args.test, workspace=workspace_from_args(args), options=options):
         if isinstance(event, EvaluationStage):

@@ -42,6 +42,9 @@ def register(commands: argparse._SubParsersAction) -> None:
                           "results: computed without noise, so OUTSIDE the privacy guarantee (labelled as such)")
     sub.add_argument("--sampler", default="ddim", choices=["ddim", "ddpm"])
     sub.add_argument("--steps", type=typed.sampler_steps(), help="sampler steps (default: the run's setting)")
+    sub.add_argument("--generator", default="release", choices=["release", "teacher"],
+                     help="which network samples: release (the run's released model; for the dpsad recipe its few-step "
+                          "student) or teacher (the DP teacher a student was distilled from, with DDIM)")
     sub.add_argument("--guidance", type=typed.guidance(), help="classifier-free guidance weight (default: the run's)")
     sub.add_argument("--seed", type=typed.seed(), default=0)
     sub.add_argument("--device", default="auto")
@@ -170,7 +173,8 @@ def _cmd_export(args: argparse.Namespace) -> int:
     events = export_bundle(args.run, workspace=workspace_from_args(args), out=args.out, per_class=args.per_class,
                            count=args.count, zip=args.zip, npz=args.npz, research=args.research,
                            include_private_diagnostics=args.include_private_diagnostics, sampler=args.sampler,
-                           steps=args.steps, guidance=args.guidance, seed=args.seed, device=args.device)
+                           steps=args.steps, guidance=args.guidance, seed=args.seed, device=args.device,
+                           generator=args.generator)
     finished = consume_export(events)
     summary = finished.summary
     if args.json:

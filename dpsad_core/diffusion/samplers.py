@@ -28,27 +28,55 @@ def guided_eps(model: EpsModel, x: torch.Tensor, t: torch.Tensor, labels: torch.
     return (1.0 + guidance) * conditional - guidance * unconditional
 
 
+def ddim_timesteps(schedule: DiffusionSchedule, steps: int) -> list[int]:
+    """DDIM's ``steps`` evenly spaced time steps from T-1 down to 0 (the teacher's sampler)."""
+    if not 1 <= steps <= schedule.num_steps:
+        raise ConfigError(f"sampling steps must be in 1..{schedule.num_steps}", field="sample_steps", value=steps)
+    return torch.linspace(schedule.num_steps - 1, 0, steps).round().long().tolist()
+
+
+def ddim_update(x: torch.Tensor, eps: torch.Tensor, abar_t: torch.Tensor,
+                abar_prev: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """One deterministic DDIM step (eta = 0): ``(x_prev, x0)``, with the predicted x0 clamped to [-1, 1].
+
+    The step depends on the model only through the clamped x0, which is what a few-step student is
+    trained to predict (dpsad_core/training/few_step.py).
+    """
+    x0 = ((x - (1 - abar_t).sqrt() * eps) / abar_t.sqrt()).clamp(-1, 1)
+    eps = (x - abar_t.sqrt() * x0) / (1 - abar_t).sqrt()
+    return abar_prev.sqrt() * x0 + (1 - abar_prev).clamp(min=0).sqrt() * eps, x0
+
+
 @torch.no_grad()
 def ddim_sample(model: EpsModel, schedule: DiffusionSchedule, labels: torch.Tensor, *, shape: tuple[int, ...],
                 steps: int = 25, eta: float = 0.0, guidance: float = 0.0, null_label: int = -1,
-                generator: torch.Generator | None = None) -> torch.Tensor:
-    """DDIM with ``steps`` evenly spaced time steps; ``eta = 0`` is deterministic given the start noise."""
-    if not 1 <= steps <= schedule.num_steps:
-        raise ConfigError(f"sampling steps must be in 1..{schedule.num_steps}", field="sample_steps", value=steps)
+                generator: torch.Generator | None = None, timesteps: list[int] | None = None) -> torch.Tensor:
+    """DDIM with ``steps`` evenly spaced time steps; ``eta = 0`` is deterministic given the start noise.
+
+    ``timesteps`` (decreasing) replaces the even spacing: a few-step student samples at the times it
+    was trained on, the last one stepping straight to x_0.
+    """
+    timesteps = ddim_timesteps(schedule, steps) if timesteps is None else [int(t) for t in timesteps]
+    if not timesteps or any(not 0 <= t < schedule.num_steps for t in timesteps) or sorted(timesteps,
+                                                                                        reverse=True) != timesteps:
+        raise ConfigError(f"sampling times must decrease within 0..{schedule.num_steps - 1}, got {timesteps}",
+                          field="timesteps", value=timesteps)
     device = labels.device
     x = torch.randn((labels.shape[0], *shape), generator=generator, device=device)
-    timesteps = torch.linspace(schedule.num_steps - 1, 0, steps).round().long().tolist()
     abar = schedule.alphas_cumprod.to(device=device, dtype=torch.float32)
     for index, t in enumerate(timesteps):
         t_batch = torch.full((x.shape[0],), t, device=device, dtype=torch.long)
         eps = guided_eps(model, x, t_batch, labels, null_label=null_label, guidance=guidance)
         abar_t = abar[t]
         abar_prev = abar[timesteps[index + 1]] if index + 1 < len(timesteps) else torch.tensor(1.0, device=device)
+        if eta == 0:
+            x, _ = ddim_update(x, eps, abar_t, abar_prev)
+            continue
         x0 = ((x - (1 - abar_t).sqrt() * eps) / abar_t.sqrt()).clamp(-1, 1)
         eps = (x - abar_t.sqrt() * x0) / (1 - abar_t).sqrt()
         sigma = eta * ((1 - abar_prev) / (1 - abar_t) * (1 - abar_t / abar_prev)).clamp(min=0).sqrt()
         x = abar_prev.sqrt() * x0 + (1 - abar_prev - sigma**2).clamp(min=0).sqrt() * eps
-        if eta > 0 and index + 1 < len(timesteps):
+        if index + 1 < len(timesteps):
             x = x + sigma * torch.randn(x.shape, generator=generator, device=device)
     return x.clamp(-1, 1)
 
@@ -81,11 +109,11 @@ def ddpm_sample(model: EpsModel, schedule: DiffusionSchedule, labels: torch.Tens
 
 def sample(model: EpsModel, schedule: DiffusionSchedule, labels: torch.Tensor, *, shape: tuple[int, ...],
            sampler: SamplerKind = "ddim", steps: int = 25, guidance: float = 0.0, null_label: int = -1,
-           generator: torch.Generator | None = None) -> torch.Tensor:
-    """One entry point over both samplers."""
+           generator: torch.Generator | None = None, timesteps: list[int] | None = None) -> torch.Tensor:
+    """One entry point over both samplers (``timesteps``: DDIM's times, for a few-step student)."""
     if sampler == "ddim":
         return ddim_sample(model, schedule, labels, shape=shape, steps=steps, guidance=guidance,
-                           null_label=null_label, generator=generator)
+                           null_label=null_label, generator=generator, timesteps=timesteps)
     if sampler == "ddpm":
         return ddpm_sample(model, schedule, labels, shape=shape, guidance=guidance, null_label=null_label,
                            generator=generator)

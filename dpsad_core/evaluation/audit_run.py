@@ -167,7 +167,12 @@ def score_audit_run(run_ref: str | Path, *, workspace: Path, device: str = "auto
     canaries = _read_canaries(run.path)
     result = run.read_json("result.json")
     device = resolve_device(device)
-    model, schedule, _ = load_released_model(run.model_path, device)
+    # A few-step student is a function of its teacher only (post-processing): the teacher, whose loss
+    # the scores need at every time step, is the stronger target and bounds what the student leaks.
+    try:
+        model, schedule, _ = load_released_model(run.model_path, device, generator="teacher")
+    except ConfigError:  # the run has one model
+        model, schedule, _ = load_released_model(run.model_path, device)
     scores = membership_scores(model, schedule, canaries, draws=settings.score_draws, seed=settings.seed,
                                device=device)
     guesses = None if settings.guesses_per_side is None else (settings.guesses_per_side,)

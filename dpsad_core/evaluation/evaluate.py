@@ -54,7 +54,7 @@ def evaluate_run(run_ref: str, *, test: str, workspace: Path, options: Evaluatio
         The last event holds the result dict also written to ``<run folder>/evaluation.json``.
     """
     from dpsad_core.data import resolve_data_source
-    from dpsad_core.sampling import generate, load_released_model
+    from dpsad_core.sampling import generate, load_released_model, sampler_times
     from dpsad_core.training import RunFolder, TrainConfig
     from dpsad_core.training.engine import resolve_device
 
@@ -67,7 +67,7 @@ def evaluate_run(run_ref: str, *, test: str, workspace: Path, options: Evaluatio
         yield from _evaluate_rdm_run(run, stored, test=test, workspace=workspace, options=options)
         return
     device = resolve_device(options.device)
-    model, schedule, meta = load_released_model(run.model_path, device)
+    model, schedule, meta = load_released_model(run.model_path, device, generator=options.generator)
     config = TrainConfig.from_dict(stored["config"])
     training = resolve_data_source(config.data, workspace=workspace, resolution=stored["dataset"]["resolution"],
                                    min_records=0)
@@ -78,7 +78,7 @@ def evaluate_run(run_ref: str, *, test: str, workspace: Path, options: Evaluatio
                                     resolution=training.resolution, channels=training.channels, min_records=1)
     _check_held_out(real_test, training, test)
 
-    steps = options.sample_steps or meta["sample_steps"]
+    steps, times = sampler_times(meta, options.sample_steps)
     guidance = meta["guidance"] if options.guidance is None else options.guidance
     began = time.perf_counter()
     if options.samples:
@@ -88,10 +88,11 @@ def evaluate_run(run_ref: str, *, test: str, workspace: Path, options: Evaluatio
     else:
         count = options.synthetic_count(training.num_classes)
         yield EvaluationStage("sample", 2, total,
-                              f"sampling {count} synthetic images ({steps} DDIM steps, guidance {guidance:g})")
+                              f"sampling {count} synthetic images from the {meta['generator']} ({steps} DDIM steps, "
+                              f"guidance {guidance:g})")
         labels = np.sort(np.arange(count) % training.num_classes)
         shape = (model.config.image_channels, model.config.resolution, model.config.resolution)
-        images = generate(model, schedule, labels=labels, image_shape=shape, steps=steps,
+        images = generate(model, schedule, labels=labels, image_shape=shape, steps=steps, timesteps=times,
                           guidance=guidance, seed=options.seed, device=device)
         synthetic = ((images.numpy() + 1) / 2).clip(0, 1).astype(np.float32)
     sample_seconds = time.perf_counter() - began
@@ -104,7 +105,7 @@ def evaluate_run(run_ref: str, *, test: str, workspace: Path, options: Evaluatio
     if options.samples:
         result["config"].update(samples_file=Path(options.samples).name, sampler=None, sample_steps=None)
     else:
-        result["config"].update(samples_file=None, sampler="ddim", sample_steps=steps)
+        result["config"].update(samples_file=None, sampler="ddim", sample_steps=steps, generator=meta["generator"])
     result["config"].update(guidance=None if options.samples else guidance, device=device,
                             seconds={**result["config"]["seconds"], "sample": round(sample_seconds, 2)})
     path = write_evaluation(run.path, result)

@@ -100,6 +100,9 @@ class EvaluationOptions:
         Where to sample ("auto", "cpu", "cuda"); the classifiers run on the CPU.
     sample_steps
         DDIM steps (default: the run's setting).
+    generator
+        "release" (the released model: for ``dpsad`` its few-step student) or "teacher" (the DP
+        teacher it was distilled from, sampled with DDIM).
     guidance
         Classifier-free guidance weight for sampling (default: the run's). Sampling is
         post-processing of the released model, so trying weights costs no privacy.
@@ -123,6 +126,7 @@ class EvaluationOptions:
     seed: int = 0
     device: str = "auto"
     sample_steps: int | None = None
+    generator: str = "release"
     guidance: float | None = None
     cnn_epochs: int = 10
     cnn_min_steps: int = 1500

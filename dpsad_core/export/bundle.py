@@ -49,7 +49,8 @@ class ExportOptions:
     exports every image it generated. ``research`` allows a non-private run (the bundle is
     stamped NOT DIFFERENTIALLY PRIVATE). ``include_private_diagnostics`` adds the losses of phases
     that read the private data and the run's evaluation numbers, labelled as outside the guarantee.
-    ``steps`` and ``guidance`` default to the run's settings.
+    ``steps`` and ``guidance`` default to the run's settings. ``generator`` is "release" (the run's
+    released model: for ``dpsad`` its few-step student) or "teacher" (the DP teacher, sampled with DDIM).
     """
 
     per_class: int | None = None
@@ -59,6 +60,7 @@ class ExportOptions:
     research: bool = False
     include_private_diagnostics: bool = False
     sampler: str = "ddim"
+    generator: str = "release"
     steps: int | None = None
     guidance: float | None = None
     seed: int = 0

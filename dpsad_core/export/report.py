@@ -5,7 +5,8 @@ Built only from what may leave the machine (see docs/privacy.md):
 - data-independent numbers: the mechanisms (noise, sample rate, steps, clipping), the accountant's
   values, the epsilon curve (a function of those alone), the resolved config and plan;
 - the dataset's name, HMAC fingerprint and size (never per-class counts or per-record values);
-- loss curves of phases that never read the private data (``privacy == "public"`` in the plan);
+- loss curves of phases that never read the private data (``privacy`` "public" or "postprocess" in
+  the plan: public data, or the released teacher's own samples);
 - only with ``include_private_diagnostics``: loss curves of phases that read the private data and
   the aggregate numbers of ``evaluation.json``, both computed without noise and labelled as outside
   the guarantee.
@@ -24,6 +25,8 @@ from dpsad_core.export.names import (BUILT_IN_SOURCES, INDEX_NAME, PRIVATE_NAME,
 
 REPORT_FORMAT = "dpsad-privacy-report/1"
 MAX_CURVE_POINTS = 400
+#: Phase privacy values (training/planner.py) of phases that never read the private data.
+PUBLIC_PRIVACY = ("public", "postprocess")
 OUTSIDE_GUARANTEE = ("OUTSIDE THE PRIVACY GUARANTEE: computed from the private data without noise and included "
                      "because the exporter asked for it (--include-private-diagnostics); publishing it releases "
                      "information that epsilon does not cover")
@@ -220,6 +223,14 @@ def plain_language(result: dict[str, Any]) -> dict[str, list[str]]:
         "Every part of the pipeline that read the private data is included in epsilon (see 'mechanisms'); the "
         "images are samples from the released model, which costs no further privacy (post-processing).",
     ]
+    student = result.get("student")
+    if student:
+        means.append(
+            f"The images come from a fast 'student' generator that makes an image in {student['sample_steps']} steps "
+            f"instead of the teacher's {student['teacher_sample_steps']}. The student learned only from "
+            f"{student['pool_size']:,} images the privately trained teacher generated itself, never from the private "
+            "data: like the images in this bundle, it is computed from the teacher alone, so it costs no privacy "
+            "beyond the teacher's epsilon.")
     does_not_mean = [
         "It does not hide facts about the population the data shows (for example how a disease looks, or how "
         "common it is); it limits what can be learned about one record.",
@@ -278,7 +289,7 @@ def epsilon_curve(metrics: list[dict[str, Any]]) -> dict[str, Any]:
 
 def loss_curves(metrics: list[dict[str, Any]], plan: dict[str, Any], *, public: bool) -> dict[str, Any]:
     """Loss columns per phase, for phases that did (``public=False``) or did not read the private data."""
-    public_phases = {phase["name"] for phase in plan.get("phases", []) if phase["privacy"] == "public"}
+    public_phases = {phase["name"] for phase in plan.get("phases", []) if phase["privacy"] in PUBLIC_PRIVACY}
     curves: dict[str, Any] = {}
     for phase in dict.fromkeys(record["phase"] for record in metrics):
         if (phase in public_phases) != public:

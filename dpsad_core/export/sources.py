@@ -62,21 +62,21 @@ def model_source(run, settings) -> ImageSource:
     import numpy as np
 
     from dpsad_core.export.manifest import sha256_file
-    from dpsad_core.sampling import generate, load_released_model, to_uint8
+    from dpsad_core.sampling import generate, load_released_model, sampler_times, to_uint8
     from dpsad_core.training.engine import resolve_device
 
     if settings.per_class is None and settings.count is None:
         raise ConfigError("give one of per_class and count", field="per_class", value=None,
                           remedy="e.g. --per-class 100 or --count 1000")
     device = resolve_device(settings.device)
-    model, schedule, meta = load_released_model(run.model_path, device)
+    model, schedule, meta = load_released_model(run.model_path, device, generator=settings.generator)
     class_names = [str(name) for name in meta["class_names"]]
     num_classes = len(class_names)
     if settings.per_class is not None:
         labels = np.repeat(np.arange(num_classes), settings.per_class)
     else:  # spread as evenly as possible: the first (count mod K) classes get one more
         labels = np.sort(np.arange(settings.count) % num_classes)
-    steps = settings.steps or meta["sample_steps"]
+    steps, times = sampler_times(meta, settings.steps, settings.sampler)
     guidance = meta["guidance"] if settings.guidance is None else settings.guidance
     shape = (model.config.image_channels, model.config.resolution, model.config.resolution)
 
@@ -86,7 +86,7 @@ def model_source(run, settings) -> ImageSource:
             # One seed per chunk: the same options give the same images whatever the batch split in generate().
             images = generate(model, schedule, labels=chunk, image_shape=shape, sampler=settings.sampler,
                               steps=steps, guidance=guidance, seed=settings.seed + start,
-                              batch_size=settings.batch_size, device=device)
+                              batch_size=settings.batch_size, device=device, timesteps=times)
             yield start, to_uint8(images)
 
     return ImageSource(
@@ -94,7 +94,8 @@ def model_source(run, settings) -> ImageSource:
         model={"sha256": sha256_file(run.model_path), "file": "model.pt", "shipped": False,
                "note": "the released model the images were sampled from; it stays with the exporter. Teacher and "
                        "discriminator weights are never exported"},
-        settings={"sampler": settings.sampler, "sample_steps": steps, "guidance": guidance, "seed": settings.seed},
+        settings={"sampler": settings.sampler, "sample_steps": steps, "guidance": guidance, "seed": settings.seed,
+                  "generator": meta["generator"]},
         contents="synthetic images sampled from the released model only: no training image, no teacher or "
                  "discriminator weights, no per-record value")
 

@@ -19,7 +19,8 @@ from dpsad_core.errors import ConfigError
 class Recipe(str, enum.Enum):
     """Which parts exist and how each may touch the private data (docs/method.md §1.6)."""
 
-    DPSAD = "dpsad"                                # DP teacher, DP student + discriminator
+    DPSAD = "dpsad"                                # DP teacher (whole budget), few-step student distilled for free
+    DPSAD_SPLIT = "dpsad-split"                    # DP teacher, DP student + discriminator: the budget split
     DPSAD_PUBLIC_TEACHER = "dpsad-public-teacher"  # teacher on user-declared public data, DP student + D
     DPDM = "dpdm"                                  # one model trained with DP-SGD (baseline)
     DPSAD_PAPER = "dpsad-paper"                    # reproduction: non-private teacher and D => epsilon = inf
@@ -32,11 +33,46 @@ class Recipe(str, enum.Enum):
     def has_student(self) -> bool:
         return self is not Recipe.DPDM
 
+    @property
+    def distills_for_free(self) -> bool:
+        """The student learns from the released teacher only (post-processing, docs/method.md §1.9)."""
+        return self is Recipe.DPSAD
+
+    @property
+    def public_data_use(self) -> str | None:
+        """What ``--public-data`` is for in this recipe (None: the recipe takes none)."""
+        return {Recipe.DPSAD: "optional: the teacher pre-trains on it (free) before DP-SGD",
+                Recipe.DPDM: "optional: the model pre-trains on it (free) before DP-SGD",
+                Recipe.DPSAD_PUBLIC_TEACHER: "required: the teacher learns only from it (free)"}.get(self)
+
+    @property
+    def description(self) -> str:
+        """One line for the analyst (CLI help, the GUI's New run)."""
+        return _RECIPE_DESCRIPTIONS[self]
+
+
+_RECIPE_DESCRIPTIONS = {
+    Recipe.DPSAD: "A teacher trained with differential privacy on your data, then a fast student that learns only "
+                  "from the teacher's own images: the student costs no privacy and makes images in 4 steps.",
+    Recipe.DPSAD_SPLIT: "A private teacher, then a private student and discriminator on your data: the privacy "
+                        "budget is split between them.",
+    Recipe.DPSAD_PUBLIC_TEACHER: "A teacher trained on data you declare public (free), then a private student "
+                                 "and discriminator on your data.",
+    Recipe.DPDM: "One model trained with differential privacy on your data (the DPDM baseline).",
+    Recipe.DPSAD_PAPER: "The paper's recipe, for research only: the teacher sees your data without protection, "
+                        "so the result is NOT differentially private.",
+}
 
 #: The recipe a run gets when none is named: measured best among the sound recipes at equal compute
 #: (docs/benchmarks.md: MNIST at epsilon 10, dpdm 0.719 and dpdm pre-trained on public data 0.753
-#: against dpsad 0.607; the demo and the CPU aim agree).
+#: against dpsad-split 0.607; the demo and the CPU aim agree).
 DEFAULT_RECIPE = Recipe.DPDM
+
+#: Recipe names as ``config.json`` files written before ``dpsad`` meant free distillation.
+_LEGACY_RECIPE_NAMES = {"dpsad": Recipe.DPSAD_SPLIT.value}
+
+#: ``config.json``'s format: 2 since ``dpsad`` is the free-distillation recipe (format 1 meant dpsad-split).
+CONFIG_FORMAT = 2
 
 
 #: Widest layer accepted for a network level (``--set channels=...``): far past any preset (128).
@@ -80,6 +116,12 @@ class Hyperparameters:
     teacher_budget_share: float = 0.5      # dpsad: share of the target epsilon calibrated for the teacher alone
     accountant: str = "rdp"                # accountant used to calibrate noise ("rdp" fast, "prv" tighter; quick
                                            # and standard use prv, tiny keeps rdp for fast tests)
+    # free few-step distillation (dpsad: post-processing of the released teacher, docs/method.md §1.9)
+    distill_steps: int = 600               # student + discriminator steps on the teacher's pool (no privacy cost)
+    distill_batch_size: int = 128
+    distill_adversarial_weight: float = 0.1
+    pool_size: int = 2048                  # teacher trajectories the student learns from
+    student_sample_steps: int = 4          # network evaluations per image of the few-step student
     # sampling and bookkeeping
     sample_steps: int = 25
     guidance: float = 0.0
@@ -103,11 +145,12 @@ class Hyperparameters:
             if isinstance(value, float) and not math.isfinite(value):
                 raise ConfigError(f"{item.name} must be a finite number, got {value}", field=item.name, value=value)
         positive_ints = ("diffusion_steps", "teacher_batch_size", "student_batch_size", "noise_multiplicity",
-                         "sample_steps", "sample_every", "checkpoint_every", "microbatch_size", "blocks_per_level")
+                         "sample_steps", "sample_every", "checkpoint_every", "microbatch_size", "blocks_per_level",
+                         "distill_batch_size", "pool_size", "student_sample_steps")
         for name in positive_ints:
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"{name} must be >= 1", field=name, value=getattr(self, name))
-        for name in ("teacher_steps", "student_steps", "warmup_steps", "pretrain_steps"):
+        for name in ("teacher_steps", "student_steps", "warmup_steps", "pretrain_steps", "distill_steps"):
             if int(getattr(self, name)) < 0:
                 raise ConfigError(f"{name} must be >= 0", field=name, value=getattr(self, name))
         for name in ("teacher_lr", "student_lr", "disc_lr", "teacher_clip_norm", "student_clip_norm",
@@ -134,6 +177,12 @@ class Hyperparameters:
         if self.distillation_weight < 0:
             raise ConfigError("distillation_weight must be >= 0", field="distillation_weight",
                               value=self.distillation_weight)
+        if self.distill_adversarial_weight < 0:
+            raise ConfigError("distill_adversarial_weight must be >= 0", field="distill_adversarial_weight",
+                              value=self.distill_adversarial_weight)
+        if self.student_sample_steps > 8:
+            raise ConfigError("student_sample_steps must be 1 to 8: the student is a few-step sampler",
+                              field="student_sample_steps", value=self.student_sample_steps)
         if self.adversarial_weight < 0:
             raise ConfigError("adversarial_weight must be >= 0", field="adversarial_weight",
                               value=self.adversarial_weight)
@@ -147,7 +196,7 @@ PRESETS: dict[str, Hyperparameters] = {
     "tiny": Hyperparameters(channels=(8, 16), disc_channels=(8, 8), diffusion_steps=100, teacher_steps=4,
                             pretrain_steps=4, teacher_batch_size=16, student_steps=4, student_batch_size=16, noise_multiplicity=2,
                             warmup_steps=1, sample_steps=5, sample_every=2, checkpoint_every=2,
-                            microbatch_size=16),
+                            microbatch_size=16, distill_steps=4, distill_batch_size=16, pool_size=32),
     # A few minutes on 2 CPU cores at 8 x 8 (the demo); roughly 4x per step at 16 x 16. Noise is
     # calibrated with PRV: 1-3 s more planning for about 6% less noise at the same guarantee
     # (docs/benchmarks.md, the CPU aim).
@@ -155,7 +204,8 @@ PRESETS: dict[str, Hyperparameters] = {
     # Larger model and longer run (GPU, or an hour-scale CPU run).
     "standard": Hyperparameters(channels=(32, 64, 128), attention_levels=(2,), disc_channels=(32, 64),
                                 teacher_steps=1000, teacher_batch_size=512, student_steps=500,
-                                student_batch_size=512, sample_every=100, checkpoint_every=50, accountant="prv"),
+                                student_batch_size=512, sample_every=100, checkpoint_every=50, accountant="prv",
+                                distill_steps=3000, distill_batch_size=256, pool_size=8192),
 }
 
 
@@ -234,17 +284,21 @@ class TrainConfig:
         if self.recipe is Recipe.DPSAD_PUBLIC_TEACHER and not self.public_data:
             raise ConfigError("the dpsad-public-teacher recipe needs a public dataset", field="public_data",
                               remedy="pass --public-data PATH with data you are allowed to treat as public")
-        if self.recipe in (Recipe.DPSAD, Recipe.DPSAD_PAPER) and self.public_data:
-            raise ConfigError(f"--public-data is used by the dpsad-public-teacher and dpdm recipes, not "
-                              f"{self.recipe.value}", field="public_data", value=self.public_data)
+        if self.recipe.public_data_use is None and self.public_data:
+            users = ", ".join(r.value for r in Recipe if r.public_data_use is not None)
+            raise ConfigError(f"--public-data is used by the {users} recipes, not {self.recipe.value}",
+                              field="public_data", value=self.public_data)
 
     def to_dict(self) -> dict[str, Any]:
         result = dataclasses.asdict(self)
         result["recipe"] = self.recipe.value
+        result["format"] = CONFIG_FORMAT
         return result
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
         data = dict(data)
+        if data.pop("format", 1) < 2:  # an older run: its names are read as they were meant
+            data["recipe"] = _LEGACY_RECIPE_NAMES.get(data.get("recipe"), data.get("recipe"))
         data["hyper"] = Hyperparameters(**data.get("hyper", {}))
         return cls(**data)

@@ -23,11 +23,18 @@ from dpsad_core.events import (CheckpointWritten, Event, PhaseStarted, RunFinish
 from dpsad_core.training.budget import reserve_spend
 from dpsad_core.training import distributed
 from dpsad_core.training.config import Recipe, TrainConfig
-from dpsad_core.training.planner import DENOISER, STUDENT, TEACHER, TrainingPlan, default_delta, plan_training
+from dpsad_core.training.planner import (DENOISE, DENOISER, DISCRIMINATOR, DISTILL, FEW_STEP, POSTPROCESS, PRETRAIN,
+                                         STUDENT, TEACHER, TrainingPlan, default_delta, plan_training)
 from dpsad_core.training.runs import RUNS_DIR, RunFolder, new_run_id, utc_now
 
 GRID_PER_CLASS = 8
-DISTILL_COST_RATIO = 2.2
+#: A step of each phase kind in denoising steps, before a kind's own steps are timed (bench/step_time.py
+#: measures a student + discriminator step on the private data at about 2.2 on a CPU; a few-step
+#: distillation step has no per-record gradients and a smaller batch).
+PHASE_COST_RATIO = {DENOISE: 1.0, DISTILL: 2.2, FEW_STEP: 0.15}
+DISTILL_COST_RATIO = PHASE_COST_RATIO[DISTILL]
+#: Teacher trajectories generated per chunk of the few-step student's pool.
+POOL_CHUNK = 512
 
 
 def resolve_device(name: str) -> str:
@@ -239,8 +246,15 @@ class _Trainer:
         self.null_label = dataset.num_classes
         first = DENOISER if config.recipe is Recipe.DPDM else TEACHER
         self.models: dict[str, Any] = {first: UNet(self.unet_config).to(self.device)}
-        if config.recipe.has_student:
+        if config.recipe.distills_for_free:
+            from dpsad_core.models import VPredictionStudent
+            from dpsad_core.training.few_step import student_timesteps
+
+            self.models[STUDENT] = VPredictionStudent(self.unet_config, self.schedule.alphas_cumprod).to(self.device)
+            self.student_times = student_timesteps(self.hyper.diffusion_steps, self.hyper.student_sample_steps)
+        elif config.recipe.has_student:
             self.models[STUDENT] = UNet(self.unet_config).to(self.device)
+        if config.recipe.has_student:
             self.models["discriminator"] = Discriminator(DiscriminatorConfig(
                 image_channels=dataset.channels, num_classes=dataset.num_classes,
                 channels=self.hyper.disc_channels)).to(self.device)
@@ -270,6 +284,10 @@ class _Trainer:
         self.spend = None  # the run's RunSpend in the privacy ledger, set by start_training / resume_training
         self.private_data = self._tensors(dataset)
         self.public_data = self._tensors(public) if public is not None else None
+        # The few-step student's pool of teacher trajectories, and the public generator that draws its
+        # batches (post-processing: config.seed, not the secret key).
+        self.pool = None
+        self.distill_generator = torch.Generator().manual_seed(config.seed + 3)
 
     # -- state -------------------------------------------------------------------------------------
     def _tensors(self, dataset):
@@ -291,7 +309,9 @@ class _Trainer:
             "optimizers": {name: opt.state_dict() for name, opt in self.optimizers.items()},
             "accountant": self.accountant.state_dict(),
             # The run's secret key: only ever in this local checkpoint, never in a file that is exported.
-            "rng": {"secret": self.randomness.state_dict(), "loss": self.loss_generator.get_state()},
+            "rng": {"secret": self.randomness.state_dict(), "loss": self.loss_generator.get_state(),
+                    "distill": self.distill_generator.get_state()},
+            "pool": self.pool.state_dict() if self.pool is not None else None,
             "workers": self.world.size,
         }
 
@@ -312,6 +332,12 @@ class _Trainer:
         self.accountant = PrivacyAccountant.from_state_dict(state["accountant"])
         self.randomness = SecretRandomness.from_state_dict(state["rng"]["secret"])
         self.loss_generator.set_state(state["rng"]["loss"])
+        if "distill" in state["rng"]:
+            self.distill_generator.set_state(state["rng"]["distill"])
+        if state.get("pool") is not None:
+            from dpsad_core.training.few_step import TeacherPool
+
+            self.pool = TeacherPool.from_state_dict(state["pool"])
 
     def checkpoint(self) -> CheckpointWritten:
         self.run.save_torch(self.run.checkpoint_path, self.state_dict())
@@ -383,12 +409,12 @@ class _Trainer:
     def _eta_seconds(self, recent: dict[str, list[float]]) -> float:
         """Time left: each remaining phase's steps at that kind's recent step time.
 
-        Before the first distillation step, a student+discriminator step is taken to cost
-        ``DISTILL_COST_RATIO`` denoising steps (bench/step_time.py measures about 2.2 on a CPU).
+        Before a kind's first step, its step is taken to cost ``PHASE_COST_RATIO`` denoising steps.
         """
         mean = {kind: sum(times) / len(times) for kind, times in recent.items() if times}
-        if "distill" not in mean and "denoise" in mean:
-            mean["distill"] = DISTILL_COST_RATIO * mean["denoise"]
+        for kind, ratio in PHASE_COST_RATIO.items():
+            if kind not in mean and DENOISE in mean:
+                mean[kind] = ratio * mean[DENOISE]
         left = 0.0
         for index, phase in enumerate(self.plan.phases[self.phase_index:], start=self.phase_index):
             steps = self._phase_limit(phase) - (self.step if index == self.phase_index else 0)
@@ -396,10 +422,12 @@ class _Trainer:
         return left
 
     def _phases(self, stop: Callable[[], bool] | None) -> Iterator[Event]:
-        recent: dict[str, list[float]] = {"denoise": [], "distill": []}
+        recent: dict[str, list[float]] = {kind: [] for kind in PHASE_COST_RATIO}
         while self.phase_index < len(self.plan.phases):
             phase = self.plan.phases[self.phase_index]
             limit = self._phase_limit(phase)
+            if phase.privacy == POSTPROCESS:
+                self._drop_data()
             if self.step == 0:
                 self._begin_phase(phase)
             yield PhaseStarted(phase=phase.name, total_steps=limit, start_step=self.step, privacy=phase.privacy)
@@ -438,22 +466,63 @@ class _Trainer:
             self.step = 0
         return False
 
+    def _drop_data(self) -> None:
+        """From here on the run computes from releases only: the data tensors leave its reach."""
+        self.private_data = self.public_data = None
+
     def _begin_phase(self, phase) -> None:
-        if phase.name == DENOISER and self.phase_index > 0:
+        previous = self.plan.phases[self.phase_index - 1] if self.phase_index > 0 else None
+        if previous is not None and previous.name == PRETRAIN and phase.model == previous.model:
             # After public pre-training: DP-SGD starts from the averaged public weights with a fresh
             # optimiser and a fresh average (the public phase is free; only what follows is counted).
             import torch
 
-            self.models[DENOISER].load_state_dict(self.emas[DENOISER].model.state_dict())
-            self.emas[DENOISER].num_updates = 0
-            self.optimizers[DENOISER] = torch.optim.Adam(self.models[DENOISER].parameters(),
-                                                         lr=self.base_lr[DENOISER])
-        if phase.name == STUDENT:
+            name = phase.model
+            self.models[name].load_state_dict(self.emas[name].model.state_dict())
+            self.emas[name].num_updates = 0
+            self.optimizers[name] = torch.optim.Adam(self.models[name].parameters(), lr=self.base_lr[name])
+        if phase.kind == FEW_STEP:
+            self._begin_few_step()
+        elif phase.name == STUDENT:
             # The student starts from the teacher's averaged weights. For a DP or public teacher this
             # is post-processing of an already accounted release: it costs no privacy.
             teacher = self.emas[TEACHER].model
             self.models[STUDENT].load_state_dict(teacher.state_dict())
             self.emas[STUDENT].model.load_state_dict(teacher.state_dict())
+
+    def _begin_few_step(self) -> None:
+        """The student starts from the released teacher's weights and learns from its trajectories.
+
+        Post-processing (docs/method.md §1.9): the teacher's averaged weights are the release whose
+        cost the accountant has counted; the pool is sampled from them with public randomness.
+        """
+        import torch
+
+        from dpsad_core.training.few_step import POOL_SEED_OFFSET, TeacherPool, pool_labels, teacher_trajectories
+
+        teacher = self.emas[TEACHER].model
+        self.models[STUDENT].unet.load_state_dict(teacher.state_dict())
+        self.emas[STUDENT].model.load_state_dict(self.models[STUDENT].state_dict())
+        labels = pool_labels(self.dataset.num_classes, self.hyper.pool_size)
+        generator = torch.Generator(device=self.device).manual_seed(self.config.seed + POOL_SEED_OFFSET)
+        shape = (self.dataset.channels, self.dataset.resolution, self.dataset.resolution)
+        self.pool = TeacherPool.concatenate([
+            teacher_trajectories(teacher, self.schedule, labels[start:start + POOL_CHUNK].to(self.device),
+                                 image_shape=shape, teacher_steps=self.hyper.sample_steps, timesteps=self.student_times,
+                                 generator=generator)
+            for start in range(0, labels.numel(), POOL_CHUNK)])
+
+    def _few_step(self, phase) -> dict[str, float]:
+        from dpsad_core.training.few_step import few_step_update
+
+        metrics = few_step_update(student=self.models[STUDENT], discriminator=self.models[DISCRIMINATOR],
+                                  student_optimizer=self.optimizers[STUDENT],
+                                  disc_optimizer=self.optimizers[DISCRIMINATOR], pool=self.pool,
+                                  schedule=self.schedule, batch_size=int(phase.expected_batch_size),
+                                  adversarial_weight=self.hyper.distill_adversarial_weight,
+                                  generator=self.distill_generator, device=self.device)
+        self.emas[STUDENT].update(self.models[STUDENT])
+        return metrics
 
     def _train_step(self, phase, mechanism) -> dict[str, float]:
         from dpsad_core.training.steps import denoise_step, distill_step, draw_batch
@@ -462,6 +531,8 @@ class _Trainer:
             warm = min(1.0, (self.step + 1) / max(1, self.hyper.warmup_steps))
             for group in optimizer.param_groups:
                 group["lr"] = self.base_lr[name] * warm
+        if phase.kind == FEW_STEP:
+            return self._few_step(phase)
         data = self.public_data if phase.data == "public" else self.private_data
         sample_rate = mechanism.sample_rate if mechanism is not None else phase.sample_rate
         noise = self.randomness.stream("noise")
@@ -469,7 +540,7 @@ class _Trainer:
                            multiplicity=self.hyper.noise_multiplicity, label_dropout=self.hyper.label_dropout,
                            null_label=self.null_label, sampling=self.randomness.stream("sampling"),
                            loss_generator=self.loss_generator, world=self.world)
-        if phase.kind == "denoise":
+        if phase.kind == DENOISE:
             model = self.models[phase.model]
             metrics = denoise_step(model, self.optimizers[phase.model], batch, mechanism=mechanism,
                                    expected_batch_size=phase.expected_batch_size,
@@ -496,10 +567,12 @@ class _Trainer:
 
         labels = torch.arange(self.dataset.num_classes).repeat_interleave(GRID_PER_CLASS)
         part = phase.name
+        few_step = phase.kind == FEW_STEP
         images = generate(self.emas[phase.model].model, self.schedule, labels=labels,
                           image_shape=(self.dataset.channels, self.dataset.resolution, self.dataset.resolution),
-                          steps=self.hyper.sample_steps, guidance=self.hyper.guidance, seed=self.config.seed + 2,
-                          device=self.device)
+                          steps=self.hyper.sample_steps, guidance=0.0 if few_step else self.hyper.guidance,
+                          seed=self.config.seed + 2, device=self.device,
+                          timesteps=self.student_times if few_step else None)
         grid = grid_image(to_uint8(images), rows=self.dataset.num_classes)
         if not self.plan.is_private:
             grid = stamp_not_private(grid)
@@ -545,6 +618,13 @@ class _Trainer:
                          "private": self.plan.is_private, "class_names": list(self.dataset.class_names),
                          "sample_steps": self.hyper.sample_steps, "guidance": self.hyper.guidance},
         }
+        if self.config.recipe.distills_for_free:
+            # The few-step student is what samples by default; its teacher (the DP release it was
+            # distilled from) stays available for DDIM sampling.
+            payload["metadata"].update(prediction="v", timesteps=list(self.student_times),
+                                       sample_steps=len(self.student_times), guidance=0.0)
+            payload["teacher"] = {"state_dict": self.emas[TEACHER].model.state_dict(),
+                                  "sample_steps": self.hyper.sample_steps, "guidance": self.hyper.guidance}
         self.run.save_torch(self.run.model_path, payload)
         accountant_note = None
         try:
@@ -572,6 +652,9 @@ class _Trainer:
             "steps": {p.name: self._phase_limit(p) for p in self.plan.phases},
             "model_path": str(self.run.model_path),
             "sample_grid": str(self.run.path / "samples" / "latest.png"),
+            "student": ({"sample_steps": len(self.student_times), "teacher_sample_steps": self.hyper.sample_steps,
+                         "pool_size": self.hyper.pool_size, "distill_steps": self._phase_limit(self.plan.phases[-1])}
+                        if self.config.recipe.distills_for_free else None),
             "train_seconds": round(self.elapsed, 2), "device": self.device, "workers": self.world.size,
             "secure_rng": not self.randomness.reproducible, "secure_rng_note": self.randomness.description,
             "finished": utc_now(),

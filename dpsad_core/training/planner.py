@@ -16,6 +16,10 @@ from dpsad_core.privacy.randomness import REPRODUCIBLE_NOISE_PART
 from dpsad_core.training.config import Hyperparameters, Recipe
 
 TEACHER, STUDENT, DENOISER, PRETRAIN = "teacher", "student", "denoiser", "pretrain"
+#: Phase kinds: the denoising loss, DP-SAD's student step on private data, the free few-step distillation.
+DENOISE, DISTILL, FEW_STEP = "denoise", "distill", "few-step"
+#: Phase privacy: DP-SGD, public data only, unprotected private data, or computed from releases only.
+POSTPROCESS = "postprocess"
 DISCRIMINATOR = "discriminator"
 JOINT_PART = "student+discriminator"
 
@@ -24,9 +28,12 @@ JOINT_PART = "student+discriminator"
 class PhasePlan:
     """One training phase.
 
-    ``kind`` is "denoise" (teacher or DPDM model: denoising loss) or "distill" (student and
-    discriminator). ``privacy`` is "dp", "public" (public data, no cost) or "nonprivate" (private data
-    without protection: the release is not differentially private).
+    ``kind`` is "denoise" (teacher or DPDM model: denoising loss), "distill" (student and
+    discriminator on the private data) or "few-step" (student and discriminator on the released
+    teacher's samples). ``privacy`` is "dp", "public" (public data, no cost), "nonprivate" (private
+    data without protection: the release is not differentially private) or "postprocess" (computed
+    from an earlier phase's release and public randomness only: no cost, docs/method.md §1.9).
+    ``data`` is "private", "public" or "teacher" (the teacher's own samples).
     """
 
     name: str
@@ -40,10 +47,13 @@ class PhasePlan:
     model_noise_multiplier: float  # sigma of the trained model's own release (student or denoiser)
     disc_noise_multiplier: float   # sigma of the discriminator's release (0: not privatised)
     disc_private: bool
+    network: str = ""              # the network trained, when it is not the one the name says
 
     @property
     def model(self) -> str:
-        """The network this phase trains (public pre-training trains the DPDM denoiser)."""
+        """The network this phase trains (public pre-training trains the DPDM denoiser or the teacher)."""
+        if self.network:
+            return self.network
         return DENOISER if self.name == PRETRAIN else self.name
 
     def mechanism(self, hyper: Hyperparameters, steps: int | None = None) -> Mechanism | None:
@@ -51,7 +61,7 @@ class PhasePlan:
         if self.privacy != "dp":
             return None
         steps = self.steps if steps is None else steps
-        if self.kind == "denoise":
+        if self.kind == DENOISE:
             return Mechanism(part=self.name, noise_multiplier=self.noise_multiplier, sample_rate=self.sample_rate,
                              steps=steps, clip_norm=hyper.teacher_clip_norm)
         if not self.disc_private:
@@ -140,7 +150,7 @@ def plan_training(*, recipe: Recipe, hyper: Hyperparameters, epsilon: float, del
                                                steps=hyper.student_steps, prior=prior, accountant=accountant)
         shares = (hyper.student_noise_share, 1.0 - hyper.student_noise_share)
         sigma_student, sigma_disc = split_noise_multiplier(sigma_eff, shares=shares)
-        return PhasePlan(name=STUDENT, kind="distill", privacy="dp", data="private", steps=hyper.student_steps,
+        return PhasePlan(name=STUDENT, kind=DISTILL, privacy="dp", data="private", steps=hyper.student_steps,
                          expected_batch_size=batch_s, sample_rate=q_s,
                          noise_multiplier=combined_noise_multiplier([sigma_student, sigma_disc]),
                          model_noise_multiplier=sigma_student, disc_noise_multiplier=sigma_disc, disc_private=True)
@@ -157,6 +167,21 @@ def plan_training(*, recipe: Recipe, hyper: Hyperparameters, epsilon: float, del
         phases.append(_denoise_phase(DENOISER, "dp", "private", hyper.teacher_steps, batch, q, sigma))
         release = DENOISER
     elif recipe is Recipe.DPSAD:
+        # The teacher is dpdm's model with the whole budget; the student is post-processing of it.
+        q, batch = rate(hyper.teacher_batch_size, private_units, TEACHER)
+        sigma = calibrate_noise_multiplier(target_epsilon=epsilon, delta=delta, sample_rate=q,
+                                           steps=hyper.teacher_steps, accountant=accountant)
+        if public_records > 0:
+            public_q, public_batch = _public_rate(hyper.teacher_batch_size, public_records)
+            phases.append(_denoise_phase(PRETRAIN, "public", "public", hyper.pretrain_steps, public_batch,
+                                         public_q, 0.0, network=TEACHER))
+        phases.append(_denoise_phase(TEACHER, "dp", "private", hyper.teacher_steps, batch, q, sigma))
+        phases.append(PhasePlan(name=STUDENT, kind=FEW_STEP, privacy=POSTPROCESS, data="teacher",
+                                steps=hyper.distill_steps, expected_batch_size=float(hyper.distill_batch_size),
+                                sample_rate=0.0, noise_multiplier=0.0, model_noise_multiplier=0.0,
+                                disc_noise_multiplier=0.0, disc_private=False))
+        release = STUDENT
+    elif recipe is Recipe.DPSAD_SPLIT:
         q, batch = rate(hyper.teacher_batch_size, private_units, TEACHER)
         sigma_t = calibrate_noise_multiplier(target_epsilon=epsilon * hyper.teacher_budget_share, delta=delta,
                                              sample_rate=q, steps=hyper.teacher_steps, accountant=accountant)
@@ -175,7 +200,7 @@ def plan_training(*, recipe: Recipe, hyper: Hyperparameters, epsilon: float, del
         sigma_s = calibrate_noise_multiplier(target_epsilon=epsilon, delta=delta, sample_rate=q_s,
                                              steps=hyper.student_steps, accountant=accountant)
         phases.append(_denoise_phase(TEACHER, "nonprivate", "private", hyper.teacher_steps, batch, q, 0.0))
-        phases.append(PhasePlan(name=STUDENT, kind="distill", privacy="dp", data="private", steps=hyper.student_steps,
+        phases.append(PhasePlan(name=STUDENT, kind=DISTILL, privacy="dp", data="private", steps=hyper.student_steps,
                                 expected_batch_size=batch_s, sample_rate=q_s, noise_multiplier=sigma_s,
                                 model_noise_multiplier=sigma_s, disc_noise_multiplier=0.0, disc_private=False))
         nonprivate = [TEACHER, DISCRIMINATOR]
@@ -209,7 +234,8 @@ def _public_rate(batch: int, records: int) -> tuple[float, float]:
     return min(1.0, batch / records), float(min(batch, records))
 
 
-def _denoise_phase(name: str, privacy: str, data: str, steps: int, batch: float, q: float, sigma: float) -> PhasePlan:
-    return PhasePlan(name=name, kind="denoise", privacy=privacy, data=data, steps=steps, expected_batch_size=batch,
+def _denoise_phase(name: str, privacy: str, data: str, steps: int, batch: float, q: float, sigma: float,
+                   network: str = "") -> PhasePlan:
+    return PhasePlan(name=name, kind=DENOISE, privacy=privacy, data=data, steps=steps, expected_batch_size=batch,
                      sample_rate=q, noise_multiplier=sigma, model_noise_multiplier=sigma, disc_noise_multiplier=0.0,
-                     disc_private=False)
+                     disc_private=False, network=network)

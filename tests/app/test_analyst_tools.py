@@ -61,7 +61,7 @@ def fake_run(tmp_path, run_id, state, *, phase=None, step=None, dataset="xrays")
     plan = {"phases": [{"name": "teacher", "steps": 400}, {"name": "student", "steps": 400}]}
     (folder / "config.json").write_text(json.dumps({"config": {"max_steps": 4}, "plan": plan}))
     (folder / "status.json").write_text(json.dumps({"state": state, "phase": phase, "step": step}))
-    return {"run_id": run_id, "state": state, "recipe": "dpsad", "dataset": dataset, "epsilon": 2.0,
+    return {"run_id": run_id, "state": state, "recipe": "dpsad-split", "dataset": dataset, "epsilon": 2.0,
             "private": True, "epsilon_target": 8.0, "path": str(folder), "created": "2026-12-03T10:00:00"}
 
 

@@ -101,7 +101,7 @@ def test_plan_preview_shows_noise_steps_and_budget(window, qtbot):
     from dpsad_core.training import DEFAULT_RECIPE
 
     assert screen.recipe.currentData() == DEFAULT_RECIPE.value  # the form opens on the core's default
-    screen.recipe.setCurrentIndex(screen.recipe.findData("dpsad"))
+    screen.recipe.setCurrentIndex(screen.recipe.findData("dpsad-split"))
     result = _preview(qtbot, screen)
     phases = result["plan"]["phases"]
     assert [p["name"] for p in phases] == ["teacher", "student"]

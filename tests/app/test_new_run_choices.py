@@ -37,7 +37,7 @@ def test_public_data_defaults_to_none_and_offers_only_matching_other_data(window
     screen.select_data("xrays")
     screen.public_data.setCurrentIndex(screen.public_data.findData("atlas"))
     # The choice survives a recipe that hides it and coming back.
-    screen.recipe.setCurrentIndex(screen.recipe.findData("dpsad"))
+    screen.recipe.setCurrentIndex(screen.recipe.findData("dpsad-split"))
     assert screen.public_spec() is None
     screen.recipe.setCurrentIndex(screen.recipe.findData("dpdm"))
     assert screen.public_spec() == "atlas"

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.slow
 def tiny_form(window, *, max_steps: int = 2, epsilon: float = 8.0) -> None:
     screen = window.new_run
     screen.select_data("demo")
-    screen.recipe.setCurrentIndex(screen.recipe.findData("dpsad"))
+    screen.recipe.setCurrentIndex(screen.recipe.findData("dpsad-split"))
     screen.preset.setCurrentIndex(screen.preset.findData("tiny"))
     screen.epsilon.setValue(epsilon)
     screen.max_steps.setValue(max_steps)

@@ -47,7 +47,7 @@ def two_phase_run(screen, run_dir: Path) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.json").write_text(json.dumps({"dataset": {"class_counts": {"normal": 60, "pneumonia": 40}}}))
     screen.on_event(RunStarted(run_id="run-x", run_dir=run_dir, resumed=False,
-                               plan={"recipe": "dpsad", "epsilon_target": 8.0}))
+                               plan={"recipe": "dpsad-split", "epsilon_target": 8.0}))
     spent = 3.5
     for phase, loss in (("teacher", "teacher_loss"), ("student", "student_loss")):
         screen.on_event(PhaseStarted(phase=phase, total_steps=2, start_step=0, privacy="dp"))

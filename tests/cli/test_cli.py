@@ -34,11 +34,11 @@ def last_json(proc: subprocess.CompletedProcess) -> dict:
 
 
 def test_train_json_contract(workspace):
-    result = last_json(cli("train", "--data", "demo", "--recipe", "dpsad", "--epsilon", "5", "--delta", "1e-6",
+    result = last_json(cli("train", "--data", "demo", "--recipe", "dpsad-split", "--epsilon", "5", "--delta", "1e-6",
                            *TINY, "--json"))
     for key in ("run_id", "recipe", "private", "epsilon", "delta", "accountant_values", "mechanisms"):
         assert key in result
-    assert result["recipe"] == "dpsad" and result["private"] is True and result["delta"] == 1e-6
+    assert result["recipe"] == "dpsad-split" and result["private"] is True and result["delta"] == 1e-6
     assert 0 < result["epsilon"] <= 5
     assert set(result["accountant_values"]) >= {"rdp", "prv"}
     for mechanism in result["mechanisms"]:
@@ -80,7 +80,7 @@ def test_user_mistakes_give_one_line_and_the_error_class_exit_code(workspace, ar
 
 
 def test_plan_prints_noise_without_training(workspace):
-    plan = last_json(cli("train", "--data", "demo", "--recipe", "dpsad", "--plan", "--json", *TINY))
+    plan = last_json(cli("train", "--data", "demo", "--recipe", "dpsad-split", "--plan", "--json", *TINY))
     assert [p["name"] for p in plan["phases"]] == ["teacher", "student"]
     assert not (workspace / "runs").exists() or not any((workspace / "runs").iterdir())
 
@@ -94,7 +94,7 @@ def test_default_recipe_is_dpdm_pretrained_on_public_data_when_given(workspace):
 
 
 def _start_long_run(workspace: Path) -> subprocess.Popen:
-    args = ["train", "--data", "demo", "--recipe", "dpsad", *TINY, "--json", "--set", "teacher_steps=30",
+    args = ["train", "--data", "demo", "--recipe", "dpsad-split", *TINY, "--json", "--set", "teacher_steps=30",
             "--set", "student_steps=30", "--set", "checkpoint_every=3", "--set", "sample_every=100"]
     return subprocess.Popen([sys.executable, "-m", "dpsad_core.cli", *args], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)

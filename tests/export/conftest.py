@@ -23,7 +23,7 @@ def make_sealed_bundle(folder: Path) -> Path:
     (folder / CROISSANT).write_text(json.dumps({"name": "test"}))
     report = {"title": "test", "guarantee": {"differentially_private": True, "epsilon": 7.25, "delta": 1e-05,
                                              "unit_of_privacy": "image"},
-              "run": {"recipe": "dpsad", "run_id": "run-1"}, "dataset": {"name": "digits"},
+              "run": {"recipe": "dpsad-split", "run_id": "run-1"}, "dataset": {"name": "digits"},
               "bundle": {"images": 2}, "signer": signer_info(key.public_key()).to_dict()}
     (folder / REPORT_JSON).write_text(json.dumps(report, indent=2))
     seal_folder(folder, key)
@@ -54,7 +54,7 @@ def _train_tiny(workspace: Path, config_dir: Path, recipe: str) -> Path:
 @pytest.fixture(scope="module")
 def private_run(tmp_path_factory) -> Path:
     """A finished tiny dpsad run on the demo digits (a few seconds), shared by a test module."""
-    return _train_tiny(tmp_path_factory.mktemp("ws"), tmp_path_factory.mktemp("cfg"), "dpsad")
+    return _train_tiny(tmp_path_factory.mktemp("ws"), tmp_path_factory.mktemp("cfg"), "dpsad-split")
 
 
 @pytest.fixture(scope="module")

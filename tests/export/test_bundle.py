@@ -41,7 +41,7 @@ def test_round_trip_folder_bundle(private_run, tmp_path):
     verified = verify_bundle(bundle)
     assert verified.ok, verified.problems
     assert verified.summary["epsilon"] == pytest.approx(result["epsilon"]) and verified.summary["images"] == 30
-    assert verified.summary["recipe"] == "dpsad" and verified.summary["private"] is True
+    assert verified.summary["recipe"] == "dpsad-split" and verified.summary["private"] is True
     rows = list(csv.DictReader((bundle / LABELS).open()))
     assert len(rows) == 30 and [int(r["label"]) for r in rows] == [i // 3 for i in range(30)]
     for row in rows:

@@ -20,7 +20,7 @@ from dpsad_core.export.verify import verify_bundle
 def test_intact_bundle_verifies_with_summary(sealed_bundle):
     result = verify_bundle(sealed_bundle)
     assert result.ok, result.problems
-    assert result.summary["epsilon"] == 7.25 and result.summary["recipe"] == "dpsad"
+    assert result.summary["epsilon"] == 7.25 and result.summary["recipe"] == "dpsad-split"
     key = signing.load_or_create_signing_key()
     assert result.signer_fingerprint == signing.fingerprint(key.public_key())
     assert result.key_pinned is False

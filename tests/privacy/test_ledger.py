@@ -36,7 +36,7 @@ RUN_B = [mech(1.5, 0.05, 100)]
 def record(ledger: PrivacyLedger, run_id: str, mechanisms, *, delta: float = 1e-5, fingerprint: str = FP,
            private: bool = True, finished: bool = True) -> None:
     ledger.record_spend(run_id=run_id, dataset_fingerprint=fingerprint, dataset_name="xrays", kind="train",
-                        recipe="dpsad", delta=delta, mechanisms=mechanisms, private=private, finished=finished)
+                        recipe="dpsad-split", delta=delta, mechanisms=mechanisms, private=private, finished=finished)
 
 
 def opacus_epsilons(mechanisms, delta: float) -> tuple[float, float]:

@@ -42,9 +42,9 @@ def stop_after(calls: int):
 
 
 def test_a_run_records_exactly_what_its_accountant_spent(workspace):
-    result = list(start_training(tiny_config("dpsad"), workspace=workspace))[-1].result
+    result = list(start_training(tiny_config("dpsad-split"), workspace=workspace))[-1].result
     (entry,) = PrivacyLedger(workspace).entries(result["dataset"]["fingerprint"])
-    assert entry.run_id == result["run_id"] and entry.kind == "train" and entry.recipe == "dpsad"
+    assert entry.run_id == result["run_id"] and entry.kind == "train" and entry.recipe == "dpsad-split"
     assert [m.to_dict() for m in entry.mechanisms] == result["mechanisms"]
     assert not entry.active and entry.private and entry.delta == result["delta"]
     assert entry.values()[0].certified == pytest.approx(result["epsilon"])
@@ -111,7 +111,7 @@ def _ledger_steps_and_epsilon(ledger: PrivacyLedger) -> tuple[int, float]:
 
 
 def test_the_ledger_never_shows_less_than_the_run_spent_even_after_kill_9(workspace):
-    args = ["train", "--data", "demo", "--recipe", "dpsad", "--preset", "tiny", "--device", "cpu", "--json",
+    args = ["train", "--data", "demo", "--recipe", "dpsad-split", "--preset", "tiny", "--device", "cpu", "--json",
             "--set", "teacher_steps=10", "--set", "student_steps=30", "--set", "checkpoint_every=7",
             "--set", "sample_every=100"]
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")

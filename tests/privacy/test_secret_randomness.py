@@ -222,7 +222,7 @@ def _parameter_counts(workspace: Path, result: dict) -> dict[str, int]:
 
 @pytest.mark.slow
 def test_every_dpsad_step_adds_exactly_what_the_accountant_composes(workspace, spy):
-    result = train(tiny_config("dpsad"), workspace)
+    result = train(tiny_config("dpsad-split"), workspace)
     drawn = [step for step in steps_drawn(spy) if step["releases"]]
     expected = expected_steps(result, _parameter_counts(workspace, result), units=_demo_units(workspace))
     assert [m["part"] for m in result["mechanisms"]] == ["teacher", "student+discriminator"]

@@ -47,7 +47,7 @@ def released_weights(workspace: Path, result: dict) -> dict[str, torch.Tensor]:
     return torch.load(RunFolder.open(workspace, result["run_id"]).model_path, weights_only=False)["state_dict"]
 
 
-@pytest.mark.parametrize("recipe", ["dpdm", "dpsad"])
+@pytest.mark.parametrize("recipe", ["dpdm", "dpsad", "dpsad-split"])
 def test_two_workers_train_the_one_process_model_with_reproducible_noise(workspace, recipe):
     done = cli(workspace, *train_args(recipe, "--privacy-seed", "7", "--nproc", "2"))
     assert done.returncode == 0, done.stderr
@@ -64,10 +64,10 @@ def test_two_workers_train_the_one_process_model_with_reproducible_noise(workspa
 
 
 def test_two_workers_spend_the_one_process_epsilon(workspace):
-    done = cli(workspace, *train_args("dpsad", "--nproc", "2"))
+    done = cli(workspace, *train_args("dpsad-split", "--nproc", "2"))
     assert done.returncode == 0, done.stderr
     two = json.loads(done.stdout.strip().splitlines()[-1])
-    one = one_process(workspace, "dpsad", privacy_seed=None)
+    one = one_process(workspace, "dpsad-split", privacy_seed=None)
     assert two["private"] is True and two["secure_rng"] is True
     assert two["mechanisms"] == one["mechanisms"]
     assert two["epsilon"] == one["epsilon"] and two["accountant_values"] == one["accountant_values"]

@@ -159,7 +159,7 @@ def test_student_loss_terms_add_up_to_the_clipped_loss(adversarial_weight):
 
     torch.manual_seed(0)
     hyper = resolve_hyperparameters("tiny")
-    plan = plan_training(recipe=Recipe.DPSAD, hyper=hyper, epsilon=8.0, delta=1e-5, private_units=200)
+    plan = plan_training(recipe=Recipe.DPSAD_SPLIT, hyper=hyper, epsilon=8.0, delta=1e-5, private_units=200)
     phase = next(p for p in plan.phases if p.kind == "distill")
     unet = UNetConfig(image_channels=1, resolution=8, num_classes=3, channels=(8, 16))
     teacher, student = UNet(unet), UNet(unet)

@@ -19,7 +19,7 @@ from dpsad_core.training import (Recipe, RunFolder, TrainConfig, list_runs, reso
 pytestmark = pytest.mark.slow
 
 
-def tiny_config(recipe: str = "dpsad", **overrides) -> TrainConfig:
+def tiny_config(recipe: str = "dpsad-split", **overrides) -> TrainConfig:
     hyper = resolve_hyperparameters("tiny", overrides.pop("hyper", None))
     return TrainConfig(data="demo", recipe=recipe, epsilon=overrides.pop("epsilon", 8.0), preset="tiny", hyper=hyper,
                        seed=overrides.pop("seed", 0), device="cpu", **overrides)
@@ -29,13 +29,13 @@ def run_all(events):
     return list(events)
 
 
-@pytest.mark.parametrize("recipe", ["dpsad", "dpdm"])
+@pytest.mark.parametrize("recipe", ["dpsad-split", "dpdm"])
 def test_private_recipe_end_to_end(workspace, recipe):
     events = run_all(start_training(tiny_config(recipe), workspace=workspace))
     assert isinstance(events[0], RunStarted)
     assert isinstance(events[-1], RunFinished)
     steps = [e for e in events if isinstance(e, StepCompleted)]
-    assert len(steps) == (8 if recipe == "dpsad" else 4)
+    assert len(steps) == (8 if recipe == "dpsad-split" else 4)
     spent = [e.epsilon_spent for e in steps]
     assert spent == sorted(spent) and spent[0] > 0  # epsilon rises with every step
     assert any(isinstance(e, SampleGrid) for e in events)
@@ -49,7 +49,7 @@ def test_private_recipe_end_to_end(workspace, recipe):
     mechanisms = [Mechanism.from_dict(m) for m in result["mechanisms"]]
     recomputed = compute_epsilon(mechanisms, delta=result["delta"], accountants=("rdp",))
     assert recomputed.rdp == pytest.approx(result["accountant_values"]["rdp"])
-    expected_parts = ["teacher", "student+discriminator"] if recipe == "dpsad" else ["denoiser"]
+    expected_parts = ["teacher", "student+discriminator"] if recipe == "dpsad-split" else ["denoiser"]
     assert [m["part"] for m in result["mechanisms"]] == expected_parts
     assert all(m["steps"] == 4 for m in result["mechanisms"])
     run = RunFolder.open(workspace, result["run_id"])
@@ -88,7 +88,7 @@ def test_max_steps_reports_what_was_spent(workspace):
 def test_stop_then_resume_matches_an_uninterrupted_run(workspace, monkeypatch):
     # Both runs draw the same secret key (pinned here); the resume must take it from the checkpoint.
     monkeypatch.setattr("dpsad_core.privacy.randomness.os_entropy", lambda size: bytes(range(size)))
-    straight = run_all(start_training(tiny_config("dpsad"), workspace=workspace))[-1].result
+    straight = run_all(start_training(tiny_config("dpsad-split"), workspace=workspace))[-1].result
     assert straight["private"] is True
 
     calls = {"n": 0}
@@ -97,7 +97,7 @@ def test_stop_then_resume_matches_an_uninterrupted_run(workspace, monkeypatch):
         calls["n"] += 1
         return calls["n"] > 5
 
-    events = run_all(start_training(tiny_config("dpsad"), workspace=workspace, stop=stop_after_five_steps))
+    events = run_all(start_training(tiny_config("dpsad-split"), workspace=workspace, stop=stop_after_five_steps))
     assert isinstance(events[-1], RunInterrupted)
     run_id = events[-1].run_id
     assert RunFolder.open(workspace, run_id).status()["state"] == "interrupted"
@@ -203,7 +203,7 @@ def test_dpdm_with_public_pretraining_spends_only_on_the_dp_phase(workspace):
 
 def test_public_data_is_refused_by_recipes_that_cannot_use_it():
     with pytest.raises(ConfigError, match="public-data"):
-        TrainConfig(data="demo", recipe=Recipe.DPSAD, public_data="rendered-digits")
+        TrainConfig(data="demo", recipe=Recipe.DPSAD_SPLIT, public_data="rendered-digits")
 
 
 def test_a_plan_only_preparation_does_not_render_the_public_digits(workspace, monkeypatch, tmp_path):

@@ -11,7 +11,7 @@ from dpsad_core.training import Recipe, plan_training, resolve_hyperparameters
 from dpsad_core.training.planner import default_delta
 
 
-@pytest.mark.parametrize("recipe", [Recipe.DPSAD, Recipe.DPDM, Recipe.DPSAD_PUBLIC_TEACHER])
+@pytest.mark.parametrize("recipe", [Recipe.DPSAD_SPLIT, Recipe.DPDM, Recipe.DPSAD_PUBLIC_TEACHER])
 @pytest.mark.parametrize("epsilon", [1.0, 10.0])
 @pytest.mark.parametrize("accountant", ["rdp", "prv"])
 def test_sound_recipes_compose_to_at_most_the_target(recipe, epsilon, accountant):
@@ -36,7 +36,7 @@ def test_quick_and_standard_calibrate_with_prv_tiny_with_rdp():
 
 def test_dpsad_teacher_gets_its_share_and_the_student_the_rest():
     hyper = resolve_hyperparameters("quick", {"accountant": "rdp"})
-    plan = plan_training(recipe=Recipe.DPSAD, hyper=hyper, epsilon=10.0, delta=1e-5, private_units=60_000)
+    plan = plan_training(recipe=Recipe.DPSAD_SPLIT, hyper=hyper, epsilon=10.0, delta=1e-5, private_units=60_000)
     teacher_only = compute_epsilon([plan.mechanisms(hyper)[0]], delta=1e-5, accountants=("rdp",))
     assert teacher_only.rdp <= 5.0 + 1e-9
     assert [m.part for m in plan.mechanisms(hyper)] == ["teacher", "student+discriminator"]
@@ -64,7 +64,7 @@ def test_plan_round_trips_through_json():
     from dpsad_core.training import TrainingPlan
 
     hyper = resolve_hyperparameters("tiny")
-    plan = plan_training(recipe=Recipe.DPSAD, hyper=hyper, epsilon=3.0, delta=1e-6, private_units=5_000)
+    plan = plan_training(recipe=Recipe.DPSAD_SPLIT, hyper=hyper, epsilon=3.0, delta=1e-6, private_units=5_000)
     import json
 
     again = TrainingPlan.from_dict(json.loads(json.dumps(plan.to_dict())))
