@@ -436,7 +436,9 @@ def estimate_seconds(workspace: Path, config, plan, resolution: int) -> dict[str
     """
     from dpsad_core.training import list_runs as core_list_runs
 
-    per_kind: dict[str, list[float]] = {"denoise": [], "distill": []}
+    from dpsad_core.training.engine import PHASE_COST_RATIO
+
+    per_kind: dict[str, list[float]] = {kind: [] for kind in PHASE_COST_RATIO}
     kind_of = {p.name: p.kind for p in plan.phases}
     used = 0
     for run in core_list_runs(workspace):
@@ -458,10 +460,9 @@ def estimate_seconds(workspace: Path, config, plan, resolution: int) -> dict[str
         if used >= 5:
             break
     means = {k: float(np.median(v)) for k, v in per_kind.items() if v}
-    if "denoise" in means and "distill" not in means:
-        from dpsad_core.training.engine import DISTILL_COST_RATIO
-
-        means["distill"] = DISTILL_COST_RATIO * means["denoise"]
+    for kind, ratio in PHASE_COST_RATIO.items():
+        if "denoise" in means and kind not in means:
+            means[kind] = ratio * means["denoise"]
     needed = {p.kind for p in plan.phases}
     if not needed <= means.keys():
         return {"seconds": None, "basis": "no earlier run with this preset and image size on this machine"}

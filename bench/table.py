@@ -26,19 +26,35 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from table_cells import DATASETS, DELTA, PROFILES, PUBLISHED, Cell, cells, find_cell  # noqa: E402
+from table_cells import (DATASETS, DELTA, PROFILES, PUBLISHED, STUDENT_RECIPES, Cell, cells,  # noqa: E402
+                         find_cell)
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 DOCS = ROOT / "docs" / "benchmarks.md"
 
 
-def cell_config(cell: Cell, *, seed: int, device: str):
+def training_data(cell: Cell, workspace: Path) -> str:
+    """What the cell trains on: the dataset's path, or, when its duplicates must be merged into one
+    privacy unit (the import's ``--duplicates merge``), the dataset saved in ``workspace`` that way."""
+    data = DATASETS[cell.dataset]
+    if data.duplicates == "refuse":
+        return data.train
+    from dpsad_core.data import load_dataset, save_dataset
+
+    profile = PROFILES[cell.profile]
+    name = f"bench-{cell.dataset}-{profile.resolution or 'native'}"
+    dataset = load_dataset(data.train, resolution=profile.resolution, duplicates=data.duplicates, name=name)
+    save_dataset(dataset, workspace)
+    return name
+
+
+def cell_config(cell: Cell, *, seed: int, device: str, data: str | None = None):
     """The engine's :class:`~dpsad_core.training.TrainConfig` for one cell."""
     from dpsad_core.training import TrainConfig, resolve_hyperparameters
 
     profile = PROFILES[cell.profile]
-    return TrainConfig(data=DATASETS[cell.dataset].train, recipe=cell.engine_recipe, epsilon=cell.epsilon,
+    return TrainConfig(data=data or DATASETS[cell.dataset].train, recipe=cell.engine_recipe, epsilon=cell.epsilon,
                        delta=DELTA, preset=profile.preset,
                        hyper=resolve_hyperparameters(profile.preset, cell.overrides()),
                        public_data=cell.public_data, resolution=profile.resolution, seed=seed, device=device)
@@ -54,7 +70,7 @@ def run_cell(cell: Cell, *, workspace: Path, results: Path, device: str, seed: i
     import torch
 
     profile, data = PROFILES[cell.profile], DATASETS[cell.dataset]
-    config = cell_config(cell, seed=seed, device=device)
+    config = cell_config(cell, seed=seed, device=device, data=training_data(cell, workspace))
     began, last_print, finished = time.perf_counter(), 0.0, None
     for event in start_training(config, workspace=workspace):
         if isinstance(event, StepCompleted) and time.perf_counter() - last_print > 60:
@@ -64,15 +80,25 @@ def run_cell(cell: Cell, *, workspace: Path, results: Path, device: str, seed: i
             finished = event.result
     train_minutes = (time.perf_counter() - began) / 60
 
-    began, evaluation = time.perf_counter(), None
-    options = EvaluationOptions(per_class=profile.per_class, cnn_epochs=profile.cnn_epochs,
-                                cnn_min_steps=profile.cnn_min_steps, seed=seed, device=device,
-                                feature_spec=FeatureNetSpec(**profile.feature_spec))
-    for event in evaluate_run(finished["run_id"], test=data.test, workspace=workspace, options=options):
-        if isinstance(event, EvaluationFinished):
-            evaluation = event.result
-    evaluate_minutes = (time.perf_counter() - began) / 60
+    def evaluate(generator: str) -> tuple[dict, float]:
+        began, evaluation = time.perf_counter(), None
+        options = EvaluationOptions(per_class=profile.per_class, cnn_epochs=profile.cnn_epochs,
+                                    cnn_min_steps=profile.cnn_min_steps, seed=seed, device=device,
+                                    feature_spec=FeatureNetSpec(**profile.feature_spec), generator=generator)
+        for event in evaluate_run(finished["run_id"], test=data.test, workspace=workspace, options=options):
+            if isinstance(event, EvaluationFinished):
+                evaluation = event.result
+        return evaluation, (time.perf_counter() - began) / 60
+
+    evaluation, evaluate_minutes = evaluate("release")
     seconds = evaluation["config"]["seconds"]
+    comparison = None
+    if cell.recipe in STUDENT_RECIPES:
+        # The student against its own teacher (DDIM): same run, same evaluation, another generator.
+        teacher, teacher_minutes = evaluate("teacher")
+        evaluate_minutes += teacher_minutes
+        comparison = {"student": _generator_numbers(evaluation), "teacher": _generator_numbers(teacher),
+                      "student_train_minutes": round(finished["student"]["seconds"] / 60, 2)}
     record = {
         "cell": cell.cell_id, "profile": cell.profile, "dataset": cell.dataset, "epsilon_target": cell.epsilon,
         "recipe": cell.recipe, "engine_recipe": cell.engine_recipe, "public_data": cell.public_data,
@@ -89,6 +115,7 @@ def run_cell(cell: Cell, *, workspace: Path, results: Path, device: str, seed: i
         "precision": evaluation["fidelity"]["precision"], "recall": evaluation["fidelity"]["recall"],
         "dcr_share": evaluation["memorisation"]["dcr_share_closer_to_training_than_holdout"],
         "synthetic_count": evaluation["config"]["synthetic_count"],
+        "student_vs_teacher": comparison,
         "compute": {
             "device": finished["device"], "torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
             "machine": platform.machine(), "train_minutes": round(train_minutes, 2),
@@ -103,6 +130,16 @@ def run_cell(cell: Cell, *, workspace: Path, results: Path, device: str, seed: i
 
     atomic_write_json(results / cell.profile / f"{cell.cell_id}.json", record)
     return record
+
+
+def _generator_numbers(evaluation: dict) -> dict:
+    """What the student-versus-teacher table compares, from one evaluation."""
+    config = evaluation["config"]
+    return {"generator": config["generator"], "sample_steps": config["sample_steps"],
+            "cnn_accuracy": evaluation["downstream"]["cnn"]["accuracy"],
+            "frechet_distance": evaluation["fidelity"]["frechet_distance_classifier_features"],
+            "dcr_share": evaluation["memorisation"]["dcr_share_closer_to_training_than_holdout"],
+            "images_per_second": round(config["synthetic_count"] / max(config["seconds"]["sample"], 1e-9), 1)}
 
 
 def reference_id(dataset: str) -> str:
@@ -211,9 +248,36 @@ def _measured_row(profile: str, cell: Cell, record: dict) -> str:
             f"{record['logistic_accuracy']:.3f} | {frechet} | {minutes} | {device} | `{cell.cell_id}` |")
 
 
-def write_docs(profile: str, table: str, docs: Path = DOCS) -> None:
-    """Replace the text between ``<!-- table:PROFILE -->`` and ``<!-- /table:PROFILE -->`` in the doc."""
-    start, end = f"<!-- table:{profile} -->", f"<!-- /table:{profile} -->"
+def render_student_table(profile: str, results: dict[str, dict]) -> str:
+    """Markdown: each few-step student against its own teacher sampled with DDIM, from the same run."""
+    lines = ["| dataset | target epsilon | generator | network evaluations per image | CNN accuracy | "
+             "Frechet distance | memorisation (DCR share) | images per second | student training minutes | cell |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for cell in cells(profile):
+        if cell.recipe not in STUDENT_RECIPES:
+            continue
+        record = results.get(cell.cell_id)
+        if record is None or not record.get("student_vs_teacher"):
+            lines.append(f"| {cell.dataset} | {cell.epsilon:g} | not run yet | | | | | | | `{cell.cell_id}` |")
+            continue
+        comparison = record["student_vs_teacher"]
+        for role in ("student", "teacher"):
+            numbers = comparison[role]
+            speed = numbers["images_per_second"]
+            if role == "student":
+                speed_text = f"{speed:,.0f} ({speed / comparison['teacher']['images_per_second']:.1f}x)"
+                minutes = f"{comparison['student_train_minutes']:.1f}"
+            else:
+                speed_text, minutes = f"{speed:,.0f}", ""
+            lines.append(f"| {cell.dataset} | {cell.epsilon:g} | {numbers['generator']} | {numbers['sample_steps']} | "
+                         f"{numbers['cnn_accuracy']:.3f} | {numbers['frechet_distance']:.1f} | "
+                         f"{numbers['dcr_share']:.3f} | {speed_text} | {minutes} | `{cell.cell_id}` |")
+    return "\n".join(lines)
+
+
+def write_docs(profile: str, table: str, docs: Path = DOCS, marker: str = "table") -> None:
+    """Replace the text between ``<!-- MARKER:PROFILE -->`` and ``<!-- /MARKER:PROFILE -->`` in the doc."""
+    start, end = f"<!-- {marker}:{profile} -->", f"<!-- /{marker}:{profile} -->"
     text = docs.read_text()
     if start not in text or end not in text:
         raise SystemExit(f"{docs} has no {start} ... {end} markers: add them where the table belongs")
@@ -270,10 +334,12 @@ def main(argv: list[str] | None = None) -> int:
                   flush=True)
         return 0
     if args.command == "table":
-        table = render_table(args.profile, load_results(results, args.profile))
-        print(table)
+        loaded = load_results(results, args.profile)
+        table, students = render_table(args.profile, loaded), render_student_table(args.profile, loaded)
+        print(f"{table}\n\n{students}")
         if args.write_docs:
             write_docs(args.profile, table)
+            write_docs(args.profile, students, marker="students")
         return 0
 
     if args.threads:

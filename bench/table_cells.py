@@ -21,7 +21,9 @@ from pathlib import Path
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
-RECIPES = ("dpsad", "dpsad-public-teacher", "dpdm", "dpdm-public", "dpsad-paper")
+RECIPES = ("dpsad", "dpsad-split", "dpsad-public-teacher", "dpdm", "dpdm-public", "dpsad-paper")
+#: Recipes whose release is a few-step student with a teacher to compare it with (docs/method.md §1.9).
+STUDENT_RECIPES = ("dpsad",)
 EPSILONS = (1.0, 10.0)
 DELTA = 1e-5
 
@@ -34,6 +36,7 @@ class BenchDataset:
     train: str
     test: str
     public: str | None = None      # None: no public data with the same classes exists here
+    duplicates: str = "refuse"     # the import's policy for exact duplicate records (PneumoniaMNIST has 18)
 
     def available(self) -> bool:
         return self.train in ("demo",) or Path(self.train).exists()
@@ -44,7 +47,7 @@ DATASETS = {
     "fashion-mnist": BenchDataset("fashion-mnist", str(SHARED_DATA / "fashion-mnist"),
                                   str(SHARED_DATA / "fashion-mnist")),
     "pneumoniamnist": BenchDataset("pneumoniamnist", str(SHARED_DATA / "medmnist" / "pneumoniamnist.npz"),
-                                   str(SHARED_DATA / "medmnist" / "pneumoniamnist.npz")),
+                                   str(SHARED_DATA / "medmnist" / "pneumoniamnist.npz"), duplicates="merge"),
     "demo": BenchDataset("demo", "demo", "demo", public="rendered-digits"),
 }
 
@@ -68,18 +71,22 @@ class Profile:
 
 
 # Measured at 16 x 16 on 2 cores (docs/benchmarks.md, step time): a denoiser step of 256 x 4 records
-# takes about 2.1 s, a student + discriminator step about 3.9 s. Each recipe gets about 9 minutes.
+# takes about 2.1 s, a student + discriminator step about 3.9 s. Each recipe gets about 9 minutes of
+# steps on the private data; dpsad's teacher is dpdm's model, and its free distillation (no per-record
+# gradients, a few minutes) comes on top.
 _CPU_STEPS = {
+    "dpsad": {"teacher_steps": 260},
+    "dpsad-split": {"teacher_steps": 130, "student_steps": 70},
     "dpdm": {"teacher_steps": 260},
     "dpdm-public": {"pretrain_steps": 130, "teacher_steps": 130},
-    "dpsad": {"teacher_steps": 130, "student_steps": 70},
     "dpsad-public-teacher": {"teacher_steps": 130, "student_steps": 70},
     "dpsad-paper": {"teacher_steps": 130, "student_steps": 70},
 }
 _GPU_STEPS = {
     "dpdm": {"teacher_steps": 4000},
     "dpdm-public": {"pretrain_steps": 2000, "teacher_steps": 4000},
-    "dpsad": {"teacher_steps": 2000, "student_steps": 2000},
+    "dpsad": {"teacher_steps": 4000},
+    "dpsad-split": {"teacher_steps": 2000, "student_steps": 2000},
     "dpsad-public-teacher": {"teacher_steps": 2000, "student_steps": 2000},
     "dpsad-paper": {"teacher_steps": 2000, "student_steps": 2000},
 }

@@ -442,6 +442,7 @@ class NewRunScreen(WorkerOwner, QWidget):
 
 
 PROTECTION = {"dp": "private data, noise added (protected)", "public": "public data: no privacy cost",
+              "postprocess": "the teacher's own images only: no privacy cost",
               "nonprivate": "<b style='color:#b00020'>private data WITHOUT protection: NOT PRIVATE</b>"}
 
 

@@ -225,6 +225,7 @@ class TrainingScreen(QWidget):
             self.samples_caption.setText(f"{event.phase} model after step {event.step} ({rows})")
         elif isinstance(event, PhaseStarted):
             privacy = {"dp": "differentially private", "public": "public data, no privacy cost",
+                       "postprocess": "learns from the teacher's own images only, no privacy cost",
                        "nonprivate": "NOT PRIVATE"}.get(event.privacy, event.privacy)
             self.phase_label.setText(f"{event.phase} ({privacy})")
             self.progress.setMaximum(max(event.total_steps, 1))

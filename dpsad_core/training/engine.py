@@ -287,6 +287,7 @@ class _Trainer:
         # The few-step student's pool of teacher trajectories, and the public generator that draws its
         # batches (post-processing: config.seed, not the secret key).
         self.pool = None
+        self.student_seconds = 0.0  # the free distillation's compute: its pool and its steps
         self.distill_generator = torch.Generator().manual_seed(config.seed + 3)
 
     # -- state -------------------------------------------------------------------------------------
@@ -312,6 +313,7 @@ class _Trainer:
             "rng": {"secret": self.randomness.state_dict(), "loss": self.loss_generator.get_state(),
                     "distill": self.distill_generator.get_state()},
             "pool": self.pool.state_dict() if self.pool is not None else None,
+            "student_seconds": self.student_seconds,
             "workers": self.world.size,
         }
 
@@ -334,6 +336,7 @@ class _Trainer:
         self.loss_generator.set_state(state["rng"]["loss"])
         if "distill" in state["rng"]:
             self.distill_generator.set_state(state["rng"]["distill"])
+        self.student_seconds = state.get("student_seconds", 0.0)
         if state.get("pool") is not None:
             from dpsad_core.training.few_step import TeacherPool
 
@@ -446,6 +449,8 @@ class _Trainer:
                 self.step += 1
                 seconds = time.perf_counter() - began
                 self.elapsed += seconds
+                if phase.kind == FEW_STEP:
+                    self.student_seconds += seconds
                 recent[phase.kind] = (recent[phase.kind] + [seconds])[-20:]
                 epsilon_rdp = self.accountant.epsilon_rdp()
                 epsilon = self._epsilon_bound(epsilon_rdp)
@@ -500,6 +505,7 @@ class _Trainer:
 
         from dpsad_core.training.few_step import POOL_SEED_OFFSET, TeacherPool, pool_labels, teacher_trajectories
 
+        began = time.perf_counter()
         teacher = self.emas[TEACHER].model
         self.models[STUDENT].unet.load_state_dict(teacher.state_dict())
         self.emas[STUDENT].model.load_state_dict(self.models[STUDENT].state_dict())
@@ -511,6 +517,7 @@ class _Trainer:
                                  image_shape=shape, teacher_steps=self.hyper.sample_steps, timesteps=self.student_times,
                                  generator=generator)
             for start in range(0, labels.numel(), POOL_CHUNK)])
+        self.student_seconds += time.perf_counter() - began
 
     def _few_step(self, phase) -> dict[str, float]:
         from dpsad_core.training.few_step import few_step_update
@@ -653,7 +660,8 @@ class _Trainer:
             "model_path": str(self.run.model_path),
             "sample_grid": str(self.run.path / "samples" / "latest.png"),
             "student": ({"sample_steps": len(self.student_times), "teacher_sample_steps": self.hyper.sample_steps,
-                         "pool_size": self.hyper.pool_size, "distill_steps": self._phase_limit(self.plan.phases[-1])}
+                         "pool_size": self.hyper.pool_size, "distill_steps": self._phase_limit(self.plan.phases[-1]),
+                         "seconds": round(self.student_seconds, 2)}
                         if self.config.recipe.distills_for_free else None),
             "train_seconds": round(self.elapsed, 2), "device": self.device, "workers": self.world.size,
             "secure_rng": not self.randomness.reproducible, "secure_rng_note": self.randomness.description,

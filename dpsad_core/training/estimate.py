@@ -111,14 +111,14 @@ def denoise_step_seconds(hyper, *, channels: int, resolution: int, num_classes: 
 def estimate_plan_seconds(plan: dict[str, Any], steps: dict[str, int], hyper, *, channels: int, resolution: int,
                           num_classes: int, device: str) -> dict[str, Any]:
     """Seconds for the plan (``TrainingPlan.to_dict()``, steps per phase after --max-steps) and its basis."""
-    from dpsad_core.training.engine import DISTILL_COST_RATIO, resolve_device
+    from dpsad_core.training.engine import PHASE_COST_RATIO, resolve_device
 
     device = resolve_device(device)
     denoise = [p for p in plan["phases"] if p["kind"] == "denoise"] or plan["phases"]
     batch = max(1, int(round(max(p["expected_batch_size"] for p in denoise))))
     step, cached = denoise_step_seconds(hyper, channels=channels, resolution=resolution, num_classes=num_classes,
                                         device=device, batch=batch)
-    total = sum(steps.get(p["name"], p["steps"]) * step * (DISTILL_COST_RATIO if p["kind"] == "distill" else 1.0)
+    total = sum(steps.get(p["name"], p["steps"]) * step * PHASE_COST_RATIO.get(p["kind"], 1.0)
                 for p in plan["phases"])
     when = "an earlier measurement" if cached else "measured just now"
     return {"seconds": total, "step_seconds": step,
