@@ -465,11 +465,10 @@ def estimate_seconds(workspace: Path, config, plan, resolution: int) -> dict[str
     needed = {p.kind for p in plan.phases}
     if not needed <= means.keys():
         return {"seconds": None, "basis": "no earlier run with this preset and image size on this machine"}
-    total = 0.0
-    for phase in plan.phases:
-        steps = phase.steps if config.max_steps is None else min(phase.steps, config.max_steps)
-        total += steps * means[phase.kind]
-    return {"seconds": total, "basis": f"step times of {used} earlier run(s) on this machine"}
+    phases = {phase.name: (phase.steps if config.max_steps is None else min(phase.steps, config.max_steps))
+              * means[phase.kind] for phase in plan.phases}
+    return {"seconds": sum(phases.values()), "phases": phases,
+            "basis": f"step times of {used} earlier run(s) on this machine"}
 
 
 def measure_plan_seconds(*, plan: dict[str, Any], steps: dict[str, int], hyper, channels: int, resolution: int,

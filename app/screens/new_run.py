@@ -30,7 +30,9 @@ RECIPES = {  # the first is the default (dpsad_core.training.DEFAULT_RECIPE; a t
                    "private (epsilon = infinity). For research only.",
 }
 PUBLIC_RECIPES = ("dpsad-public-teacher", "dpdm")
-PRESETS = {"tiny": "tiny (seconds, for trying the app)", "quick": "quick (minutes on a CPU at 8x8)",
+#: Neutral labels: what a preset costs depends on the data's size and the machine, so a time is added to a
+#: name only once the estimator has timed that preset on this data (``preset_label``).
+PRESETS = {"tiny": "tiny (to try the app)", "quick": "quick (a small model)",
            "standard": "standard (a larger model, for a GPU)"}
 DEMO_LABEL = "demo: embedded 8x8 digits (1,500 images)"
 DEMO_META = {"name": "demo", "num_classes": 10}
@@ -56,6 +58,8 @@ class NewRunScreen(WorkerOwner, QWidget):
         self.preview: dict[str, Any] | None = None
         self._metas: dict[str, dict[str, Any]] = {}
         self._public_choice = ""  # the public data the analyst chose ("": none)
+        self._preset_seconds: dict[tuple, float] = {}  # (what the time depends on, preset) -> estimated seconds
+        self._preview_key: tuple | None = None  # that key for the preview being computed
         self._build()
         self._debounce = QTimer(self)
         self._debounce.setSingleShot(True)
@@ -356,7 +360,11 @@ class NewRunScreen(WorkerOwner, QWidget):
         except Exception as error:  # noqa: BLE001 - shown in the preview, not as a dialog while typing
             self._show_problem(error)
             self.plan_failed.emit(error)
+            self._preview_key = None
+            self._label_presets(None)
             return None
+        self._preview_key = (cost_key(config), config.preset)
+        self._label_presets(self._preview_key[0])
         workspace = self._settings().workspace_path()
         self.plan_text.setText("Computing the plan (calibrating the noise)...")
         worker = call_in_worker("dpsad_workbench.core:plan_preview", config, workspace=workspace, parent=self)
@@ -377,6 +385,7 @@ class NewRunScreen(WorkerOwner, QWidget):
         self.details_text.setText(render_plan_details(result))
         self.details_button.setEnabled(True)
         self._explain_epsilon()
+        self._remember_cost(result["estimate"])
         if result["estimate"]["seconds"] is None:
             self._measure(generation, result)
         warnings = list(result["warnings"])
@@ -408,8 +417,22 @@ class NewRunScreen(WorkerOwner, QWidget):
         if generation != self._generation or self.preview is None:
             return
         self.preview["estimate"] = estimate
+        self._remember_cost(estimate)
         self.plan_text.setText(render_plan(self.preview))
         self.estimate_ready.emit(estimate)
+
+    def _remember_cost(self, estimate: dict[str, Any]) -> None:
+        """Keep the preview's time, and name it beside its preset."""
+        if estimate.get("seconds") is not None and self._preview_key is not None:
+            self._preset_seconds[self._preview_key] = float(estimate["seconds"])
+            self._label_presets(self._preview_key[0])
+
+    def _label_presets(self, key: tuple | None) -> None:
+        """Each preset's name, with its time for the data and settings of ``key`` where one was estimated."""
+        for index in range(self.preset.count()):
+            name = self.preset.itemData(index)
+            seconds = None if key is None else self._preset_seconds.get((key, name))
+            self.preset.setItemText(index, preset_label(name, seconds))
 
     def _on_plan_error(self, generation: int, error: BaseException) -> None:
         if generation == self._generation:
@@ -445,6 +468,17 @@ class NewRunScreen(WorkerOwner, QWidget):
         self.start_requested.emit(config)
 
 
+def cost_key(config) -> tuple:
+    """What a preset's time depends on besides the preset: the data, the recipe and its public data, the
+    steps, the image size and the device (not epsilon or delta: they change the noise, not the work)."""
+    return (config.data, config.recipe, config.public_data, config.max_steps, config.resolution, config.device)
+
+
+def preset_label(name: str, seconds: float | None) -> str:
+    """``quick - about 6 min 10 s here`` once estimated for this data on this machine, else the neutral label."""
+    return PRESETS[name] if seconds is None else f"{name} - about {format_duration(seconds)} here"
+
+
 PROTECTION = {"dp": "private data, noise added (protected)", "public": "public data: no privacy cost",
               "nonprivate": "<b style='color:#b00020'>private data WITHOUT protection: NOT PRIVATE</b>"}
 
@@ -455,11 +489,15 @@ def render_plan(result: dict[str, Any]) -> str:
     The exact values (noise multipliers, sample rates, accountants) are in :func:`render_plan_details`.
     """
     plan, data = result["plan"], result["dataset"]
+    phase_seconds = result["estimate"].get("phases") or {}
     rows = []
     for phase in plan["phases"]:
         steps = result["steps"].get(phase["name"], phase["steps"])
+        seconds = phase_seconds.get(phase["name"])
+        took = "-" if seconds is None else f"about {format_duration(seconds)}"
         rows.append(f"<tr><td>{phase['name']}</td><td>{PROTECTION.get(phase['privacy'], phase['privacy'])}</td>"
-                    f"<td align='right'>{steps}</td><td align='right'>{phase['expected_batch_size']:.0f}</td></tr>")
+                    f"<td align='right'>{steps}</td><td align='right'>{phase['expected_batch_size']:.0f}</td>"
+                    f"<td align='right'>{took}</td></tr>")
     planned = plan["planned_epsilon"].get("certified")
     if result["private"]:
         epsilon_line = (f"Privacy guarantee of the whole run: <b>epsilon {format_epsilon(planned)}</b> (your target "
@@ -488,7 +526,7 @@ def render_plan(result: dict[str, Any]) -> str:
             f"{unit} protected, {data['num_classes']} classes, {data['resolution']}x{data['resolution']}"
             f" pixels, {'grey' if data['channels'] == 1 else 'colour'}.</p>"
             "<table cellspacing='0' cellpadding='3' border='1' style='border-collapse:collapse'>"
-            "<tr><th>part</th><th>learns from</th><th>steps</th><th>images per step</th></tr>"
+            "<tr><th>part</th><th>learns from</th><th>steps</th><th>images per step</th><th>time</th></tr>"
             + "".join(rows) + "</table>"
             f"<p>{epsilon_line}</p><p>{time_line}</p><p>{budget_line}</p>")
 
