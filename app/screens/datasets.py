@@ -19,7 +19,7 @@ from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QComboBox, QFileDia
 from dpsad_workbench.core import format_epsilon
 from dpsad_workbench.images import ImageLabel
 from dpsad_workbench.settings import AppSettings
-from dpsad_workbench.widgets import WrapLabel
+from dpsad_workbench.widgets import LongValue, WrapLabel
 from dpsad_workbench.worker import WorkerOwner, call_in_worker
 
 FILE_FILTER = "Datasets (*.csv *.npz *.gz *idx*-ubyte *idx3-ubyte);;All files (*)"
@@ -109,13 +109,16 @@ class DatasetsScreen(WorkerOwner, QWidget):
         right_layout.setContentsMargins(0, 0, 0, 0)
         details = QGroupBox("Details")
         self.details_form = QFormLayout(details)
-        self.fields: dict[str, QLabel] = {}
+        self.fields: dict[str, QLabel | LongValue] = {}
         for key, label in (("name", "Name"), ("records", "Images"), ("units", "Privacy units"),
                            ("size", "Image size"), ("classes", "Classes"), ("fingerprint", "Fingerprint"),
                            ("budget", "Privacy budget spent"), ("source", "Imported from")):
-            value = QLabel("-")
-            value.setWordWrap(True)
-            value.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+            if key in ("fingerprint", "source"):  # no spaces to wrap at: a label this long widens the window
+                value = LongValue("-")
+            else:
+                value = QLabel("-")
+                value.setWordWrap(True)
+                value.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
             self.fields[key] = value
             self.details_form.addRow(f"{label}:", value)
         right_layout.addWidget(details)
@@ -129,7 +132,8 @@ class DatasetsScreen(WorkerOwner, QWidget):
         self.counts.setMaximumWidth(260)
         self.counts.setMinimumWidth(120)  # narrow windows: the class names elide rather than force a scrollbar
         lower.addWidget(self.counts)
-        preview_box = QGroupBox("Preview (first images of each class; shown only here)")
+        preview_box = QGroupBox("Preview (shown only here)")  # a short title: a group box is as wide as its title
+        preview_box.setToolTip("The first images of each class, one row per class; they stay on this screen")
         preview_layout = QVBoxLayout(preview_box)
         self.preview = ImageLabel("Select a dataset to preview it.")
         self.preview.setObjectName("datasetPreview")

@@ -17,7 +17,7 @@ from PySide6.QtWidgets import (QComboBox, QFormLayout, QGroupBox, QHBoxLayout, Q
 
 from dpsad_workbench.core import format_duration, format_epsilon
 from dpsad_workbench.settings import AppSettings
-from dpsad_workbench.widgets import EPSILON_MAX, EPSILON_MIN, EpsilonEdit, WrapLabel, parse_epsilon
+from dpsad_workbench.widgets import EPSILON_MAX, EPSILON_MIN, EpsilonEdit, WrapLabel, compact_combo, parse_epsilon
 from dpsad_workbench.worker import WorkerOwner, call_in_worker
 
 RECIPES = {  # the first is the default (dpsad_core.training.DEFAULT_RECIPE; a test keeps them in step)
@@ -144,6 +144,8 @@ class NewRunScreen(WorkerOwner, QWidget):
         buttons.addWidget(self.preview_button)
         buttons.addWidget(self.start_button)
         form.addRow(buttons)
+        for combo in (self.data, self.recipe, self.public_data, self.preset):
+            compact_combo(combo)  # long dataset names must not widen the form past a small window
         self.start_reason = WrapLabel("")  # why Start is disabled (the plan says the run cannot run)
         self.start_reason.setObjectName("startReason")
         self.start_reason.setStyleSheet("QLabel#startReason { color: #b00020; }")
