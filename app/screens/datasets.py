@@ -17,6 +17,7 @@ from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QComboBox, QFileDia
                                QSpinBox, QSplitter, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
 
 from dpsad_workbench.core import format_epsilon
+from dpsad_workbench.folders import data_folder, remember_data
 from dpsad_workbench.images import ImageLabel
 from dpsad_workbench.settings import AppSettings
 from dpsad_workbench.widgets import LongValue, WrapLabel
@@ -418,14 +419,17 @@ class DatasetsScreen(WorkerOwner, QWidget):
 
     # -- importing ---------------------------------------------------------------------------------
     def _choose_folder(self) -> None:
-        path = QFileDialog.getExistingDirectory(self, "Import a folder of class subfolders or MNIST IDX files")
+        path = QFileDialog.getExistingDirectory(self, "Import a folder of class subfolders or MNIST IDX files",
+                                                str(data_folder(self._settings().workspace_path())))
         if path:
+            remember_data(path)
             self.import_path(path)
 
     def _choose_file(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Import a CSV manifest, an IDX file or a MedMNIST .npz",
-                                              "", FILE_FILTER)
+                                              str(data_folder(self._settings().workspace_path())), FILE_FILTER)
         if path:
+            remember_data(path)
             self.import_path(path)
 
     def import_path(self, path: str | Path):
