@@ -60,6 +60,7 @@ class NewRunScreen(WorkerOwner, QWidget):
         self._public_choice = ""  # the public data the analyst chose ("": none)
         self._preset_seconds: dict[tuple, float] = {}  # (what the time depends on, preset) -> estimated seconds
         self._preview_key: tuple | None = None  # that key for the preview being computed
+        self._shares: dict[str, set[str]] = {}  # data spec -> fingerprints of datasets sharing records with it
         self._build()
         self._debounce = QTimer(self)
         self._debounce.setSingleShot(True)
@@ -210,8 +211,10 @@ class NewRunScreen(WorkerOwner, QWidget):
         """Public data: none by default; only sets with the private data's classes, never the private data itself.
 
         A dataset with the private one's fingerprint is the same images under another name, so it is
-        left out too. The analyst's last choice is kept while it is still offered (a recipe or data
-        change that hides it and back restores it).
+        left out too, and so is one that shares records with it (a subset, a re-import at another size:
+        the ledger's overlaps, known once a plan was previewed; the planner refuses them anyway). The
+        analyst's last choice is kept while it is still offered (a recipe or data change that hides it
+        and back restores it).
         """
         spec = self.data_spec()
         private = DEMO_META if spec == "demo" else self._metas.get(spec, {})
@@ -223,6 +226,8 @@ class NewRunScreen(WorkerOwner, QWidget):
             self.public_data.addItem(RENDERED_DIGITS_LABEL, "rendered-digits")
         for name, meta in self._metas.items():
             if meta.get("builtin") or name == spec or (fingerprint and meta.get("fingerprint") == fingerprint):
+                continue
+            if meta.get("fingerprint") in self._shares.get(spec, ()):
                 continue
             if classes is not None and meta.get("num_classes", classes) != classes:
                 continue
@@ -388,6 +393,7 @@ class NewRunScreen(WorkerOwner, QWidget):
         self.details_button.setEnabled(True)
         self._explain_epsilon()
         self._remember_cost(result["estimate"])
+        self._learn_shared_records(result)
         if result["estimate"]["seconds"] is None:
             self._measure(generation, result)
         warnings = list(result["warnings"])
@@ -422,6 +428,14 @@ class NewRunScreen(WorkerOwner, QWidget):
         self._remember_cost(estimate)
         self.plan_text.setText(render_plan(self.preview))
         self.estimate_ready.emit(estimate)
+
+    def _learn_shared_records(self, result: dict[str, Any]) -> None:
+        """The plan's budget names the datasets that share records with the private data: stop offering them."""
+        shared = {o["fingerprint"] for o in (result.get("budget") or {}).get("overlaps") or []}
+        spec = self.data_spec()
+        if shared != self._shares.get(spec, set()):
+            self._shares[spec] = shared
+            self._offer_public()
 
     def _remember_cost(self, estimate: dict[str, Any]) -> None:
         """Keep the preview's time, and name it beside its preset."""
@@ -520,7 +534,8 @@ def render_plan(result: dict[str, Any]) -> str:
     elif result.get("budget_error"):
         budget_line = f"Budget left on this dataset: could not be read ({html.escape(result['budget_error'])})."
     elif budget:
-        budget_line = budget_text(budget)
+        shared = budget.get("overlaps") or []  # runs on these count here too: say why
+        budget_line = budget_text(budget) + "".join(f" {html.escape(overlap_text(o))}" for o in shared)
     else:
         budget_line = "Budget left on this dataset: nothing spent yet."
     unit = "patients" if data["unit"] == "patient" else "images"
@@ -584,3 +599,15 @@ def budget_text(budget: dict[str, Any]) -> str:
         if cap is not None:
             text += " (over the cap: it will be refused)" if after > cap * (1 + 1e-9) else " (within the cap)"
     return text + "."
+
+
+def overlap_text(overlap: dict[str, Any]) -> str:
+    """One shared-records link of the ledger (``PrivacyLedger.overlaps``) in plain words."""
+    other = f"dataset {overlap['name']}" if overlap.get("name") else (
+        f"a dataset no longer in the workspace ({overlap['fingerprint'][:24]}...)")
+    if overlap.get("identical"):
+        shared = f"Shares {overlap['identical']:,} record(s) with {other}"
+    else:
+        shared = (f"Shares about {overlap.get('resized', 0):.0%} of its records, at another image size, "
+                  f"with {other}")
+    return shared + ": a run on either is charged to both."
