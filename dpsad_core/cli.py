@@ -455,7 +455,7 @@ def _print_plan(plan, estimate: dict[str, Any]) -> None:
         noise = f"sigma {phase.noise_multiplier:.3f}" if phase.privacy == "dp" else "no noise"
         print(f"  {phase.name:<9} {phase.privacy:<10} on {phase.data:<7} data: {phase.steps} steps, "
               f"expected batch {phase.expected_batch_size:g} (q={phase.sample_rate:.4f}), {noise}"
-              f"{phase_time_text(estimate, phase.name)}")
+              f"{phase_time_text(estimate, phase)}")
     eps = plan.planned_epsilon.get("certified")
     print(f"  planned epsilon (RDP): {'infinity: NOT differentially private' if eps is None else f'{eps:.4f}'}")
     print(f"  {total_time_text(estimate)}")

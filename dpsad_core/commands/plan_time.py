@@ -12,7 +12,9 @@ from typing import Any
 
 
 def plan_time(config, dataset, plan) -> dict[str, Any]:
-    """``{"seconds", "phases": {name: seconds}, "step_seconds", "basis"}``; seconds None when it cannot be timed.
+    """``{"seconds", "phases": {name: seconds}, "steps": {name: steps run}, "step_seconds", "basis"}``.
+
+    ``seconds`` is None when a step cannot be timed.
 
     The steps are those the run will take (``--max-steps`` cuts every phase). A step that cannot be
     timed (the device runs out of memory, say) leaves the plan printable: the reason replaces the time.
@@ -21,12 +23,13 @@ def plan_time(config, dataset, plan) -> dict[str, Any]:
 
     steps = {p.name: p.steps if config.max_steps is None else min(p.steps, config.max_steps) for p in plan.phases}
     try:
-        return estimate_plan_seconds(plan.to_dict(), steps, config.hyper, channels=dataset.channels,
-                                     resolution=dataset.resolution, num_classes=dataset.num_classes,
-                                     device=config.device)
+        estimate = estimate_plan_seconds(plan.to_dict(), steps, config.hyper, channels=dataset.channels,
+                                         resolution=dataset.resolution, num_classes=dataset.num_classes,
+                                         device=config.device)
     except RuntimeError as error:  # torch's own failures (out of memory, a broken device) are RuntimeErrors
-        return {"seconds": None, "phases": {}, "step_seconds": None,
-                "basis": f"could not time one step on this machine ({str(error).splitlines()[0]})"}
+        estimate = {"seconds": None, "phases": {}, "step_seconds": None,
+                    "basis": f"could not time one step on this machine ({str(error).splitlines()[0]})"}
+    return estimate | {"steps": steps}
 
 
 def format_duration(seconds: float | None) -> str:
@@ -43,10 +46,12 @@ def format_duration(seconds: float | None) -> str:
     return f"{hours} h {minutes:02d} min"
 
 
-def phase_time_text(estimate: dict[str, Any], phase_name: str) -> str:
-    """``, about 3 min 10 s`` for a phase line of the plan ("" when there is no estimate)."""
-    seconds = estimate.get("phases", {}).get(phase_name)
-    return "" if seconds is None else f", about {format_duration(seconds)}"
+def phase_time_text(estimate: dict[str, Any], phase) -> str:
+    """``, about 3 min 10 s`` for a phase line of the plan, after the steps it will run if --max-steps cuts it."""
+    seconds = estimate.get("phases", {}).get(phase.name)
+    run = estimate.get("steps", {}).get(phase.name, phase.steps)
+    cut = f", {run} of them run (--max-steps)" if run != phase.steps else ""
+    return cut + ("" if seconds is None else f", about {format_duration(seconds)}")
 
 
 def total_time_text(estimate: dict[str, Any]) -> str:

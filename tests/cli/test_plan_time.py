@@ -62,6 +62,10 @@ def test_max_steps_shortens_the_estimate(workspace, capsys, timed_step):  # noqa
     assert main([*PLAN, "--json", "--max-steps", "3"]) == 0
     plan = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert plan["estimate"]["phases"]["teacher"] == pytest.approx(3 * STEP_SECONDS)
+    assert plan["estimate"]["steps"] == {"teacher": 3, "student": 3}
+    assert main([*PLAN, "--max-steps", "3"]) == 0
+    teacher = next(line for line in capsys.readouterr().out.splitlines() if line.strip().startswith("teacher"))
+    assert teacher.endswith(", 3 of them run (--max-steps), about 2 s")
 
 
 def test_a_step_that_cannot_be_timed_leaves_the_plan_printable(workspace, capsys, monkeypatch):  # noqa: ARG001
