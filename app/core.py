@@ -38,18 +38,32 @@ BAD_FILES_SHOWN = 50  # an import error lists this many unreadable files, then h
 
 def import_dataset(path: str | Path, *, workspace: Path, name: str | None = None, resolution: int | None = None,
                    grey: bool = False, min_records: int = 100, split: str = "train",
-                   skip_corrupt: bool = False) -> dict[str, Any]:
+                   skip_corrupt: bool = False, classes: str | None = None) -> dict[str, Any]:
     """Read ``path`` in any format the core reads, save it in the workspace, return its summary.
 
-    An unreadable image fails the import naming every unreadable file, not only the first: the
-    core stops at the first, so the files are read once more, skipping, to list them all.
+    ``classes`` is the class list the analyst declares public ("normal,pneumonia", in label order), as
+    ``import --classes``: a folder, a manifest or DICOM without it is refused like on the command line
+    (:class:`ConfigError` with ``field="classes"`` and the names found as ``value``, so the screen can
+    ask for them). An unreadable image fails the import naming every unreadable file, not only the
+    first: the core stops at the first, so the files are read once more, skipping, to list them all.
     """
     from dpsad_core.data import load_dataset, save_dataset
     from dpsad_core.data.imaging import UnreadableImageError
-    from dpsad_core.errors import DataImportError
+    from dpsad_core.data.public_metadata import parse_classes
+    from dpsad_core.errors import ConfigError, DataImportError
+    from dpsad_core.privacy.ledger import PrivacyLedger
     from dpsad_core.privacy.ledger_datasets import ledger_identity
 
-    options = {"split": split, "resolution": resolution, "channels": 1 if grey else None, "name": name or None}
+    declared = None
+    if classes and classes.strip():
+        try:
+            declared = parse_classes(classes)
+        except ConfigError:
+            raise ConfigError(f"the class names {classes!r} are not a list of distinct names", field="classes",
+                              value=None, remedy="type each class name once, separated by commas, e.g. "
+                                                 "normal,pneumonia") from None
+    options = {"split": split, "resolution": resolution, "channels": 1 if grey else None, "name": name or None,
+               "classes": declared}
     try:
         dataset = load_dataset(path, min_records=min_records, skip_corrupt=skip_corrupt, **options)
     except UnreadableImageError as error:
@@ -62,10 +76,18 @@ def import_dataset(path: str | Path, *, workspace: Path, name: str | None = None
         raise DataImportError(f"{len(bad)} file(s) in {path} are not readable images:\n{shown}{more}",
                               path=error.path, remedy="remove or replace them, or tick 'Skip unreadable files' "
                                                       "to import the rest without them") from None
+    if dataset.class_names_from == "data":
+        # Read off folder or label names: a single record could add a class to every release (cli.py refuses too).
+        raise ConfigError(f"the class names of {path} come from its folder or label names "
+                          f"({', '.join(dataset.class_names)}): every release shows the class list, so declare it",
+                          field="classes", value=list(dataset.class_names),
+                          remedy="type the class names you may make public in Classes, in label order, and import "
+                                 "again; records with any other label are refused")
     folder = save_dataset(dataset, workspace)
-    ledger_identity(workspace, dataset)  # links it in the ledger to any dataset that shares its records
+    # Linked in the ledger to every dataset that shares its records: their budgets are shared from now on.
+    fingerprint = ledger_identity(workspace, dataset)
     return dict(dataset.summary(workspace), path=str(folder), skipped_files=list(dataset.skipped),
-                class_names=list(dataset.class_names))
+                class_names=list(dataset.class_names), overlaps=PrivacyLedger(workspace).overlaps(fingerprint))
 
 
 def dataset_preview(workspace: Path, name: str) -> np.ndarray:
@@ -222,7 +244,8 @@ def budget_panel(workspace: Path, fingerprint: str) -> dict[str, Any] | None:
         return None
     from dpsad_core.privacy.ledger import PrivacyLedger
 
-    summary = PrivacyLedger(workspace).summary(fingerprint)
+    ledger = PrivacyLedger(workspace)
+    summary = ledger.summary(fingerprint)
     runs = []
     for entry in summary.entries:
         values, _ = entry.values()
@@ -230,8 +253,10 @@ def budget_panel(workspace: Path, fingerprint: str) -> dict[str, Any] | None:
                      "epsilon": values.certified if entry.private else math.inf, "delta": entry.delta,
                      "updated": entry.updated})
     total = summary.spent.certified if summary.entries else 0.0
+    # Datasets that share records with this one: runs on them are in its total, and its runs in theirs.
     return summary.to_dict() | {"run_list": runs, "total": total, "total_delta": summary.spent.delta,
-                                "sum_of_runs": sum(run["epsilon"] for run in runs)}
+                                "sum_of_runs": sum(run["epsilon"] for run in runs),
+                                "overlaps": ledger.overlaps(fingerprint)}
 
 
 def set_budget_cap(workspace: Path, fingerprint: str, epsilon: float | None, name: str | None) -> dict[str, Any]:
@@ -466,11 +491,10 @@ def estimate_seconds(workspace: Path, config, plan, resolution: int) -> dict[str
     needed = {p.kind for p in plan.phases}
     if not needed <= means.keys():
         return {"seconds": None, "basis": "no earlier run with this preset and image size on this machine"}
-    total = 0.0
-    for phase in plan.phases:
-        steps = phase.steps if config.max_steps is None else min(phase.steps, config.max_steps)
-        total += steps * means[phase.kind]
-    return {"seconds": total, "basis": f"step times of {used} earlier run(s) on this machine"}
+    phases = {phase.name: (phase.steps if config.max_steps is None else min(phase.steps, config.max_steps))
+              * means[phase.kind] for phase in plan.phases}
+    return {"seconds": sum(phases.values()), "phases": phases,
+            "basis": f"step times of {used} earlier run(s) on this machine"}
 
 
 def measure_plan_seconds(*, plan: dict[str, Any], steps: dict[str, int], hyper, channels: int, resolution: int,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from PySide6.QtWidgets import QLabel, QLineEdit, QSizePolicy
+from PySide6.QtWidgets import QComboBox, QLabel, QLineEdit, QSizePolicy
 
 
 class WrapLabel(QLabel):
@@ -31,6 +31,44 @@ class WrapLabel(QLabel):
         needed = self.heightForWidth(width)
         if needed > 0 and needed != self.minimumHeight():
             self.setMinimumHeight(needed)
+
+
+class LongValue(QLineEdit):
+    """A long value without spaces (a fingerprint, a path) shown on one line that scrolls, not widens the form.
+
+    Read-only, frameless and selectable like a label; it shows the value's start.
+    """
+
+    def __init__(self, text: str = "", parent=None) -> None:
+        super().__init__(parent)
+        self.setReadOnly(True)
+        self.setFrame(False)
+        self.setStyleSheet("QLineEdit { background: transparent; }")
+        self.setText(text)
+
+    def setText(self, text: str) -> None:  # noqa: N802 - Qt API
+        super().setText(text)
+        self.setCursorPosition(0)
+        self.setToolTip(text)
+
+
+def compact_combo(combo: QComboBox, characters: int = 16) -> QComboBox:
+    """Let ``combo`` be narrower than its longest entry, which its drop-down list still shows in full.
+
+    A combo box is as wide as its longest entry by default: one long dataset or public-data name made
+    the whole form, and the window, wider than a laptop's half screen.
+    """
+    combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+    combo.setMinimumContentsLength(characters)
+
+    def fit_list(*args) -> None:  # noqa: ARG001 - model signals pass rows and columns
+        view = combo.view()
+        view.setMinimumWidth(view.sizeHintForColumn(0) + view.verticalScrollBar().sizeHint().width() + 8)
+
+    model = combo.model()
+    for signal in (model.rowsInserted, model.rowsRemoved, model.modelReset, model.dataChanged):
+        signal.connect(fit_list)
+    return combo
 
 
 EPSILON_MIN, EPSILON_MAX, EPSILON_DIGITS = 0.01, 100.0, 3  # the range and precision a privacy officer uses

@@ -23,7 +23,7 @@ from dpsad_workbench.settings import AppSettings, load_settings
 from dpsad_workbench.training import CANCELLED, FAILED, FINISHED, INTERRUPTED, PAUSED, TrainingController
 
 SCREENS = ("datasets", "new_run", "training", "runs", "export", "settings")
-MINIMUM_SIZE = (800, 500)  # the smallest window: screens larger than that scroll
+MINIMUM_SIZE = (760, 500)  # the smallest window (half a laptop screen): screens larger than that scroll
 TITLES = {"datasets": "Datasets", "new_run": "New run", "training": "Training", "runs": "Runs",
           "export": "Export", "settings": "Settings"}
 

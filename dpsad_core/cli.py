@@ -294,10 +294,13 @@ def _cmd_train(args: argparse.Namespace) -> int:
         dataset, _, plan = prepare_run(config, workspace=workspace, plan_only=True)
         budget = budget_outlook(config, dataset, plan, workspace)
         local = rare_class_warnings(dataset)  # states class sizes: shown here, never part of the exported plan
+        from dpsad_core.commands.plan_time import plan_time
+
+        estimate = plan_time(config, dataset, plan)  # the New run screen's estimator: one step timed here
         if args.json:
-            print_json(dict(plan.to_dict(), budget=budget, local_warnings=local))
+            print_json(dict(plan.to_dict(), budget=budget, local_warnings=local, estimate=estimate))
         else:
-            _print_plan(plan)
+            _print_plan(plan, estimate)
             for warning in local:
                 print(f"  warning (local, not exported): {warning}")
             _print_budget(budget)
@@ -446,7 +449,9 @@ def _cmd_runs(args: argparse.Namespace) -> int:
 
 
 # -- helpers -----------------------------------------------------------------------------------------
-def _print_plan(plan) -> None:
+def _print_plan(plan, estimate: dict[str, Any]) -> None:
+    from dpsad_core.commands.plan_time import phase_time_text, total_time_text
+
     print(f"recipe {plan.recipe.value}: target epsilon {plan.epsilon_target:g}, delta {plan.delta:.3g}, "
           f"{plan.private_units} private units")
     for phase in plan.phases:
@@ -456,9 +461,11 @@ def _print_plan(plan) -> None:
                   f"{phase.expected_batch_size:g}; never reads the private data, so no privacy cost")
             continue
         print(f"  {phase.name:<9} {phase.privacy:<10} on {phase.data:<7} data: {phase.steps} steps, "
-              f"expected batch {phase.expected_batch_size:g} (q={phase.sample_rate:.4f}), {noise}")
+              f"expected batch {phase.expected_batch_size:g} (q={phase.sample_rate:.4f}), {noise}"
+              f"{phase_time_text(estimate, phase)}")
     eps = plan.planned_epsilon.get("certified")
     print(f"  planned epsilon (RDP): {'infinity: NOT differentially private' if eps is None else f'{eps:.4f}'}")
+    print(f"  {total_time_text(estimate)}")
     for warning in plan.warnings:
         print(f"  warning: {warning}")
 

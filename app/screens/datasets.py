@@ -17,9 +17,11 @@ from PySide6.QtWidgets import (QAbstractItemView, QCheckBox, QComboBox, QFileDia
                                QSpinBox, QSplitter, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
 
 from dpsad_workbench.core import format_epsilon
+from dpsad_workbench.folders import data_folder, remember_data
 from dpsad_workbench.images import ImageLabel
+from dpsad_workbench.screens.new_run import overlap_text
 from dpsad_workbench.settings import AppSettings
-from dpsad_workbench.widgets import WrapLabel
+from dpsad_workbench.widgets import LongValue, WrapLabel
 from dpsad_workbench.worker import WorkerOwner, call_in_worker
 
 FILE_FILTER = "Datasets (*.csv *.npz *.gz *idx*-ubyte *idx3-ubyte);;All files (*)"
@@ -40,6 +42,7 @@ class DatasetsScreen(WorkerOwner, QWidget):
         self._settings = settings
         self._workers: set = set()
         self.datasets: list[dict[str, Any]] = []
+        self._last_path = ""  # the path of the last import, for "Import again with these classes"
         self.setAcceptDrops(True)
         self._build()
 
@@ -73,6 +76,12 @@ class DatasetsScreen(WorkerOwner, QWidget):
         self.name = QLineEdit()
         self.name.setPlaceholderText("derived from the file or folder name")
         form.addRow("&Name:", self.name)
+        self.classes = QLineEdit()
+        self.classes.setPlaceholderText("e.g. normal,pneumonia")
+        self.classes.setToolTip("The class names, in label order, that you declare public: every release shows "
+                                "them. Needed for class folders, CSV manifests and DICOM; records with another "
+                                "label are refused. MNIST and MedMNIST files bring their own.")
+        form.addRow("C&lasses:", self.classes)
         self.resolution = QSpinBox()
         self.resolution.setRange(0, 512)
         self.resolution.setSpecialValueText("keep")
@@ -100,6 +109,10 @@ class DatasetsScreen(WorkerOwner, QWidget):
         buttons.addWidget(self.import_folder_button)
         buttons.addWidget(self.import_file_button)
         left_layout.addLayout(buttons)
+        self.retry_button = QPushButton("Import a&gain with these classes")
+        self.retry_button.clicked.connect(lambda: self.import_path(self._last_path))
+        self.retry_button.hide()
+        left_layout.addWidget(self.retry_button)
         self.status = WrapLabel("")
         left_layout.addWidget(self.status)
         splitter.addWidget(left)
@@ -109,13 +122,16 @@ class DatasetsScreen(WorkerOwner, QWidget):
         right_layout.setContentsMargins(0, 0, 0, 0)
         details = QGroupBox("Details")
         self.details_form = QFormLayout(details)
-        self.fields: dict[str, QLabel] = {}
+        self.fields: dict[str, QLabel | LongValue] = {}
         for key, label in (("name", "Name"), ("records", "Images"), ("units", "Privacy units"),
                            ("size", "Image size"), ("classes", "Classes"), ("fingerprint", "Fingerprint"),
                            ("budget", "Privacy budget spent"), ("source", "Imported from")):
-            value = QLabel("-")
-            value.setWordWrap(True)
-            value.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+            if key in ("fingerprint", "source"):  # no spaces to wrap at: a label this long widens the window
+                value = LongValue("-")
+            else:
+                value = QLabel("-")
+                value.setWordWrap(True)
+                value.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
             self.fields[key] = value
             self.details_form.addRow(f"{label}:", value)
         right_layout.addWidget(details)
@@ -129,7 +145,8 @@ class DatasetsScreen(WorkerOwner, QWidget):
         self.counts.setMaximumWidth(260)
         self.counts.setMinimumWidth(120)  # narrow windows: the class names elide rather than force a scrollbar
         lower.addWidget(self.counts)
-        preview_box = QGroupBox("Preview (first images of each class; shown only here)")
+        preview_box = QGroupBox("Preview (shown only here)")  # a short title: a group box is as wide as its title
+        preview_box.setToolTip("The first images of each class, one row per class; they stay on this screen")
         preview_layout = QVBoxLayout(preview_box)
         self.preview = ImageLabel("Select a dataset to preview it.")
         self.preview.setObjectName("datasetPreview")
@@ -414,22 +431,28 @@ class DatasetsScreen(WorkerOwner, QWidget):
 
     # -- importing ---------------------------------------------------------------------------------
     def _choose_folder(self) -> None:
-        path = QFileDialog.getExistingDirectory(self, "Import a folder of class subfolders or MNIST IDX files")
+        path = QFileDialog.getExistingDirectory(self, "Import a folder of class subfolders or MNIST IDX files",
+                                                str(data_folder(self._settings().workspace_path())))
         if path:
+            remember_data(path)
             self.import_path(path)
 
     def _choose_file(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Import a CSV manifest, an IDX file or a MedMNIST .npz",
-                                              "", FILE_FILTER)
+                                              str(data_folder(self._settings().workspace_path())), FILE_FILTER)
         if path:
+            remember_data(path)
             self.import_path(path)
 
     def import_path(self, path: str | Path):
         """Import ``path`` with the options on screen; returns the worker doing it."""
         workspace = self._settings().workspace_path()
+        self._last_path = str(path)
+        self.retry_button.hide()
         options = {"name": self.name.text().strip() or None, "resolution": self.resolution.value() or None,
                    "grey": self.grey.isChecked(), "min_records": self.min_records.value(),
-                   "split": self.split.currentText(), "skip_corrupt": self.skip_corrupt.isChecked()}
+                   "split": self.split.currentText(), "skip_corrupt": self.skip_corrupt.isChecked(),
+                   "classes": self.classes.text().strip() or None}
         self.status.setText(f"Importing {html.escape(str(path))}...")
         self._set_busy(True)
         worker = call_in_worker("dpsad_workbench.core:import_dataset", str(path), workspace=workspace, parent=self,
@@ -446,22 +469,43 @@ class DatasetsScreen(WorkerOwner, QWidget):
         skipped = summary.get("skipped_files") or []
         listed = "".join(f"<br>{html.escape(path)}" for path in skipped[:50])
         more = f"<br>... and {len(skipped) - 50} more" if len(skipped) > 50 else ""
+        shared = "".join(f" {html.escape(overlap_text(overlap))}" for overlap in summary.get("overlaps") or [])
         self.status.setText(f"Imported '{summary['name']}': {summary['num_records']} images in "
-                            f"{summary['num_classes']} classes."
+                            f"{summary['num_classes']} classes." + shared
                             + (f" Skipped {len(skipped)} unreadable file(s):{listed}{more}" if skipped else ""))
         self.name.clear()
+        self.classes.clear()
         self.refresh()
         self.select(summary["name"])
         self.imported.emit(summary)
 
     def _on_import_error(self, error: BaseException) -> None:
+        found = getattr(error, "value", None)
+        if getattr(error, "field", None) == "classes" and isinstance(found, list):
+            self.ask_for_classes(found)
+            self.import_failed.emit(error)
+            return
         self.status.setText("The import failed: see the message.")
         self.import_failed.emit(error)
         self.error.emit(error)
 
+    def ask_for_classes(self, found: list[str]) -> None:
+        """The data's class names came from its folder or label names: ask the analyst to declare the list."""
+        self.classes.setText(",".join(found))
+        self.classes.setFocus()
+        self.classes.selectAll()
+        self.status.setText(
+            "<b>Declare the class names before importing.</b> Every release shows the class list, so it must be "
+            "one you may make public, not read off the data: one record with a rare label would otherwise add "
+            f"its class to every release. The labels found are now in Classes ({html.escape(', '.join(found))}): "
+            "keep those you may publish, in the order you want, and import again. A label left out stops the "
+            "import, naming its records, so that they can be taken out of the data first.")
+        self.retry_button.show()
+
     def _set_busy(self, busy: bool) -> None:
         self.import_folder_button.setEnabled(not busy)
         self.import_file_button.setEnabled(not busy)
+        self.retry_button.setEnabled(not busy)
 
     # -- drag and drop -----------------------------------------------------------------------------
     def dragEnterEvent(self, event) -> None:  # noqa: N802 - Qt API
@@ -489,6 +533,8 @@ def budget_panel_text(budget: dict[str, Any]) -> str:
                      "all the noise the runs added on this dataset and bounds their joint privacy loss together, "
                      "which is tighter than adding each run's bound")
         text += f" (at delta {budget.get('total_delta', 0):.3g})."
+    for overlap in budget.get("overlaps") or []:
+        text += " " + html.escape(overlap_text(overlap))
     cap = budget.get("cap_epsilon")
     if cap is None:
         text += " No cap is set: runs are never refused for the total they bring."

@@ -9,6 +9,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (QComboBox, QDialog, QDialogButtonBox, QFileDialog, QFormLayout, QHBoxLayout, QLabel,
                                QPushButton, QSpinBox, QVBoxLayout, QWidget)
 
+from dpsad_workbench.folders import data_folder, remember_data, workspace_of
 from dpsad_workbench.screens.datasets import FILE_FILTER
 from dpsad_workbench.widgets import WrapLabel
 
@@ -104,11 +105,15 @@ class EvaluateDialog(QDialog):
         return None if self._rdm else self.per_class_box.value()
 
     def _choose_folder(self) -> None:
-        path = QFileDialog.getExistingDirectory(self, "Real test images: an MNIST folder or class subfolders")
+        path = QFileDialog.getExistingDirectory(self, "Real test images: an MNIST folder or class subfolders",
+                                                str(data_folder(workspace_of(self))))
         if path:
+            remember_data(path)
             self.test.setEditText(path)
 
     def _choose_file(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Real test images", "", FILE_FILTER)
+        path, _ = QFileDialog.getOpenFileName(self, "Real test images", str(data_folder(workspace_of(self))),
+                                              FILE_FILTER)
         if path:
+            remember_data(path)
             self.test.setEditText(path)

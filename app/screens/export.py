@@ -283,8 +283,9 @@ class ExportScreen(WorkerOwner, QWidget):
 
     def exports_dir(self) -> Path:
         """Where file dialogs open: the workspace's exports folder (the workspace until one exists)."""
-        workspace = self._settings().workspace_path()
-        return workspace / "exports" if (workspace / "exports").is_dir() else workspace
+        from dpsad_workbench.folders import exports_folder
+
+        return exports_folder(self._settings().workspace_path())
 
     # -- verify ------------------------------------------------------------------------------------
     def verify(self, path: str | Path) -> GeneratorWorker | None:

@@ -12,6 +12,7 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QFileDialog, QHBoxLayout, QPushButton, QVBoxLayout, QWidget
 
 from dpsad_workbench import dialogs
+from dpsad_workbench.folders import exports_folder, workspace_of
 from dpsad_workbench.widgets import WrapLabel
 
 
@@ -119,7 +120,8 @@ class KeysPanel(QWidget):
         return info.fingerprint
 
     def _choose_export(self) -> None:
-        path, _ = QFileDialog.getSaveFileName(self, "Export the public key", "dpsad-public-key.pem",
+        path, _ = QFileDialog.getSaveFileName(self, "Export the public key",
+                                              str(exports_folder(workspace_of(self)) / "dpsad-public-key.pem"),
                                               "PEM files (*.pem);;All files (*)")
         if path:
             self.export_public_key(path)
@@ -129,6 +131,8 @@ class KeysPanel(QWidget):
                     "kept as a backup beside it). Continue?")
         if not dialogs.confirm(self, "Import organisation key", question):
             return
-        path, _ = QFileDialog.getOpenFileName(self, "Import an Ed25519 private key", "", "PEM files (*.pem);;All files (*)")
+        path, _ = QFileDialog.getOpenFileName(self, "Import an Ed25519 private key",
+                                              str(exports_folder(workspace_of(self))),
+                                              "PEM files (*.pem);;All files (*)")
         if path:
             self.import_key(path)

@@ -15,18 +15,19 @@ from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import (QComboBox, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QLineEdit,
                                QPushButton, QScrollArea, QSpinBox, QVBoxLayout, QWidget)
 
+from dpsad_core.training.config import DEFAULT_RECIPE, Recipe  # no torch: the window still opens fast
 from dpsad_workbench.core import format_duration, format_epsilon
 from dpsad_workbench.settings import AppSettings
-from dpsad_workbench.widgets import EPSILON_MAX, EPSILON_MIN, EpsilonEdit, WrapLabel, parse_epsilon
+from dpsad_workbench.widgets import EPSILON_MAX, EPSILON_MIN, EpsilonEdit, WrapLabel, compact_combo, parse_epsilon
 from dpsad_workbench.worker import WorkerOwner, call_in_worker
-
-from dpsad_core.training.config import DEFAULT_RECIPE, Recipe  # noqa: E402  (no torch: the window opens fast)
 
 # The default first, then the others in the enum's order; the texts are the core's (one place for both).
 RECIPES = {recipe.value: recipe.description
            for recipe in sorted(Recipe, key=lambda r: r is not DEFAULT_RECIPE)}
 PUBLIC_RECIPES = tuple(recipe.value for recipe in Recipe if recipe.public_data_use is not None)
-PRESETS = {"tiny": "tiny (seconds, for trying the app)", "quick": "quick (minutes on a CPU at 8x8)",
+#: Neutral labels: what a preset costs depends on the data's size and the machine, so a time is added to a
+#: name only once the estimator has timed that preset on this data (``preset_label``).
+PRESETS = {"tiny": "tiny (to try the app)", "quick": "quick (a small model)",
            "standard": "standard (a larger model, for a GPU)"}
 DEMO_LABEL = "demo: embedded 8x8 digits (1,500 images)"
 DEMO_META = {"name": "demo", "num_classes": 10}
@@ -52,6 +53,9 @@ class NewRunScreen(WorkerOwner, QWidget):
         self.preview: dict[str, Any] | None = None
         self._metas: dict[str, dict[str, Any]] = {}
         self._public_choice = ""  # the public data the analyst chose ("": none)
+        self._preset_seconds: dict[tuple, float] = {}  # (what the time depends on, preset) -> estimated seconds
+        self._preview_key: tuple | None = None  # that key for the preview being computed
+        self._shares: dict[str, set[str]] = {}  # data spec -> fingerprints of datasets sharing records with it
         self._build()
         self._debounce = QTimer(self)
         self._debounce.setSingleShot(True)
@@ -136,6 +140,8 @@ class NewRunScreen(WorkerOwner, QWidget):
         buttons.addWidget(self.preview_button)
         buttons.addWidget(self.start_button)
         form.addRow(buttons)
+        for combo in (self.data, self.recipe, self.public_data, self.preset):
+            compact_combo(combo)  # long dataset names must not widen the form past a small window
         self.start_reason = WrapLabel("")  # why Start is disabled (the plan says the run cannot run)
         self.start_reason.setObjectName("startReason")
         self.start_reason.setStyleSheet("QLabel#startReason { color: #b00020; }")
@@ -200,8 +206,10 @@ class NewRunScreen(WorkerOwner, QWidget):
         """Public data: none by default; only sets with the private data's classes, never the private data itself.
 
         A dataset with the private one's fingerprint is the same images under another name, so it is
-        left out too. The analyst's last choice is kept while it is still offered (a recipe or data
-        change that hides it and back restores it).
+        left out too, and so is one that shares records with it (a subset, a re-import at another size:
+        the ledger's overlaps, known once a plan was previewed; the planner refuses them anyway). The
+        analyst's last choice is kept while it is still offered (a recipe or data change that hides it
+        and back restores it).
         """
         spec = self.data_spec()
         private = DEMO_META if spec == "demo" else self._metas.get(spec, {})
@@ -213,6 +221,8 @@ class NewRunScreen(WorkerOwner, QWidget):
             self.public_data.addItem(RENDERED_DIGITS_LABEL, "rendered-digits")
         for name, meta in self._metas.items():
             if meta.get("builtin") or name == spec or (fingerprint and meta.get("fingerprint") == fingerprint):
+                continue
+            if meta.get("fingerprint") in self._shares.get(spec, ()):
                 continue
             if classes is not None and meta.get("num_classes", classes) != classes:
                 continue
@@ -352,7 +362,11 @@ class NewRunScreen(WorkerOwner, QWidget):
         except Exception as error:  # noqa: BLE001 - shown in the preview, not as a dialog while typing
             self._show_problem(error)
             self.plan_failed.emit(error)
+            self._preview_key = None
+            self._label_presets(None)
             return None
+        self._preview_key = (cost_key(config), config.preset)
+        self._label_presets(self._preview_key[0])
         workspace = self._settings().workspace_path()
         self.plan_text.setText("Computing the plan (calibrating the noise)...")
         worker = call_in_worker("dpsad_workbench.core:plan_preview", config, workspace=workspace, parent=self)
@@ -373,6 +387,8 @@ class NewRunScreen(WorkerOwner, QWidget):
         self.details_text.setText(render_plan_details(result))
         self.details_button.setEnabled(True)
         self._explain_epsilon()
+        self._remember_cost(result["estimate"])
+        self._learn_shared_records(result)
         if result["estimate"]["seconds"] is None:
             self._measure(generation, result)
         warnings = list(result["warnings"])
@@ -404,8 +420,30 @@ class NewRunScreen(WorkerOwner, QWidget):
         if generation != self._generation or self.preview is None:
             return
         self.preview["estimate"] = estimate
+        self._remember_cost(estimate)
         self.plan_text.setText(render_plan(self.preview))
         self.estimate_ready.emit(estimate)
+
+    def _learn_shared_records(self, result: dict[str, Any]) -> None:
+        """The plan's budget names the datasets that share records with the private data: stop offering them."""
+        shared = {o["fingerprint"] for o in (result.get("budget") or {}).get("overlaps") or []}
+        spec = self.data_spec()
+        if shared != self._shares.get(spec, set()):
+            self._shares[spec] = shared
+            self._offer_public()
+
+    def _remember_cost(self, estimate: dict[str, Any]) -> None:
+        """Keep the preview's time, and name it beside its preset."""
+        if estimate.get("seconds") is not None and self._preview_key is not None:
+            self._preset_seconds[self._preview_key] = float(estimate["seconds"])
+            self._label_presets(self._preview_key[0])
+
+    def _label_presets(self, key: tuple | None) -> None:
+        """Each preset's name, with its time for the data and settings of ``key`` where one was estimated."""
+        for index in range(self.preset.count()):
+            name = self.preset.itemData(index)
+            seconds = None if key is None else self._preset_seconds.get((key, name))
+            self.preset.setItemText(index, preset_label(name, seconds))
 
     def _on_plan_error(self, generation: int, error: BaseException) -> None:
         if generation == self._generation:
@@ -441,6 +479,17 @@ class NewRunScreen(WorkerOwner, QWidget):
         self.start_requested.emit(config)
 
 
+def cost_key(config) -> tuple:
+    """What a preset's time depends on besides the preset: the data, the recipe and its public data, the
+    steps, the image size and the device (not epsilon or delta: they change the noise, not the work)."""
+    return (config.data, config.recipe, config.public_data, config.max_steps, config.resolution, config.device)
+
+
+def preset_label(name: str, seconds: float | None) -> str:
+    """``quick - about 6 min 10 s here`` once estimated for this data on this machine, else the neutral label."""
+    return PRESETS[name] if seconds is None else f"{name} - about {format_duration(seconds)} here"
+
+
 PROTECTION = {"dp": "private data, noise added (protected)", "public": "public data: no privacy cost",
               "postprocess": "the teacher's own images only: no privacy cost",
               "nonprivate": "<b style='color:#b00020'>private data WITHOUT protection: NOT PRIVATE</b>"}
@@ -452,11 +501,15 @@ def render_plan(result: dict[str, Any]) -> str:
     The exact values (noise multipliers, sample rates, accountants) are in :func:`render_plan_details`.
     """
     plan, data = result["plan"], result["dataset"]
+    phase_seconds = result["estimate"].get("phases") or {}
     rows = []
     for phase in plan["phases"]:
         steps = result["steps"].get(phase["name"], phase["steps"])
+        seconds = phase_seconds.get(phase["name"])
+        took = "-" if seconds is None else f"about {format_duration(seconds)}"
         rows.append(f"<tr><td>{phase['name']}</td><td>{PROTECTION.get(phase['privacy'], phase['privacy'])}</td>"
-                    f"<td align='right'>{steps}</td><td align='right'>{phase['expected_batch_size']:.0f}</td></tr>")
+                    f"<td align='right'>{steps}</td><td align='right'>{phase['expected_batch_size']:.0f}</td>"
+                    f"<td align='right'>{took}</td></tr>")
     planned = plan["planned_epsilon"].get("certified")
     if result["private"]:
         epsilon_line = (f"Privacy guarantee of the whole run: <b>epsilon {format_epsilon(planned)}</b> (your target "
@@ -477,7 +530,8 @@ def render_plan(result: dict[str, Any]) -> str:
     elif result.get("budget_error"):
         budget_line = f"Budget left on this dataset: could not be read ({html.escape(result['budget_error'])})."
     elif budget:
-        budget_line = budget_text(budget)
+        shared = budget.get("overlaps") or []  # runs on these count here too: say why
+        budget_line = budget_text(budget) + "".join(f" {html.escape(overlap_text(o))}" for o in shared)
     else:
         budget_line = "Budget left on this dataset: nothing spent yet."
     unit = "patients" if data["unit"] == "patient" else "images"
@@ -485,7 +539,7 @@ def render_plan(result: dict[str, Any]) -> str:
             f"{unit} protected, {data['num_classes']} classes, {data['resolution']}x{data['resolution']}"
             f" pixels, {'grey' if data['channels'] == 1 else 'colour'}.</p>"
             "<table cellspacing='0' cellpadding='3' border='1' style='border-collapse:collapse'>"
-            "<tr><th>part</th><th>learns from</th><th>steps</th><th>images per step</th></tr>"
+            "<tr><th>part</th><th>learns from</th><th>steps</th><th>images per step</th><th>time</th></tr>"
             + "".join(rows) + "</table>"
             f"<p>{epsilon_line}</p><p>{time_line}</p><p>{budget_line}</p>")
 
@@ -541,3 +595,15 @@ def budget_text(budget: dict[str, Any]) -> str:
         if cap is not None:
             text += " (over the cap: it will be refused)" if after > cap * (1 + 1e-9) else " (within the cap)"
     return text + "."
+
+
+def overlap_text(overlap: dict[str, Any]) -> str:
+    """One shared-records link of the ledger (``PrivacyLedger.overlaps``) in plain words."""
+    other = f"dataset {overlap['name']}" if overlap.get("name") else (
+        f"a dataset no longer in the workspace ({overlap['fingerprint'][:24]}...)")
+    if overlap.get("identical"):
+        shared = f"Shares {overlap['identical']:,} record(s) with {other}"
+    else:
+        shared = (f"Shares about {overlap.get('resized', 0):.0%} of its records, at another image size, "
+                  f"with {other}")
+    return shared + ": a run on either is charged to both."

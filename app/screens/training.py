@@ -16,6 +16,7 @@ from PySide6.QtWidgets import (QGridLayout, QGroupBox, QHBoxLayout, QLabel, QPro
 
 from dpsad_workbench.core import format_duration, format_epsilon
 from dpsad_workbench.images import ImageLabel
+from dpsad_workbench.time_left import TimeLeft
 from dpsad_workbench.widgets import WrapLabel
 from dpsad_workbench.training import (ACTIVE_STATES, CANCELLED, CANCELLING, FAILED, FINISHED, IDLE, INTERRUPTED,
                                       PAUSED, PAUSING, RUNNING, STARTING, TrainingController)
@@ -94,6 +95,7 @@ class TrainingScreen(QWidget):
         self._dirty = False
         self._curves: dict[str, Any] = {}
         self._legend: list[str] = []
+        self.time_left = TimeLeft()  # the engine's time left, steadied (app/time_left.py)
         self._build()
         controller.event.connect(self.on_event)
         controller.state_changed.connect(self.on_state)
@@ -206,6 +208,7 @@ class TrainingScreen(QWidget):
         self.progress.setMaximum(1)
         self.progress.setValue(0)
         self.eta_label.setText("time left: -")
+        self.time_left.reset()
         self._dirty = True
 
     def on_event(self, event: Any) -> None:
@@ -215,7 +218,9 @@ class TrainingScreen(QWidget):
             self._add_point(event.losses, event.epsilon_spent, event.phase, event.step)
             self.progress.setMaximum(event.total_steps)
             self.progress.setValue(event.step)
-            self.eta_label.setText(f"time left: about {format_duration(event.eta_seconds)}")
+            left = self.time_left.update(phase=event.phase, seconds=event.seconds, eta_seconds=event.eta_seconds)
+            self.eta_label.setText("time left: estimating from the first steps..." if left is None
+                                   else f"time left: about {format_duration(left)}")
             self.epsilon_target = event.epsilon_target
         elif isinstance(event, SampleGrid):
             from dpsad_workbench.core import label_rows
@@ -235,6 +240,7 @@ class TrainingScreen(QWidget):
             from dpsad_workbench.core import run_class_names
 
             self.title.setText(f"<b>Run {event.run_id}</b> ({event.plan.get('recipe')})")
+            self.time_left.reset({p["name"]: p["kind"] for p in event.plan.get("phases", []) if "kind" in p})
             self.class_names = run_class_names(event.run_dir)
             self.epsilon_target = event.plan.get("epsilon_target")
             if event.resumed:

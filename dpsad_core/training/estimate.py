@@ -1,6 +1,6 @@
 """Time estimates from a measured step of the run's own model, resolution and batch.
 
-Used by the workbench's New run screen (and usable by ``train --plan``): one DP denoising step of the
+Used by the workbench's New run screen and by ``train --plan``: one DP denoising step of the
 plan's network at its expected batch is timed on this machine (a warm-up step, then the median of
 ``TIMED_STEPS``), and a student + discriminator step is taken as ``DISTILL_COST_RATIO`` denoising steps
 (bench/step_time.py). Measurements are cached per machine and model shape in the cache folder, so a
@@ -110,7 +110,10 @@ def denoise_step_seconds(hyper, *, channels: int, resolution: int, num_classes: 
 
 def estimate_plan_seconds(plan: dict[str, Any], steps: dict[str, int], hyper, *, channels: int, resolution: int,
                           num_classes: int, device: str) -> dict[str, Any]:
-    """Seconds for the plan (``TrainingPlan.to_dict()``, steps per phase after --max-steps) and its basis."""
+    """Seconds for the plan (``TrainingPlan.to_dict()``, steps per phase after --max-steps), per phase, and its basis.
+
+    Returns ``{"seconds", "phases": {phase name: seconds}, "step_seconds", "basis"}``.
+    """
     from dpsad_core.training.engine import PHASE_COST_RATIO, resolve_device
 
     device = resolve_device(device)
@@ -118,9 +121,9 @@ def estimate_plan_seconds(plan: dict[str, Any], steps: dict[str, int], hyper, *,
     batch = max(1, int(round(max(p["expected_batch_size"] for p in denoise))))
     step, cached = denoise_step_seconds(hyper, channels=channels, resolution=resolution, num_classes=num_classes,
                                         device=device, batch=batch)
-    total = sum(steps.get(p["name"], p["steps"]) * step * PHASE_COST_RATIO.get(p["kind"], 1.0)
-                for p in plan["phases"])
+    phases = {p["name"]: steps.get(p["name"], p["steps"]) * step * PHASE_COST_RATIO.get(p["kind"], 1.0)
+              for p in plan["phases"]}
     when = "an earlier measurement" if cached else "measured just now"
-    return {"seconds": total, "step_seconds": step,
+    return {"seconds": sum(phases.values()), "phases": phases, "step_seconds": step,
             "basis": f"one step of this model at a batch of {batch}, measured on this machine's {device} ({when}): "
                      f"{step:.2f} s per denoising step; samples and checkpoints add a little"}

@@ -116,6 +116,7 @@ def test_an_import_lists_every_unreadable_file(window, qtbot, tmp_path):
     message = str(blocker.args[0])
     assert "3 file(s)" in message and all(str(path) in message for path in bad)
     window.datasets.skip_corrupt.setChecked(True)
+    window.datasets.classes.setText("class_0,class_1")
     with qtbot.waitSignal(window.datasets.imported, timeout=60_000):
         window.datasets.import_path(folder)
     status = window.datasets.status.text()

@@ -45,6 +45,7 @@ def test_import_a_dropped_folder_through_the_datasets_screen(window, qtbot, tmp_
     folder = write_class_folder(tmp_path / "scans", classes=3, per_class=40)
     screen = window.datasets
     screen.name.setText("scans")
+    screen.classes.setText("class_0,class_1,class_2")  # declared: a release shows them
     with qtbot.waitSignal(screen.imported, timeout=60_000) as blocker:
         drop(screen, folder)
     summary = blocker.args[0]

@@ -21,3 +21,28 @@ def test_the_export_privacy_preview_scrolls(window, qtbot):
     screen.report.setText("<br>".join(f"line {index} of a long privacy report" for index in range(120)))
     qtbot.waitUntil(lambda: screen.report_scroll.verticalScrollBar().maximum() > 0, timeout=2_000)
     assert screen.report_scroll.viewport().height() < screen.report.sizeHint().height()
+
+
+def test_datasets_and_new_run_fit_a_window_770_wide_without_scrolling_sideways(window, qtbot, workspace, tmp_path):
+    from dpsad_core.data import load_dataset, save_dataset
+    from tests.app.conftest import write_class_folder
+
+    # A long name and a long public-data entry: combo boxes and group boxes grow with their text.
+    long_name = "chest-xrays-from-the-regional-hospital-archive-2019-2024"
+    save_dataset(load_dataset(write_class_folder(tmp_path / "a", classes=10, per_class=12), min_records=20,
+                              name=long_name), workspace)
+    window.datasets.refresh()
+    window.new_run.select_data("demo")
+    window.new_run.recipe.setCurrentIndex(window.new_run.recipe.findData("dpdm"))
+    window.resize(770, 600)
+    qtbot.waitUntil(lambda: window.size().toTuple() == (770, 600), timeout=2_000)
+    assert window.minimumSizeHint().width() <= 800
+    for key in ("datasets", "new_run"):
+        window.show_screen(key)
+        QApplication.processEvents()
+        scroll = window.stack.currentWidget()
+        assert scroll.horizontalScrollBar().maximum() == 0, (key, window.screens[key].minimumSizeHint().width(),
+                                                              scroll.viewport().width())
+    # The long entries are still there in full, in the drop-down lists.
+    public = window.new_run.public_data
+    assert public.view().minimumWidth() >= public.view().sizeHintForColumn(0)

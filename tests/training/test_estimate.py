@@ -45,4 +45,5 @@ def test_the_plan_estimate_counts_each_phases_steps_at_its_cost(tiny, monkeypatc
     result = estimate.estimate_plan_seconds({"phases": phases}, {"teacher": 10, "student": 4}, tiny, channels=1,
                                             resolution=8, num_classes=10, device="cpu")
     assert result["seconds"] == pytest.approx(10 * 0.5 + 4 * 0.5 * DISTILL_COST_RATIO)
+    assert result["phases"] == pytest.approx({"teacher": 10 * 0.5, "student": 4 * 0.5 * DISTILL_COST_RATIO})
     assert "batch of 16, measured on this machine's cpu (measured just now)" in result["basis"]
