@@ -458,7 +458,8 @@ def _print_plan(plan, estimate: dict[str, Any]) -> None:
         noise = f"sigma {phase.noise_multiplier:.3f}" if phase.privacy == "dp" else "no noise"
         if phase.privacy == "postprocess":
             print(f"  {phase.name:<9} {phase.privacy:<10} on the teacher's own samples: {phase.steps} steps, batch "
-                  f"{phase.expected_batch_size:g}; never reads the private data, so no privacy cost")
+                  f"{phase.expected_batch_size:g}; never reads the private data, so no privacy cost"
+                  f"{phase_time_text(estimate, phase)}")
             continue
         print(f"  {phase.name:<9} {phase.privacy:<10} on {phase.data:<7} data: {phase.steps} steps, "
               f"expected batch {phase.expected_batch_size:g} (q={phase.sample_rate:.4f}), {noise}"
