@@ -44,7 +44,9 @@ def one_process(workspace: Path, recipe: str, privacy_seed: int | None, override
 
 
 def released_weights(workspace: Path, result: dict) -> dict[str, torch.Tensor]:
-    return torch.load(RunFolder.open(workspace, result["run_id"]).model_path, weights_only=False)["state_dict"]
+    """The DP-trained weights: the released model, or the teacher a free student was distilled from."""
+    payload = torch.load(RunFolder.open(workspace, result["run_id"]).model_path, weights_only=False)
+    return payload["teacher"]["state_dict"] if "teacher" in payload else payload["state_dict"]
 
 
 @pytest.mark.parametrize("recipe", ["dpdm", "dpsad", "dpsad-split"])
