@@ -6,7 +6,8 @@ Measures, in one process (so the ratios compare like with like on a noisy shared
 - private records per second of the DP student step;
 - the cost of the secret noise: the DP steps with the ChaCha20 generator the engine uses against the
   same steps with ``torch.randn`` noise (not secure; measured only to price the secure generator);
-- DDIM sampling throughput (images per second).
+- DDIM sampling throughput (images per second);
+- on CUDA, the peak GPU memory allocated over all of the above (MiB).
 
 Usage: python bench/step_time.py [--resolution 8] [--preset quick] [--repeats 5] [--device cpu]
 Prints a Markdown table row per measurement and one JSON line at the end.
@@ -149,6 +150,8 @@ def main() -> None:
         "denoise_dp_records_per_s": batch / results["denoise_dp_s"],
         "ddim_steps": hyper.sample_steps, "ddim_images_per_s": labels.numel() / sample_s,
         "device": device, "threads": torch.get_num_threads(), "torch": torch.__version__,
+        "peak_memory_mib": (round(torch.cuda.max_memory_allocated(device) / 2 ** 20, 1)
+                            if device.startswith("cuda") else None),
     })
     print(f"| {res}x{res} | {args.preset} | {batch}x{k} | {results['denoise_plain_s']:.2f} | "
           f"{results['denoise_dp_s']:.2f} | {results['denoise_ratio']:.2f} | {results['student_plain_s']:.2f} | "
