@@ -136,7 +136,7 @@ def main() -> None:
     }
     labels = torch.arange(10).repeat_interleave(args.sample_count // 10)
     sample_s = timed(lambda: generate(student, schedule, labels=labels, image_shape=(1, res, res),
-                                      steps=hyper.sample_steps, device=device, batch_size=500), 1)
+                                      steps=hyper.sample_steps, device=device), 1)
     results.update({
         "resolution": res, "preset": args.preset, "batch": batch, "noise_multiplicity": k,
         "unet_params": sum(p.numel() for p in student.parameters()),

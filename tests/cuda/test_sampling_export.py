@@ -54,6 +54,20 @@ def test_generate_samples_on_the_gpu_reproducibly(gpu_run):
     assert ddpm.shape == (4, *shape) and torch.isfinite(ddpm).all()
 
 
+def test_the_gpu_samples_the_cpu_images_from_the_same_noise(gpu_run):
+    # The start noise is drawn on the CPU from (seed, block) and moved: only float rounding differs (cuDNN may
+    # use TF32), while other noise would move pixels by about 1.
+    workspace, result = gpu_run
+    path = RunFolder.open(workspace, result["run_id"]).model_path
+    labels = torch.arange(10).repeat_interleave(2)
+    images = {}
+    for device in ("cpu", "cuda"):
+        model, schedule, _ = load_released_model(path, device)
+        shape = (model.config.image_channels, model.config.resolution, model.config.resolution)
+        images[device] = generate(model, schedule, labels=labels, image_shape=shape, steps=5, seed=8, device=device)
+    assert (images["cpu"] - images["cuda"]).abs().max() < 0.05
+
+
 def test_export_with_device_cuda_writes_a_bundle_that_verifies(gpu_run, tmp_path, capsys):
     workspace, result = gpu_run
     out = tmp_path / "bundle"
