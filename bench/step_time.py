@@ -42,8 +42,21 @@ class TorchRandnStream:
         return std * torch.randn(tensor.shape, generator=self.generator, device=tensor.device, dtype=tensor.dtype)
 
 
+def synchronised(fn):
+    """``fn`` that returns only when the GPU has finished its work (CUDA kernels run asynchronously)."""
+    if not torch.cuda.is_available():
+        return fn
+
+    def run():
+        fn()
+        torch.cuda.synchronize()
+
+    return run
+
+
 def paired_ratio(first, second, repeats: int) -> float:
     """Median of ``time(first) / time(second)`` over back-to-back pairs: a loaded machine slows both alike."""
+    first, second = synchronised(first), synchronised(second)
     first(), second()  # warm-up
     ratios = []
     for _ in range(repeats):
@@ -56,6 +69,7 @@ def paired_ratio(first, second, repeats: int) -> float:
 
 
 def timed(fn, repeats: int) -> float:
+    fn = synchronised(fn)
     fn()  # warm-up
     times = []
     for _ in range(repeats):
