@@ -166,6 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rehearse-on-cpu", action="store_true",
                         help="run the same steps on the CPU (checks this script itself; measures nothing useful)")
     args = parser.parse_args(argv)
+    args.mnist = args.mnist.expanduser().resolve()
     started = time.monotonic()
     summary: dict = {"check": "dpsad gpu_check", "setup": json.loads(args.setup_json)}
     summary.update(cuda_facts())
