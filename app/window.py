@@ -210,7 +210,7 @@ class MainWindow(QMainWindow):
             self.controller.stop_and_wait()
         self.new_run.stop_previews()  # no new preview may start once the window is closing
         self.runs.cancel_evaluation()  # its child stops after the current stage; nothing half-written stays
-        for screen in (self.datasets, self.new_run, self.runs, self.export, self.settings_screen):
+        for screen in (self.datasets, self.new_run, self.runs, self.export):
             screen.detach_workers()
         self.training.timer.stop()
         event.accept()

@@ -1,35 +1,37 @@
 """Settings screen: workspace location, the devices (CPU, one GPU, all GPUs), torch threads, the signing key.
 
-Whether there are GPUs is asked of the helper process (the window itself never imports torch): until
-it answers, and on a machine without CUDA, the GPU choices are disabled and a line says why.
+Whether there are GPUs is asked of the helper process when the screen is first shown (the window
+itself never imports torch): until it answers, and on a machine without CUDA, the GPU choices are
+disabled and a line says why. The question is a future of the helper pool, not a worker thread, so
+closing the window never waits for it nor leaves a thread running.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from PySide6.QtCore import Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (QComboBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QLineEdit,
                                QPushButton, QSpinBox, QVBoxLayout, QWidget)
 
 from dpsad_workbench.settings import DEVICE_CHOICES, AppSettings
 from dpsad_workbench.widgets import WrapLabel
-from dpsad_workbench.worker import WorkerOwner
 
 
-class SettingsScreen(WorkerOwner, QWidget):
+class SettingsScreen(QWidget):
     """Edits :class:`AppSettings`; ``settings_saved(AppSettings)`` after a successful save."""
 
     settings_saved = Signal(object)
     error = Signal(object)
     gpus_checked = Signal(object)  # the inventory from dpsad_workbench.core.gpu_inventory
+    _gpus_answered = Signal(object)  # emitted from the pool's thread, delivered in the window's (queued)
 
     def __init__(self, settings: Callable[[], AppSettings], parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self._settings = settings
-        self._workers = set()
         self._gpus_asked = False
         self.inventory: dict | None = None
+        self._gpus_answered.connect(self.apply_inventory, Qt.ConnectionType.QueuedConnection)
         self._build()
         self.load()
 
@@ -105,21 +107,30 @@ class SettingsScreen(WorkerOwner, QWidget):
                            torch_threads=self.threads.value())
 
     # -- GPUs ---------------------------------------------------------------------------------------
-    def check_gpus(self):
-        """Ask the helper process which GPUs torch sees; returns the worker (tests wait on ``gpus_checked``)."""
-        from PySide6.QtCore import Qt
+    def check_gpus(self) -> None:
+        """Ask the helper process which GPUs torch sees (tests wait on ``gpus_checked``)."""
+        from dpsad_workbench.child import call, forwarded_env
+        from dpsad_workbench.worker import helper_pool
 
-        from dpsad_workbench.worker import call_in_worker
+        from concurrent.futures.process import BrokenProcessPool
 
         self._gpus_asked = True
-        worker = call_in_worker("dpsad_workbench.core:gpu_inventory", parent=self)
-        queued = Qt.ConnectionType.QueuedConnection
-        worker.yielded.connect(self.apply_inventory, queued)
-        worker.errored.connect(lambda error: self.apply_inventory(
-            {"count": 0, "names": [], "reason": f"the GPU check failed ({error})"}), queued)
-        self._keep(worker)
-        worker.start()
-        return worker
+        try:
+            future = helper_pool().submit(call, "dpsad_workbench.core:gpu_inventory", (), {}, forwarded_env())
+        except (BrokenProcessPool, RuntimeError) as error:  # the helper died, or the app is shutting down
+            self.apply_inventory({"count": 0, "names": [], "reason": f"the GPU check could not start ({error})"})
+            return
+        future.add_done_callback(self._on_gpu_answer)
+
+    def _on_gpu_answer(self, future) -> None:  # runs in the pool's thread
+        try:
+            inventory = future.result()
+        except Exception as error:  # noqa: BLE001 - a failed check leaves the GPU choices off, saying why
+            inventory = {"count": 0, "names": [], "reason": f"the GPU check failed ({error})"}
+        try:
+            self._gpus_answered.emit(inventory)
+        except RuntimeError:  # the screen was deleted meanwhile
+            pass
 
     def apply_inventory(self, inventory: dict | None) -> None:
         """Enable the GPU choices when there are GPUs; otherwise disable them and say why."""

@@ -55,7 +55,7 @@ def window(qtbot, workspace, answers):  # noqa: ARG001 - the isolated workspace 
     # Stop anything still running so no thread outlives the test.
     win.controller.stop_and_wait(60_000)
     win.runs.cancel_evaluation()
-    for screen in (win.datasets, win.new_run, win.runs, win.export, win.settings_screen):
+    for screen in (win.datasets, win.new_run, win.runs, win.export):
         screen.wait_for_workers()
     from dpsad_workbench.worker import wait_detached
 
