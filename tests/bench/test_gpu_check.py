@@ -89,3 +89,33 @@ def test_missing_mnist_skips_the_run_without_failing(tmp_path):
 def test_last_json_takes_the_final_object_line():
     assert gpu_check.last_json("progress\n{\"a\": 1}\nnoise\n{\"b\": 2}\n") == {"b": 2}
     assert gpu_check.last_json("no json here") is None
+
+
+def test_the_summary_reads_the_numbers_the_steps_print(monkeypatch, tmp_path):
+    # What bench/step_time.py, train --json and evaluate --json print on their last line (shortened).
+    step_time = {"denoise_ratio": 1.2, "student_ratio": 1.25, "denoise_dp_s": 0.5, "ddim_images_per_s": 900.0,
+                 "peak_memory_mib": 2048.0}
+    train = {"run_id": "r1", "epsilon": 3.5, "delta": 1e-5, "train_seconds": 80.0, "device": "cuda"}
+    evaluation = {"downstream": {"cnn": {"accuracy": 0.91}, "logistic": {"accuracy": 0.88}}}
+    commands = []
+
+    def fake_run_step(command, *, limit, env=None):  # noqa: ARG001
+        commands.append(command)
+        printed = step_time if "bench/step_time.py" in command else train if "train" in command else evaluation
+        return {"ok": True, "status": "ok", "seconds": 1.0, "stdout": "progress\n" + json.dumps(printed) + "\n"}
+
+    monkeypatch.setattr(gpu_check, "run_step", fake_run_step)
+    timing = gpu_check.step_time_step("standard", 60, "cuda")
+    assert timing["numbers"]["peak_memory_mib"] == 2048.0 and timing["target_ratio_at_most_1_3"] is True
+    assert "stdout" not in timing
+    mnist = tmp_path / "mnist"
+    mnist.mkdir()
+    (mnist / "train-images-idx3-ubyte.gz").write_bytes(b"")
+    record = gpu_check.mnist_steps(mnist, dp_step_s=0.5, train_limit=100, evaluate_limit=50, scratch=tmp_path)
+    assert record["ok"] is True and record["max_steps"] == 120  # 60% of the 100 s box at 0.5 s per step
+    assert record["downstream_accuracy"] == {"cnn": 0.91, "logistic": 0.88} and record["epsilon_spent"] == 3.5
+    train_command = commands[-2]
+    assert train_command[train_command.index("--max-steps") + 1] == "120"
+    assert train_command[train_command.index("--epsilon") + 1] == "10"
+    assert train_command[train_command.index("--preset") + 1] == "standard"
+    assert commands[-1][commands[-1].index("--device") + 1] == "cuda"
