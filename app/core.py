@@ -345,16 +345,69 @@ def delete_run(workspace: Path, run_id: str) -> None:
 
 
 # -- long jobs, run in a child process by dpsad_workbench.worker.ProcessGeneratorWorker ---------------
-def train_job(*, stop, config, workspace: Path):
+def train_job(*, stop, config, workspace: Path, all_gpus: bool = False):
+    """A new run; with ``all_gpus`` (Settings: All GPUs) one worker per GPU, this process being rank 0."""
     from dpsad_core.training import start_training
 
+    workers = training_workers(config.device, all_gpus)
+    if workers > 1:
+        from dpsad_core.training.local_workers import train_with_workers
+
+        return train_with_workers(config, workspace=workspace, nproc=workers, stop=stop)
     return start_training(config, workspace=workspace, stop=stop)
 
 
 def resume_job(*, stop, run_id: str, workspace: Path):
-    from dpsad_core.training import resume_training
+    """Resume with as many workers as the run was started with (as ``dpsad-core train --resume`` does)."""
+    from dpsad_core.training import RunFolder, resume_training
 
+    workers = int(RunFolder.open(workspace, run_id).read_json("config.json").get("workers", 1))
+    if workers > 1:
+        from dpsad_core.training.local_workers import train_with_workers
+
+        return train_with_workers(None, workspace=workspace, nproc=workers, stop=stop, resume=run_id)
     return resume_training(run_id, workspace=workspace, stop=stop)
+
+
+def training_workers(device: str, all_gpus: bool) -> int:
+    """How many workers a run started from the workbench uses: every GPU with All GPUs, else one."""
+    if not all_gpus or device != "cuda":
+        return 1
+    import torch
+
+    return max(1, torch.cuda.device_count())
+
+
+def gpu_inventory() -> dict[str, Any]:
+    """The GPUs torch sees (for the Settings screen), or why there are none."""
+    import torch
+
+    if torch.cuda.is_available():
+        names = [torch.cuda.get_device_name(index) for index in range(torch.cuda.device_count())]
+        return {"count": len(names), "names": names, "reason": None}
+    if torch.version.cuda is None:
+        reason = f"this torch ({torch.__version__}) is a CPU build (install one with CUDA to use a GPU)"
+    else:
+        reason = "torch finds no CUDA GPU on this machine (no NVIDIA GPU, or its driver is missing)"
+    return {"count": 0, "names": [], "reason": reason}
+
+
+def devices_summary(device: str, all_gpus: bool = False) -> str:
+    """Where a run with these settings trains, in words (the New run plan shows it)."""
+    import torch
+
+    from dpsad_core.training.engine import resolve_device
+
+    resolved = resolve_device(device)
+    if not resolved.startswith("cuda"):
+        why = " (no CUDA GPU was found)" if device == "auto" else ""
+        return f"the CPU{why}, one process"
+    workers = training_workers(device, all_gpus)
+    index = 0 if resolved == "cuda" else int(resolved.split(":", 1)[1])
+    if workers > 1:
+        return (f"all {workers} GPUs, one worker each ({torch.cuda.get_device_name(0)}): the same mechanism and "
+                "epsilon as one worker")
+    return f"one GPU ({torch.cuda.get_device_name(index)})"
 
 
 def export_job(*, stop, run_id: str, workspace: Path, out: str | None, **options):  # noqa: ARG001
@@ -384,7 +437,7 @@ def verify_bundle(path: str | Path, public_key: str | None = None):
 
 
 # -- planning --------------------------------------------------------------------------------------
-def plan_preview(config, *, workspace: Path) -> dict[str, Any]:
+def plan_preview(config, *, workspace: Path, all_gpus: bool = False) -> dict[str, Any]:
     """What a run with ``config`` implies, computed with the same planner the engine uses."""
     from dpsad_core.training import prepare_run
 
@@ -412,6 +465,7 @@ def plan_preview(config, *, workspace: Path) -> dict[str, Any]:
         "raw_warnings": list(plan.warnings),
         "private": plan.is_private, "estimate": estimate_seconds(workspace, config, plan, summary["resolution"]),
         "budget": budget, "budget_error": budget_error, "ledger": ledger_available(),
+        "devices": devices_summary(config.device, all_gpus),
     }
 
 

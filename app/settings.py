@@ -16,6 +16,13 @@ from dpsad_core.errors import ConfigError
 
 SETTINGS_FILE = "workbench.json"
 DEVICES = ("auto", "cpu", "cuda")
+#: The Settings screen's choices: (key, label, device, all_gpus).
+DEVICE_CHOICES = (
+    ("auto", "Automatic: one GPU when there is one, else the CPU", "auto", False),
+    ("cpu", "CPU", "cpu", False),
+    ("gpu", "One GPU", "cuda", False),
+    ("all-gpus", "All GPUs (one worker each)", "cuda", True),
+)
 
 
 @dataclass(frozen=True)
@@ -29,6 +36,9 @@ class AppSettings:
         user data folder).
     device
         ``auto``, ``cpu`` or ``cuda``: passed to every run started from the app.
+    all_gpus
+        With ``cuda``: train on every GPU of the machine, one worker each (``--nproc`` = the number
+        of GPUs; the same mechanism and epsilon as one worker). Sampling uses one GPU.
     torch_threads
         Threads torch may use for training. One leaves the other core to the window on a 2-core
         machine; raise it on a bigger one.
@@ -37,11 +47,15 @@ class AppSettings:
     workspace: str | None = None
     device: str = "auto"
     torch_threads: int = 1
+    all_gpus: bool = False
 
     def __post_init__(self) -> None:
         if self.device not in DEVICES:
             raise ConfigError(f"unknown device {self.device!r}", field="device", value=self.device,
                               remedy=f"choose one of: {', '.join(DEVICES)}")
+        if self.all_gpus is not False and (self.all_gpus is not True or self.device != "cuda"):
+            raise ConfigError("all_gpus needs the device cuda", field="all_gpus", value=self.all_gpus,
+                              remedy="choose 'All GPUs' on the Settings screen, or set device to cuda")
         if not isinstance(self.torch_threads, int) or self.torch_threads < 1:
             raise ConfigError("torch_threads must be a whole number >= 1", field="torch_threads",
                               value=self.torch_threads, remedy="use 1 on a small machine")
@@ -53,6 +67,12 @@ class AppSettings:
         path = workspace_dir(self.workspace)
         path.mkdir(parents=True, exist_ok=True)
         return path
+
+    @property
+    def device_choice(self) -> str:
+        """The key of :data:`DEVICE_CHOICES` these settings make."""
+        return next(key for key, _, device, every in DEVICE_CHOICES
+                    if device == self.device and every == self.all_gpus)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -62,7 +62,8 @@ class TrainingController(QObject):
         settings = self._settings()
         workspace = settings.workspace_path()
         self.config, self.run_id = config, None
-        self._launch("dpsad_workbench.core:train_job", {"config": config, "workspace": workspace}, settings)
+        self._launch("dpsad_workbench.core:train_job",
+                     {"config": config, "workspace": workspace, "all_gpus": settings.all_gpus}, settings)
 
     def resume(self, run_id: str | None = None) -> None:
         """Resume ``run_id`` (default: the paused or interrupted run of this session)."""

@@ -6,7 +6,8 @@ Measures, in one process (so the ratios compare like with like on a noisy shared
 - private records per second of the DP student step;
 - the cost of the secret noise: the DP steps with the ChaCha20 generator the engine uses against the
   same steps with ``torch.randn`` noise (not secure; measured only to price the secure generator);
-- DDIM sampling throughput (images per second).
+- DDIM sampling throughput (images per second);
+- on CUDA, the peak GPU memory allocated over all of the above (MiB).
 
 Usage: python bench/step_time.py [--resolution 8] [--preset quick] [--repeats 5] [--device cpu]
 Prints a Markdown table row per measurement and one JSON line at the end.
@@ -41,8 +42,21 @@ class TorchRandnStream:
         return std * torch.randn(tensor.shape, generator=self.generator, device=tensor.device, dtype=tensor.dtype)
 
 
+def synchronised(fn):
+    """``fn`` that returns only when the GPU has finished its work (CUDA kernels run asynchronously)."""
+    if not torch.cuda.is_available():
+        return fn
+
+    def run():
+        fn()
+        torch.cuda.synchronize()
+
+    return run
+
+
 def paired_ratio(first, second, repeats: int) -> float:
     """Median of ``time(first) / time(second)`` over back-to-back pairs: a loaded machine slows both alike."""
+    first, second = synchronised(first), synchronised(second)
     first(), second()  # warm-up
     ratios = []
     for _ in range(repeats):
@@ -55,6 +69,7 @@ def paired_ratio(first, second, repeats: int) -> float:
 
 
 def timed(fn, repeats: int) -> float:
+    fn = synchronised(fn)
     fn()  # warm-up
     times = []
     for _ in range(repeats):
@@ -135,7 +150,7 @@ def main() -> None:
     }
     labels = torch.arange(10).repeat_interleave(args.sample_count // 10)
     sample_s = timed(lambda: generate(student, schedule, labels=labels, image_shape=(1, res, res),
-                                      steps=hyper.sample_steps, device=device, batch_size=500), 1)
+                                      steps=hyper.sample_steps, device=device), 1)
     results.update({
         "resolution": res, "preset": args.preset, "batch": batch, "noise_multiplicity": k,
         "unet_params": sum(p.numel() for p in student.parameters()),
@@ -149,6 +164,8 @@ def main() -> None:
         "denoise_dp_records_per_s": batch / results["denoise_dp_s"],
         "ddim_steps": hyper.sample_steps, "ddim_images_per_s": labels.numel() / sample_s,
         "device": device, "threads": torch.get_num_threads(), "torch": torch.__version__,
+        "peak_memory_mib": (round(torch.cuda.max_memory_allocated(device) / 2 ** 20, 1)
+                            if device.startswith("cuda") else None),
     })
     print(f"| {res}x{res} | {args.preset} | {batch}x{k} | {results['denoise_plain_s']:.2f} | "
           f"{results['denoise_dp_s']:.2f} | {results['denoise_ratio']:.2f} | {results['student_plain_s']:.2f} | "

@@ -20,6 +20,7 @@ from dpsad_core.commands import COMMAND_MODULES
 from dpsad_core.commands import options as typed
 from dpsad_core.commands.common import (add_seed_options, add_workspace_option, parse_overrides, print_json, stop_flag,
                                          workspace_from_args)
+from dpsad_core.commands.workers import add_worker_options, run_with_workers
 from dpsad_core.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, ConfigError, classify
 from dpsad_core.export.layout import NOT_DP_STAMP
 
@@ -146,7 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
                           "student) or teacher (the DP teacher a student was distilled from, with DDIM)")
     sub.add_argument("--guidance", type=typed.guidance(), help="classifier-free guidance weight (default: the run's)")
     sub.add_argument("--seed", type=typed.seed(), default=0)
-    sub.add_argument("--device", default="auto")
+    add_worker_options(sub, work="sample")
     add_workspace_option(sub)
     sub.add_argument("--json", action="store_true")
     sub.set_defaults(handler=_cmd_sample)
@@ -381,6 +382,10 @@ def _consume_quietly(events) -> int:
 
 
 def _cmd_sample(args: argparse.Namespace) -> int:
+    return run_with_workers(args, _sample_here, "sample")
+
+
+def _sample_here(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -123,22 +124,97 @@ def sampler_times(metadata: dict[str, Any], steps: int | None, sampler: str = "d
 
 
 def generate(model, schedule, *, labels, image_shape: tuple[int, ...], sampler: str = "ddim", steps: int = 25,
-             guidance: float = 0.0, seed: int = 0, batch_size: int = 500, device: str = "cpu",
+             guidance: float = 0.0, seed: int = 0, device: str = "cpu", first_index: int = 0,
              timesteps: list[int] | None = None):
-    """Images in [-1, 1] for the given class labels, sampled in batches (``timesteps``: a student's times)."""
+    """Images in [-1, 1] (on the CPU) for the given class labels: image ``first_index + k`` has label ``labels[k]``.
+
+    ``timesteps``: the DDIM times of a few-step student (:func:`sampler_times`).
+
+    Images are made in blocks of :data:`SAMPLING_BLOCK` consecutive indices (one model batch each), and
+    a block's randomness comes from its own generator seeded with ``(seed, block index)``
+    (:class:`ImageNoise`): an image depends only on the public ``seed``, its index and its block's
+    labels, never on how the work is split. Under ``--nproc N`` (:mod:`dpsad_core.sampling_workers`)
+    the blocks are dealt to the workers and gathered back in order, so the images do not depend on N.
+    """
     import torch
 
-    from dpsad_core.diffusion import sample
+    from dpsad_core import sampling_workers
 
     labels = torch.as_tensor(labels, dtype=torch.long)
     if labels.numel() == 0:
         raise ConfigError("nothing to sample: the count is 0", field="count", value=0)
-    generator = torch.Generator(device=device).manual_seed(seed)
-    null_label = model.config.num_classes
-    chunks = []
-    for start in range(0, labels.numel(), batch_size):
-        chunk = labels[start:start + batch_size].to(device)
-        chunks.append(sample(model, schedule, chunk, shape=image_shape, sampler=sampler, steps=steps,
-                             guidance=guidance, null_label=null_label, generator=generator,
-                             timesteps=timesteps).cpu())
-    return torch.cat(chunks)
+    request = SamplingRequest(labels=labels, image_shape=tuple(image_shape), sampler=sampler, steps=steps,
+                              guidance=guidance, seed=seed, first_index=first_index,
+                              timesteps=tuple(timesteps) if timesteps is not None else None)
+    crew = sampling_workers.active_crew()
+    if crew is not None:
+        return crew.generate(model, schedule, request, device=device)
+    return torch.cat([sample_span(model, schedule, request, span, device=device) for span in request.spans()])
+
+
+#: Images per block: the unit of start noise, of a model batch and of the split across workers. Changing
+#: it changes which images a seed gives.
+SAMPLING_BLOCK = 128
+
+
+@dataclass(frozen=True)
+class SamplingRequest:
+    """One ``generate`` call: what every worker needs to make its share of the images."""
+
+    labels: Any                      # int64 tensor, one label per image
+    image_shape: tuple[int, ...]
+    sampler: str
+    steps: int
+    guidance: float
+    seed: int
+    first_index: int = 0
+    timesteps: tuple[int, ...] | None = None   # a few-step student's DDIM times
+
+    def spans(self) -> list[tuple[int, int]]:
+        """(start, end) positions in ``labels`` of each block: ends at multiples of SAMPLING_BLOCK (global)."""
+        count = int(self.labels.numel())
+        edges = [0]
+        next_edge = (self.first_index // SAMPLING_BLOCK + 1) * SAMPLING_BLOCK - self.first_index
+        while next_edge < count:
+            edges.append(next_edge)
+            next_edge += SAMPLING_BLOCK
+        edges.append(count)
+        return list(zip(edges[:-1], edges[1:]))
+
+
+def sample_span(model, schedule, request: SamplingRequest, span: tuple[int, int], *, device: str):
+    """The images at positions ``span`` of ``request`` (one block or part of one), on the CPU."""
+    from dpsad_core.diffusion import sample
+
+    start, end = span
+    noise = ImageNoise(request.seed, request.first_index + start, end - start, request.image_shape, device)
+    labels = request.labels[start:end].to(device)
+    return sample(model, schedule, labels, shape=request.image_shape, sampler=request.sampler, steps=request.steps,
+                  guidance=request.guidance, null_label=model.config.num_classes, noise=noise,
+                  timesteps=list(request.timesteps) if request.timesteps is not None else None).cpu()
+
+
+class ImageNoise:
+    """Standard normal draws for images ``first .. first + count - 1``, each from its block's own generator.
+
+    Block ``b`` (images ``b * SAMPLING_BLOCK`` onwards) has a CPU generator seeded from ``(seed, b)``
+    (numpy's SeedSequence mixes the two), and every draw takes a whole block's worth and keeps the
+    rows asked for: image i's noise is the same whatever range a call covers and on any device.
+    """
+
+    def __init__(self, seed: int, first: int, count: int, image_shape: tuple[int, ...], device) -> None:
+        import torch
+
+        self._shape, self._device, self._parts = tuple(image_shape), device, []
+        for block in range(first // SAMPLING_BLOCK, (first + count - 1) // SAMPLING_BLOCK + 1):
+            low = max(first, block * SAMPLING_BLOCK) - block * SAMPLING_BLOCK
+            high = min(first + count, (block + 1) * SAMPLING_BLOCK) - block * SAMPLING_BLOCK
+            state = np.random.SeedSequence([int(seed), block]).generate_state(1, dtype=np.uint64)[0]
+            self._parts.append((torch.Generator().manual_seed(int(state)), low, high))
+
+    def __call__(self):
+        import torch
+
+        draws = [torch.randn((SAMPLING_BLOCK, *self._shape), generator=generator)[low:high]
+                 for generator, low, high in self._parts]
+        return torch.cat(draws).to(self._device)

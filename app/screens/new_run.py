@@ -369,7 +369,8 @@ class NewRunScreen(WorkerOwner, QWidget):
         self._label_presets(self._preview_key[0])
         workspace = self._settings().workspace_path()
         self.plan_text.setText("Computing the plan (calibrating the noise)...")
-        worker = call_in_worker("dpsad_workbench.core:plan_preview", config, workspace=workspace, parent=self)
+        worker = call_in_worker("dpsad_workbench.core:plan_preview", config, workspace=workspace,
+                                all_gpus=self._settings().all_gpus, parent=self)
         # Queued explicitly: a lambda has no thread of its own, and these signals come from the worker.
         queued = Qt.ConnectionType.QueuedConnection
         worker.yielded.connect(lambda result: self._on_plan(generation, result), queued)
@@ -535,13 +536,15 @@ def render_plan(result: dict[str, Any]) -> str:
     else:
         budget_line = "Budget left on this dataset: nothing spent yet."
     unit = "patients" if data["unit"] == "patient" else "images"
+    devices = result.get("devices")
+    devices_line = f"<p>Trains on: {html.escape(devices)} (Settings: Devices).</p>" if devices else ""
     return (f"<p><b>{html.escape(data['name'])}</b>: {data['num_records']:,} images, {data['num_privacy_units']:,} "
             f"{unit} protected, {data['num_classes']} classes, {data['resolution']}x{data['resolution']}"
             f" pixels, {'grey' if data['channels'] == 1 else 'colour'}.</p>"
             "<table cellspacing='0' cellpadding='3' border='1' style='border-collapse:collapse'>"
             "<tr><th>part</th><th>learns from</th><th>steps</th><th>images per step</th><th>time</th></tr>"
             + "".join(rows) + "</table>"
-            f"<p>{epsilon_line}</p><p>{time_line}</p><p>{budget_line}</p>")
+            f"<p>{epsilon_line}</p><p>{time_line}</p>{devices_line}<p>{budget_line}</p>")
 
 
 def render_plan_details(result: dict[str, Any]) -> str:

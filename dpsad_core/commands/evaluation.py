@@ -7,6 +7,7 @@ import sys
 
 from dpsad_core.commands import options as typed
 from dpsad_core.commands.common import add_workspace_option, print_json, workspace_from_args
+from dpsad_core.commands.workers import add_worker_options, run_with_workers
 from dpsad_core.errors import EXIT_INTERNAL
 
 
@@ -46,13 +47,17 @@ def register(commands: argparse._SubParsersAction) -> None:
                      help="pytorch-fid Inception-v3 weights (pt_inception-2015-12-05-6726825d.pth): adds true FID "
                           "(slow on a CPU: minutes per thousand images)")
     sub.add_argument("--seed", type=typed.seed(), default=0)
-    sub.add_argument("--device", default="auto", help="where to sample: auto, cpu or cuda")
+    add_worker_options(sub, work="sample (the scoring runs on rank 0)")
     add_workspace_option(sub)
     sub.add_argument("--json", action="store_true", help="end with the stored result as one JSON line on stdout")
     sub.set_defaults(handler=_cmd_evaluate)
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
+    return run_with_workers(args, _evaluate_here, "evaluate")
+
+
+def _evaluate_here(args: argparse.Namespace) -> int:
     from dpsad_core.evaluation.evaluate import evaluate_run
     from dpsad_core.evaluation.report import EvaluationFinished, EvaluationOptions, EvaluationStage
 

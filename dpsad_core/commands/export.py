@@ -12,6 +12,7 @@ import sys
 
 from dpsad_core.commands import options as typed
 from dpsad_core.commands.common import add_workspace_option, print_json, workspace_from_args
+from dpsad_core.commands.workers import add_worker_options, run_with_workers
 from dpsad_core.errors import ConfigError
 
 
@@ -47,7 +48,7 @@ def register(commands: argparse._SubParsersAction) -> None:
                           "student) or teacher (the DP teacher a student was distilled from, with DDIM)")
     sub.add_argument("--guidance", type=typed.guidance(), help="classifier-free guidance weight (default: the run's)")
     sub.add_argument("--seed", type=typed.seed(), default=0)
-    sub.add_argument("--device", default="auto")
+    add_worker_options(sub, work="sample the images")
     add_workspace_option(sub)
     sub.add_argument("--json", action="store_true", help="end with one JSON object on the last line of stdout")
     sub.set_defaults(handler=_cmd_export)
@@ -164,6 +165,10 @@ def _cmd_keys(args: argparse.Namespace) -> int:
 
 # -- export ------------------------------------------------------------------------------------------
 def _cmd_export(args: argparse.Namespace) -> int:
+    return run_with_workers(args, _export_here, "export")
+
+
+def _export_here(args: argparse.Namespace) -> int:
     from dpsad_core.export.bundle import export_bundle
 
     for name in ("per_class", "count"):

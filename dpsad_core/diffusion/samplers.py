@@ -1,6 +1,8 @@
 """Samplers: ancestral DDPM (Ho et al. 2020, Alg. 2) and DDIM (Song et al. 2021, eq. 12).
 
-A sampler takes any ``model(x_t, t, y) -> eps`` and returns images in [-1, 1]. Classifier-free
+A sampler takes any ``model(x_t, t, y) -> eps`` and returns images in [-1, 1]. Its randomness comes
+from ``noise`` (a callable returning fresh standard normal draws shaped like the batch: the start and
+each ancestral step), or else from ``generator``. Classifier-free
 guidance (Ho & Salimans 2022) mixes the conditional and the "no label" prediction:
 ``eps = (1 + w) eps(x, y) - w eps(x, null)``; w = 0 turns it off.
 """
@@ -17,6 +19,14 @@ from dpsad_core.errors import ConfigError
 
 EpsModel = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 SamplerKind = Literal["ddim", "ddpm"]
+Noise = Callable[[], torch.Tensor]
+
+
+def _draw(noise: Noise | None, generator: torch.Generator | None, shape: tuple[int, ...],
+          device: torch.device) -> torch.Tensor:
+    if noise is not None:
+        return noise()
+    return torch.randn(shape, generator=generator, device=device)
 
 
 def guided_eps(model: EpsModel, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor, *,
@@ -50,7 +60,8 @@ def ddim_update(x: torch.Tensor, eps: torch.Tensor, abar_t: torch.Tensor,
 @torch.no_grad()
 def ddim_sample(model: EpsModel, schedule: DiffusionSchedule, labels: torch.Tensor, *, shape: tuple[int, ...],
                 steps: int = 25, eta: float = 0.0, guidance: float = 0.0, null_label: int = -1,
-                generator: torch.Generator | None = None, timesteps: list[int] | None = None) -> torch.Tensor:
+                generator: torch.Generator | None = None, noise: Noise | None = None,
+                timesteps: list[int] | None = None) -> torch.Tensor:
     """DDIM with ``steps`` evenly spaced time steps; ``eta = 0`` is deterministic given the start noise.
 
     ``timesteps`` (decreasing) replaces the even spacing: a few-step student samples at the times it
@@ -62,7 +73,7 @@ def ddim_sample(model: EpsModel, schedule: DiffusionSchedule, labels: torch.Tens
         raise ConfigError(f"sampling times must decrease within 0..{schedule.num_steps - 1}, got {timesteps}",
                           field="timesteps", value=timesteps)
     device = labels.device
-    x = torch.randn((labels.shape[0], *shape), generator=generator, device=device)
+    x = _draw(noise, generator, (labels.shape[0], *shape), device)
     abar = schedule.alphas_cumprod.to(device=device, dtype=torch.float32)
     for index, t in enumerate(timesteps):
         t_batch = torch.full((x.shape[0],), t, device=device, dtype=torch.long)
@@ -77,19 +88,19 @@ def ddim_sample(model: EpsModel, schedule: DiffusionSchedule, labels: torch.Tens
         sigma = eta * ((1 - abar_prev) / (1 - abar_t) * (1 - abar_t / abar_prev)).clamp(min=0).sqrt()
         x = abar_prev.sqrt() * x0 + (1 - abar_prev - sigma**2).clamp(min=0).sqrt() * eps
         if index + 1 < len(timesteps):
-            x = x + sigma * torch.randn(x.shape, generator=generator, device=device)
+            x = x + sigma * _draw(noise, generator, x.shape, device)
     return x.clamp(-1, 1)
 
 
 @torch.no_grad()
 def ddpm_sample(model: EpsModel, schedule: DiffusionSchedule, labels: torch.Tensor, *, shape: tuple[int, ...],
                 guidance: float = 0.0, null_label: int = -1,
-                generator: torch.Generator | None = None) -> torch.Tensor:
+                generator: torch.Generator | None = None, noise: Noise | None = None) -> torch.Tensor:
     """Ancestral sampling through all T steps, with the posterior variance beta-tilde."""
     device = labels.device
     betas = schedule.betas.to(device=device, dtype=torch.float32)
     abar = schedule.alphas_cumprod.to(device=device, dtype=torch.float32)
-    x = torch.randn((labels.shape[0], *shape), generator=generator, device=device)
+    x = _draw(noise, generator, (labels.shape[0], *shape), device)
     for t in reversed(range(schedule.num_steps)):
         t_batch = torch.full((x.shape[0],), t, device=device, dtype=torch.long)
         eps = guided_eps(model, x, t_batch, labels, null_label=null_label, guidance=guidance)
@@ -101,7 +112,7 @@ def ddpm_sample(model: EpsModel, schedule: DiffusionSchedule, labels: torch.Tens
                                                                        (1 - abar_t)) * x
         if t > 0:
             variance = betas[t] * (1 - abar_prev) / (1 - abar_t)
-            x = mean + variance.sqrt() * torch.randn(x.shape, generator=generator, device=device)
+            x = mean + variance.sqrt() * _draw(noise, generator, x.shape, device)
         else:
             x = mean
     return x.clamp(-1, 1)
@@ -109,12 +120,13 @@ def ddpm_sample(model: EpsModel, schedule: DiffusionSchedule, labels: torch.Tens
 
 def sample(model: EpsModel, schedule: DiffusionSchedule, labels: torch.Tensor, *, shape: tuple[int, ...],
            sampler: SamplerKind = "ddim", steps: int = 25, guidance: float = 0.0, null_label: int = -1,
-           generator: torch.Generator | None = None, timesteps: list[int] | None = None) -> torch.Tensor:
+           generator: torch.Generator | None = None, noise: Noise | None = None,
+           timesteps: list[int] | None = None) -> torch.Tensor:
     """One entry point over both samplers (``timesteps``: DDIM's times, for a few-step student)."""
     if sampler == "ddim":
         return ddim_sample(model, schedule, labels, shape=shape, steps=steps, guidance=guidance,
-                           null_label=null_label, generator=generator, timesteps=timesteps)
+                           null_label=null_label, generator=generator, noise=noise, timesteps=timesteps)
     if sampler == "ddpm":
         return ddpm_sample(model, schedule, labels, shape=shape, guidance=guidance, null_label=null_label,
-                           generator=generator)
+                           generator=generator, noise=noise)
     raise ConfigError(f"unknown sampler {sampler!r}", field="sampler", value=sampler, remedy="use 'ddim' or 'ddpm'")

@@ -62,7 +62,8 @@ def model_source(run, settings) -> ImageSource:
     import numpy as np
 
     from dpsad_core.export.manifest import sha256_file
-    from dpsad_core.sampling import generate, load_released_model, sampler_times, to_uint8
+    from dpsad_core.sampling import SAMPLING_BLOCK, generate, load_released_model, sampler_times, to_uint8
+    from dpsad_core.sampling_workers import crew_size, release_workers
     from dpsad_core.training.engine import resolve_device
 
     if settings.per_class is None and settings.count is None:
@@ -81,13 +82,15 @@ def model_source(run, settings) -> ImageSource:
     shape = (model.config.image_channels, model.config.resolution, model.config.resolution)
 
     def chunks():
-        for start in range(0, len(labels), settings.batch_size):
-            chunk = labels[start:start + settings.batch_size]
-            # One seed per chunk: the same options give the same images whatever the batch split in generate().
-            images = generate(model, schedule, labels=chunk, image_shape=shape, sampler=settings.sampler,
-                              steps=steps, guidance=guidance, seed=settings.seed + start,
-                              batch_size=settings.batch_size, device=device, timesteps=times)
+        # Whole sampling blocks, enough for every worker under --nproc: image i depends only on the seed and
+        # i (generate()), so neither the chunk size nor the number of workers changes the bundle.
+        size = SAMPLING_BLOCK * crew_size() * max(1, settings.batch_size // SAMPLING_BLOCK)
+        for start in range(0, len(labels), size):
+            images = generate(model, schedule, labels=labels[start:start + size], image_shape=shape,
+                              sampler=settings.sampler, steps=steps, guidance=guidance, seed=settings.seed,
+                              device=device, first_index=start, timesteps=times)
             yield start, to_uint8(images)
+        release_workers()  # under --nproc N: all sampled; the other workers need not wait for the report and zip
 
     return ImageSource(
         class_names=class_names, labels=labels, chunks=chunks,

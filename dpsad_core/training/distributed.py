@@ -128,6 +128,18 @@ def share(obj: Any) -> Any:
     return box[0]
 
 
+def gather_objects(obj: Any) -> list[Any] | None:
+    """Every rank's ``obj`` on rank 0, in rank order (None on the other ranks; pickled: sampled images)."""
+    world = current_world()
+    if not world.distributed:
+        return [obj]
+    import torch.distributed as dist
+
+    gathered = [None] * world.size if world.is_leader else None
+    _collective(lambda: dist.gather_object(obj, gathered, dst=0))
+    return gathered
+
+
 def any_rank(flag: bool) -> bool:
     """True on every rank when it is True on any (a stop request seen by one worker stops all)."""
     world = current_world()

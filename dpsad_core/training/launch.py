@@ -1,8 +1,9 @@
-"""``dpsad-core train --nproc N``: N local workers started by torch's elastic launcher (never our own).
+"""``dpsad-core train|sample|export|evaluate --nproc N``: N local workers started by torch's elastic launcher.
 
-The same workers run under ``torchrun`` across machines; see docs/distributed.md. Here the launcher
-listens on 127.0.0.1 on a free port, restarts nothing (``max_restarts=0``: a dead worker stops the
-run, which ``train --resume`` continues), and turns a failed worker into one line and an exit code.
+Never our own launcher: the same workers run under ``torchrun`` across machines; see docs/distributed.md.
+Here the launcher listens on 127.0.0.1 on a free port, restarts nothing (``max_restarts=0``: a dead
+worker stops the run, which ``train --resume`` continues; a sampling command is simply run again), and
+turns a failed worker into one line and an exit code.
 """
 
 from __future__ import annotations
@@ -16,8 +17,12 @@ from dpsad_core.errors import RunError
 EXIT_INTERRUPTED = 130
 
 
-def launch_local(worker_argv: list[str], *, nproc: int, run_id: str, workspace: Path) -> int:
-    """Run ``python -m dpsad_core *worker_argv`` in ``nproc`` workers; the exit code of the run."""
+def launch_local(worker_argv: list[str], *, nproc: int, run_id: str, workspace: Path, command: str = "train") -> int:
+    """Run ``python -m dpsad_core *worker_argv`` in ``nproc`` workers; the exit code of the run.
+
+    ``command`` is the dpsad-core command the workers run: ``train`` (``run_id`` is the run's id, and a
+    failed run is marked interrupted) or a sampling command (``run_id`` only names the launch).
+    """
     from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
@@ -29,8 +34,12 @@ def launch_local(worker_argv: list[str], *, nproc: int, run_id: str, workspace: 
     try:
         elastic_launch(config, entrypoint=sys.executable)("-m", "dpsad_core", *worker_argv)
     except ChildFailedError as error:
+        if command != "train":
+            return _report_sampling_failure(error, command)
         return _report_failure(error, run_id=run_id, workspace=workspace)
     except SignalException:
+        if command != "train":
+            return EXIT_INTERRUPTED
         # Ctrl-C / SIGTERM: the launcher passed it on to the workers, which stopped at a step boundary
         # (rank 0 wrote a checkpoint) before it ended them.
         # Rank 0 has said where it stopped and how to resume.
@@ -52,6 +61,20 @@ def _report_failure(error, *, run_id: str, workspace: Path) -> int:
     error_line = RunError(f"worker rank {rank} (pid {failure.pid}) {how}, so the run was stopped",
                           remedy=f"continue it with: dpsad-core train --resume {run_id}")
     print(f"dpsad-core: error: {error_line}", file=sys.stderr)
+    return RunError.exit_code
+
+
+def _report_sampling_failure(error, command: str) -> int:
+    """A sampling command's worker failed: rank 0's own error, or one line naming the worker that died."""
+    leader = error.failures.get(0)
+    if leader is not None and leader.exitcode > 0:
+        return leader.exitcode
+    rank, failure = min(error.failures.items())
+    how = (f"was killed by signal {failure.signal_name()}" if failure.exitcode < 0
+           else f"exited with code {failure.exitcode}")
+    line = RunError(f"worker rank {rank} (pid {failure.pid}) {how}, so dpsad-core {command} was stopped",
+                    remedy="run it again: nothing was published (a bundle appears only once it is complete)")
+    print(f"dpsad-core: error: {line}", file=sys.stderr)
     return RunError.exit_code
 
 

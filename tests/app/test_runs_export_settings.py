@@ -80,7 +80,7 @@ def test_settings_change_the_workspace(window, tmp_path):
     screen = window.settings_screen
     new = tmp_path / "elsewhere"
     screen.workspace.setText(str(new))
-    screen.device.setCurrentText("cpu")
+    screen.devices.setCurrentIndex(screen.devices.findData("cpu"))
     screen.threads.setValue(2)
     saved = screen.save()
     assert saved is not None and new.is_dir()

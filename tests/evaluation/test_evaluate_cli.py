@@ -172,3 +172,21 @@ def test_guidance_reaches_the_sampler_and_is_recorded(tiny_run, monkeypatch):
     assert seen == [2.5, stored_default] and read_evaluation(run_dir)["config"]["guidance"] == stored_default
     assert main(["evaluate", run_dir.name, "--test", "demo", "--count", "20", "--guidance", "-1",
                  "--workspace", str(workspace)]) == 2
+
+
+@pytest.mark.slow
+def test_evaluate_samples_with_two_workers(tiny_run):
+    # Rank 0 samples with the other worker (blocks of 128: both have work), then scores alone.
+    import os
+    import subprocess
+    import sys
+
+    workspace, run_dir = tiny_run
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    done = subprocess.run([sys.executable, "-m", "dpsad_core", "evaluate", run_dir.name, "--test", "demo", "--count",
+                           "300", "--epochs", "1", "--min-steps", "0", "--device", "cpu", "--nproc", "2",
+                           "--workspace", str(workspace), "--json"], env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    printed = json.loads(done.stdout.strip().splitlines()[-1])
+    assert printed["memorisation"]["n"] == 300 and read_evaluation(run_dir)["memorisation"]["n"] == 300

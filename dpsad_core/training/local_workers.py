@@ -1,0 +1,130 @@
+"""Training with N local workers while the caller consumes rank 0's events (the workbench's "all GPUs").
+
+``dpsad-core train --nproc N`` hands the whole run to torch's elastic launcher and prints rank 0's
+progress. A program that consumes the engine's events itself (the desktop workbench, in its job
+process) cannot: here the calling process becomes rank 0 and starts ranks 1..N-1 as subprocesses
+(``python -m dpsad_core.training.local_workers``), joined through ``torch.distributed``'s env://
+rendezvous on 127.0.0.1. The run is the same one ``--nproc N`` makes (docs/distributed.md): rank 0
+shares the run, the key and the checkpoint; the others write nothing.
+
+A worker that dies makes rank 0's next exchange fail (WorkerLost): the run stops as interrupted
+and resumes from its last checkpoint; the remaining workers are ended when rank 0 returns.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import socket
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from dpsad_core.training import distributed
+
+WORKER_EXIT_WAIT_S = 30.0
+
+
+def train_with_workers(config, *, workspace: Path, nproc: int, stop: Callable[[], bool] | None = None,
+                       resume: str | None = None) -> Iterator[Any]:
+    """The events of ``start_training(config)`` (or ``resume_training(resume)``) run by ``nproc`` workers."""
+    from dpsad_core.training.engine import resolve_device
+    from dpsad_core.training.runs import RunFolder, new_run_id
+
+    if resume:
+        run = RunFolder.open(workspace, resume)
+        run_id, device = run.run_id, run.read_json("config.json")["config"].get("device", "auto")
+    else:
+        run_id, device = new_run_id(config.recipe.value), config.device
+    device = resolve_device(device)
+    with _job_file({"config": config, "resume": resume, "run_id": run_id, "workspace": str(workspace),
+                    "device": device}) as job, \
+            _world_env(nproc, rank=0) as env:
+        followers = [subprocess.Popen([sys.executable, "-m", "dpsad_core.training.local_workers", job],
+                                      env={**env, "RANK": str(rank), "LOCAL_RANK": str(rank)})
+                     for rank in range(1, nproc)]
+        try:
+            distributed.init_world(device)
+            yield from _events(config, workspace=workspace, stop=stop, resume=resume, run_id=run_id)
+        finally:
+            distributed.shutdown_world()
+            _end(followers)
+
+
+def _events(config, *, workspace: Path, stop, resume: str | None, run_id: str | None):
+    from dpsad_core.training import resume_training, start_training
+
+    if resume:
+        return resume_training(resume, workspace=workspace, stop=stop)
+    return start_training(config, workspace=workspace, stop=stop, run_id=run_id)
+
+
+@contextmanager
+def _world_env(nproc: int, *, rank: int):
+    """This process's environment as rank ``rank`` of ``nproc`` on 127.0.0.1 (restored afterwards)."""
+    names = ("MASTER_ADDR", "MASTER_PORT", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "RANK", "LOCAL_RANK")
+    saved = {name: os.environ.get(name) for name in names}
+    values = {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port()), "WORLD_SIZE": str(nproc),
+              "LOCAL_WORLD_SIZE": str(nproc), "RANK": str(rank), "LOCAL_RANK": str(rank)}
+    os.environ.update(values)
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    try:
+        yield dict(os.environ)
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+@contextmanager
+def _job_file(job: dict[str, Any]):
+    """The run's settings for the other workers, in an owner-only temporary file."""
+    handle, path = tempfile.mkstemp(prefix="dpsad-workers-", suffix=".pickle")
+    try:
+        with os.fdopen(handle, "wb") as out:
+            pickle.dump(job, out)
+        yield path
+    finally:
+        Path(path).unlink(missing_ok=True)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _end(followers: list[subprocess.Popen]) -> None:
+    """Wait for the other workers to finish their last exchange; end any that does not."""
+    for follower in followers:
+        try:
+            follower.wait(timeout=WORKER_EXIT_WAIT_S)
+        except subprocess.TimeoutExpired:
+            follower.kill()
+            follower.wait()
+
+
+def _follower_main(job_path: str) -> int:
+    """Ranks 1..N-1: train (or resume) the run rank 0 shares, writing nothing."""
+    from dpsad_core.training.engine import resolve_device
+
+    with open(job_path, "rb") as handle:
+        job = pickle.load(handle)  # written by our own rank 0 just before, owner-only
+    distributed.init_world(resolve_device(job["device"]))
+    try:
+        for _ in _events(job["config"], workspace=Path(job["workspace"]), stop=None, resume=job["resume"],
+                         run_id=job["run_id"]):
+            pass
+    finally:
+        distributed.shutdown_world()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_follower_main(sys.argv[1]))
