@@ -114,18 +114,23 @@ def follow(device: str) -> None:
 
 
 def model_payload(model) -> dict[str, Any]:
-    """What a worker needs to rebuild the released UNet: its config and weights, on the CPU."""
-    from dpsad_core.models import UNet
+    """What a worker needs to rebuild the released network (a UNet or a few-step student), on the CPU."""
+    from dpsad_core.models import UNet, VPredictionStudent
 
-    if not isinstance(model, UNet):  # pragma: no cover - generate() is only given released UNets
-        raise TypeError(f"sampling across workers needs a UNet, got {type(model).__name__}")
-    return {"config": asdict(model.config), "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}}
+    if not isinstance(model, (UNet, VPredictionStudent)):  # pragma: no cover - only released models are sampled
+        raise TypeError(f"sampling across workers needs a released model, got {type(model).__name__}")
+    return {"config": asdict(model.config), "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+            "student": isinstance(model, VPredictionStudent)}
 
 
 def model_from_payload(payload: dict[str, Any], device: str):
-    from dpsad_core.models import UNet, UNetConfig
+    from dpsad_core.models import UNet, UNetConfig, VPredictionStudent
 
-    model = UNet(UNetConfig(**payload["config"]))
+    config = UNetConfig(**payload["config"])
+    if payload.get("student"):
+        model = VPredictionStudent(config, payload["state_dict"]["alphas_cumprod"])
+    else:
+        model = UNet(config)
     model.load_state_dict(payload["state_dict"])
     return model.to(device).eval()
 
