@@ -163,3 +163,26 @@ def test_sampling_uses_the_student_and_keeps_the_teacher_available(workspace):
     student.register_forward_hook(lambda *args: calls.append(1))
     images = generate(student, schedule, labels=torch.arange(3), image_shape=(1, 8, 8), timesteps=meta["timesteps"])
     assert images.shape == (3, 1, 8, 8) and len(calls) == 4  # 4 network evaluations per image
+
+
+@pytest.mark.slow
+def test_two_workers_sample_the_one_process_images_from_a_student(workspace, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    import numpy as np
+
+    result = run_all(start_training(tiny_dpsad(), workspace=workspace))[-1].result
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    images = []
+    for nproc in (1, 2):
+        npz = tmp_path / f"{nproc}.npz"
+        done = subprocess.run([sys.executable, "-m", "dpsad_core", "sample", result["run_id"], "--per-class", "30",
+                               "--npz", str(npz), "--out", str(tmp_path / f"{nproc}.png"), "--workspace",
+                               str(workspace), "--device", "cpu", "--nproc", str(nproc)],
+                              env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+        with np.load(npz) as data:
+            images.append(data["images"])
+    assert images[0].shape[0] == 300 and np.array_equal(images[0], images[1])
