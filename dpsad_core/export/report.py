@@ -90,10 +90,11 @@ def build_report(*, run_dir: Path, config: dict[str, Any], result: dict[str, Any
         },
         "plain_language": plain_language(result),
         "mechanisms": result["mechanisms"],
+        # Days, not times, and no training time: how long a run took grows with its Poisson batches, whose
+        # sizes follow the private data's size (a timing channel no mechanism counts).
         "run": {"run_id": result["run_id"], "folder_name": Path(run_dir).name, "recipe": result["recipe"],
-                "created": config.get("created"), "finished": result.get("finished"),
-                "steps": result.get("steps"), "train_seconds": result.get("train_seconds"),
-                "device": result.get("device")},
+                "created": _day(config.get("created")), "finished": _day(result.get("finished")),
+                "steps": result.get("steps"), "device": result.get("device")},
         "config": shareable_config(config),
         "plan": plan,
         "dataset": dataset_section(summary, dataset, result),
@@ -182,6 +183,11 @@ def _title(result: dict[str, Any]) -> str:
     how = " (DP-RDM private retrieval)" if is_rdm(result) else ""
     return (f"({result['epsilon']:.4g}, {result['delta']:.3g})-differentially private synthetic images{how} from "
             f"run {result['run_id']}")
+
+
+def _day(timestamp: str | None) -> str | None:
+    """``2026-12-03`` of an ISO timestamp: when, to the day, without the duration the exact times give."""
+    return timestamp[:10] if isinstance(timestamp, str) else None
 
 
 def _public_dataset(summary: dict[str, Any] | None) -> dict[str, Any] | None:
