@@ -9,7 +9,7 @@ TORCH_SPEC ?= torch==2.13.0
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 
-.PHONY: venv demo test bench app clean
+.PHONY: venv demo test test-fast bench app clean
 
 $(VENV)/.base: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,9 +31,17 @@ venv: $(VENV)/.base
 demo: $(VENV)/.base
 	$(VENV)/bin/dpsad-core demo
 
+# The full suite, as CI runs it; the style and import-layer checks first (seconds).
 test: $(VENV)/.test
+	$(VENV)/bin/ruff check .
 	$(VENV)/bin/lint-imports
 	$(PY) -m pytest
+
+# The inner loop: the same checks and every test not marked slow.
+test-fast: $(VENV)/.test
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
+	$(PY) -m pytest -m "not slow"
 
 bench: $(VENV)/.test
 	$(PY) bench/step_time.py

@@ -18,7 +18,8 @@ from typing import Any
 
 # Environment the core reads (workspace, keys, debugging, thread counts), copied into each call so a
 # long-lived child follows the parent when a test or the user changes it.
-FORWARDED_ENV = ("DPSAD_WORKSPACE", "DPSAD_CONFIG_DIR", "DPSAD_CACHE_DIR", "DPSAD_DEBUG", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+FORWARDED_ENV = ("DPSAD_WORKSPACE", "DPSAD_CONFIG_DIR", "DPSAD_CACHE_DIR", "DPSAD_DEBUG", "OMP_NUM_THREADS",
+                 "MKL_NUM_THREADS")
 
 
 def forwarded_env() -> dict[str, str | None]:

@@ -140,7 +140,8 @@ class ProcessGeneratorWorker(GeneratorWorker):
                         from dpsad_core.errors import RunError
 
                         what, remedy = self._lost
-                        raise RunError(f"{what} ended unexpectedly (exit code {process.exitcode})", remedy=remedy)
+                        raise RunError(f"{what} ended unexpectedly (exit code {process.exitcode})",
+                                       remedy=remedy) from None
                     continue
                 if kind == "yielded":
                     self.yielded.emit(payload)

@@ -201,7 +201,8 @@ def main() -> int:
     if gaps["long_gaps"]:
         print(f"| where the gaps over 100 ms were | {'; '.join(gaps['long_gaps'])} |")
     print(f"| plot redraws | {gaps['redraws']} ({gaps['redraw_hz']} per second) |")
-    print(json.dumps({"startup": startup, "training": gaps, "idle": idle, "loadavg": load, "python": platform.python_version(),
+    print(json.dumps({"startup": startup, "training": gaps, "idle": idle, "loadavg": load,
+                      "python": platform.python_version(),
                       "cpus": os.cpu_count()}))
     return 0 if gaps["max_gap_ms"] < 100 and not startup["torch_imported_at_start"] else 1
 

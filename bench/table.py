@@ -111,7 +111,8 @@ def run_cell(cell: Cell, *, workspace: Path, results: Path, device: str, seed: i
         "cnn_accuracy": evaluation["downstream"]["cnn"]["accuracy"],
         "logistic_accuracy": evaluation["downstream"]["logistic"]["accuracy"],
         "frechet_distance": evaluation["fidelity"]["frechet_distance_classifier_features"],
-        "frechet_distance_real_reference": evaluation["fidelity"]["frechet_distance_classifier_features_real_reference"],
+        "frechet_distance_real_reference":
+            evaluation["fidelity"]["frechet_distance_classifier_features_real_reference"],
         "precision": evaluation["fidelity"]["precision"], "recall": evaluation["fidelity"]["recall"],
         "dcr_share": evaluation["memorisation"]["dcr_share_closer_to_training_than_holdout"],
         "synthetic_count": evaluation["config"]["synthetic_count"],

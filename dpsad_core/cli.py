@@ -104,9 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="target epsilon for the whole run (default 10)")
     sub.add_argument("--delta", type=typed.delta(), help="target delta (default min(1e-5, 0.1/N))")
     sub.add_argument("--preset", default="quick", choices=["tiny", "quick", "standard"])
-    sub.add_argument("--public-data", help="data you may treat as public, with the private data's classes (" + "; ".join(
-        f"{r.value}: {r.public_data_use}" for r in Recipe if r.public_data_use) + "). A path, a saved dataset, or "
-        "'rendered-digits' (generated font digits)")
+    uses = "; ".join(f"{r.value}: {r.public_data_use}" for r in Recipe if r.public_data_use)
+    sub.add_argument("--public-data", help=f"data you may treat as public, with the private data's classes ({uses}). "
+                                           "A path, a saved dataset, or 'rendered-digits' (generated font digits)")
     sub.add_argument("--allow-public-overlap", action="store_true",
                      help="research only: use --public-data even though it shares records with the private data; "
                           "the run is then reported NOT differentially private (epsilon = infinity)")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -179,7 +180,7 @@ class SamplingRequest:
             edges.append(next_edge)
             next_edge += SAMPLING_BLOCK
         edges.append(count)
-        return list(zip(edges[:-1], edges[1:]))
+        return list(pairwise(edges))
 
 
 def sample_span(model, schedule, request: SamplingRequest, span: tuple[int, int], *, device: str):

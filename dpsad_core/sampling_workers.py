@@ -76,7 +76,7 @@ def leading():
     try:
         yield
     except BaseException:
-        with contextlib.suppress(distributed.WorkerLost):  # the command's own error is the one to report
+        with contextlib.suppress(distributed.WorkerLostError):  # the command's own error is the one to report
             crew.release()
         raise
     finally:

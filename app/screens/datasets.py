@@ -369,7 +369,8 @@ class DatasetsScreen(WorkerOwner, QWidget):
             return
         self.fields["name"].setText(meta["name"])
         self.fields["records"].setText(f"{meta['num_records']:,}"
-                                       + (f" ({meta['skipped']} unreadable files skipped)" if meta.get("skipped") else ""))
+                                       + (f" ({meta['skipped']} unreadable files skipped)"
+                                          if meta.get("skipped") else ""))
         self.fields["units"].setText(f"{meta['num_privacy_units']:,} ({meta['unit']}s)")
         colour = "grey" if meta["channels"] == 1 else "colour"
         self.fields["size"].setText(f"{meta['resolution']} x {meta['resolution']} pixels, {colour}")

@@ -387,7 +387,8 @@ def _evaluation_lines(run_dir: Path) -> list[str]:
     return [
         f"evaluation: real-test accuracy of a CNN trained on synthetic images {show(numbers['cnn_accuracy'], '.3f')}"
         f", of a logistic regression {show(numbers['logistic_accuracy'], '.3f')}",
-        f"Frechet distance (classifier features, not FID) {show(numbers['frechet_distance_classifier_features'], '.3g')}"
+        "Frechet distance (classifier features, not FID) "
+        f"{show(numbers['frechet_distance_classifier_features'], '.3g')}"
         f"; precision {show(numbers['precision'], '.2f')}, recall {show(numbers['recall'], '.2f')}",
         f"memorisation: {show(numbers['dcr_share_closer_to_training_than_holdout'], '.0%')} of synthetic images "
         f"closer to training than real held-out ones (about 50% is good); near-copies flagged: "

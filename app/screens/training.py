@@ -340,7 +340,7 @@ class TrainingScreen(QWidget):
         if not self._dirty:
             return
         self._dirty = False
-        for index, (key, (xs, ys)) in enumerate(sorted(self.losses.items())):
+        for key, (xs, ys) in sorted(self.losses.items()):
             curve = self._curves.get(key)
             if curve is None:
                 colour = LOSS_COLOURS[len(self._curves) % len(LOSS_COLOURS)]

@@ -52,9 +52,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     sub.add_argument("--public-data", help="public data for dpsad-public-teacher (or dpdm pre-training)")
     sub.add_argument("--resolution", type=int, help="resize images to this size")
     sub.add_argument("--min-records", type=int, default=100, help="refuse datasets with fewer privacy units")
-    sub.add_argument("--seed", type=typed.seed(), help="a known seed for the canaries, their inclusion and the scoring, for a "
-                                              "reproducible audit (default: canaries and inclusion from fresh OS "
-                                              "entropy, never recorded)")
+    sub.add_argument("--seed", type=typed.seed(),
+                     help="a known seed for the canaries, their inclusion and the scoring, for a reproducible audit "
+                          "(default: canaries and inclusion from fresh OS entropy, never recorded)")
     sub.add_argument("--train-seed", type=typed.seed("--train-seed"), default=0,
                      help="public seed of the training run (initialisation); its noise is always secret")
     sub.add_argument("--device", default="auto", help="auto, cpu or cuda")

@@ -115,7 +115,8 @@ def _resolve_dataset(spec: str, ledger, workspace: Path) -> tuple[str, str | Non
         listed = ", ".join(f"{row['name']} ({row['fingerprint'][:20]}...)" for row in known) or "none yet"
         if len(by_name) > 1:
             raise ConfigError(f"{len(by_name)} datasets in the ledger are named {text!r}", field="dataset",
-                              value=text, remedy="give the fingerprint instead (dpsad-core ledger lists them)")
+                              value=text,
+                              remedy="give the fingerprint instead (dpsad-core ledger lists them)") from None
         raise DataImportError(f"{text!r} is not a fingerprint or a dataset name in the ledger (known: {listed}), "
                               f"nor data that can be read ({error.message})",
                               remedy="pass a fingerprint from 'dpsad-core ledger', 'demo', a saved dataset's name, "

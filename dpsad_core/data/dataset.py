@@ -142,7 +142,7 @@ class ImageDataset:
     def class_counts(self) -> dict[str, int]:
         """Records per class, every class listed (zero where absent), in label order."""
         counts = np.bincount(self.labels, minlength=self.num_classes)
-        return {name: int(count) for name, count in zip(self.class_names, counts)}
+        return {name: int(count) for name, count in zip(self.class_names, counts, strict=True)}
 
     @property
     def unit(self) -> str:

@@ -88,6 +88,6 @@ def _merged_units(dataset: ImageDataset, groups: list[np.ndarray]) -> np.ndarray
         return np.array([f"unit-{unit}" for unit in merged])
     # Each merged unit keeps the smallest patient id among the patients it joins.
     names = {}
-    for unit, patient in zip(merged, dataset.patient_ids.tolist()):
+    for unit, patient in zip(merged, dataset.patient_ids.tolist(), strict=True):
         names[unit] = min(names.get(unit, patient), patient)
     return np.array([names[unit] for unit in merged])

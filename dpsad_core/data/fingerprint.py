@@ -61,13 +61,13 @@ def load_or_create_key(path: Path) -> bytes:
             return _read_key(path)
         except FileNotFoundError:
             _create_key(path)
-        except _KeyBeingWritten:
+        except _KeyBeingWrittenError:
             time.sleep(0.01)
     raise ConfigError(f"{path}: could not create or read the fingerprint key",
                       remedy="check that the config folder is writable (or set DPSAD_CONFIG_DIR)")
 
 
-class _KeyBeingWritten(Exception):
+class _KeyBeingWrittenError(Exception):
     """Only on filesystems without hard links: a racing creator has not finished writing."""
 
 
@@ -76,7 +76,7 @@ def _read_key(path: Path) -> bytes:
     if len(key) == KEY_BYTES:
         return key
     if len(key) == 0 and time.time() - path.stat().st_mtime < 5:
-        raise _KeyBeingWritten
+        raise _KeyBeingWrittenError
     raise ConfigError(f"{path}: the fingerprint key has {len(key)} bytes, expected {KEY_BYTES}",
                       remedy="delete the file to create a new key (fingerprints made with the "
                              "old key will no longer match)")

@@ -127,7 +127,8 @@ def dataset_identity(exact: np.ndarray, patient_ids: np.ndarray | None, key: byt
     mac.update(b"".join(sorted(rows)))
     if patient_ids is not None:
         # Who belongs together is part of the dataset (it sets the privacy unit), in any order.
-        pairs = sorted(row + b"\0" + pid.encode("utf-8") + b"\n" for row, pid in zip(rows, patient_ids.tolist()))
+        pairs = sorted(row + b"\0" + pid.encode("utf-8") + b"\n"
+                       for row, pid in zip(rows, patient_ids.tolist(), strict=True))
         mac.update(b"patients\n" + b"".join(pairs))
     return FINGERPRINT_PREFIX + mac.hexdigest()
 
@@ -139,7 +140,7 @@ def duplicate_groups(exact: np.ndarray) -> list[np.ndarray]:
     sorted_ids = ids[order]
     starts = np.flatnonzero(np.r_[True, sorted_ids[1:] != sorted_ids[:-1]])
     sizes = np.diff(np.r_[starts, ids.size])
-    groups = [np.sort(order[start:start + size]) for start, size in zip(starts, sizes) if size > 1]
+    groups = [np.sort(order[start:start + size]) for start, size in zip(starts, sizes, strict=True) if size > 1]
     return sorted(groups, key=lambda rows: (-rows.size, int(rows[0])))
 
 

@@ -8,7 +8,8 @@ The bundle is built in a hidden temporary sibling (``.partial-<name>-<host>-<pid
 at the very end, after the signature; a zip is written beside it under a temporary name and renamed
 too. An export that is interrupted (the generator closed, Ctrl-C, an error) removes its temporary
 folder; one killed outright leaves only that hidden, unsigned folder, never something that looks
-like a bundle, and the next export into the same folder removes it (:func:`remove_stale_partials`). See ``layout.py`` for what a bundle holds.
+like a bundle, and the next export into the same folder removes it (:func:`remove_stale_partials`). See
+``layout.py`` for what a bundle holds.
 """
 
 from __future__ import annotations

@@ -250,7 +250,7 @@ def open_bundle(path: Path, limits: BundleLimits) -> BundleReader:
                       remedy="give the bundle folder or its .zip")
 
 
-class UnreadableFile(Exception):
+class UnreadableFileError(Exception):
     """A file given by the user (a public key) is not a regular file of a sensible size; the message says why."""
 
 
@@ -262,7 +262,7 @@ def read_regular_file(path: Path, *, limit: int) -> bytes:
     try:
         descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0) | getattr(os, "O_NONBLOCK", 0))
     except OSError as error:
-        raise UnreadableFile(f"cannot be read: {error.strerror}") from None
+        raise UnreadableFileError(f"cannot be read: {error.strerror}") from None
     status = os.fstat(descriptor)
     problem = None
     if not stat.S_ISREG(status.st_mode):
@@ -271,9 +271,9 @@ def read_regular_file(path: Path, *, limit: int) -> bytes:
         problem = f"is {status.st_size:,} bytes, more than the {limit:,} a key file may have"
     if problem is not None:
         os.close(descriptor)
-        raise UnreadableFile(problem)
+        raise UnreadableFileError(problem)
     with os.fdopen(descriptor, "rb") as handle:
         data = handle.read(limit + 1)
     if len(data) > limit:
-        raise UnreadableFile(f"holds more than the {limit:,} bytes a key file may have")
+        raise UnreadableFileError(f"holds more than the {limit:,} bytes a key file may have")
     return data

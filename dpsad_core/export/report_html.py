@@ -227,7 +227,8 @@ def _verification(report: dict[str, Any]) -> str:
 def line_chart(series: dict[str, tuple[list[Any], list[Any]]], *, x_label: str, y_label: str,
                width: int = 640, height: int = 260) -> str:
     """An inline SVG line chart; ``None`` values leave gaps. Empty series give a short note instead."""
-    points = {name: [(float(x), float(y)) for x, y in zip(xs, ys) if y is not None and math.isfinite(float(y))]
+    points = {name: [(float(x), float(y)) for x, y in zip(xs, ys, strict=True)
+                     if y is not None and math.isfinite(float(y))]
               for name, (xs, ys) in series.items()}
     points = {name: values for name, values in points.items() if values}
     if not points:

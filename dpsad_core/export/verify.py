@@ -27,7 +27,7 @@ from dpsad_core.export.layout import (CROISSANT, LABELS, MANIFEST, PUBLIC_KEY, R
                                       SIGNATURE_BYTES, SIGNER, BundleError)
 from dpsad_core.export.manifest import parse_manifest
 from dpsad_core.export.members import (DOCUMENT_BYTES, LIMIT_VARIABLES, SMALL_BYTES, BundleLimits, BundleReader,
-                                       UnreadableFile, open_bundle, read_regular_file)
+                                       UnreadableFileError, open_bundle, read_regular_file)
 from dpsad_core.export.signing import fingerprint, public_key_from_bytes, raw_public_bytes
 
 REQUIRED_FILES = (REPORT_JSON, CROISSANT, LABELS, PUBLIC_KEY, SIGNER)
@@ -85,7 +85,7 @@ def _expected_key(public_key) -> Ed25519PublicKey | None:
     source = Path(public_key)
     try:
         data = read_regular_file(source, limit=SMALL_BYTES)
-    except UnreadableFile as error:
+    except UnreadableFileError as error:
         raise ConfigError(f"the public key {source} {error}", field="public_key", value=str(source),
                           remedy="give the path of the signer's public key file") from None
     return public_key_from_bytes(data, source=str(source))

@@ -54,7 +54,7 @@ class Discriminator(nn.Module):
                 labels: torch.Tensor) -> torch.Tensor:
         emb = self.condition(timesteps, labels)
         h = self.stem(torch.cat([x_t, eps], dim=1))
-        for block, down in zip(self.blocks, self.downsamplers):
+        for block, down in zip(self.blocks, self.downsamplers, strict=True):
             h = down(block(h, emb))
         h = F.silu(self.out_norm(h)).mean(dim=(2, 3))
         return self.head(h).squeeze(-1)

@@ -32,7 +32,7 @@ class EMA:
     def update(self, model: nn.Module) -> None:
         self.num_updates += 1
         beta = self.current_decay()
-        for shadow, param in zip(self.model.parameters(), model.parameters()):
+        for shadow, param in zip(self.model.parameters(), model.parameters(), strict=True):
             shadow.lerp_(param.detach(), 1.0 - beta)
 
     def state_dict(self) -> dict:

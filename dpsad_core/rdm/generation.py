@@ -151,7 +151,7 @@ def plan_query_list(config: GenerateConfig, *, public_model, index, rng: np.rand
     if config.examples:
         images = _load_examples(config.examples, public_model.image_shape)
         embeddings = embed_images(public_model.encoder, images)
-        for path, embedding in zip(config.examples, embeddings):
+        for path, embedding in zip(config.examples, embeddings, strict=True):
             queries.extend(QuerySpec(kind="example", label=-1, description=f"example {Path(path).name}",
                                      embedding=embedding) for _ in range(config.per_example))
     return queries

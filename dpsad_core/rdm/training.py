@@ -142,11 +142,12 @@ def train_public(config: TrainPublicConfig, *, workspace: Path,
                                    embedding_dim=config.embedding_dim, num_classes=max(2, public.num_classes))
     yield PhaseStarted(phase="encoder", total_steps=config.encoder_steps, start_step=0, privacy="public")
     encoder = None
-    for step, loss, encoder in train_encoder(public.images, public.labels, config=encoder_config,
+    for step, loss, trained in train_encoder(public.images, public.labels, config=encoder_config,
                                              steps=config.encoder_steps, seed=config.seed):
         yield StepCompleted(phase="encoder", step=step, total_steps=config.encoder_steps, losses={"loss": loss},
                             epsilon_spent=0.0, epsilon_target=0.0, seconds=0.0,
                             eta_seconds=0.0)
+        encoder = trained  # the last one is the encoder the model uses
         if stop():
             return
     embeddings = embed_images(encoder, public.images)

@@ -194,7 +194,8 @@ class Hyperparameters:
 PRESETS: dict[str, Hyperparameters] = {
     # Seconds on 2 CPU cores: for tests and smoke checks. Learns nothing useful.
     "tiny": Hyperparameters(channels=(8, 16), disc_channels=(8, 8), diffusion_steps=100, teacher_steps=4,
-                            pretrain_steps=4, teacher_batch_size=16, student_steps=4, student_batch_size=16, noise_multiplicity=2,
+                            pretrain_steps=4, teacher_batch_size=16, student_steps=4, student_batch_size=16,
+                            noise_multiplicity=2,
                             warmup_steps=1, sample_steps=5, sample_every=2, checkpoint_every=2,
                             microbatch_size=16, distill_steps=4, distill_batch_size=16, pool_size=32),
     # A few minutes on 2 CPU cores at 8 x 8 (the demo); roughly 4x per step at 16 x 16. Noise is

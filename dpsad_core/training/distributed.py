@@ -25,7 +25,7 @@ if TYPE_CHECKING:  # torch is imported where it is used: the GUI window imports 
     import torch
 
 
-class WorkerLost(RunError):
+class WorkerLostError(RunError):
     """Another worker stopped (killed, out of memory, failed): this one cannot continue the step."""
 
 
@@ -97,11 +97,11 @@ def shutdown_world() -> None:
 
 
 def _collective(action):
-    """Run a collective; a peer that died surfaces as one clear WorkerLost instead of a backend trace."""
+    """Run a collective; a peer that died surfaces as one clear WorkerLostError instead of a backend trace."""
     try:
         return action()
     except RuntimeError as error:
-        raise WorkerLost(f"worker rank {current_world().rank} lost contact with the other workers "
+        raise WorkerLostError(f"worker rank {current_world().rank} lost contact with the other workers "
                          f"({str(error).splitlines()[0][:200]})",
                          remedy="the run was stopped; continue it with: dpsad-core train --resume RUN") from None
 

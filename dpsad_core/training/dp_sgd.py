@@ -132,7 +132,7 @@ def _chunks(batch: int, units: torch.Tensor | None, size: int, device: torch.dev
     ends = boundaries.tolist() + [batch]
     current: list[tuple[int, int]] = []
     current_len = 0
-    for start, end in zip(starts, ends):
+    for start, end in zip(starts, ends, strict=True):
         if current and current_len + (end - start) > size:
             yield _unit_chunk(order, sorted_units, current)
             current, current_len = [], 0

@@ -385,7 +385,7 @@ class _Trainer:
             if not self.ended:
                 self._interrupt("the run was closed")
             raise
-        except distributed.WorkerLost as error:
+        except distributed.WorkerLostError as error:
             # Another worker died mid-step: the last checkpoint stands, the ledger keeps what was spent.
             self._release_spend()
             self.run.set_status("interrupted", phase=self._phase.name, step=self.step,

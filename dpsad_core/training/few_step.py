@@ -101,7 +101,7 @@ def teacher_trajectories(teacher: nn.Module, schedule: DiffusionSchedule, labels
         x, _ = ddim_update(x, eps, abar[t], abar_prev)
     landings = states[1:] + [x.clamp(-1, 1)]
     targets = [_landing_x0(state, landing, abar[t], abar[timesteps[i + 1]] if i + 1 < len(timesteps) else None)
-               for i, (t, state, landing) in enumerate(zip(timesteps, states, landings))]
+               for i, (t, state, landing) in enumerate(zip(timesteps, states, landings, strict=True))]
     return TeacherPool(labels.cpu(), torch.stack(states, 1).cpu(), torch.stack(targets, 1).cpu(), list(timesteps))
 
 

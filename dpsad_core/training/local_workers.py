@@ -7,7 +7,7 @@ process) cannot: here the calling process becomes rank 0 and starts ranks 1..N-1
 rendezvous on 127.0.0.1. The run is the same one ``--nproc N`` makes (docs/distributed.md): rank 0
 shares the run, the key and the checkpoint; the others write nothing.
 
-A worker that dies makes rank 0's next exchange fail (WorkerLost): the run stops as interrupted
+A worker that dies makes rank 0's next exchange fail (WorkerLostError): the run stops as interrupted
 and resumes from its last checkpoint; the remaining workers are ended when rank 0 returns.
 """
 

@@ -203,7 +203,8 @@ def test_evaluation_cancelled_or_failed_leaves_the_run_unevaluated(finished_run,
         worker = runs.start_evaluation(finished_run["run_id"], test="/no/such/data", per_class=3)
     qtbot.waitUntil(lambda: runs.evaluating() is None, timeout=60_000)
     worker.wait()
-    assert "/no/such/data" in str(failed.args[0]) and runs.evaluation_status.text().endswith("failed (see the message).")
+    assert "/no/such/data" in str(failed.args[0])
+    assert runs.evaluation_status.text().endswith("failed (see the message).")
     assert runs.start_evaluation(finished_run["run_id"], test=" ", per_class=3) is None  # nothing named
     assert not (Path(finished_run["run_dir"]) / EVALUATION_FILE).exists()
     for box in window.findChildren(QMessageBox):

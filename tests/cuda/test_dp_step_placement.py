@@ -88,7 +88,7 @@ def test_every_tensor_of_a_dp_denoiser_step_stays_on_the_gpu():
     assert recorder.on_gpu > 100
     assert metrics["batch"] == batch.size
     assert all(p.device.type == "cuda" for p in model.parameters())
-    assert any(not torch.equal(b, p) for b, p in zip(before, model.parameters()))  # the update happened
+    assert any(not torch.equal(b, p) for b, p in zip(before, model.parameters(), strict=True))  # the update happened
     for state in optimizer.state.values():
         assert all(v.device.type == "cuda" for v in state.values() if torch.is_tensor(v) and v.dim() > 0)
 

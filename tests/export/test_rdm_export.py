@@ -46,7 +46,7 @@ def test_a_dp_rdm_run_exports_its_own_images_with_a_report_naming_the_mechanism(
     with open(bundle / LABELS, newline="") as handle:
         rows = list(csv.DictReader(handle))
     assert [int(row["label"]) for row in rows] == list(generated["labels"])
-    for row, image in zip(rows, generated["images"]):
+    for row, image in zip(rows, generated["images"], strict=True):
         assert np.array_equal(np.asarray(Image.open(bundle / row["file_name"])), image)
     examples = [row for row in rows if row["label"] == "-1"]
     assert len(examples) == 2 and all(row["file_name"].startswith("images/example-queries/") for row in examples)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
 import json
 import math
 
@@ -54,7 +55,7 @@ def test_bound_golden_all_correct():
 
 def test_bound_grows_with_correct_guesses_and_shrinks_with_delta():
     bounds = [epsilon_lower_bound(canaries=1000, guesses=200, correct=v, delta=1e-5) for v in range(100, 201, 5)]
-    assert all(a <= b for a, b in zip(bounds, bounds[1:]))
+    assert all(a <= b for a, b in pairwise(bounds))
     assert bounds[0] == 0.0 and bounds[-1] > 4.0
     loose = epsilon_lower_bound(canaries=1000, guesses=200, correct=180, delta=1e-3)
     tight = epsilon_lower_bound(canaries=1000, guesses=200, correct=180, delta=0.0)

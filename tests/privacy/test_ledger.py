@@ -216,7 +216,7 @@ def test_two_processes_writing_at_once_lose_nothing(workspace):
     start = str(time.time() + 1.5)
     procs = [_python(WRITER, workspace, name, "300", start) for name in ("p", "q")]
     outputs = [proc.communicate(timeout=120) for proc in procs]
-    for proc, (out, err) in zip(procs, outputs):
+    for proc, (out, err) in zip(procs, outputs, strict=True):
         assert proc.returncode == 0, err
         assert out.split()[-1] == "300"
     entries = PrivacyLedger(workspace).entries()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
 import json
 import math
 
@@ -90,7 +91,7 @@ def test_epsilon_grows_with_every_step() -> None:
         accountant.step(**TEACHER, steps=10)
         seen.append(accountant.epsilon_rdp())
     assert seen[0] == 0.0
-    assert all(later > earlier for earlier, later in zip(seen, seen[1:]))
+    assert all(later > earlier for earlier, later in pairwise(seen))
 
 
 def test_nonprivate_part_makes_epsilon_infinite() -> None:

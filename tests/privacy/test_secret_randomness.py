@@ -227,7 +227,7 @@ def test_every_dpsad_step_adds_exactly_what_the_accountant_composes(workspace, s
     expected = expected_steps(result, _parameter_counts(workspace, result), units=_demo_units(workspace))
     assert [m["part"] for m in result["mechanisms"]] == ["teacher", "student+discriminator"]
     assert len(drawn) == len(expected) == 8
-    for got, want in zip(drawn, expected):
+    for got, want in zip(drawn, expected, strict=True):
         assert got["units"] == want["units"] and got["rate"] == want["rate"]
         assert [count for _, count in got["releases"]] == [count for _, count in want["releases"]]
         assert [std for std, _ in got["releases"]] == pytest.approx([std for std, _ in want["releases"]], rel=1e-12)
@@ -247,7 +247,7 @@ def test_a_resumed_dpdm_run_draws_exactly_what_the_accountant_composes(workspace
     drawn = steps_drawn(spy)
     expected = expected_steps(result, _parameter_counts(workspace, result), units=_demo_units(workspace))
     assert len(drawn) == len(expected) == 4  # two before the stop, two after: none lost, none repeated
-    for got, want in zip(drawn, expected):
+    for got, want in zip(drawn, expected, strict=True):
         assert (got["units"], got["rate"]) == (want["units"], want["rate"])
         assert [count for _, count in got["releases"]] == [count for _, count in want["releases"]]
         assert [std for std, _ in got["releases"]] == pytest.approx([std for std, _ in want["releases"]], rel=1e-12)

@@ -131,8 +131,10 @@ def test_the_loss_randomness_of_a_worker_is_its_slice_of_the_whole_batch():
     whole = draw(data, World(), 3)
     part = draw(data, World(rank=1, size=2), 3)
     # Same (t, eps) for the same record: match records by their position in the whole batch.
-    whole_rows = {(int(u), float(n)) for u, n in zip(whole.units.tolist(), whole.noise[:, 0, 0, 0, 0].tolist())}
-    part_rows = {(int(u), float(n)) for u, n in zip(part.units.tolist(), part.noise[:, 0, 0, 0, 0].tolist())}
+    whole_rows = {(int(u), float(n))
+                  for u, n in zip(whole.units.tolist(), whole.noise[:, 0, 0, 0, 0].tolist(), strict=True)}
+    part_rows = {(int(u), float(n))
+                 for u, n in zip(part.units.tolist(), part.noise[:, 0, 0, 0, 0].tolist(), strict=True)}
     assert part_rows and part_rows <= whole_rows
 
 
