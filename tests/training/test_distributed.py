@@ -49,7 +49,7 @@ def released_weights(workspace: Path, result: dict) -> dict[str, torch.Tensor]:
     return payload["teacher"]["state_dict"] if "teacher" in payload else payload["state_dict"]
 
 
-@pytest.mark.parametrize("recipe", ["dpdm", "dpsad", "dpsad-split"])
+@pytest.mark.parametrize("recipe", ["dpdm", "dpsad", "dpsad-split", "dpsad-paper"])
 def test_two_workers_train_the_one_process_model_with_reproducible_noise(workspace, recipe):
     done = cli(workspace, *train_args(recipe, "--privacy-seed", "7", "--nproc", "2"))
     assert done.returncode == 0, done.stderr
@@ -59,8 +59,11 @@ def test_two_workers_train_the_one_process_model_with_reproducible_noise(workspa
     assert two["mechanisms"] == one["mechanisms"]
     assert two["private"] is one["private"] is False  # a known noise seed: never private, whatever N
     a, b = released_weights(workspace, two), released_weights(workspace, one)
-    for name in a:  # only the order of the all-reduced sum differs
-        torch.testing.assert_close(a[name], b[name], rtol=1e-5, atol=1e-6)
+    # Only the order of the all-reduced sums differs; dpsad-paper's unprotected updates also weight each
+    # worker's mean loss by its share of the batch, one more rounding (measured: 3e-6 at most).
+    atol = 1e-5 if recipe == "dpsad-paper" else 1e-6
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], rtol=1e-5, atol=atol)
     # Rank 0 alone wrote a run folder; the other worker created nothing.
     assert sorted(p.name for p in (workspace / "runs").iterdir()) == sorted([two["run_id"], one["run_id"]])
 
