@@ -308,7 +308,8 @@ class RunsScreen(WorkerOwner, QWidget):
             saved = list_datasets(self._settings().workspace_path())
         except Exception:  # noqa: BLE001 - the names are only suggestions
             saved = []
-        return EvaluateDialog(run, data_spec=data_spec, saved_datasets=saved, rdm=RunKind.of_recipe(run["recipe"]) is RunKind.DP_RDM,
+        rdm = RunKind.of_recipe(run["recipe"]) is RunKind.DP_RDM
+        return EvaluateDialog(run, data_spec=data_spec, saved_datasets=saved, rdm=rdm,
                               parent=self)
 
     def start_evaluation(self, run_id: str, *, test: str, per_class: int | None) -> ProcessGeneratorWorker | None:

@@ -67,11 +67,6 @@ class RunState(str, enum.Enum):
     def resumable(self) -> bool:
         return self in (RunState.INTERRUPTED, RunState.FAILED, RunState.RUNNING)
 
-    @property
-    def ended(self) -> bool:
-        """No process will write to the run again unless it is resumed."""
-        return self is not RunState.RUNNING
-
     @classmethod
     def parse(cls, value: Any, *, source: str | Path = "status.json") -> RunState:
         try:
@@ -170,11 +165,6 @@ class RunResult:
     @property
     def kind(self) -> RunKind:
         return RunKind.of_recipe(self.recipe)
-
-    @property
-    def seconds(self) -> float | None:
-        """Wall time the run took (training or generation)."""
-        return self.generate_seconds if self.kind is RunKind.DP_RDM else self.train_seconds
 
     def with_plan(self, config: Mapping[str, Any]) -> RunResult:
         """This result with ``private`` and ``nonprivate_parts`` derived from the plan AND the accountant.
