@@ -33,9 +33,8 @@ from dpsad_core.evaluation.audit_canaries import (CANARY_KINDS, Canaries, build_
                                                   membership_scores)
 from dpsad_core.privacy.audit import DEFAULT_CONFIDENCE, audit_from_scores
 from dpsad_core.privacy.randomness import SecretRandomness, os_entropy
-from dpsad_core.runs.records import RunState
+from dpsad_core.runs.records import AUDIT_FILE, RunKind, RunState
 
-AUDIT_FILE = "audit.json"
 CANARY_FILE = "audit_canaries.npz"
 AUDIT_DATASET_PREFIX = "audit-"
 POWER_NOTE = ("an empirical LOWER bound: the true epsilon is at least this with the stated confidence. "
@@ -152,7 +151,7 @@ def score_audit_run(run_ref: str | Path, *, workspace: Path, device: str = "auto
     from dpsad_core.training.engine import resolve_device
 
     run = RunFolder.open(workspace, str(run_ref))
-    if not (run.path / AUDIT_FILE).is_file() or not (run.path / CANARY_FILE).is_file():
+    if run.kind is not RunKind.AUDIT or not (run.path / CANARY_FILE).is_file():
         raise RunError(f"run {run.run_id} is not an audit run (no {AUDIT_FILE} or {CANARY_FILE})",
                        remedy="start one with: dpsad-core audit --recipe R --data DATA --epsilon E")
     state = run.read_json(AUDIT_FILE)

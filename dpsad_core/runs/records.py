@@ -24,13 +24,15 @@ from typing import Any
 
 from dpsad_core.errors import RunError
 
-__all__ = ["RESULT_SCHEMA", "RunKind", "RunResult", "RunState", "RunStatus"]
+__all__ = ["AUDIT_FILE", "RESULT_SCHEMA", "RunKind", "RunResult", "RunState", "RunStatus"]
 
 #: Version of the ``result.json`` layout written by :meth:`RunResult.to_dict`.
 RESULT_SCHEMA = 1
 
 #: The recipe name DP-RDM generation writes (``dpsad_core.rdm.generation.RECIPE`` is this value).
 DP_RDM_RECIPE = "dp-rdm"
+#: What ``dpsad-core audit`` writes into the training run it trains on canaries.
+AUDIT_FILE = "audit.json"
 
 
 class RunKind(str, enum.Enum):

@@ -26,7 +26,7 @@ from typing import Any
 
 from dpsad_core.atomic import atomic_write, atomic_write_json
 from dpsad_core.errors import RunError
-from dpsad_core.runs.records import RunResult, RunState, RunStatus
+from dpsad_core.runs.records import AUDIT_FILE, RunKind, RunResult, RunState, RunStatus
 
 RUNS_DIR = "runs"
 
@@ -123,6 +123,13 @@ class RunFolder:
         return self.status_record().state
 
     @property
+    def kind(self) -> RunKind:
+        """What made the run: an audit (canaries, ``audit.json``), DP-RDM generation, or training."""
+        if (self.path / AUDIT_FILE).is_file():
+            return RunKind.AUDIT
+        return RunKind.of_recipe(self.read_json("config.json")["config"].get("recipe"))
+
+    @property
     def has_result(self) -> bool:
         return (self.path / "result.json").is_file()
 
@@ -214,6 +221,7 @@ def list_runs(workspace: Path) -> list[dict[str, Any]]:
             "run_id": run.run_id,
             "path": str(path),
             "state": status.state.value,
+            "kind": run.kind.value,
             "recipe": config["config"]["recipe"],
             "dataset": config["dataset"]["name"],
             "epsilon_target": config["config"]["epsilon"],

@@ -113,3 +113,15 @@ def test_the_guis_cancel_writes_the_cores_cancelled_state(workspace, capsys):
     # Cancel is the final stop: what it spent stays counted, and it is not resumed.
     with pytest.raises(RunError, match="was cancelled"):
         next(resume_training(run.run_id, workspace=workspace))
+
+
+def test_a_run_folder_knows_its_kind(workspace):
+    training = _hand_made_run(workspace, "20250101-120000-dpdm-0003", "finished")
+    assert training.kind is RunKind.TRAINING
+    (training.path / "audit.json").write_text("{}")
+    assert training.kind is RunKind.AUDIT
+    rdm = _hand_made_run(workspace, "20250101-120000-dp-rdm-0004", "finished")
+    rdm.write_json("config.json", {**rdm.read_json("config.json"), "config": {"recipe": "dp-rdm", "epsilon": 3.0}})
+    assert rdm.kind is RunKind.DP_RDM
+    assert {run["run_id"]: run["kind"] for run in list_runs(workspace)} == {
+        training.run_id: "audit", rdm.run_id: "dp-rdm"}
