@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from dpsad_core.runs.records import RunState
+
 PREVIEW_PER_CLASS = 8
 
 
@@ -309,25 +311,25 @@ def run_progress(run_dir: Path) -> tuple[int, int] | None:
     except (OSError, ValueError, KeyError, TypeError):
         return None
     total = sum(steps for _, steps in totals)
-    if status.get("state") == "finished":
+    if status.get("state") == RunState.FINISHED:
         return total, total
     names = [name for name, _ in totals]
     phase, step = status.get("phase"), status.get("step")
     if phase not in names or not isinstance(step, int):
-        return (0, total) if status.get("state") in ("starting", "running") else None
+        return (0, total) if status.get("state") in ("starting", RunState.RUNNING) else None
     before = sum(steps for _, steps in totals[:names.index(phase)])
     return before + step, total
 
 
 def mark_cancelled(workspace: Path, run_id: str) -> None:
-    """Record that the analyst cancelled a run: it has ended, and what it spent stays in the ledger."""
+    """Record that the analyst cancelled a run: it has ended (not resumable), and what it spent stays in the ledger."""
     from dpsad_core.training import RunFolder
 
     run = RunFolder.open(workspace, run_id)
     status = run.status()
     extra = {k: v for k, v in status.items() if k not in ("state", "updated")}
     extra["message"] = "cancelled by the user; the privacy it spent stays counted on its dataset"
-    run.set_status("cancelled", **extra)
+    run.set_status(RunState.CANCELLED, **extra)
 
 
 def delete_run(workspace: Path, run_id: str) -> None:

@@ -19,11 +19,14 @@ from typing import Any
 
 from PySide6.QtCore import QObject, Signal
 
+from dpsad_core.runs.records import RunState
 from dpsad_workbench.settings import AppSettings
 from dpsad_workbench.worker import GeneratorWorker, ProcessGeneratorWorker
 
-IDLE, STARTING, RUNNING, PAUSING, PAUSED = "idle", "starting", "running", "pausing", "paused"
-CANCELLING, CANCELLED, FINISHED, FAILED, INTERRUPTED = "cancelling", "cancelled", "finished", "failed", "interrupted"
+# The controller's own states, and the run states (status.json) it ends in, spelt as the core spells them.
+IDLE, STARTING, PAUSING, PAUSED, CANCELLING = "idle", "starting", "pausing", "paused", "cancelling"
+RUNNING, CANCELLED, FINISHED, FAILED, INTERRUPTED = (state.value for state in (
+    RunState.RUNNING, RunState.CANCELLED, RunState.FINISHED, RunState.FAILED, RunState.INTERRUPTED))
 ACTIVE_STATES = (STARTING, RUNNING, PAUSING, CANCELLING)
 
 

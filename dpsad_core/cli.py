@@ -538,18 +538,21 @@ def _consume(events, *, json_out: bool) -> int:
     return 0
 
 
-def _print_result(result: dict[str, Any], run_dir) -> None:
-    if result["private"]:
-        values = result["accountant_values"]
-        print(f"finished: ({result['epsilon']:.4f}, {result['delta']:.3g})-differentially private "
-              f"[RDP {values['rdp']:.4f}, PRV {values['prv']:.4f}; unit of privacy: {result['unit_of_privacy']}]")
+def _print_result(data: dict[str, Any], run_dir) -> None:
+    from dpsad_core.runs.records import RunResult
+
+    result = RunResult.from_dict(data, source=f"the result of run {data.get('run_id')}")
+    if result.private:
+        values = result.accountant_values
+        print(f"finished: ({result.epsilon:.4f}, {result.delta:.3g})-differentially private "
+              f"[RDP {values['rdp']:.4f}, PRV {values['prv']:.4f}; unit of privacy: {result.unit_of_privacy}]")
     else:
         print("finished: NOT differentially private (epsilon = infinity): parts trained on the private data without "
-              f"protection: {', '.join(result['nonprivate_parts'])}")
+              f"protection: {', '.join(result.nonprivate_parts)}")
     print(f"  run folder:  {run_dir}")
-    print(f"  model:       {result['model_path']}")
-    print(f"  sample grid: {result['sample_grid']}")
-    print(f"  train time:  {result['train_seconds']:.0f} s on {result['device']}")
+    print(f"  model:       {result.model_path}")
+    print(f"  sample grid: {result.sample_grid}")
+    print(f"  train time:  {result.train_seconds:.0f} s on {result.device}")
 
 
 if __name__ == "__main__":

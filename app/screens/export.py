@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import html
 import importlib.util
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,9 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QFileDialog, QFormLayout, QFrame, QGroupBox, QHBoxLayout, QLabel,
                                QLineEdit, QPushButton, QScrollArea, QSpinBox, QVBoxLayout, QWidget)
 
-from dpsad_core.training.runs import release_privacy
+from dpsad_core.errors import DpsadError
+from dpsad_core.runs.records import RunResult, RunState
+from dpsad_core.training.runs import RunFolder
 from dpsad_workbench.core import format_epsilon
 from dpsad_workbench.settings import AppSettings
 from dpsad_workbench.widgets import WrapLabel
@@ -164,7 +165,7 @@ class ExportScreen(WorkerOwner, QWidget):
 
         current = self.run.currentData()
         try:
-            self.runs = [r for r in list_runs(self._settings().workspace_path()) if r["state"] == "finished"]
+            self.runs = [r for r in list_runs(self._settings().workspace_path()) if r["state"] == RunState.FINISHED]
         except Exception as error:  # noqa: BLE001 - a dialog, not a crash
             self.error.emit(error)
             return
@@ -191,11 +192,10 @@ class ExportScreen(WorkerOwner, QWidget):
             self.report_details.setText("")
             return
         try:
-            folder = Path(run["path"])
+            folder = RunFolder(Path(run["path"]))
             # Privacy from the plan as well as the accountant, as the export itself decides it.
-            result = release_privacy(json.loads((folder / "config.json").read_text()),
-                                     json.loads((folder / "result.json").read_text()))
-        except (OSError, ValueError) as error:
+            result = folder.result().with_plan(folder.read_json("config.json"))
+        except (OSError, ValueError, DpsadError) as error:
             self.report.setText(f"The run's result cannot be read: {html.escape(str(error))}")
             self.report_details.setText("")
             return
@@ -349,41 +349,41 @@ class ExportScreen(WorkerOwner, QWidget):
             self.verify(paths[0])
 
 
-def render_report(result: dict[str, Any]) -> str:
+def render_report(result: RunResult) -> str:
     """The run's privacy guarantee as the report will state it, in an analyst's words."""
-    lines = [f"<b>{html.escape(result['run_id'])}</b> ({html.escape(result['recipe'])})"]
-    if result.get("private"):
-        lines.append(f"<b>({format_epsilon(result['epsilon'])}, {result['delta']:.3g})-differentially private</b>: "
-                     f"epsilon {format_epsilon(result['epsilon'])}, delta {result['delta']:.3g}")
+    lines = [f"<b>{html.escape(result.run_id)}</b> ({html.escape(result.recipe)})"]
+    if result.private:
+        lines.append(f"<b>({format_epsilon(result.epsilon)}, {result.delta:.3g})-differentially private</b>: "
+                     f"epsilon {format_epsilon(result.epsilon)}, delta {result.delta:.3g}")
     else:
         lines.append("<b style='color:#b00020'>NOT differentially private (epsilon = infinity)</b>: parts "
-                     f"trained without protection: {html.escape(', '.join(result.get('nonprivate_parts', [])))}. "
+                     f"trained without protection: {html.escape(', '.join(result.nonprivate_parts))}. "
                      "Export refuses it unless a research export is asked for.")
-    unit = result.get("unit_of_privacy")
+    unit = result.unit_of_privacy
     lines.append("protects: " + {"patient": "each patient (all of a patient's images together)",
                                  "image": "each image with its label"}.get(unit, str(unit)))
-    dataset = result.get("dataset", {})
+    dataset = result.dataset
     lines.append(f"dataset: {html.escape(str(dataset.get('name')))} ({dataset.get('num_units')} units)")
     lines.extend(_plain_language_lines(result))
     return "<br>".join(lines)
 
 
-def render_report_details(result: dict[str, Any]) -> str:
+def render_report_details(result: RunResult) -> str:
     """The exact values behind the report (accountants, noise multipliers, sample rates)."""
     lines = []
-    values = result.get("accountant_values", {})
+    values = result.accountant_values
     if values:
         lines.append("epsilon by accountant (the guarantee is the smallest): "
                      + ", ".join(f"{name} {format_epsilon(value)}" for name, value in values.items()))
-    for mechanism in result.get("mechanisms", []):
+    for mechanism in result.mechanisms:
         lines.append(f"{html.escape(mechanism['part'])}: noise multiplier (sigma) {mechanism['noise_multiplier']:.4g}, "
                      f"sample rate {mechanism['sample_rate']:.4g}, {mechanism['steps']} steps")
-    if result.get("secure_rng_note"):
-        lines.append(f"random number generator: {html.escape(result['secure_rng_note'])}")
+    if result.secure_rng_note:
+        lines.append(f"random number generator: {html.escape(result.secure_rng_note)}")
     return "<br>".join(lines) or "No further values recorded."
 
 
-def _plain_language_lines(result: dict[str, Any]) -> list[str]:
+def _plain_language_lines(result: RunResult) -> list[str]:
     """The report's own plain-language summary (the words the bundle will carry)."""
     from dpsad_core.export.report import plain_language
 

@@ -287,14 +287,15 @@ class NewRunScreen(WorkerOwner, QWidget):
     def guarantee_text(self) -> str:
         """The report's full plain-language text for the epsilon, delta and unit on the form."""
         from dpsad_core.export.report import plain_language
+        from dpsad_core.runs.records import RunResult
 
         epsilon, problem = parse_epsilon(self.epsilon.text())
         if problem is not None:
             return problem
         plan = (self.preview or {}).get("plan", {})
         delta = plan.get("delta") or 1e-5
-        text = plain_language({"unit_of_privacy": self._unit(), "delta": delta, "private": True, "epsilon": epsilon,
-                               "recipe": self.recipe.currentData(), "nonprivate_parts": []})
+        text = plain_language(RunResult(run_id="", recipe=self.recipe.currentData(), private=True, epsilon=epsilon,
+                                        delta=delta, unit_of_privacy=self._unit()))
         return ("What this guarantee means:\n" + "\n".join(f"- {line}" for line in text["means"])
                 + "\n\nWhat it does not mean:\n" + "\n".join(f"- {line}" for line in text["does_not_mean"]))
 

@@ -11,6 +11,9 @@ from PySide6.QtGui import QDesktopServices
 from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QGroupBox, QHBoxLayout, QHeaderView, QLabel, QPushButton,
                                QSplitter, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
 
+from dpsad_core.errors import DpsadError
+from dpsad_core.runs.records import RunKind, RunState
+from dpsad_core.training.runs import RunFolder
 from dpsad_workbench import dialogs
 from dpsad_workbench.core import format_epsilon
 from dpsad_workbench.images import ImageLabel
@@ -21,7 +24,8 @@ from dpsad_workbench.worker import ProcessGeneratorWorker, WorkerOwner
 COLUMNS = ("run", "state", "progress", "recipe", "dataset", "epsilon spent", "target", "created")
 # A cancelled run has ended (Cancel is the final stop; Pause the resumable one). "running" is a run
 # whose process died without saying so: resumable unless this app is training it right now.
-RESUMABLE = ("interrupted", "failed", "running")
+RESUMABLE = tuple(state.value for state in RunState if state.resumable)
+FINISHED = RunState.FINISHED.value
 
 
 class RunsScreen(WorkerOwner, QWidget):
@@ -157,13 +161,13 @@ class RunsScreen(WorkerOwner, QWidget):
             button.setEnabled(run is not None)
         self.resume_button.setEnabled(run is not None and run["state"] in RESUMABLE
                                       and not self.is_training(run["run_id"]))
-        self.export_button.setEnabled(run is not None and run["state"] == "finished")
+        self.export_button.setEnabled(run is not None and run["state"] == FINISHED)
         if self._evaluation is not None:
             self.evaluate_button.setText("Cancel e&valuation")
             self.evaluate_button.setEnabled(True)
         else:
             self.evaluate_button.setText("E&valuate...")
-            self.evaluate_button.setEnabled(run is not None and run["state"] == "finished")
+            self.evaluate_button.setEnabled(run is not None and run["state"] == FINISHED)
         if run is None:
             self.summary.setText("Select a run." if self.runs else "No runs yet: start one on the New run screen.")
             self.grid.set_array(None)
@@ -202,7 +206,7 @@ class RunsScreen(WorkerOwner, QWidget):
     def _describe(self, run: dict[str, Any]) -> str:
         lines = [f"<b>{run['run_id']}</b>", f"state: {run['state']}", f"recipe: {run['recipe']}",
                  f"dataset: {run['dataset']}"]
-        if run.get("progress") and run["state"] != "finished":
+        if run.get("progress") and run["state"] != FINISHED:
             done, total = run["progress"]
             lines.append(f"progress: {done:,} of {total:,} steps done"
                          + (" (Resume continues from there)" if run["state"] in RESUMABLE else ""))
@@ -210,16 +214,18 @@ class RunsScreen(WorkerOwner, QWidget):
             lines.append(f"epsilon spent: {format_epsilon(run['epsilon'])} of target {run['epsilon_target']:g}")
         else:
             lines.append("<b style='color:#b00020'>NOT differentially private (epsilon = infinity)</b>")
-        result_path = Path(run["path"]) / "result.json"
-        if result_path.is_file():
-            import json
-
+        folder = RunFolder(Path(run["path"]))
+        if folder.has_result:
             try:
-                result = json.loads(result_path.read_text())
-                lines.append(f"delta: {result['delta']:.3g}; unit of privacy: {result['unit_of_privacy']}")
-                lines.append(f"trained in {result['train_seconds']:.0f} s on {result['device']}")
-            except (OSError, ValueError, KeyError):
-                pass
+                result = folder.result()
+            except DpsadError:
+                result = None  # the list shows the run; the folder itself says what is wrong
+            if result is not None:
+                lines.append(f"delta: {result.delta:.3g}; unit of privacy: {result.unit_of_privacy}")
+                if result.kind is RunKind.DP_RDM and result.generate_seconds is not None:
+                    lines.append(f"generated in {result.generate_seconds:.0f} s")
+                elif result.train_seconds is not None:
+                    lines.append(f"trained in {result.train_seconds:.0f} s on {result.device}")
         lines.extend(_evaluation_lines(Path(run["path"])))
         lines.append(f"folder: {run['path']}")
         return "<br>".join(lines)
@@ -288,12 +294,11 @@ class RunsScreen(WorkerOwner, QWidget):
         """The dialog asking what to evaluate the selected run against (None without a finished run)."""
         import json
 
-        from dpsad_core.rdm.generation import RECIPE as RDM_RECIPE
         from dpsad_workbench.core import list_datasets
         from dpsad_workbench.screens.evaluate_dialog import EvaluateDialog
 
         run = self.selected_run()
-        if run is None or run["state"] != "finished":
+        if run is None or run["state"] != FINISHED:
             return None
         try:
             data_spec = str(json.loads((Path(run["path"]) / "config.json").read_text())["config"].get("data", ""))
@@ -303,7 +308,8 @@ class RunsScreen(WorkerOwner, QWidget):
             saved = list_datasets(self._settings().workspace_path())
         except Exception:  # noqa: BLE001 - the names are only suggestions
             saved = []
-        return EvaluateDialog(run, data_spec=data_spec, saved_datasets=saved, rdm=run["recipe"] == RDM_RECIPE,
+        rdm = RunKind.of_recipe(run["recipe"]) is RunKind.DP_RDM
+        return EvaluateDialog(run, data_spec=data_spec, saved_datasets=saved, rdm=rdm,
                               parent=self)
 
     def start_evaluation(self, run_id: str, *, test: str, per_class: int | None) -> ProcessGeneratorWorker | None:

@@ -14,6 +14,7 @@ from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import (QGridLayout, QGroupBox, QHBoxLayout, QLabel, QProgressBar, QPushButton, QSizePolicy,
                                QVBoxLayout, QWidget)
 
+from dpsad_core.runs.records import RunResult
 from dpsad_workbench.core import format_duration, format_epsilon
 from dpsad_workbench.images import ImageLabel
 from dpsad_workbench.time_left import TimeLeft
@@ -249,14 +250,14 @@ class TrainingScreen(QWidget):
                 self.epsilon_note.setText("<b>This recipe is NOT differentially private</b>: parts train on the "
                                           "private data without protection, so epsilon is infinite.")
         elif isinstance(event, RunFinished):
-            result = event.result
-            values = result.get("accountant_values", {})
+            result = RunResult.from_dict(event.result, source=f"the result of run {event.run_id}")
+            values = result.accountant_values
             self.epsilon_note.setText(
-                f"Finished: <b>({format_epsilon(result.get('epsilon'))}, {result.get('delta'):.3g})-differentially "
-                f"private</b>, target epsilon {result.get('epsilon_target'):g}. The certified epsilon is the "
+                f"Finished: <b>({format_epsilon(result.epsilon)}, {result.delta:.3g})-differentially "
+                f"private</b>, target epsilon {result.epsilon_target:g}. The certified epsilon is the "
                 f"smaller of two bounds: RDP {format_epsilon(values.get('rdp'))} (the curve) and PRV "
                 f"{format_epsilon(values.get('prv'))}."
-                if result.get("private") else "Finished: NOT differentially private (epsilon = infinity).")
+                if result.private else "Finished: NOT differentially private (epsilon = infinity).")
             self.eta_label.setText("time left: 0 s")
         elif isinstance(event, RunInterrupted):
             self.eta_label.setText(f"stopped at {event.phase} step {event.step}")

@@ -240,8 +240,11 @@ def demo_export_and_verify(result: dict, *, workspace, json_out: bool) -> int:
     from dpsad_core.export.layout import BundleError
     from dpsad_core.export.verify import verify_bundle
 
-    finished = consume_export(export_bundle(result["run_id"], workspace=workspace, per_class=DEMO_PER_CLASS,
-                                            device=result.get("device", "auto")))
+    from dpsad_core.runs.records import RunResult
+
+    run = RunResult.from_dict(result, source="the demo run's result")
+    finished = consume_export(export_bundle(run.run_id, workspace=workspace, per_class=DEMO_PER_CLASS,
+                                            device=run.device or "auto"))
     verified = verify_bundle(finished.bundle_path)
     if json_out:
         print_json({**result, "bundle": str(finished.bundle_path), "bundle_verified": verified.ok,

@@ -139,7 +139,7 @@ def _run_row(entry, workspace: Path) -> dict[str, Any]:
     from dpsad_core.training.runs import RUNS_DIR, RunFolder
 
     folder = Path(workspace) / RUNS_DIR / entry.run_id
-    state = RunFolder(folder).status().get("state", "unknown") if (folder / "config.json").is_file() else None
+    state = RunFolder(folder).state.value if (folder / "config.json").is_file() else None
     values, note = entry.values()
     return entry.to_dict() | {"state": state, "epsilon": values.to_dict(), "note": note}
 

@@ -231,13 +231,16 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     if args.json:
         print_json(result)
     else:
-        values = result["accountant_values"]
+        from dpsad_core.runs.records import RunResult
+
+        finished = RunResult.from_dict(result, source="the generation's result")
+        values = finished.accountant_values
         prv = "-" if values["prv"] is None else f"{values['prv']:.4f}"
-        print(f"finished: {result['images']} images, ({result['epsilon']:.4f}, {result['delta']:.3g})-differentially "
-              f"private [RDP {values['rdp']:.4f}, PRV {prv}; unit of privacy: {result['unit_of_privacy']}]")
-        print(f"  run folder:  {result['run_dir']}")
-        print(f"  images:      {result['samples_npz']}")
-        print(f"  sample grid: {result['sample_grid']}")
+        print(f"finished: {finished.images} images, ({finished.epsilon:.4f}, {finished.delta:.3g})-differentially "
+              f"private [RDP {values['rdp']:.4f}, PRV {prv}; unit of privacy: {finished.unit_of_privacy}]")
+        print(f"  run folder:  {finished.run_dir}")
+        print(f"  images:      {finished.samples_npz}")
+        print(f"  sample grid: {finished.sample_grid}")
     return 0
 
 

@@ -33,8 +33,8 @@ from dpsad_core.evaluation.audit_canaries import (CANARY_KINDS, Canaries, build_
                                                   membership_scores)
 from dpsad_core.privacy.audit import DEFAULT_CONFIDENCE, audit_from_scores
 from dpsad_core.privacy.randomness import SecretRandomness, os_entropy
+from dpsad_core.runs.records import AUDIT_FILE, RunKind, RunState
 
-AUDIT_FILE = "audit.json"
 CANARY_FILE = "audit_canaries.npz"
 AUDIT_DATASET_PREFIX = "audit-"
 POWER_NOTE = ("an empirical LOWER bound: the true epsilon is at least this with the stated confidence. "
@@ -151,11 +151,11 @@ def score_audit_run(run_ref: str | Path, *, workspace: Path, device: str = "auto
     from dpsad_core.training.engine import resolve_device
 
     run = RunFolder.open(workspace, str(run_ref))
-    if not (run.path / AUDIT_FILE).is_file() or not (run.path / CANARY_FILE).is_file():
+    if run.kind is not RunKind.AUDIT or not (run.path / CANARY_FILE).is_file():
         raise RunError(f"run {run.run_id} is not an audit run (no {AUDIT_FILE} or {CANARY_FILE})",
                        remedy="start one with: dpsad-core audit --recipe R --data DATA --epsilon E")
     state = run.read_json(AUDIT_FILE)
-    if run.status().get("state") != "finished":
+    if run.state is not RunState.FINISHED:
         raise RunError(f"audit run {run.run_id} has not finished training",
                        remedy=f"resume it with: dpsad-core train --resume {run.run_id}, then "
                               f"dpsad-core audit --run {run.run_id}")
@@ -165,7 +165,7 @@ def score_audit_run(run_ref: str | Path, *, workspace: Path, device: str = "auto
         raise RunError(f"{run.path / AUDIT_FILE} has no readable settings ({error})",
                        remedy="the audit cannot be scored; run a new audit") from None
     canaries = _read_canaries(run.path)
-    result = run.read_json("result.json")
+    result = run.result()
     device = resolve_device(device)
     # A few-step student is a function of its teacher only (post-processing): the teacher, whose loss
     # the scores need at every time step, is the stronger target and bounds what the student leaks.
@@ -176,24 +176,24 @@ def score_audit_run(run_ref: str | Path, *, workspace: Path, device: str = "auto
     scores = membership_scores(model, schedule, canaries, draws=settings.score_draws, seed=settings.seed,
                                device=device)
     guesses = None if settings.guesses_per_side is None else (settings.guesses_per_side,)
-    bound = audit_from_scores(scores, canaries.included, delta=float(result["delta"]),
+    bound = audit_from_scores(scores, canaries.included, delta=float(result.delta),
                               confidence=settings.confidence, guess_counts=guesses, seed=settings.seed)
-    certified = result["epsilon"] if result["private"] else None
+    certified = result.epsilon if result.private else None
+    claimed = result.claimed_epsilon_paper
     report = {
-        "run_id": run.run_id, "recipe": result["recipe"], "private": bool(result["private"]),
+        "run_id": run.run_id, "recipe": result.recipe, "private": result.private,
         "epsilon_lower_bound": bound.epsilon_lower_bound,
         "epsilon_certified": certified,
-        "epsilon_claimed_paper": result.get("claimed_epsilon_paper"),
-        "epsilon_target": result["epsilon_target"], "delta": result["delta"],
+        "epsilon_claimed_paper": claimed,
+        "epsilon_target": result.epsilon_target, "delta": result.delta,
         "consistent": certified is None or bound.epsilon_lower_bound <= certified,
         # dpsad-paper: does the audit refute the epsilon the paper would claim for this run?
-        "refutes_claim": (result.get("claimed_epsilon_paper") is not None
-                          and bound.epsilon_lower_bound > result["claimed_epsilon_paper"]),
+        "refutes_claim": claimed is not None and bound.epsilon_lower_bound > claimed,
         "canary_kind": canaries.kind, "score": _score_name(canaries.kind), "score_draws": settings.score_draws,
         "bound": bound.to_dict(), "mean_score_included": _mean(scores[canaries.included]),
         "mean_score_excluded": _mean(scores[~canaries.included]),
         "source_data": state.get("source_data"), "audit_dataset": state.get("audit_dataset"),
-        "settings": settings.to_dict(), "steps": result.get("steps"), "train_seconds": result.get("train_seconds"),
+        "settings": settings.to_dict(), "steps": _plain(result.steps), "train_seconds": result.train_seconds,
         "note": POWER_NOTE,
     }
     _write_audit_state(run.path, state="finished", settings=settings, source_data=state.get("source_data"),
@@ -205,6 +205,10 @@ def _score_name(kind: str) -> str:
     if kind == "mislabelled":
         return "denoising loss under the true label minus under the canary label"
     return "minus the denoising loss"
+
+
+def _plain(mapping) -> dict[str, Any] | None:
+    return None if mapping is None else dict(mapping)
 
 
 def _mean(values: np.ndarray) -> float | None:

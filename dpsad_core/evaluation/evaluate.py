@@ -24,10 +24,10 @@ from typing import Any
 import numpy as np
 
 from dpsad_core.errors import ConfigError, RunError
-from dpsad_core.rdm.generation import RECIPE as RDM_RECIPE
 from dpsad_core.evaluation.report import (CLOSEST_PAIRS_FILE, PRIVACY_NOTE, SCHEMA_VERSION, SELECTION_NOTE,
                                           EvaluationFinished, EvaluationOptions, EvaluationStage,
                                           write_evaluation)
+from dpsad_core.runs.records import RunKind, RunState
 
 STAGES = ("load", "sample", "downstream", "fidelity", "memorisation")
 
@@ -64,7 +64,7 @@ def evaluate_run(run_ref: str, *, test: str, workspace: Path, options: Evaluatio
     yield EvaluationStage("load", 1, total, "loading the released model, the training data and the test data")
     run = RunFolder.open(workspace, run_ref)
     stored = run.read_json("config.json")
-    if stored.get("config", {}).get("recipe") == RDM_RECIPE:
+    if RunKind.of_recipe(stored.get("config", {}).get("recipe")) is RunKind.DP_RDM:
         yield from _evaluate_rdm_run(run, stored, test=test, workspace=workspace, options=options)
         return
     device = resolve_device(options.device)
@@ -135,7 +135,7 @@ def _evaluate_rdm_run(run, stored: dict[str, Any], *, test: str, workspace: Path
                           value=options.samples or options.count or options.per_class,
                           remedy="drop --count/--per-class/--samples (generate more with dpsad-core rdm generate)")
     path = run.path / "samples.npz"
-    if run.status().get("state") != "finished" or not path.is_file() or not (run.path / "result.json").is_file():
+    if run.state is not RunState.FINISHED or not path.is_file() or not run.has_result:
         raise RunError(f"DP-RDM run {run.run_id} did not finish, so it has no complete set of images",
                        remedy="generate a new one with dpsad-core rdm generate")
     training = rdm_private_data(stored, workspace=workspace, run_id=run.run_id)
@@ -156,11 +156,11 @@ def _evaluate_rdm_run(run, stored: dict[str, Any], *, test: str, workspace: Path
     result = yield from evaluate_images(synthetic, labels, training=training, test=real_test, workspace=workspace,
                                         options=options, first_stage=3,
                                         closest_pairs_png=run.path / CLOSEST_PAIRS_FILE)
-    run_result = run.read_json("result.json")
-    mechanism = run_result.get("mechanism") or {}
+    run_result = run.result()
+    mechanism = run_result.mechanism or {}
     result["run_id"] = run.run_id
-    result["private_run"] = bool(run_result.get("private"))
-    result["config"].update(recipe=RDM_RECIPE, samples_file=path.name, sampler=mechanism.get("sampler"),
+    result["private_run"] = run_result.private
+    result["config"].update(recipe=run_result.recipe, samples_file=path.name, sampler=mechanism.get("sampler"),
                             sample_steps=None, guidance=mechanism.get("guidance"), device=None,
                             example_queries_left_out=int((~queried).sum()),
                             training_set_role="the private retrieval set (DP-RDM never trained on it)",

@@ -36,6 +36,7 @@ from dpsad_core.export.layout import (CROISSANT, GRID, IMAGES_DIR, LABELS, NOT_D
                                       REPORT_HTML, REPORT_JSON)
 from dpsad_core.export.manifest import seal_folder, sha256_file
 from dpsad_core.export.spreadsheet import spreadsheet_safe_row
+from dpsad_core.runs.records import RunKind, RunResult, RunState
 
 EXPORTS_DIR = "exports"
 GRID_PER_CLASS = 8
@@ -114,28 +115,27 @@ def export_bundle(run_ref: str | os.PathLike[str], *, workspace: Path, out: str 
         Bad options, or ``out`` already exists.
     """
     from dpsad_core.export.sources import model_source, samples_source
-    from dpsad_core.rdm.generation import RECIPE as RDM_RECIPE
-    from dpsad_core.training.runs import RunFolder, release_privacy
+    from dpsad_core.training.runs import RunFolder
 
     settings = ExportOptions(**options)
     run = RunFolder.open(workspace, str(run_ref))
-    state = run.status().get("state", "unknown")
-    has_result = (run.path / "result.json").is_file()
+    state = run.state
     config = run.read_json("config.json")
     # Privacy from the plan as well as the accountant: a lost accountant never makes a release private.
-    result = release_privacy(config, run.read_json("result.json")) if has_result else {}
-    rdm = result.get("recipe") == RDM_RECIPE or config.get("config", {}).get("recipe") == RDM_RECIPE
-    if rdm and (state != "finished" or not has_result or not (run.path / "samples.npz").is_file()):
+    result = run.result().with_plan(config) if run.has_result else None
+    rdm = RunKind.DP_RDM in (RunKind.of_recipe(config.get("config", {}).get("recipe")),
+                             result.kind if result is not None else None)
+    if rdm and (state is not RunState.FINISHED or result is None or not (run.path / "samples.npz").is_file()):
         raise RunError(f"DP-RDM run {run.run_id} did not finish (state: {state}), so it has no complete set of "
                        "images to export", remedy="a DP-RDM run is not resumed: generate a new one with "
                                                   "dpsad-core rdm generate (its queries are a new privacy spend)")
-    if not rdm and (state != "finished" or not has_result or not run.model_path.is_file()):
-        missing = "" if state != "finished" or not has_result else " (its model.pt is missing)"
+    if not rdm and (state is not RunState.FINISHED or result is None or not run.model_path.is_file()):
+        missing = "" if state is not RunState.FINISHED or result is None else " (its model.pt is missing)"
         raise RunError(f"run {run.run_id} has not finished (state: {state}){missing}, so it has no released model "
                        "to export", remedy=f"finish it first: dpsad-core train --resume {run.run_id}")
-    if not result["private"] and not settings.research:
-        raise NotPrivateError(f"run {run.run_id} is NOT differentially private (recipe {result['recipe']}: "
-                              f"{', '.join(result['nonprivate_parts'])} trained without protection)",
+    if not result.private and not settings.research:
+        raise NotPrivateError(f"run {run.run_id} is NOT differentially private (recipe {result.recipe}: "
+                              f"{', '.join(result.nonprivate_parts)} trained without protection)",
                               remedy="export it for research only with --research; the bundle will be stamped "
                                      "NOT DIFFERENTIALLY PRIVATE")
     if rdm:
@@ -146,7 +146,7 @@ def export_bundle(run_ref: str | os.PathLike[str], *, workspace: Path, out: str 
             raise ConfigError("give one of per_class and count", field="per_class", value=None,
                               remedy="e.g. --per-class 100 or --count 1000")
         make_source = lambda: model_source(run, settings)  # noqa: E731  (loads the model when writing starts)
-    destination = _destination(out, workspace=workspace, run_id=run.run_id, private=bool(result["private"]),
+    destination = _destination(out, workspace=workspace, run_id=run.run_id, private=result.private,
                                as_zip=settings.zip)
     return _write_bundle(run, result, destination, settings, make_source)
 
@@ -204,7 +204,7 @@ def _destination(out, *, workspace: Path, run_id: str, private: bool, as_zip: bo
     return path
 
 
-def _write_bundle(run, result: dict[str, Any], destination: Path, settings: ExportOptions,
+def _write_bundle(run, result: RunResult, destination: Path, settings: ExportOptions,
                   make_source) -> Iterator[ExportEvent]:
     source = make_source()
     labels, class_names = source.labels, source.class_names
@@ -215,7 +215,7 @@ def _write_bundle(run, result: dict[str, Any], destination: Path, settings: Expo
     partial_zip = partial.with_name(partial.name + ".zip")
     partial.mkdir()
     try:
-        yield ExportStarted(run_id=run.run_id, total_images=len(labels), private=bool(result["private"]),
+        yield ExportStarted(run_id=run.run_id, total_images=len(labels), private=result.private,
                             partial_path=partial)
         folders = _class_folders(class_names, labels)
         pixels = yield from _write_images(source, folders, partial)
@@ -241,7 +241,7 @@ def _write_bundle(run, result: dict[str, Any], destination: Path, settings: Expo
             partial_zip.unlink()
         raise
     guarantee = report["guarantee"]
-    summary = {"bundle": str(destination), "run_id": run.run_id, "recipe": result["recipe"],
+    summary = {"bundle": str(destination), "run_id": run.run_id, "recipe": result.recipe,
                "private": guarantee["differentially_private"], "epsilon": guarantee["epsilon"],
                "delta": guarantee["delta"], "unit_of_privacy": guarantee["unit_of_privacy"],
                "images": len(labels), "signer": report["signer"]["fingerprint"], "zip": settings.zip,
@@ -342,7 +342,7 @@ def _write_grid(path: Path, pixels, labels) -> bytes:
     return buffer.getvalue()
 
 
-def _write_reports(run, result, partial: Path, settings: ExportOptions, source, grid_png: bytes,
+def _write_reports(run, result: RunResult, partial: Path, settings: ExportOptions, source, grid_png: bytes,
                    bundle_name: str) -> dict[str, Any]:
     from dpsad_core.export.croissant import build_croissant
     from dpsad_core.export.report import build_report, export_software_versions
@@ -360,7 +360,7 @@ def _write_reports(run, result, partial: Path, settings: ExportOptions, source, 
         counts[source.class_name(-1)] = int((labels < 0).sum())
     bundle = {"name": bundle_name, "images": int(len(labels)), "per_class": settings.per_class,
               "count": settings.count, "class_names": class_names, "class_counts": counts, **source.settings,
-              "npz": settings.npz, "research_export": not result["private"], "contents": source.contents}
+              "npz": settings.npz, "research_export": not result.private, "contents": source.contents}
     created = utc_now()
     report = build_report(run_dir=run.path, config=run.read_json("config.json"), result=result,
                           metrics=run.read_metrics(), evaluation=evaluation, model=source.model,

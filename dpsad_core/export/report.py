@@ -22,6 +22,7 @@ from typing import Any
 from dpsad_core.export.layout import NOT_DP_STAMP
 from dpsad_core.export.names import (BUILT_IN_SOURCES, INDEX_NAME, PRIVATE_NAME, PUBLIC_NAME, exported_name,
                                      shareable_spec)
+from dpsad_core.runs.records import RunKind, RunResult
 
 REPORT_FORMAT = "dpsad-privacy-report/1"
 MAX_CURVE_POINTS = 400
@@ -32,7 +33,7 @@ OUTSIDE_GUARANTEE = ("OUTSIDE THE PRIVACY GUARANTEE: computed from the private d
                      "information that epsilon does not cover")
 
 
-def build_report(*, run_dir: Path, config: dict[str, Any], result: dict[str, Any], metrics: list[dict[str, Any]],
+def build_report(*, run_dir: Path, config: dict[str, Any], result: RunResult, metrics: list[dict[str, Any]],
                  evaluation: dict[str, Any] | None, bundle: dict[str, Any], signer: dict[str, str],
                  software: dict[str, str], created: str, include_private_diagnostics: bool,
                  model_sha256: str | None = None, model: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -43,7 +44,7 @@ def build_report(*, run_dir: Path, config: dict[str, Any], result: dict[str, Any
     run_dir
         The run folder (only its name is reported; local paths stay out of the report).
     config, result
-        The run's ``config.json`` and ``result.json``.
+        The run's ``config.json`` and ``result.json`` (with the plan's parts: ``RunResult.with_plan``).
     metrics
         The run's ``metrics.jsonl`` records (only the epsilon column and public-phase losses are used
         unless ``include_private_diagnostics``).
@@ -65,9 +66,9 @@ def build_report(*, run_dir: Path, config: dict[str, Any], result: dict[str, Any
     include_private_diagnostics
         Add the diagnostics that are not covered by the guarantee (labelled as such).
     """
-    private = bool(result["private"])
+    private = result.private
     plan = config["plan"]
-    dataset = dict(result["dataset"])
+    dataset = dict(result.dataset)
     summary = config.get("dataset", {})
     report: dict[str, Any] = {
         "format": REPORT_FORMAT,
@@ -76,25 +77,25 @@ def build_report(*, run_dir: Path, config: dict[str, Any], result: dict[str, Any
         "created": created,
         "guarantee": {
             "differentially_private": private,
-            "epsilon": result["epsilon"] if private else None,
-            "delta": result["delta"],
-            "epsilon_target": result["epsilon_target"],
-            "unit_of_privacy": result["unit_of_privacy"],
-            "accountant_values": result["accountant_values"],
+            "epsilon": result.epsilon if private else None,
+            "delta": result.delta,
+            "epsilon_target": result.epsilon_target,
+            "unit_of_privacy": result.unit_of_privacy,
+            "accountant_values": dict(result.accountant_values),
             "accountant": "epsilon is the smaller of two upper bounds on the composed mechanisms: Renyi DP (rdp) "
                           "and the PRV accountant (prv)",
-            "nonprivate_parts": list(result["nonprivate_parts"]),
-            "claimed_epsilon_paper": result.get("claimed_epsilon_paper"),
-            "secure_rng": result.get("secure_rng", False),
-            "secure_rng_note": result.get("secure_rng_note"),
+            "nonprivate_parts": list(result.nonprivate_parts),
+            "claimed_epsilon_paper": result.claimed_epsilon_paper,
+            "secure_rng": result.secure_rng,
+            "secure_rng_note": result.secure_rng_note,
         },
         "plain_language": plain_language(result),
-        "mechanisms": result["mechanisms"],
+        "mechanisms": [dict(mechanism) for mechanism in result.mechanisms],
         # Days, not times, and no training time: how long a run took grows with its Poisson batches, whose
         # sizes follow the private data's size (a timing channel no mechanism counts).
-        "run": {"run_id": result["run_id"], "folder_name": Path(run_dir).name, "recipe": result["recipe"],
-                "created": _day(config.get("created")), "finished": _day(result.get("finished")),
-                "steps": result.get("steps"), "device": result.get("device")},
+        "run": {"run_id": result.run_id, "folder_name": Path(run_dir).name, "recipe": result.recipe,
+                "created": _day(config.get("created")), "finished": _day(result.finished),
+                "steps": None if result.steps is None else dict(result.steps), "device": result.device},
         "config": shareable_config(config),
         "plan": plan,
         "dataset": dataset_section(summary, dataset, result),
@@ -126,7 +127,7 @@ CLASS_NAMES_FROM = {
 }
 
 
-def dataset_section(summary: dict[str, Any], dataset: dict[str, Any], result: dict[str, Any]) -> dict[str, Any]:
+def dataset_section(summary: dict[str, Any], dataset: dict[str, Any], result: RunResult) -> dict[str, Any]:
     """The report's description of the private data: only what the analyst declared public (data.public_metadata).
 
     The exact number of records and privacy units appears only when declared public (``import --public-count``);
@@ -134,7 +135,7 @@ def dataset_section(summary: dict[str, Any], dataset: dict[str, Any], result: di
     """
     from dpsad_core.data.public_metadata import published_units
 
-    unit = result["unit_of_privacy"]
+    unit = result.unit_of_privacy
     declared = bool(summary.get("count_declared", False))
     units = dataset["num_units"]
     published = published_units(units, declared=declared)
@@ -177,12 +178,12 @@ def shareable_config(config: dict[str, Any]) -> dict[str, Any]:
     return resolved
 
 
-def _title(result: dict[str, Any]) -> str:
-    if not result["private"]:
-        return f"{NOT_DP_STAMP}: synthetic images from run {result['run_id']}"
+def _title(result: RunResult) -> str:
+    if not result.private:
+        return f"{NOT_DP_STAMP}: synthetic images from run {result.run_id}"
     how = " (DP-RDM private retrieval)" if is_rdm(result) else ""
-    return (f"({result['epsilon']:.4g}, {result['delta']:.3g})-differentially private synthetic images{how} from "
-            f"run {result['run_id']}")
+    return (f"({result.epsilon:.4g}, {result.delta:.3g})-differentially private synthetic images{how} from "
+            f"run {result.run_id}")
 
 
 def _day(timestamp: str | None) -> str | None:
@@ -199,12 +200,12 @@ def _public_dataset(summary: dict[str, Any] | None) -> dict[str, Any] | None:
         | {key: summary.get(key) for key in keep}
 
 
-def plain_language(result: dict[str, Any]) -> dict[str, list[str]]:
+def plain_language(result: RunResult) -> dict[str, list[str]]:
     """What the guarantee means and does not mean, for the run's unit of privacy, in plain words."""
-    unit = result["unit_of_privacy"]
-    delta = result["delta"]
-    if not result["private"]:
-        parts = ", ".join(result["nonprivate_parts"])
+    unit = result.unit_of_privacy
+    delta = result.delta
+    if not result.private:
+        parts = ", ".join(result.nonprivate_parts)
         return {
             "means": [f"This bundle has NO differential privacy guarantee. Not protected: {parts} (a part trained "
                       "on the private data without noise, or noise that anyone with its seed can regenerate).",
@@ -217,7 +218,7 @@ def plain_language(result: dict[str, Any]) -> dict[str, list[str]]:
         from dpsad_core.export.report_rdm import rdm_plain_language
 
         return rdm_plain_language(result)
-    epsilon = result["epsilon"]
+    epsilon = result.epsilon
     factor = math.exp(epsilon) if epsilon < 700 else math.inf
     record = "patient (all of that patient's images together)" if unit == "patient" else "image (with its label)"
     means = [
@@ -229,7 +230,7 @@ def plain_language(result: dict[str, Any]) -> dict[str, list[str]]:
         "Every part of the pipeline that read the private data is included in epsilon (see 'mechanisms'); the "
         "images are samples from the released model, which costs no further privacy (post-processing).",
     ]
-    student = result.get("student")
+    student = result.student
     if student:
         means.append(
             f"The images come from a fast 'student' generator that makes an image in {student['sample_steps']} steps "
@@ -250,18 +251,18 @@ def plain_language(result: dict[str, Any]) -> dict[str, list[str]]:
     if unit == "image":
         does_not_mean.append("The unit is the image: a person with k images in the private data is protected at "
                              "roughly k times epsilon, not epsilon.")
-    if result["recipe"] == "dpsad-public-teacher" or "pretrain" in (result.get("steps") or {}):
+    if result.recipe == "dpsad-public-teacher" or "pretrain" in (result.steps or {}):
         does_not_mean.append("Data declared public (the public teacher or pre-training data) is not protected: the "
                              "guarantee assumes it really is public.")
     return {"means": means, "does_not_mean": does_not_mean}
 
 
-def is_rdm(result: dict[str, Any]) -> bool:
+def is_rdm(result: RunResult) -> bool:
     """Whether ``result`` is a DP-RDM run's (images from private retrieval, no private model)."""
-    return result.get("recipe") == "dp-rdm"
+    return result.kind is RunKind.DP_RDM
 
 
-def rdm_mechanism(result: dict[str, Any], config: dict[str, Any]) -> dict[str, Any] | None:
+def rdm_mechanism(result: RunResult, config: dict[str, Any]) -> dict[str, Any] | None:
     """The DP-RDM mechanism section (None for other recipes); see :mod:`dpsad_core.export.report_rdm`."""
     if not is_rdm(result):
         return None

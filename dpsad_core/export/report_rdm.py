@@ -13,13 +13,15 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from dpsad_core.runs.records import RunResult
+
 MECHANISM_NAME = "DP-RDM private retrieval (Lebensold et al. 2024, arXiv 2403.14421; docs/method.md §2)"
 
 
-def rdm_mechanism_section(result: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
+def rdm_mechanism_section(result: RunResult, config: dict[str, Any]) -> dict[str, Any]:
     """The report's ``mechanism`` section: the retrieval mechanism, its parameters and the public model."""
-    mechanism = result["mechanism"]
-    public = result.get("public_model") or config.get("public_model") or {}
+    mechanism = result.mechanism or {}
+    public = result.public_model or config.get("public_model") or {}
     k, sigma = int(mechanism["k"]), float(mechanism["sigma"])
     return {
         "name": MECHANISM_NAME,
@@ -43,12 +45,12 @@ def rdm_mechanism_section(result: dict[str, Any], config: dict[str, Any]) -> dic
     }
 
 
-def rdm_plain_language(result: dict[str, Any]) -> dict[str, list[str]]:
+def rdm_plain_language(result: RunResult) -> dict[str, list[str]]:
     """What a DP-RDM run's guarantee means and does not mean, in plain words."""
-    epsilon, delta = result["epsilon"], result["delta"]
-    mechanism = result["mechanism"]
+    epsilon, delta = result.epsilon, result.delta
+    mechanism = result.mechanism or {}
     factor = math.exp(epsilon) if epsilon < 700 else math.inf
-    unit = result["unit_of_privacy"]
+    unit = result.unit_of_privacy
     record = "patient (all of that patient's images together)" if unit == "patient" else "image (with its label)"
     queries = mechanism["queries"]
     means = [

@@ -10,7 +10,7 @@ transaction. While queries are answered, the spend is recorded in the ledger aft
 The run folder ``<workspace>/runs/<run_id>/`` holds (no model: every image cost privacy)::
 
     config.json   the request: recipe "dp-rdm", target epsilon, k, q, sigma, lambda, queries, model, index
-    status.json   running / finished / interrupted / failed
+    status.json   running / finished / interrupted / failed (a RunState)
     privacy.json  the accountant's history
     result.json   private, epsilon, delta, accountant values, mechanisms, dataset, unit of privacy
     samples.npz   images (uint8), labels (the queried class; -1 for example queries), class_names, queries
@@ -35,10 +35,11 @@ from dpsad_core.events import PhaseStarted, RunFinished, RunInterrupted, RunStar
 from dpsad_core.export.names import PUBLIC_NAME, exported_name
 from dpsad_core.privacy.randomness import REPRODUCIBLE_NOISE_PART, SecretRandomness
 from dpsad_core.rdm.planner import RetrievalSettings, queries_for_budget
+from dpsad_core.runs.records import DP_RDM_RECIPE, RunResult, RunState
 
 __all__ = ["RECIPE", "GenerateConfig", "QuerySpec", "count_queries", "generate_rdm", "plan_query_list"]
 
-RECIPE = "dp-rdm"
+RECIPE = DP_RDM_RECIPE
 QUERY_PART = "rdm-retrieval"
 
 
@@ -292,14 +293,14 @@ def generate_rdm(config: GenerateConfig, *, workspace: Path, stop: Callable[[], 
     try:
         ledger.reserve(planned=[settings.mechanism(len(queries))], **ledger_args)
     except BaseException as error:
-        run.set_status("failed", phase="queries", step=0, error=str(error))
+        run.set_status(RunState.FAILED, phase="queries", step=0, error=str(error))
         raise
     accountant = PrivacyAccountant(delta=delta)
     for part in nonprivate:
         accountant.mark_nonprivate(part)
-    run.set_status("running", phase="queries", step=0)
+    run.set_status(RunState.RUNNING, phase="queries", step=0)
     yield RunStarted(run_id=run.run_id, run_dir=run.path, resumed=False,
-                     plan={"warnings": warnings + local_warnings, "planned_epsilon": planned.certified,
+                     plan={"warnings": warnings + local_warnings, "planned_epsilon": planned.to_dict(),
                            "queries": len(queries)})
     yield PhaseStarted(phase="queries", total_steps=len(queries), start_step=0, privacy="dp")
     images, started, done = [], time.monotonic(), 0
@@ -328,7 +329,7 @@ def generate_rdm(config: GenerateConfig, *, workspace: Path, stop: Callable[[], 
                                 seconds=time.monotonic() - tick, eta_seconds=elapsed / done * (len(queries) - done))
             if stop() and done < len(queries):
                 ledger.record_spend(mechanisms=accountant.mechanisms, finished=True, **ledger_args)
-                run.set_status("interrupted", phase="queries", step=done, message="stopped by request",
+                run.set_status(RunState.INTERRUPTED, phase="queries", step=done, message="stopped by request",
                                epsilon_spent=accountant.epsilon_rdp())
                 yield RunInterrupted(run_id=run.run_id, phase="queries", step=done,
                                      message=f"stopped after {done} of {len(queries)} queries; their spend is "
@@ -336,7 +337,7 @@ def generate_rdm(config: GenerateConfig, *, workspace: Path, stop: Callable[[], 
                 return
     except BaseException as error:
         ledger.record_spend(mechanisms=accountant.mechanisms, finished=True, **ledger_args)
-        run.set_status("failed", phase="queries", step=done, error=str(error),
+        run.set_status(RunState.FAILED, phase="queries", step=done, error=str(error),
                        epsilon_spent=accountant.epsilon_rdp() if done else 0.0)
         raise
     ledger.record_spend(mechanisms=accountant.mechanisms, finished=True, **ledger_args)
@@ -351,9 +352,9 @@ def generate_rdm(config: GenerateConfig, *, workspace: Path, stop: Callable[[], 
     yield SampleGrid(phase="queries", step=done, path=grid_path, image=grid)
     result = _result(run, config, accountant, delta, index, public_model, settings, len(queries), note, started,
                      grid_path, warnings, randomness)
-    run.write_json("result.json", result)
-    run.set_status("finished", phase="queries", step=done, epsilon_spent=result["epsilon"])
-    yield RunFinished(run_id=run.run_id, result=result)
+    run.write_result(result)
+    run.set_status(RunState.FINISHED, phase="queries", step=done, epsilon_spent=result.epsilon)
+    yield RunFinished(run_id=run.run_id, result=result.to_dict())
 
 
 def _settings_warnings(config: GenerateConfig, public_model, index) -> tuple[list[str], list[str]]:
@@ -387,35 +388,35 @@ def _grid(pixels: np.ndarray, labels: np.ndarray, num_classes: int, grid_image) 
 
 def _result(run, config: GenerateConfig, accountant, delta: float, index, public_model, settings: RetrievalSettings,
             count: int, note: str | None, started: float, grid_path: Path, warnings: list[str],
-            randomness) -> dict[str, Any]:
+            randomness) -> RunResult:
     values, final_note = _price(settings, count, delta)
     private = accountant.is_private
     dataset = index.meta["dataset"]
-    return {
-        "run_id": run.run_id, "run_dir": str(run.path), "recipe": RECIPE, "private": private,
-        "epsilon": values.to_dict()["certified"] if private else None, "epsilon_target": config.epsilon,
-        "delta": delta,
-        "accountant_values": {"rdp": values.rdp if private else None,
-                              "prv": None if math.isnan(values.prv) or not private else values.prv,
-                              "rdp_order": values.rdp_order, "note": final_note or note},
-        "mechanisms": [m.to_dict() for m in accountant.mechanisms],
-        "nonprivate_parts": list(accountant.nonprivate_parts),
-        "mechanism": {"name": "DP-RDM private retrieval (Lebensold et al. 2024, arXiv 2403.14421)",
-                      "k": settings.k, "q": settings.sample_rate, "sigma": settings.sigma, "lambda": config.mix,
-                      "noise_multiplier": settings.noise_multiplier, "sensitivity": 2.0 / settings.k,
-                      "queries": count, "query_mode": config.query_mode, "guidance": config.guidance,
-                      "sampler": f"ddim {config.sample_steps} steps"},
-        "unit_of_privacy": "patient" if dataset.get("unit") == "patient" else "image",
-        "dataset": {"name": dataset["name"], "fingerprint": dataset["fingerprint"],
-                    "num_records": dataset["num_records"], "num_units": dataset["num_privacy_units"]},
-        "public_model": {"name": public_model.name,
-                         "public_dataset": exported_name(public_model.meta["public_dataset"], PUBLIC_NAME),
-                         "encoder_digest": public_model.encoder_digest},
-        "samples_npz": str(run.path / "samples.npz"), "sample_grid": str(grid_path), "images": count,
-        "generate_seconds": round(time.monotonic() - started, 2), "warnings": warnings,
-        "secure_rng": not randomness.reproducible, "secure_rng_note": randomness.description,
-        "finished": utc_now_str(),
-    }
+    return RunResult(
+        run_id=run.run_id, run_dir=str(run.path), recipe=RECIPE, private=private,
+        epsilon=values.to_dict()["certified"] if private else None, epsilon_target=config.epsilon,
+        delta=delta,
+        accountant_values={"rdp": values.rdp if private else None,
+                           "prv": None if math.isnan(values.prv) or not private else values.prv,
+                           "rdp_order": values.rdp_order, "note": final_note or note},
+        mechanisms=tuple(m.to_dict() for m in accountant.mechanisms),
+        nonprivate_parts=tuple(accountant.nonprivate_parts),
+        mechanism={"name": "DP-RDM private retrieval (Lebensold et al. 2024, arXiv 2403.14421)",
+                   "k": settings.k, "q": settings.sample_rate, "sigma": settings.sigma, "lambda": config.mix,
+                   "noise_multiplier": settings.noise_multiplier, "sensitivity": 2.0 / settings.k,
+                   "queries": count, "query_mode": config.query_mode, "guidance": config.guidance,
+                   "sampler": f"ddim {config.sample_steps} steps"},
+        unit_of_privacy="patient" if dataset.get("unit") == "patient" else "image",
+        dataset={"name": dataset["name"], "fingerprint": dataset["fingerprint"],
+                 "num_records": dataset["num_records"], "num_units": dataset["num_privacy_units"]},
+        public_model={"name": public_model.name,
+                      "public_dataset": exported_name(public_model.meta["public_dataset"], PUBLIC_NAME),
+                      "encoder_digest": public_model.encoder_digest},
+        samples_npz=str(run.path / "samples.npz"), sample_grid=str(grid_path), images=count,
+        generate_seconds=round(time.monotonic() - started, 2), warnings=tuple(warnings),
+        secure_rng=not randomness.reproducible, secure_rng_note=randomness.description,
+        finished=utc_now_str(),
+    )
 
 
 def utc_now_str() -> str:

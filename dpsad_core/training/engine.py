@@ -20,6 +20,7 @@ from typing import Any
 from dpsad_core.errors import DeviceError, PrivacyBudgetError, RunError
 from dpsad_core.events import (CheckpointWritten, Event, PhaseStarted, RunFinished, RunInterrupted, RunStarted,
                                SampleGrid, StepCompleted)
+from dpsad_core.runs.records import RunResult, RunState
 from dpsad_core.training.budget import reserve_spend
 from dpsad_core.training import distributed
 from dpsad_core.training.config import Recipe, TrainConfig
@@ -158,8 +159,12 @@ def resume_training(run_ref: str, *, workspace: Path, stop: Callable[[], bool] |
     run = RunFolder.open(workspace, run_ref)
     _check_run_in_workspace(run, workspace)
     stored = run.read_json("config.json")
-    if run.status().get("state") == "finished":
+    state = run.state
+    if state is RunState.FINISHED:
         raise RunError(f"run {run.run_id} has already finished", remedy="start a new run instead")
+    if state is RunState.CANCELLED:
+        raise RunError(f"run {run.run_id} was cancelled: it has ended, and what it spent stays counted on its dataset",
+                       remedy="start a new run instead")
     config = TrainConfig.from_dict(stored["config"])
     plan = TrainingPlan.from_dict(stored["plan"])
     dataset = resolve_data_source(config.data, workspace=workspace, resolution=stored["dataset"]["resolution"],
@@ -213,7 +218,7 @@ class _FollowerRun:
         return None
 
     def status(self) -> dict[str, Any]:
-        return {"state": "running"}
+        return {"state": RunState.RUNNING.value}
 
     def acquire(self) -> None: ...
     def release(self) -> None: ...
@@ -371,7 +376,7 @@ class _Trainer:
                 self.accountant.mark_nonprivate(part)
             if self.spend is not None:
                 self.spend.record(self.accountant)
-            self.run.set_status("running", phase=self._phase.name, step=self.step)
+            self.run.set_status(RunState.RUNNING, phase=self._phase.name, step=self.step)
             yield RunStarted(run_id=self.run.run_id, run_dir=self.run.path, resumed=resumed,
                              plan=self.plan.to_dict())
             interrupted = yield from self._phases(stop)
@@ -388,18 +393,18 @@ class _Trainer:
         except distributed.WorkerLostError as error:
             # Another worker died mid-step: the last checkpoint stands, the ledger keeps what was spent.
             self._release_spend()
-            self.run.set_status("interrupted", phase=self._phase.name, step=self.step,
+            self.run.set_status(RunState.INTERRUPTED, phase=self._phase.name, step=self.step,
                                 message=f"{error.message}; resuming continues from the last checkpoint")
             raise
         except KeyboardInterrupt:
             # Interrupted inside a step (a second Ctrl-C): the last checkpoint stands and resumes.
             self._release_spend()
-            self.run.set_status("interrupted", phase=self._phase.name, step=self.step,
+            self.run.set_status(RunState.INTERRUPTED, phase=self._phase.name, step=self.step,
                                 message="aborted during a step; resuming continues from the last checkpoint")
             raise
         except BaseException as error:
             self._release_spend()
-            self.run.set_status("failed", phase=self._phase.name, step=self.step, error=str(error))
+            self.run.set_status(RunState.FAILED, phase=self._phase.name, step=self.step, error=str(error))
             raise
         finally:
             self.run.release()
@@ -464,7 +469,7 @@ class _Trainer:
                     yield self._sample_grid(phase)
                 if self.step % self.hyper.checkpoint_every == 0 or self.step == limit:
                     self.run.write_json("privacy.json", self._privacy_state())
-                    self.run.set_status("running", phase=phase.name, step=self.step,
+                    self.run.set_status(RunState.RUNNING, phase=phase.name, step=self.step,
                                         epsilon_spent=_json_float(epsilon))
                     yield self.checkpoint()
             self.phase_index += 1
@@ -593,7 +598,7 @@ class _Trainer:
         self.run.write_json("privacy.json", self._privacy_state())
         if self.spend is not None:
             self.spend.record(self.accountant, finished=True)
-        self.run.set_status("interrupted", phase=phase.name, step=self.step, message=message,
+        self.run.set_status(RunState.INTERRUPTED, phase=phase.name, step=self.step, message=message,
                             epsilon_spent=_json_float(self._epsilon_bound(self.accountant.epsilon_rdp())))
         return RunInterrupted(run_id=self.run.run_id, phase=phase.name, step=self.step, message=message)
 
@@ -641,38 +646,38 @@ class _Trainer:
             values = self.accountant.values(accountants=("rdp",))
             accountant_note = f"PRV not computed ({error}); epsilon is the RDP bound"
         nonprivate = list(dict.fromkeys([*self.plan.nonprivate_parts, *self.accountant.nonprivate_parts]))
-        result = {
-            "run_id": self.run.run_id, "run_dir": str(self.run.path), "recipe": self.config.recipe.value,
-            "private": not nonprivate,
-            "epsilon": values.to_dict()["certified"], "epsilon_target": self.plan.epsilon_target,
-            "delta": self.plan.delta,
-            "accountant_values": {"rdp": _json_float(values.rdp), "prv": _json_float(values.prv),
-                                  "rdp_order": values.rdp_order, "note": accountant_note},
-            "mechanisms": [m.to_dict() for m in self.accountant.mechanisms],
-            "nonprivate_parts": nonprivate,
-            "claimed_epsilon_paper": self.plan.claimed_epsilon_paper,
-            "unit_of_privacy": "patient" if self.dataset.patient_ids is not None else "image",
+        result = RunResult(
+            run_id=self.run.run_id, run_dir=str(self.run.path), recipe=self.config.recipe.value,
+            private=not nonprivate,
+            epsilon=values.to_dict()["certified"], epsilon_target=self.plan.epsilon_target,
+            delta=self.plan.delta,
+            accountant_values={"rdp": _json_float(values.rdp), "prv": _json_float(values.prv),
+                               "rdp_order": values.rdp_order, "note": accountant_note},
+            mechanisms=tuple(m.to_dict() for m in self.accountant.mechanisms),
+            nonprivate_parts=tuple(nonprivate),
+            claimed_epsilon_paper=self.plan.claimed_epsilon_paper,
+            unit_of_privacy="patient" if self.dataset.patient_ids is not None else "image",
             # As config.json recorded it at the start (keyed with the workspace's identity key).
-            "dataset": {"name": self.dataset.name,
-                        "fingerprint": self.run.read_json("config.json")["dataset"]["fingerprint"],
-                        "num_records": self.dataset.num_records, "num_units": self.dataset.num_privacy_units},
-            "steps": {p.name: self._phase_limit(p) for p in self.plan.phases},
-            "model_path": str(self.run.model_path),
-            "sample_grid": str(self.run.path / "samples" / "latest.png"),
-            "student": ({"sample_steps": len(self.student_times), "teacher_sample_steps": self.hyper.sample_steps,
-                         "pool_size": self.hyper.pool_size, "distill_steps": self._phase_limit(self.plan.phases[-1]),
-                         "seconds": round(self.student_seconds, 2)}
-                        if self.config.recipe.distills_for_free else None),
-            "train_seconds": round(self.elapsed, 2), "device": self.device, "workers": self.world.size,
-            "secure_rng": not self.randomness.reproducible, "secure_rng_note": self.randomness.description,
-            "finished": utc_now(),
-        }
+            dataset={"name": self.dataset.name,
+                     "fingerprint": self.run.read_json("config.json")["dataset"]["fingerprint"],
+                     "num_records": self.dataset.num_records, "num_units": self.dataset.num_privacy_units},
+            steps={p.name: self._phase_limit(p) for p in self.plan.phases},
+            model_path=str(self.run.model_path),
+            sample_grid=str(self.run.path / "samples" / "latest.png"),
+            student=({"sample_steps": len(self.student_times), "teacher_sample_steps": self.hyper.sample_steps,
+                      "pool_size": self.hyper.pool_size, "distill_steps": self._phase_limit(self.plan.phases[-1]),
+                      "seconds": round(self.student_seconds, 2)}
+                     if self.config.recipe.distills_for_free else None),
+            train_seconds=round(self.elapsed, 2), device=self.device, workers=self.world.size,
+            secure_rng=not self.randomness.reproducible, secure_rng_note=self.randomness.description,
+            finished=utc_now(),
+        )
         self.run.write_json("privacy.json", self._privacy_state())
         if self.spend is not None:
             self.spend.record(self.accountant, finished=True)
-        self.run.write_json("result.json", result)
-        self.run.set_status("finished", phase=self._phase.name, step=self.step, epsilon_spent=result["epsilon"])
-        return result
+        self.run.write_result(result)
+        self.run.set_status(RunState.FINISHED, phase=self._phase.name, step=self.step, epsilon_spent=result.epsilon)
+        return result.to_dict()
 
 
 def _json_float(value: float) -> float | None:

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from dpsad_core.errors import RunError
+from dpsad_core.runs.records import RunState
 
 EXIT_INTERRUPTED = 130
 
@@ -89,8 +90,8 @@ def _mark_interrupted(workspace: Path, run_id: str, message: str) -> None:
         return  # never created, or somebody is training it
     try:
         status = run.status()
-        if status.get("state") == "running":
-            run.set_status("interrupted", phase=status.get("phase"), step=status.get("step"),
+        if status.get("state") == RunState.RUNNING:
+            run.set_status(RunState.INTERRUPTED, phase=status.get("phase"), step=status.get("step"),
                            message=f"{message}; resuming continues from the last checkpoint")
     finally:
         run.release()

@@ -6,8 +6,8 @@ Layout of ``<workspace>/runs/<run_id>/``::
     checkpoint.pt    every model, optimiser, EMA, the accountant history and RNG states (atomic)
     metrics.jsonl    one JSON line per step (local only: derived from private data, never exported)
     privacy.json     the accountant's history and values, rewritten every step
-    status.json      state (running / interrupted / finished / failed), phase, step
-    result.json      the final summary (what ``train --json`` prints)
+    status.json      state (a RunState: running / interrupted / finished / failed / cancelled), phase, step
+    result.json      the final summary (a RunResult; what ``train --json`` prints)
     model.pt         the released model only (no teacher, no discriminator)
     samples/         sample grids as training goes
     .lock            held by the process that is training this run
@@ -26,6 +26,7 @@ from typing import Any
 
 from dpsad_core.atomic import atomic_write, atomic_write_json
 from dpsad_core.errors import RunError
+from dpsad_core.runs.records import AUDIT_FILE, RunKind, RunResult, RunState, RunStatus
 
 RUNS_DIR = "runs"
 
@@ -102,14 +103,42 @@ class RunFolder:
             raise RunError(f"{self.checkpoint_path} cannot be read ({error})",
                            remedy="the checkpoint is damaged; start a new run") from None
 
-    def set_status(self, state: str, **extra: Any) -> None:
-        self.write_json("status.json", {"state": state, "updated": utc_now(), **extra})
+    def set_status(self, state: RunState | str, **extra: Any) -> None:
+        state = RunState.parse(state, source=self.path / "status.json")  # never write a state readers refuse
+        self.write_json("status.json", {"state": state.value, "updated": utc_now(), **extra})
 
     def status(self) -> dict[str, Any]:
+        """``status.json`` as written (``{"state": "unknown"}`` when missing or unreadable)."""
         try:
             return self.read_json("status.json")
         except RunError:
-            return {"state": "unknown"}
+            return {"state": RunState.UNKNOWN.value}
+
+    def status_record(self) -> RunStatus:
+        """``status.json`` as a :class:`RunStatus`; an unknown state is refused naming the file."""
+        return RunStatus.from_dict(self.status(), source=self.path / "status.json")
+
+    @property
+    def state(self) -> RunState:
+        return self.status_record().state
+
+    @property
+    def kind(self) -> RunKind:
+        """What made the run: an audit (canaries, ``audit.json``), DP-RDM generation, or training."""
+        if (self.path / AUDIT_FILE).is_file():
+            return RunKind.AUDIT
+        return RunKind.of_recipe(self.read_json("config.json")["config"].get("recipe"))
+
+    @property
+    def has_result(self) -> bool:
+        return (self.path / "result.json").is_file()
+
+    def result(self) -> RunResult:
+        """``result.json`` as a :class:`RunResult` (a RunError naming the file when missing or unreadable)."""
+        return RunResult.from_dict(self.read_json("result.json"), source=self.path / "result.json")
+
+    def write_result(self, result: RunResult) -> None:
+        self.write_json("result.json", result.to_dict())
 
     # -- metrics -----------------------------------------------------------------------------------
     def append_metrics(self, record: dict[str, Any]) -> None:
@@ -162,7 +191,8 @@ def release_privacy(config: dict[str, Any], result: dict[str, Any] | None = None
     A release is private only when neither the run's plan (``config.json``) nor its accountant lists a
     part without protection, so a result that lost its accountant (a resume without a checkpoint, an
     older version) cannot make a non-private run look private. Every reader of a run's privacy goes
-    through this: export, ``sample``, ``runs`` and the GUI.
+    through this or :meth:`RunResult.with_plan` (the same rule on a typed result): export, ``sample``,
+    ``runs`` and the GUI.
     """
     result = dict(result or {})
     parts = [*((config.get("plan") or {}).get("nonprivate_parts") or []), *(result.get("nonprivate_parts") or [])]
@@ -185,17 +215,18 @@ def list_runs(workspace: Path) -> list[dict[str, Any]]:
             continue
         run = RunFolder(path)
         config = run.read_json("config.json")
-        status = run.status()
-        result = run.read_json("result.json") if (path / "result.json").exists() else {}
+        status = run.status_record()
+        result = run.result().with_plan(config) if run.has_result else None
         summaries.append({
             "run_id": run.run_id,
             "path": str(path),
-            "state": status.get("state", "unknown"),
+            "state": status.state.value,
+            "kind": run.kind.value,
             "recipe": config["config"]["recipe"],
             "dataset": config["dataset"]["name"],
             "epsilon_target": config["config"]["epsilon"],
-            "epsilon": result.get("epsilon") if result else status.get("epsilon_spent"),
-            "private": release_privacy(config, result)["private"],
+            "epsilon": result.epsilon if result is not None else status.epsilon_spent,
+            "private": result.private if result is not None else release_privacy(config)["private"],
             "created": config.get("created"),
         })
     return summaries

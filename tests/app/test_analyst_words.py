@@ -87,6 +87,9 @@ def test_verification_and_report_speak_plainly_with_details(window):
               "unit_of_privacy": "image", "dataset": {"name": "xrays", "num_units": 1500},
               "accountant_values": {"rdp": 6.5, "prv": 6.32},
               "mechanisms": [{"part": "denoiser", "noise_multiplier": 1.876, "sample_rate": 0.17, "steps": 400}]}
+    from dpsad_core.runs.records import RunResult
+
+    result = RunResult.from_dict(result)
     report = render_report(result)
     assert not DEVELOPER_WORDS.search(report), DEVELOPER_WORDS.search(report)
     assert "What this guarantee means" in report

@@ -19,8 +19,8 @@ def finished_run(screen, run_id: str = "run-old") -> None:
         screen.on_event(StepCompleted(phase="teacher", step=step, total_steps=2, losses={"teacher_loss": 1.0 / step},
                                       epsilon_spent=3.0 * step, epsilon_target=8.0, seconds=0.1, eta_seconds=0.1))
     screen.on_event(SampleGrid(phase="teacher", step=2, path=Path("/nowhere"), image=np.zeros((8, 8), np.uint8)))
-    result = {"epsilon": 6.32, "delta": 1e-5, "epsilon_target": 8.0, "private": True,
-              "accountant_values": {"rdp": 6.5, "prv": 6.32}}
+    result = {"run_id": run_id, "recipe": "dpdm", "epsilon": 6.32, "delta": 1e-5, "epsilon_target": 8.0,
+              "private": True, "accountant_values": {"rdp": 6.5, "prv": 6.32}}
     screen.on_event(RunFinished(run_id=run_id, result=result))
     screen.redraw()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,6 +15,7 @@ from dpsad_core.privacy.ledger import PrivacyLedger
 from dpsad_core.rdm.generation import GenerateConfig, generate_rdm
 from dpsad_core.rdm.index import load_index
 from dpsad_core.rdm.planner import RetrievalSettings
+from dpsad_core.runs import RunKind, RunResult
 from dpsad_core.training.runs import list_runs
 
 from tests.fixtures.rdm import INDEX, MODEL
@@ -34,6 +36,9 @@ def test_generate_writes_a_run_folder_and_records_the_spend(rdm_workspace):
     events = _run(_config(), rdm_workspace)
     result = events[-1].result
     assert isinstance(events[-1], RunFinished)
+    written = json.loads((Path(result["run_dir"]) / "result.json").read_text())
+    assert RunResult.from_dict(written).to_dict() == written == result
+    assert RunResult.from_dict(written).kind is RunKind.DP_RDM
     settings = RetrievalSettings(k=5, sample_rate=0.1, sigma=0.3)
     expected = compute_epsilon([settings.mechanism(20)], delta=result["delta"])
     assert result["epsilon"] == pytest.approx(expected.certified)

@@ -13,6 +13,7 @@ from dpsad_core.errors import ConfigError, RunError
 from dpsad_core.events import (CheckpointWritten, PhaseStarted, RunFinished, RunInterrupted, RunStarted, SampleGrid,
                                StepCompleted)
 from dpsad_core.privacy import Mechanism, compute_epsilon
+from dpsad_core.runs import RunKind
 from dpsad_core.training import (Recipe, RunFolder, TrainConfig, list_runs, resolve_hyperparameters,
                                  resume_training, start_training)
 
@@ -57,6 +58,8 @@ def test_private_recipe_end_to_end(workspace, recipe):
     assert run.model_path.is_file() and (run.path / "samples" / "latest.png").is_file()
     assert len(run.read_metrics()) == len(steps)
     assert json.loads((run.path / "result.json").read_text()) == result
+    # The typed record reads the file back to the same JSON, key for key.
+    assert run.result().to_dict() == result and run.result().kind is RunKind.TRAINING
     assert list_runs(workspace)[0]["run_id"] == result["run_id"]
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -9,6 +12,7 @@ from dpsad_core.diffusion import DiffusionSchedule
 from dpsad_core.diffusion.samplers import ddim_update
 from dpsad_core.errors import ConfigError
 from dpsad_core.events import PhaseStarted, RunFinished, StepCompleted
+from dpsad_core.runs import RunResult
 from dpsad_core.training import Recipe, TrainConfig, plan_training, resolve_hyperparameters, start_training
 from dpsad_core.training.few_step import _landing_x0, student_timesteps
 
@@ -76,6 +80,8 @@ def test_a_dpsad_run_trains_the_teacher_privately_then_the_student_for_free(work
     assert isinstance(events[-1], RunFinished) and result["private"]
     assert [m["part"] for m in result["mechanisms"]] == ["teacher"]
     assert result["student"]["sample_steps"] == 4
+    written = json.loads((Path(result["run_dir"]) / "result.json").read_text())
+    assert RunResult.from_dict(written).to_dict() == written == result
 
 
 def test_the_student_is_the_same_on_neighbouring_datasets_given_the_same_teacher(workspace, monkeypatch, tmp_path):
@@ -147,7 +153,6 @@ def test_sampling_uses_the_student_and_keeps_the_teacher_available(workspace):
     from dpsad_core.sampling import generate, load_released_model, sampler_times
 
     result = run_all(start_training(tiny_dpsad(), workspace=workspace))[-1].result
-    from pathlib import Path
 
     student, schedule, meta = load_released_model(Path(result["model_path"]))
     assert meta["generator"] == "few-step student" and meta["timesteps"] == [99, 74, 50, 25]

@@ -1,0 +1,8 @@
+"""Run folders' records, shared by every kind of run (training, DP-RDM generation, audit).
+
+Torch-free: export, evaluation and the GUI import it without loading the training stack.
+"""
+
+from dpsad_core.runs.records import AUDIT_FILE, RESULT_SCHEMA, RunKind, RunResult, RunState, RunStatus
+
+__all__ = ["AUDIT_FILE", "RESULT_SCHEMA", "RunKind", "RunResult", "RunState", "RunStatus"]
