@@ -9,7 +9,7 @@ import pytest
 from dpsad_core.cli import main
 
 STEP_SECONDS = 0.5  # one denoising step, as if measured on this machine
-PLAN = ["train", "--data", "demo", "--recipe", "dpsad", "--preset", "tiny", "--device", "cpu", "--plan"]
+PLAN = ["train", "--data", "demo", "--recipe", "dpsad-split", "--preset", "tiny", "--device", "cpu", "--plan"]
 
 
 @pytest.fixture(autouse=True)
