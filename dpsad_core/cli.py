@@ -77,8 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="the class names, in label order, that you declare public (required for class folders, "
                           "CSV manifests and DICOM; records with another label are refused)")
     sub.add_argument("--public-count", action="store_true",
-                     help="declare the number of records public: reports then state it exactly (otherwise rounded "
-                          "down to 2 significant figures, and the sample rate is computed from that)")
+                     help="declare the number of records public: reports then state it exactly (otherwise a run "
+                          "publishes a noisy count, spent from the budget, rounded down to 2 significant figures, "
+                          "and computes the sample rate from that)")
     sub.add_argument("--public", action="store_true",
                      help="declare the data public: it may then train a DP-RDM public model (rdm train-public); "
                           "data first seen as private stays private")
