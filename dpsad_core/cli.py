@@ -460,6 +460,10 @@ def _print_plan(plan, estimate: dict[str, Any]) -> None:
 
     print(f"recipe {plan.recipe.value}: target epsilon {plan.epsilon_target:g}, delta {plan.delta:.3g}, "
           f"{plan.private_units} private units")
+    if plan.count_mechanism is not None:
+        print(f"  count     dp         the number of units, with Gaussian noise (sigma "
+              f"{plan.count_mechanism['noise_multiplier']:g}, one release) and rounded down: the run plans from its "
+              "own noisy count" + (", this preview from the exact one rounded" if plan.units_from == "rounded" else ""))
     for phase in plan.phases:
         noise = f"sigma {phase.noise_multiplier:.3f}" if phase.privacy == "dp" else "no noise"
         if phase.privacy == "postprocess":
