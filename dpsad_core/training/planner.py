@@ -94,8 +94,9 @@ class TrainingPlan:
     #: composed before the phases and included in ``planned_epsilon`` (None: N declared public).
     count_mechanism: dict[str, Any] | None = None
     #: Where ``private_units`` comes from: "declared" (exact, public), "noisy count" (drawn by the run),
-    #: "rounded" (a preview: the exact N rounded down, which the run replaces by its noisy count).
-    units_from: str = "declared"
+    #: "rounded" (a preview: the exact N rounded down, which the run replaces by its noisy count), or ""
+    #: (a plan stored before this was recorded).
+    units_from: str = ""
 
     @property
     def is_private(self) -> bool:
