@@ -14,8 +14,9 @@ value is the sum of four such draws divided by two (standard deviation unchanged
 ``secure_mode`` does against the floating-point attacks on naive Gaussian samplers (Holohan and
 Braghin 2021, arXiv 2107.10138, section 5.1; Haney et al. 2022, arXiv 2112.05307).
 
-Streams are named ("sampling", "noise", "loss", "count": the noisy number of units): each call of a stream uses a fresh ChaCha20 nonce
-(stream id, call counter), so the streams are independent and a stream's state is one integer.
+Streams are named ("sampling", "noise", "loss", and "count" for the noisy number of units): each call of a
+stream uses a fresh ChaCha20 nonce (stream id, call counter), so the streams are independent and a stream's
+state is one integer.
 
 A *reproducible* source (:meth:`SecretRandomness.from_seed`) derives its key from a seed a user or a
 test chose. Such a key is not secret, so a run that uses one is reported NOT differentially private.

@@ -94,8 +94,8 @@ def test_two_workers_train_on_rank_0s_noisy_count(workspace):
                "--json", "--privacy-seed", "7", "--max-steps", "2", "--nproc", "2")
     assert done.returncode == 0, done.stderr
     two = json.loads(done.stdout.strip().splitlines()[-1])
-    config = TrainConfig(data="study", recipe="dpdm", epsilon=10.0, preset="tiny", hyper=resolve_hyperparameters("tiny"),
-                         device="cpu", privacy_seed=7, max_steps=2)
+    config = TrainConfig(data="study", recipe="dpdm", epsilon=10.0, preset="tiny",
+                         hyper=resolve_hyperparameters("tiny"), device="cpu", privacy_seed=7, max_steps=2)
     one = list(start_training(config, workspace=workspace))[-1].result
     assert [(m["part"], m["steps"]) for m in two["mechanisms"]] == [("count", 1), ("denoiser", 2)]
     assert two["mechanisms"] == one["mechanisms"]
