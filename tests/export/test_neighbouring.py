@@ -74,6 +74,7 @@ def test_d_and_d_prime_bundles_differ_only_in_noise(tmp_path, monkeypatch, capsy
     assert dataset["num_records"] is None and dataset["num_privacy_units"] is None
     assert dataset["num_privacy_units_published"] == 230 and "noisy count" in dataset["count"]
     assert dataset["count_noise"] == 100.0
+    assert "about 230 privacy units (a noisy count" in (base / "privacy-report.html").read_text()
     assert "add or remove one image" in dataset["neighbouring"]
     assert "declared public by the analyst" in dataset["class_names_from"]
     assert report["plan"]["private_units"] == 230  # the sample rate was computed from the published count
