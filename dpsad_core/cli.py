@@ -77,8 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="the class names, in label order, that you declare public (required for class folders, "
                           "CSV manifests and DICOM; records with another label are refused)")
     sub.add_argument("--public-count", action="store_true",
-                     help="declare the number of records public: reports then state it exactly (otherwise rounded "
-                          "down to 2 significant figures, and the sample rate is computed from that)")
+                     help="declare the number of records public: reports then state it exactly (otherwise a run "
+                          "publishes a noisy count, spent from the budget, rounded down to 2 significant figures, "
+                          "and computes the sample rate from that)")
     sub.add_argument("--public", action="store_true",
                      help="declare the data public: it may then train a DP-RDM public model (rdm train-public); "
                           "data first seen as private stays private")
@@ -459,6 +460,10 @@ def _print_plan(plan, estimate: dict[str, Any]) -> None:
 
     print(f"recipe {plan.recipe.value}: target epsilon {plan.epsilon_target:g}, delta {plan.delta:.3g}, "
           f"{plan.private_units} private units")
+    if plan.count_mechanism is not None:
+        print(f"  count     dp         the number of units, with Gaussian noise (sigma "
+              f"{plan.count_mechanism['noise_multiplier']:g}, one release) and rounded down: the run plans from its "
+              "own noisy count" + (", this preview from the exact one rounded" if plan.units_from == "rounded" else ""))
     for phase in plan.phases:
         noise = f"sigma {phase.noise_multiplier:.3f}" if phase.privacy == "dp" else "no noise"
         if phase.privacy == "postprocess":

@@ -8,10 +8,12 @@ Both are facts about the private data that no mechanism counts, so neither is re
   add a class to the bundle. Class names read off folder or label names are marked as such in the report
   (``class_names_from: "data"``); the command line refuses them at import until the analyst declares them.
 - **The number of privacy units N** is private (add/remove neighbours). Unless the analyst declares it public
-  (``import --public-count``), everything a run publishes is computed from N rounded *down* to two significant
-  figures (:func:`published_units`): the sample rate ``q = batch / N_published``, the calibrated noise, the
-  default delta, and the count in the report. Sampling each unit with that ``q`` from the real data is exact
-  Poisson subsampling, so the accounting holds; the real expected batch is at most about 11 % larger.
+  (``import --public-count``), a training run publishes a noisy count (:mod:`dpsad_core.privacy.noisy_count`:
+  Gaussian noise from the run's secret randomness, spent from its budget) rounded *down* to two significant
+  figures (:func:`published_units`), and computes from it everything it publishes: the sample rate
+  ``q = batch / N_published``, the calibrated noise, the default delta, and the count in the report. A local
+  preview rounds the exact N instead. Sampling each unit with that ``q`` from the real data is exact Poisson
+  subsampling, so the accounting holds whatever ``N_published`` is.
 """
 
 from __future__ import annotations

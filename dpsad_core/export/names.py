@@ -38,5 +38,8 @@ def size_text(dataset: dict[str, Any]) -> str:
     """The private data's size as a report section may state it: exact only when declared public."""
     if dataset.get("num_records") is not None:
         return f"{dataset['num_records']} images, {dataset['num_privacy_units']} privacy units"
+    if dataset.get("count_noise") is not None:
+        return (f"about {dataset.get('num_privacy_units_published')} privacy units (a noisy count, standard deviation "
+                f"{dataset['count_noise']:g}, rounded down; the exact number is private)")
     return (f"at least {dataset.get('num_privacy_units_published')} privacy units (rounded down; the exact number "
             "is private)")

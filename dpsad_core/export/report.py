@@ -98,7 +98,7 @@ def build_report(*, run_dir: Path, config: dict[str, Any], result: RunResult, me
                 "steps": None if result.steps is None else dict(result.steps), "device": result.device},
         "config": shareable_config(config),
         "plan": plan,
-        "dataset": dataset_section(summary, dataset, result),
+        "dataset": dataset_section(summary, dataset, result, plan=plan),
         "public_dataset": _public_dataset(config.get("public_dataset")),
         "model": model if model is not None else {
             "sha256": model_sha256, "file": "model.pt", "shipped": False,
@@ -127,26 +127,39 @@ CLASS_NAMES_FROM = {
 }
 
 
-def dataset_section(summary: dict[str, Any], dataset: dict[str, Any], result: RunResult) -> dict[str, Any]:
+def dataset_section(summary: dict[str, Any], dataset: dict[str, Any], result: RunResult,
+                    plan: dict[str, Any] | None = None) -> dict[str, Any]:
     """The report's description of the private data: only what the analyst declared public (data.public_metadata).
 
     The exact number of records and privacy units appears only when declared public (``import --public-count``);
-    otherwise the count the run was planned with (rounded down to 2 significant figures) is given instead.
+    otherwise the count the run was planned with is given instead: its noisy count (privacy/noisy_count.py)
+    rounded down to 2 significant figures, or, for runs planned before the noisy count, the exact N rounded.
     """
     from dpsad_core.data.public_metadata import published_units
 
     unit = result.unit_of_privacy
     declared = bool(summary.get("count_declared", False))
     units = dataset["num_units"]
-    published = published_units(units, declared=declared)
+    noisy = not declared and plan is not None and plan.get("units_from") == "noisy count"
+    published = plan["private_units"] if noisy else published_units(units, declared=declared)
+    if declared:
+        count = "exact: declared public by the analyst at import (--public-count)"
+    elif noisy:
+        sigma = plan["count_mechanism"]["noise_multiplier"]
+        count = (f"withheld: the number of {unit}s is private; stated as a noisy count (Gaussian noise of standard "
+                 f"deviation {sigma:g} {unit}s, its cost composed in epsilon) rounded down to 2 significant figures "
+                 f"({published}), the number the sample rate and the default delta were computed from")
+    else:
+        count = (f"withheld: the number of {unit}s is private; stated rounded down to 2 significant figures "
+                 f"({published}), the number the sample rate and the default delta were computed from")
     return {
         "name": exported_name(summary, PRIVATE_NAME), "fingerprint": dataset["fingerprint"],
         "num_records": dataset["num_records"] if declared else None,
         "num_privacy_units": units if declared else None,
         "num_privacy_units_published": published,
-        "count": ("exact: declared public by the analyst at import (--public-count)" if declared else
-                  f"withheld: the number of {unit}s is private; stated rounded down to 2 significant figures "
-                  f"({published}), the number the sample rate and the default delta were computed from"),
+        # The standard deviation of the count's noise (None: exact, or rounded by a run planned before it).
+        "count_noise": plan["count_mechanism"]["noise_multiplier"] if noisy else None,
+        "count": count,
         "neighbouring": f"add or remove one {unit} (with all its records): every number in this report is the same "
                         "for both datasets, or covered by the guarantee",
         "num_classes": summary.get("num_classes"), "resolution": summary.get("resolution"),

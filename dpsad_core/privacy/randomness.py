@@ -14,8 +14,9 @@ value is the sum of four such draws divided by two (standard deviation unchanged
 ``secure_mode`` does against the floating-point attacks on naive Gaussian samplers (Holohan and
 Braghin 2021, arXiv 2107.10138, section 5.1; Haney et al. 2022, arXiv 2112.05307).
 
-Streams are named ("sampling", "noise", "loss"): each call of a stream uses a fresh ChaCha20 nonce
-(stream id, call counter), so the streams are independent and a stream's state is one integer.
+Streams are named ("sampling", "noise", "loss", and "count" for the noisy number of units): each call of a
+stream uses a fresh ChaCha20 nonce (stream id, call counter), so the streams are independent and a stream's
+state is one integer.
 
 A *reproducible* source (:meth:`SecretRandomness.from_seed`) derives its key from a seed a user or a
 test chose. Such a key is not secret, so a run that uses one is reported NOT differentially private.
@@ -34,7 +35,7 @@ from dpsad_core.errors import ConfigError
 __all__ = ["GENERATOR_DESCRIPTION", "REPRODUCIBLE_NOISE_PART", "SecretRandomness", "SecretStream", "os_entropy"]
 
 KEY_BYTES = 32
-STREAM_IDS = {"sampling": 1, "noise": 2, "loss": 3}
+STREAM_IDS = {"sampling": 1, "noise": 2, "loss": 3, "count": 4}
 GENERATOR_DESCRIPTION = ("ChaCha20 keystream (cryptography/OpenSSL) keyed with 256 bits of fresh OS entropy per run; "
                          "Gaussian noise as the sum of four Box-Muller draws divided by two (Opacus secure_mode)")
 REPRODUCIBLE_DESCRIPTION = ("ChaCha20 keystream keyed from a fixed, known seed (--privacy-seed): the noise can be "

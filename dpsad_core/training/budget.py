@@ -16,12 +16,12 @@ from dpsad_core.training.planner import TrainingPlan
 
 
 def planned_mechanisms(config: TrainConfig, plan: TrainingPlan) -> list[Mechanism]:
-    """Every mechanism the run will compose, with ``--max-steps`` applied."""
+    """Every mechanism the run will compose (the noisy count first), with ``--max-steps`` applied."""
     def limit(phase) -> int:
         return phase.steps if config.max_steps is None else min(phase.steps, config.max_steps)
 
     mechanisms = (phase.mechanism(config.hyper, steps=limit(phase)) for phase in plan.phases)
-    return [m for m in mechanisms if m is not None and m.steps > 0]
+    return plan.prior_mechanisms() + [m for m in mechanisms if m is not None and m.steps > 0]
 
 
 def ledger_fingerprint(config: TrainConfig, dataset, workspace: Path) -> str:

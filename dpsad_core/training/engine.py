@@ -53,30 +53,58 @@ def prepare_run(config: TrainConfig, *, workspace: Path, plan_only: bool = False
 
     With ``plan_only`` (previews) the generated public digits are not rendered: the planner needs only
     their number, and rendering 10,000 of them takes tens of seconds. ``public`` is then None.
+    A preview stays local: an undeclared N is planned rounded down, with the noisy count's cost included;
+    the run itself plans from the count it draws (:func:`start_training`).
     """
+    dataset, public, public_records = _load_run_data(config, workspace, plan_only=plan_only)
+    return dataset, public, plan_run(config, dataset, public, public_records)
+
+
+def _load_run_data(config: TrainConfig, workspace: Path, *, plan_only: bool = False):
+    """The private dataset, the public one (None when not needed or not rendered) and its number of records."""
     from dpsad_core.data import resolve_data_source
-    from dpsad_core.data.public_metadata import dataset_published_units
     from dpsad_core.data.synthetic import DEFAULT_COUNT, NUM_CLASSES, RENDERED_DIGITS_SOURCE
 
     dataset = resolve_data_source(config.data, workspace=workspace, resolution=config.resolution,
                                   min_records=config.min_records)
     if plan_only and config.public_data == RENDERED_DIGITS_SOURCE:
-        public = None
         _check_public_classes(config, dataset, NUM_CLASSES)
-        public_records = DEFAULT_COUNT
+        return dataset, None, DEFAULT_COUNT
+    public = _load_public_data(config, dataset, workspace)
+    return dataset, public, public.num_records if public is not None else 0
+
+
+def plan_run(config: TrainConfig, dataset, public, public_records: int, count=None) -> TrainingPlan:
+    """The plan for ``dataset``; ``count``: the run's :class:`~dpsad_core.privacy.noisy_count.NoisyCount`.
+
+    N is private unless declared public: the plan (sample rate, noise, delta) sees it only as the noisy
+    count's published value, and the count's cost is composed before every phase (docs/privacy.md).
+    """
+    from dpsad_core.data.public_metadata import dataset_published_units
+    from dpsad_core.privacy.noisy_count import count_mechanism
+
+    if dataset.count_declared:
+        units, mechanism, units_from = dataset_published_units(dataset), None, "declared"
+    elif count is None:  # a preview: local, so the exact N rounded down stands in for the count to come
+        units, mechanism, units_from = dataset_published_units(dataset), count_mechanism(), "rounded"
     else:
-        public = _load_public_data(config, dataset, workspace)
-        public_records = public.num_records if public is not None else 0
-    # N is private unless declared public: the plan (sample rate, noise, delta) sees it only rounded.
-    units = dataset_published_units(dataset)
+        units, mechanism, units_from = count.published, count.mechanism(), "noisy count"
     delta = config.delta if config.delta is not None else default_delta(units)
     plan = plan_training(recipe=config.recipe, hyper=config.hyper, epsilon=config.epsilon, delta=delta,
                          private_units=units, public_records=public_records,
-                         reproducible_noise=config.privacy_seed is not None)
+                         reproducible_noise=config.privacy_seed is not None, count=mechanism, units_from=units_from)
     overlap_part = _public_overlap(config, dataset, public)
     if overlap_part is not None:  # --allow-public-overlap: the "public" phase read private records
         plan = dataclasses.replace(plan, nonprivate_parts=plan.nonprivate_parts + (overlap_part,))
-    return dataset, public, plan
+    return plan
+
+
+def _secret_randomness(config: TrainConfig):
+    """The run's secret randomness: fresh, or from a known --privacy-seed (the run is then not private)."""
+    from dpsad_core.privacy.randomness import SecretRandomness
+
+    return (SecretRandomness.fresh() if config.privacy_seed is None
+            else SecretRandomness.from_seed(config.privacy_seed))
 
 
 def _load_public_data(config: TrainConfig, dataset, workspace: Path):
@@ -113,21 +141,33 @@ def _check_public_classes(config: TrainConfig, dataset, public_classes: int) -> 
 def start_training(config: TrainConfig, *, workspace: Path, stop: Callable[[], bool] | None = None,
                    run_id: str | None = None) -> Iterator[Event]:
     """Create a run and train it; ``run_id`` is chosen by the caller only for a multi-worker launch."""
+    from dpsad_core.privacy.noisy_count import COUNT_STREAM, draw_noisy_count
+
     resolve_device(config.device)  # fail before anything is written
-    dataset, public, plan = prepare_run(config, workspace=workspace)
+    dataset, public, public_records = _load_run_data(config, workspace)
     if not distributed.current_world().is_leader:
+        _public_overlap(config, dataset, public)  # refuses as rank 0 does; rank 0's plan records any override
         yield from _follow(config, dataset, public, distributed.share(None), stop, workspace)
         return
+    # An undeclared N is published as a noisy count, drawn once from the run's secret randomness: the plan
+    # in config.json is computed from it, a resume reads it there, the other workers get rank 0's plan.
+    randomness = _secret_randomness(config)
+    count = (None if dataset.count_declared else
+             draw_noisy_count(dataset.num_privacy_units, randomness.stream(COUNT_STREAM)))
+    plan = plan_run(config, dataset, public, public_records, count)
     run_id = run_id or new_run_id(config.recipe.value)
     # The other workers build their trainers as soon as they know the run: the same order of exchanges.
     distributed.share({"run_id": run_id, "plan": plan.to_dict(), "fingerprint": dataset.fingerprint(workspace)})
     # Everything that can refuse the settings (the models built in memory) runs before the ledger
     # reservation and the run folder: a start that fails leaves nothing behind (issue 15).
     run = RunFolder(Path(workspace) / RUNS_DIR / run_id)
-    trainer = _Trainer(run, config, plan, dataset, public)
+    trainer = _Trainer(run, config, plan, dataset, public, randomness=randomness)
     # Refuses a run over the dataset's budget cap before its folder exists.
     spend = reserve_spend(workspace, run_id, config, dataset, plan)
     try:
+        # The count is spent before its first use leaves the process (the plan in config.json and the events).
+        trainer.record_prior()
+        spend.record(trainer.accountant)
         RunFolder.create(workspace, run_id)
         run.write_json("config.json", {
             "config": config.to_dict(), "dataset": dataset.summary(workspace),
@@ -230,7 +270,8 @@ class _FollowerRun:
 
 
 class _Trainer:
-    def __init__(self, run: RunFolder, config: TrainConfig, plan: TrainingPlan, dataset, public) -> None:
+    def __init__(self, run: RunFolder, config: TrainConfig, plan: TrainingPlan, dataset, public,
+                 randomness=None) -> None:
         import torch
 
         from dpsad_core.diffusion import DiffusionSchedule
@@ -272,9 +313,9 @@ class _Trainer:
                            for name, model in self.models.items()}
         self.accountant = PrivacyAccountant(delta=plan.delta)
         # The randomness the guarantee rests on is secret and fresh per run (a resume restores it from
-        # the checkpoint); config.seed drives only what may be public (initialisation, sample grids).
-        self.randomness = (SecretRandomness.fresh() if config.privacy_seed is None
-                           else SecretRandomness.from_seed(config.privacy_seed))
+        # the checkpoint; a start passes the one its noisy count came from); config.seed drives only what
+        # may be public (initialisation, sample grids).
+        self.randomness = randomness if randomness is not None else _secret_randomness(config)
         if self.world.distributed:
             # Every worker draws the same subsample and noise: rank 0's key (see distributed.py).
             self.randomness = SecretRandomness.from_state_dict(distributed.share(self.randomness.state_dict()))
@@ -347,6 +388,13 @@ class _Trainer:
 
             self.pool = TeacherPool.from_state_dict(state["pool"])
 
+    def record_prior(self) -> None:
+        """Compose what the plan spent before its phases (the noisy count) once: a checkpoint already has it."""
+        spent = {mechanism.part for mechanism in self.accountant.mechanisms}
+        for mechanism in self.plan.prior_mechanisms():
+            if mechanism.part not in spent:
+                self.accountant.record(mechanism)
+
     def checkpoint(self) -> CheckpointWritten:
         self.run.save_torch(self.run.checkpoint_path, self.state_dict())
         return CheckpointWritten(phase=self._phase.name, step=self.step, path=self.run.checkpoint_path)
@@ -374,6 +422,7 @@ class _Trainer:
             # the plan's non-private parts must not be lost with it.
             for part in self.plan.nonprivate_parts:
                 self.accountant.mark_nonprivate(part)
+            self.record_prior()
             if self.spend is not None:
                 self.spend.record(self.accountant)
             self.run.set_status(RunState.RUNNING, phase=self._phase.name, step=self.step)

@@ -90,13 +90,24 @@ class TrainingPlan:
     claimed_epsilon_paper: float | None  # dpsad-paper: what the paper's accounting would claim
     release: str                         # which part is released and sampled from
     warnings: tuple[str, ...]
+    #: The noisy count of the units (privacy/noisy_count.py) when N is private: ``Mechanism.to_dict()``,
+    #: composed before the phases and included in ``planned_epsilon`` (None: N declared public).
+    count_mechanism: dict[str, Any] | None = None
+    #: Where ``private_units`` comes from: "declared" (exact, public), "noisy count" (drawn by the run),
+    #: "rounded" (a preview: the exact N rounded down, which the run replaces by its noisy count), or ""
+    #: (a plan stored before this was recorded).
+    units_from: str = ""
 
     @property
     def is_private(self) -> bool:
         return not self.nonprivate_parts
 
+    def prior_mechanisms(self) -> list[Mechanism]:
+        """What the run spends before its phases: the noisy count, if any."""
+        return [Mechanism.from_dict(self.count_mechanism)] if self.count_mechanism is not None else []
+
     def mechanisms(self, hyper: Hyperparameters) -> list[Mechanism]:
-        return [m for m in (p.mechanism(hyper) for p in self.phases) if m is not None]
+        return self.prior_mechanisms() + [m for m in (p.mechanism(hyper) for p in self.phases) if m is not None]
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -119,9 +130,13 @@ def default_delta(private_units: int) -> float:
 
 
 def plan_training(*, recipe: Recipe, hyper: Hyperparameters, epsilon: float, delta: float, private_units: int,
-                  public_records: int = 0, reproducible_noise: bool = False) -> TrainingPlan:
+                  public_records: int = 0, reproducible_noise: bool = False, count: Mechanism | None = None,
+                  units_from: str = "declared") -> TrainingPlan:
     """Calibrate every noise multiplier so that the composed epsilon of the whole plan <= ``epsilon``.
 
+    ``count``: the noisy count that publishes ``private_units`` (N private): its cost is composed before
+    every phase, so the whole plan, count included, meets ``epsilon``. ``units_from`` says where
+    ``private_units`` comes from (see :class:`TrainingPlan`).
     ``reproducible_noise``: the noise and sampling come from a known seed (``--privacy-seed``), which
     voids the guarantee; the plan lists that among its non-private parts.
     """
@@ -140,14 +155,16 @@ def plan_training(*, recipe: Recipe, hyper: Hyperparameters, epsilon: float, del
         return batch / population, float(batch)
 
     accountant = hyper.accountant
+    prior = [count] if count is not None else []
     phases: list[PhasePlan] = []
     nonprivate: list[str] = []
     claimed: float | None = None
     q_s, batch_s = rate(hyper.student_batch_size, private_units, STUDENT)
 
-    def joint_phase(prior: list[Mechanism]) -> PhasePlan:
+    def joint_phase(before: list[Mechanism]) -> PhasePlan:
         sigma_eff = calibrate_noise_multiplier(target_epsilon=epsilon, delta=delta, sample_rate=q_s,
-                                               steps=hyper.student_steps, prior=prior, accountant=accountant)
+                                               steps=hyper.student_steps, prior=prior + before,
+                                               accountant=accountant)
         shares = (hyper.student_noise_share, 1.0 - hyper.student_noise_share)
         sigma_student, sigma_disc = split_noise_multiplier(sigma_eff, shares=shares)
         return PhasePlan(name=STUDENT, kind=DISTILL, privacy="dp", data="private", steps=hyper.student_steps,
@@ -158,7 +175,7 @@ def plan_training(*, recipe: Recipe, hyper: Hyperparameters, epsilon: float, del
     if recipe is Recipe.DPDM:
         q, batch = rate(hyper.teacher_batch_size, private_units, DENOISER)
         sigma = calibrate_noise_multiplier(target_epsilon=epsilon, delta=delta, sample_rate=q,
-                                           steps=hyper.teacher_steps, accountant=accountant)
+                                           steps=hyper.teacher_steps, prior=prior, accountant=accountant)
         if public_records > 0:
             # Public pre-training (DP-Promise-style): free, then DP-SGD fine-tunes from its averaged weights.
             public_q, public_batch = _public_rate(hyper.teacher_batch_size, public_records)
@@ -170,7 +187,7 @@ def plan_training(*, recipe: Recipe, hyper: Hyperparameters, epsilon: float, del
         # The teacher is dpdm's model with the whole budget; the student is post-processing of it.
         q, batch = rate(hyper.teacher_batch_size, private_units, TEACHER)
         sigma = calibrate_noise_multiplier(target_epsilon=epsilon, delta=delta, sample_rate=q,
-                                           steps=hyper.teacher_steps, accountant=accountant)
+                                           steps=hyper.teacher_steps, prior=prior, accountant=accountant)
         if public_records > 0:
             public_q, public_batch = _public_rate(hyper.teacher_batch_size, public_records)
             phases.append(_denoise_phase(PRETRAIN, "public", "public", hyper.pretrain_steps, public_batch,
@@ -184,7 +201,8 @@ def plan_training(*, recipe: Recipe, hyper: Hyperparameters, epsilon: float, del
     elif recipe is Recipe.DPSAD_SPLIT:
         q, batch = rate(hyper.teacher_batch_size, private_units, TEACHER)
         sigma_t = calibrate_noise_multiplier(target_epsilon=epsilon * hyper.teacher_budget_share, delta=delta,
-                                             sample_rate=q, steps=hyper.teacher_steps, accountant=accountant)
+                                             sample_rate=q, steps=hyper.teacher_steps, prior=prior,
+                                             accountant=accountant)
         teacher = _denoise_phase(TEACHER, "dp", "private", hyper.teacher_steps, batch, q, sigma_t)
         phases += [teacher, joint_phase([teacher.mechanism(hyper)])]
         release = STUDENT
@@ -215,7 +233,7 @@ def plan_training(*, recipe: Recipe, hyper: Hyperparameters, epsilon: float, del
         nonprivate.append(REPRODUCIBLE_NOISE_PART)
         warnings.append("the noise and the sampling come from a known seed (--privacy-seed): anyone with the seed "
                         "can regenerate them, so the result is NOT differentially private (epsilon = infinity)")
-    mechanisms = [m for m in (p.mechanism(hyper) for p in phases) if m is not None]
+    mechanisms = prior + [m for m in (p.mechanism(hyper) for p in phases) if m is not None]
     # The plan's epsilon under the accountant that calibrated it (RDP alone is looser than a PRV
     # calibration and would show more than the target).
     accountants = ("rdp",) if accountant == "rdp" else ("rdp", "prv")
@@ -226,7 +244,8 @@ def plan_training(*, recipe: Recipe, hyper: Hyperparameters, epsilon: float, del
     return TrainingPlan(recipe=recipe, epsilon_target=epsilon, delta=delta, private_units=private_units,
                         public_records=public_records, phases=tuple(phases), nonprivate_parts=tuple(nonprivate),
                         planned_epsilon=values.to_dict(), claimed_epsilon_paper=claimed, release=release,
-                        warnings=tuple(warnings))
+                        warnings=tuple(warnings), count_mechanism=count.to_dict() if count is not None else None,
+                        units_from=units_from)
 
 
 def _public_rate(batch: int, records: int) -> tuple[float, float]:

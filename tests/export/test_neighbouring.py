@@ -47,6 +47,12 @@ def bundle_of(tmp_path: Path, monkeypatch, capsys, name: str, manifest: Path, *i
     return out
 
 
+@pytest.fixture
+def pinned_count(monkeypatch):
+    """The noisy count's draw fixed to the same value for D and D' (in a real run it is secret and fresh)."""
+    monkeypatch.setattr("dpsad_core.privacy.noisy_count.count_noise", lambda stream, sigma: 37.25)
+
+
 def stable(text: str) -> str:
     """The text with run ids, hashes and dates (which differ between any two runs, even on the same data) blanked
     out. The training time is not blanked: it grows with the Poisson batches, so a bundle must not carry it."""
@@ -54,8 +60,10 @@ def stable(text: str) -> str:
 
 
 @pytest.mark.slow
-def test_d_and_d_prime_bundles_differ_only_in_noise(tmp_path, monkeypatch, capsys):
-    rows = range(150)
+def test_d_and_d_prime_bundles_differ_only_in_noise(tmp_path, monkeypatch, capsys, pinned_count):
+    # 199 and 200 records straddle a rounding boundary: rounded exactly, they were planned as 190 and 200. With
+    # the count's noise drawn the same (+37.25) for both, both publish 230; only a draw's rounding could differ.
+    rows = range(199)
     base = bundle_of(tmp_path, monkeypatch, capsys, "d", write_manifest(tmp_path / "d", rows))
     added = bundle_of(tmp_path, monkeypatch, capsys, "d-prime", write_manifest(tmp_path / "d2", rows, ("700", "3")))
     for name in ("privacy-report.json", "croissant.json", "labels.csv"):
@@ -64,18 +72,26 @@ def test_d_and_d_prime_bundles_differ_only_in_noise(tmp_path, monkeypatch, capsy
     report = json.loads((base / "privacy-report.json").read_text())
     dataset = report["dataset"]
     assert dataset["num_records"] is None and dataset["num_privacy_units"] is None
-    assert dataset["num_privacy_units_published"] == 150 and "withheld" in dataset["count"]
+    assert dataset["num_privacy_units_published"] == 230 and "noisy count" in dataset["count"]
+    assert dataset["count_noise"] == 100.0
+    assert "about 230 privacy units (a noisy count" in (base / "privacy-report.html").read_text()
     assert "add or remove one image" in dataset["neighbouring"]
     assert "declared public by the analyst" in dataset["class_names_from"]
-    assert report["plan"]["private_units"] == 150  # the sample rate was computed from the published count
+    assert report["plan"]["private_units"] == 230  # the sample rate was computed from the published count
+    # The count is a mechanism like the training steps: in the report and in epsilon.
+    assert [m["part"] for m in report["mechanisms"]] == ["count", "denoiser"]
+    assert report["plan"]["planned_epsilon"]["certified"] <= report["guarantee"]["epsilon_target"]
 
 
 @pytest.mark.slow
 def test_a_declared_count_is_published_exactly(tmp_path, monkeypatch, capsys):
     bundle = bundle_of(tmp_path, monkeypatch, capsys, "d", write_manifest(tmp_path / "d", range(151)),
                        "--public-count")
-    dataset = json.loads((bundle / "privacy-report.json").read_text())["dataset"]
+    report = json.loads((bundle / "privacy-report.json").read_text())
+    dataset = report["dataset"]
     assert dataset["num_records"] == dataset["num_privacy_units"] == 151 and "exact" in dataset["count"]
+    assert dataset["count_noise"] is None and report["plan"]["count_mechanism"] is None
+    assert [m["part"] for m in report["mechanisms"]] == ["denoiser"]  # a declared count spends nothing
 
 
 def test_a_record_of_an_undeclared_class_is_refused_in_one_line(tmp_path, capsys):

@@ -84,6 +84,31 @@ def test_two_workers_spend_the_one_process_epsilon(workspace):
     assert entries[two["run_id"]].active is False and len(entries) == 2
 
 
+def test_two_workers_train_on_rank_0s_noisy_count(workspace):
+    """An undeclared N: rank 0 draws the count once; the other worker trains with rank 0's plan and key."""
+    import dataclasses
+
+    from dpsad_core.data import load_demo
+    from dpsad_core.data.store import save_dataset
+
+    save_dataset(dataclasses.replace(load_demo().subset(range(1399)), name="study", name_declared=True,
+                                     count_declared=False), workspace)
+    done = cli(workspace, "train", "--data", "study", "--recipe", "dpdm", "--preset", "tiny", "--device", "cpu",
+               "--json", "--privacy-seed", "7", "--max-steps", "2", "--nproc", "2")
+    assert done.returncode == 0, done.stderr
+    two = json.loads(done.stdout.strip().splitlines()[-1])
+    config = TrainConfig(data="study", recipe="dpdm", epsilon=10.0, preset="tiny",
+                         hyper=resolve_hyperparameters("tiny"), device="cpu", privacy_seed=7, max_steps=2)
+    one = list(start_training(config, workspace=workspace))[-1].result
+    assert [(m["part"], m["steps"]) for m in two["mechanisms"]] == [("count", 1), ("denoiser", 2)]
+    assert two["mechanisms"] == one["mechanisms"]
+    plans = [RunFolder.open(workspace, r["run_id"]).read_json("config.json")["plan"] for r in (two, one)]
+    assert plans[0] == plans[1] and plans[0]["units_from"] == "noisy count"
+    a, b = released_weights(workspace, two), released_weights(workspace, one)
+    for name in a:  # the same sample rate and noise on both workers: the one-process weights
+        torch.testing.assert_close(a[name], b[name], rtol=1e-5, atol=1e-6)
+
+
 def patient_data(records: int = 600, patients: int = 150) -> DataTensors:
     generator = torch.Generator().manual_seed(0)
     units = torch.randint(0, patients, (records,), generator=generator)
