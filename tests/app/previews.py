@@ -12,7 +12,8 @@ STEPS = {"tiny": 4, "quick": 400, "standard": 2000}  # the planned steps of the 
 STEP_SECONDS = 0.9
 
 
-def fake_plan(config, *, workspace, budget: dict[str, Any] | None = None) -> dict[str, Any]:  # noqa: ARG001
+def fake_plan(config, *, workspace, budget: dict[str, Any] | None = None,
+              all_gpus: bool = False) -> dict[str, Any]:  # noqa: ARG001 - the real one reads them
     steps = STEPS[config.preset] if config.max_steps is None else min(STEPS[config.preset], config.max_steps)
     phase = {"name": "denoiser", "kind": "denoise", "privacy": "dp", "data": "private", "steps": STEPS[config.preset],
              "expected_batch_size": 64.0, "sample_rate": 0.04, "noise_multiplier": 1.2, "disc_private": False}
