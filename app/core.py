@@ -516,7 +516,6 @@ def estimate_seconds(workspace: Path, config, plan, resolution: int) -> dict[str
     guessing (the Training screen shows time left from the first steps).
     """
     from dpsad_core.training import list_runs as core_list_runs
-
     from dpsad_core.training.engine import PHASE_COST_RATIO
 
     per_kind: dict[str, list[float]] = {kind: [] for kind in PHASE_COST_RATIO}

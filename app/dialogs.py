@@ -11,7 +11,6 @@ import traceback
 
 from PySide6.QtWidgets import QMessageBox, QWidget
 
-
 #: Dialog titles in an analyst's words, by the core's error class (most specific first).
 ERROR_TITLES = (("TooFewRecordsError", "Too few records"), ("DataImportError", "The data cannot be read"),
                 ("PrivacyBudgetError", "Over the privacy budget"), ("NotPrivateError", "Not private"),

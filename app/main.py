@@ -136,11 +136,11 @@ def create_window(*, workspace: str | None = None):
     """The main window with the saved settings (``workspace`` overrides theirs for this session)."""
     import dataclasses
 
+    from PySide6.QtWidgets import QApplication
+
     from dpsad_workbench.icon import app_icon
     from dpsad_workbench.settings import load_settings
     from dpsad_workbench.window import MainWindow
-
-    from PySide6.QtWidgets import QApplication
 
     QApplication.instance().setWindowIcon(app_icon())
     settings = load_settings()

@@ -56,9 +56,9 @@ def _prepare(workspace: Path, args) -> None:
 
 
 def _train_public(workspace: Path, args) -> float:
+    from dpsad_core.events import StepCompleted
     from dpsad_core.rdm.store import list_public_models
     from dpsad_core.rdm.training import make_config, train_public
-    from dpsad_core.events import StepCompleted
 
     if args.model in list_public_models(workspace):
         return 0.0

@@ -26,8 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from table_cells import (DATASETS, DELTA, PROFILES, PUBLISHED, STUDENT_RECIPES, Cell, cells,  # noqa: E402
-                         find_cell)
+from table_cells import DATASETS, DELTA, PROFILES, PUBLISHED, STUDENT_RECIPES, Cell, cells, find_cell  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
@@ -62,12 +61,12 @@ def cell_config(cell: Cell, *, seed: int, device: str, data: str | None = None):
 
 def run_cell(cell: Cell, *, workspace: Path, results: Path, device: str, seed: int) -> dict:
     """Train and evaluate one cell; write and return its result record."""
+    import torch
+
     from dpsad_core.evaluation import EvaluationFinished, EvaluationOptions, evaluate_run
     from dpsad_core.evaluation.report import FeatureNetSpec
     from dpsad_core.events import RunFinished, StepCompleted
     from dpsad_core.training import start_training
-
-    import torch
 
     profile, data = PROFILES[cell.profile], DATASETS[cell.dataset]
     config = cell_config(cell, seed=seed, device=device, data=training_data(cell, workspace))

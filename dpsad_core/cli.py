@@ -18,8 +18,14 @@ from typing import Any
 
 from dpsad_core.commands import COMMAND_MODULES
 from dpsad_core.commands import options as typed
-from dpsad_core.commands.common import (add_seed_options, add_workspace_option, parse_overrides, print_json, stop_flag,
-                                         workspace_from_args)
+from dpsad_core.commands.common import (
+    add_seed_options,
+    add_workspace_option,
+    parse_overrides,
+    print_json,
+    stop_flag,
+    workspace_from_args,
+)
 from dpsad_core.commands.workers import add_worker_options, run_with_workers
 from dpsad_core.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, ConfigError, classify
 from dpsad_core.export.layout import NOT_DP_STAMP
@@ -244,10 +250,14 @@ def _cmd_datasets(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from dpsad_core.training import (DEFAULT_RECIPE, TrainConfig, resolve_hyperparameters, resume_training,
-                                     start_training)
-
-    from dpsad_core.training import distributed
+    from dpsad_core.training import (
+        DEFAULT_RECIPE,
+        TrainConfig,
+        distributed,
+        resolve_hyperparameters,
+        resume_training,
+        start_training,
+    )
 
     workspace = workspace_from_args(args)
     if args.nproc is not None and args.nproc < 1:
@@ -287,11 +297,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
                          device=args.device, min_records=args.min_records,
                          allow_public_overlap=args.allow_public_overlap)
     if args.plan:
-        from dpsad_core.training import prepare_run
-
-        from dpsad_core.training.budget import budget_outlook
-
         from dpsad_core.data.public_metadata import rare_class_warnings
+        from dpsad_core.training import prepare_run
+        from dpsad_core.training.budget import budget_outlook
 
         dataset, _, plan = prepare_run(config, workspace=workspace, plan_only=True)
         budget = budget_outlook(config, dataset, plan, workspace)
@@ -390,8 +398,15 @@ def _sample_here(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
 
-    from dpsad_core.sampling import (generate, grid_image, load_released_model, sampler_times, save_png,
-                                     stamp_not_private, to_uint8)
+    from dpsad_core.sampling import (
+        generate,
+        grid_image,
+        load_released_model,
+        sampler_times,
+        save_png,
+        stamp_not_private,
+        to_uint8,
+    )
     from dpsad_core.training import RunFolder
     from dpsad_core.training.engine import resolve_device
     from dpsad_core.training.runs import release_privacy

@@ -8,8 +8,20 @@ from typing import Any
 
 from PySide6.QtCore import Qt, QUrl, Signal
 from PySide6.QtGui import QDesktopServices
-from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QGroupBox, QHBoxLayout, QHeaderView, QLabel, QPushButton,
-                               QSplitter, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QComboBox,
+    QGroupBox,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QPushButton,
+    QSplitter,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
 
 from dpsad_core.errors import DpsadError
 from dpsad_core.runs.records import RunKind, RunState
@@ -189,8 +201,8 @@ class RunsScreen(WorkerOwner, QWidget):
         if not path.is_file():
             self.grid.setText(missing)
             return
-        from PIL import Image
         import numpy as np
+        from PIL import Image
 
         try:
             with Image.open(path) as image:

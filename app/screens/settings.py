@@ -11,8 +11,19 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import (QComboBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QLineEdit,
-                               QPushButton, QSpinBox, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (
+    QComboBox,
+    QFileDialog,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
 
 from dpsad_workbench.settings import DEVICE_CHOICES, AppSettings
 from dpsad_workbench.widgets import WrapLabel
@@ -109,10 +120,10 @@ class SettingsScreen(QWidget):
     # -- GPUs ---------------------------------------------------------------------------------------
     def check_gpus(self) -> None:
         """Ask the helper process which GPUs torch sees (tests wait on ``gpus_checked``)."""
+        from concurrent.futures.process import BrokenProcessPool
+
         from dpsad_workbench.child import call, forwarded_env
         from dpsad_workbench.worker import helper_pool
-
-        from concurrent.futures.process import BrokenProcessPool
 
         self._gpus_asked = True
         try:

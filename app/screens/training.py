@@ -11,16 +11,37 @@ from typing import Any
 
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, QTimer, Signal
-from PySide6.QtWidgets import (QGridLayout, QGroupBox, QHBoxLayout, QLabel, QProgressBar, QPushButton, QSizePolicy,
-                               QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (
+    QGridLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QSizePolicy,
+    QVBoxLayout,
+    QWidget,
+)
 
 from dpsad_core.runs.records import RunResult
 from dpsad_workbench.core import format_duration, format_epsilon
 from dpsad_workbench.images import ImageLabel
 from dpsad_workbench.time_left import TimeLeft
+from dpsad_workbench.training import (
+    ACTIVE_STATES,
+    CANCELLED,
+    CANCELLING,
+    FAILED,
+    FINISHED,
+    IDLE,
+    INTERRUPTED,
+    PAUSED,
+    PAUSING,
+    RUNNING,
+    STARTING,
+    TrainingController,
+)
 from dpsad_workbench.widgets import WrapLabel
-from dpsad_workbench.training import (ACTIVE_STATES, CANCELLED, CANCELLING, FAILED, FINISHED, IDLE, INTERRUPTED,
-                                      PAUSED, PAUSING, RUNNING, STARTING, TrainingController)
 
 REDRAW_HZ = 15
 LOSS_LABELS = {

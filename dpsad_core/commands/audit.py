@@ -14,8 +14,7 @@ import time
 from typing import Any
 
 from dpsad_core.commands import options as typed
-from dpsad_core.commands.common import (add_workspace_option, parse_overrides, print_json, stop_flag,
-                                         workspace_from_args)
+from dpsad_core.commands.common import add_workspace_option, parse_overrides, print_json, stop_flag, workspace_from_args
 from dpsad_core.errors import EXIT_INTERRUPTED, ConfigError
 
 

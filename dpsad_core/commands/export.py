@@ -239,7 +239,6 @@ def demo_export_and_verify(result: dict, *, workspace, json_out: bool) -> int:
     from dpsad_core.export.bundle import export_bundle
     from dpsad_core.export.layout import BundleError
     from dpsad_core.export.verify import verify_bundle
-
     from dpsad_core.runs.records import RunResult
 
     run = RunResult.from_dict(result, source="the demo run's result")

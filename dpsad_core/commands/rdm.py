@@ -10,8 +10,13 @@ import argparse
 import sys
 
 from dpsad_core.commands import options as typed
-from dpsad_core.commands.common import (add_seed_options, add_workspace_option, print_json, stop_flag,
-                                        workspace_from_args)
+from dpsad_core.commands.common import (
+    add_seed_options,
+    add_workspace_option,
+    print_json,
+    stop_flag,
+    workspace_from_args,
+)
 from dpsad_core.errors import EXIT_INTERRUPTED
 
 

@@ -11,10 +11,9 @@ from dpsad_core.data.dataset import ImageDataset
 from dpsad_core.data.demo import load_demo
 from dpsad_core.data.fingerprint import installation_key
 from dpsad_core.data.imaging import UnreadableImageError
-from dpsad_core.data.loader import (check_min_units, conform_dataset, load_dataset,
-                                    resolve_data_source)
-from dpsad_core.data.synthetic import render_digits
+from dpsad_core.data.loader import check_min_units, conform_dataset, load_dataset, resolve_data_source
 from dpsad_core.data.store import list_saved_datasets, load_saved_dataset, save_dataset
+from dpsad_core.data.synthetic import render_digits
 
 __all__ = [
     "ImageDataset",

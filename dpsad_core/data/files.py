@@ -11,8 +11,7 @@ import numpy as np
 from dpsad_core.data import limits
 from dpsad_core.data.dataset import ImageDataset
 from dpsad_core.data.dicom import read_dicom
-from dpsad_core.data.imaging import DICOM_SUFFIXES, UnreadableImageError, read_pil_image, \
-    stack_images
+from dpsad_core.data.imaging import DICOM_SUFFIXES, UnreadableImageError, read_pil_image, stack_images
 from dpsad_core.errors import DataImportError
 
 PATIENT_ID_REMEDY = ("give every record a patient id (a patient_id column in a CSV manifest, or "

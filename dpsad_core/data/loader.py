@@ -22,15 +22,22 @@ from dpsad_core.data import idx
 from dpsad_core.data.dataset import ImageDataset
 from dpsad_core.data.demo import DEMO_SOURCE, load_demo
 from dpsad_core.data.duplicates import apply_duplicate_policy, check_policy
-from dpsad_core.data.public_metadata import declare_classes
-from dpsad_core.data.synthetic import RENDERED_DIGITS_SOURCE, cached_render_digits
 from dpsad_core.data.folder import load_class_folder
 from dpsad_core.data.imaging import IMAGE_SUFFIXES, batch_to_chw, chw_to_hwc, validate_options
 from dpsad_core.data.manifest import load_manifest
 from dpsad_core.data.medmnist import load_medmnist
+from dpsad_core.data.public_metadata import declare_classes
 from dpsad_core.data.regular_files import path_kind
-from dpsad_core.data.store import (META_FILE, check_name, datasets_dir, is_safe_name,
-                                   load_saved_dataset, sanitise_name, saved_dataset_names)
+from dpsad_core.data.store import (
+    META_FILE,
+    check_name,
+    datasets_dir,
+    is_safe_name,
+    load_saved_dataset,
+    sanitise_name,
+    saved_dataset_names,
+)
+from dpsad_core.data.synthetic import RENDERED_DIGITS_SOURCE, cached_render_digits
 from dpsad_core.errors import ConfigError, DataImportError, TooFewRecordsError
 
 KNOWN_SPLITS = ("train", "val", "test")

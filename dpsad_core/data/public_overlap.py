@@ -24,8 +24,15 @@ from pathlib import Path
 import numpy as np
 
 from dpsad_core.data.dataset import ImageDataset
-from dpsad_core.data.identity import (RESIZED_SHARE, SIGNATURE_TOLERANCE, canonical_pixels, identities_dir,
-                                      keyed_record_hashes, resized_twins, size_signatures)
+from dpsad_core.data.identity import (
+    RESIZED_SHARE,
+    SIGNATURE_TOLERANCE,
+    canonical_pixels,
+    identities_dir,
+    keyed_record_hashes,
+    resized_twins,
+    size_signatures,
+)
 from dpsad_core.errors import NotPrivateError
 
 OVERLAP_PART = "public data (it shares records with the private data)"

@@ -10,6 +10,7 @@ audit wants: it looks for the worst case, not the typical record.
 from __future__ import annotations
 
 from dataclasses import dataclass
+
 import numpy as np
 
 from dpsad_core.data import ImageDataset

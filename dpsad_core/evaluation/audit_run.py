@@ -29,8 +29,13 @@ import numpy as np
 
 from dpsad_core.atomic import atomic_write
 from dpsad_core.errors import ConfigError, DataImportError, RunError
-from dpsad_core.evaluation.audit_canaries import (CANARY_KINDS, Canaries, build_canaries, dataset_with_canaries,
-                                                  membership_scores)
+from dpsad_core.evaluation.audit_canaries import (
+    CANARY_KINDS,
+    Canaries,
+    build_canaries,
+    dataset_with_canaries,
+    membership_scores,
+)
 from dpsad_core.privacy.audit import DEFAULT_CONFIDENCE, audit_from_scores
 from dpsad_core.privacy.randomness import SecretRandomness, os_entropy
 from dpsad_core.runs.records import AUDIT_FILE, RunKind, RunState

@@ -24,9 +24,16 @@ from typing import Any
 import numpy as np
 
 from dpsad_core.errors import ConfigError, RunError
-from dpsad_core.evaluation.report import (CLOSEST_PAIRS_FILE, PRIVACY_NOTE, SCHEMA_VERSION, SELECTION_NOTE,
-                                          EvaluationFinished, EvaluationOptions, EvaluationStage,
-                                          write_evaluation)
+from dpsad_core.evaluation.report import (
+    CLOSEST_PAIRS_FILE,
+    PRIVACY_NOTE,
+    SCHEMA_VERSION,
+    SELECTION_NOTE,
+    EvaluationFinished,
+    EvaluationOptions,
+    EvaluationStage,
+    write_evaluation,
+)
 from dpsad_core.runs.records import RunKind, RunState
 
 STAGES = ("load", "sample", "downstream", "fidelity", "memorisation")

@@ -32,8 +32,17 @@ from typing import Any
 from dpsad_core.atomic import fsync_dir
 from dpsad_core.errors import ConfigError, NotPrivateError, RunError
 from dpsad_core.events import ExportEvent, ExportFinished, ExportProgress, ExportStarted
-from dpsad_core.export.layout import (CROISSANT, GRID, IMAGES_DIR, LABELS, NOT_DP_SUFFIX, NPZ, PARTIAL_PREFIX,
-                                      REPORT_HTML, REPORT_JSON)
+from dpsad_core.export.layout import (
+    CROISSANT,
+    GRID,
+    IMAGES_DIR,
+    LABELS,
+    NOT_DP_SUFFIX,
+    NPZ,
+    PARTIAL_PREFIX,
+    REPORT_HTML,
+    REPORT_JSON,
+)
 from dpsad_core.export.manifest import seal_folder, sha256_file
 from dpsad_core.export.spreadsheet import spreadsheet_safe_row
 from dpsad_core.runs.records import RunKind, RunResult, RunState

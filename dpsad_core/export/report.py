@@ -20,8 +20,14 @@ from pathlib import Path
 from typing import Any
 
 from dpsad_core.export.layout import NOT_DP_STAMP
-from dpsad_core.export.names import (BUILT_IN_SOURCES, INDEX_NAME, PRIVATE_NAME, PUBLIC_NAME, exported_name,
-                                     shareable_spec)
+from dpsad_core.export.names import (
+    BUILT_IN_SOURCES,
+    INDEX_NAME,
+    PRIVATE_NAME,
+    PUBLIC_NAME,
+    exported_name,
+    shareable_spec,
+)
 from dpsad_core.runs.records import RunKind, RunResult
 
 REPORT_FORMAT = "dpsad-privacy-report/1"

@@ -23,11 +23,28 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from dpsad_core.errors import ConfigError
-from dpsad_core.export.layout import (CROISSANT, LABELS, MANIFEST, PUBLIC_KEY, REPORT_JSON, SIGNATURE,
-                                      SIGNATURE_BYTES, SIGNER, BundleError)
+from dpsad_core.export.layout import (
+    CROISSANT,
+    LABELS,
+    MANIFEST,
+    PUBLIC_KEY,
+    REPORT_JSON,
+    SIGNATURE,
+    SIGNATURE_BYTES,
+    SIGNER,
+    BundleError,
+)
 from dpsad_core.export.manifest import parse_manifest
-from dpsad_core.export.members import (DOCUMENT_BYTES, LIMIT_VARIABLES, SMALL_BYTES, BundleLimits, BundleReader,
-                                       UnreadableFileError, open_bundle, read_regular_file)
+from dpsad_core.export.members import (
+    DOCUMENT_BYTES,
+    LIMIT_VARIABLES,
+    SMALL_BYTES,
+    BundleLimits,
+    BundleReader,
+    UnreadableFileError,
+    open_bundle,
+    read_regular_file,
+)
 from dpsad_core.export.signing import fingerprint, public_key_from_bytes, raw_public_bytes
 
 REQUIRED_FILES = (REPORT_JSON, CROISSANT, LABELS, PUBLIC_KEY, SIGNER)

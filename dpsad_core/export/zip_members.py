@@ -15,8 +15,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from dpsad_core.export.layout import MANIFEST, BundleError
-from dpsad_core.export.members import (DAMAGED, BundleLimits, BundleReader, name_problem, not_regular, one_line,
-                                       too_big_remedy)
+from dpsad_core.export.members import (
+    DAMAGED,
+    BundleLimits,
+    BundleReader,
+    name_problem,
+    not_regular,
+    one_line,
+    too_big_remedy,
+)
 
 #: Central-directory bytes allowed per member before zipfile parses it (a member's entry is 46 bytes plus
 #: its name and extra fields; a bundle's names are well under 200 characters).

@@ -12,11 +12,21 @@ Opacus (and so torch) is imported only when an epsilon is first computed.
 from __future__ import annotations
 
 from dpsad_core.privacy.accountant import PrivacyAccountant
-from dpsad_core.privacy.analysis import (ACCOUNTANTS, RDP_ORDERS, AccountantValues, compute_epsilon, epsilon_prv,
-                                         epsilon_rdp)
+from dpsad_core.privacy.analysis import (
+                                         ACCOUNTANTS,
+                                         RDP_ORDERS,
+                                         AccountantValues,
+                                         compute_epsilon,
+                                         epsilon_prv,
+                                         epsilon_rdp,
+)
 from dpsad_core.privacy.calibration import calibrate_noise_multiplier, steps_for_budget
-from dpsad_core.privacy.mechanisms import (Mechanism, combined_noise_multiplier, rdm_query_mechanism,
-                                           split_noise_multiplier)
+from dpsad_core.privacy.mechanisms import (
+                                         Mechanism,
+                                         combined_noise_multiplier,
+                                         rdm_query_mechanism,
+                                         split_noise_multiplier,
+)
 
 __all__ = [
     "ACCOUNTANTS",

@@ -240,9 +240,14 @@ def epsilon_prv(mechanisms: Sequence[Mechanism], *, delta: float, eps_error: flo
     if not history:
         return 0.0
 
-    from opacus.accountants.analysis.prv import (Domain, PoissonSubsampledGaussianPRV,
-                                                 TruncatedPrivacyRandomVariable, compose_heterogeneous,
-                                                 compute_safe_domain_size, discretize)
+    from opacus.accountants.analysis.prv import (
+        Domain,
+        PoissonSubsampledGaussianPRV,
+        TruncatedPrivacyRandomVariable,
+        compose_heterogeneous,
+        compute_safe_domain_size,
+        discretize,
+    )
 
     delta_error = delta / 1000  # Opacus' default
     prvs = [PoissonSubsampledGaussianPRV(rate, sigma) for sigma, rate, _ in history]

@@ -14,8 +14,14 @@ from collections.abc import Callable, Sequence
 
 from dpsad_core.errors import ConfigError, PrivacyBudgetError
 from dpsad_core.privacy.analysis import epsilon_prv, epsilon_rdp
-from dpsad_core.privacy.mechanisms import (Mechanism, _check_count, _check_delta, _check_noise_multiplier,
-                                           _check_positive, _check_sample_rate)
+from dpsad_core.privacy.mechanisms import (
+    Mechanism,
+    _check_count,
+    _check_delta,
+    _check_noise_multiplier,
+    _check_positive,
+    _check_sample_rate,
+)
 
 __all__ = ["calibrate_noise_multiplier", "steps_for_budget"]
 

@@ -18,8 +18,7 @@ Torch is imported only by the modules that need it (encoder, model, training, ge
 from __future__ import annotations
 
 from dpsad_core.rdm.mechanism import answer_query, neighbour_mean, poisson_subsample
-from dpsad_core.rdm.planner import (RdmPlan, RetrievalSettings, plan_queries, queries_for_budget,
-                                    sigma_for_budget)
+from dpsad_core.rdm.planner import RdmPlan, RetrievalSettings, plan_queries, queries_for_budget, sigma_for_budget
 
 __all__ = [
     "RdmPlan",

@@ -73,8 +73,8 @@ def build_index(*, workspace: Path, public_model: PublicModel, data: str, name: 
     refused.
     """
     from dpsad_core.data import conform_dataset, resolve_data_source
-    from dpsad_core.errors import DataImportError
     from dpsad_core.data.public_overlap import check_index_data
+    from dpsad_core.errors import DataImportError
     from dpsad_core.privacy.ledger_datasets import ledger_identity
     from dpsad_core.rdm.encoder import embed_images
     from dpsad_core.training.runs import utc_now

@@ -23,8 +23,14 @@ from typing import Any
 
 from dpsad_core.errors import ConfigError, PrivacyBudgetError
 from dpsad_core.privacy.analysis import epsilon_rdp
-from dpsad_core.privacy.mechanisms import (Mechanism, _check_count, _check_delta, _check_positive,
-                                           _check_sample_rate, rdm_query_mechanism)
+from dpsad_core.privacy.mechanisms import (
+    Mechanism,
+    _check_count,
+    _check_delta,
+    _check_positive,
+    _check_sample_rate,
+    rdm_query_mechanism,
+)
 
 __all__ = ["RdmPlan", "RetrievalSettings", "plan_queries", "queries_for_budget", "sigma_for_budget"]
 

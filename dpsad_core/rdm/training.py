@@ -117,11 +117,11 @@ def train_public(config: TrainPublicConfig, *, workspace: Path,
     from torch.nn import functional as F
 
     from dpsad_core.data import resolve_data_source
+    from dpsad_core.data.public_overlap import check_against_workspace
     from dpsad_core.diffusion import DiffusionSchedule
     from dpsad_core.models.ema import EMA
     from dpsad_core.rdm.encoder import EncoderConfig, embed_images, train_encoder
     from dpsad_core.rdm.model import RdmConfig, RetrievalUNet
-    from dpsad_core.data.public_overlap import check_against_workspace
     from dpsad_core.rdm.store import check_model_name, public_prototypes, sample_from_contexts
 
     check_model_name(config.name, workspace=workspace, must_exist=False)

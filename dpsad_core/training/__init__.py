@@ -1,7 +1,13 @@
 """Training: recipes, the privacy plan, DP-SGD steps and the event-generating engine."""
 
-from dpsad_core.training.config import (DEFAULT_RECIPE, PRESETS, Hyperparameters, Recipe, TrainConfig,
-                                        resolve_hyperparameters)
+from dpsad_core.training.config import (
+                                        DEFAULT_RECIPE,
+                                        PRESETS,
+                                        Hyperparameters,
+                                        Recipe,
+                                        TrainConfig,
+                                        resolve_hyperparameters,
+)
 from dpsad_core.training.engine import prepare_run, resume_training, start_training
 from dpsad_core.training.planner import PhasePlan, TrainingPlan, default_delta, plan_training
 from dpsad_core.training.runs import RunFolder, list_runs

@@ -18,14 +18,34 @@ from pathlib import Path
 from typing import Any
 
 from dpsad_core.errors import DeviceError, PrivacyBudgetError, RunError
-from dpsad_core.events import (CheckpointWritten, Event, PhaseStarted, RunFinished, RunInterrupted, RunStarted,
-                               SampleGrid, StepCompleted)
+from dpsad_core.events import (
+    CheckpointWritten,
+    Event,
+    PhaseStarted,
+    RunFinished,
+    RunInterrupted,
+    RunStarted,
+    SampleGrid,
+    StepCompleted,
+)
 from dpsad_core.runs.records import RunResult, RunState
-from dpsad_core.training.budget import reserve_spend
 from dpsad_core.training import distributed
+from dpsad_core.training.budget import reserve_spend
 from dpsad_core.training.config import Recipe, TrainConfig
-from dpsad_core.training.planner import (DENOISE, DENOISER, DISCRIMINATOR, DISTILL, FEW_STEP, POSTPROCESS, PRETRAIN,
-                                         STUDENT, TEACHER, TrainingPlan, default_delta, plan_training)
+from dpsad_core.training.planner import (
+    DENOISE,
+    DENOISER,
+    DISCRIMINATOR,
+    DISTILL,
+    FEW_STEP,
+    POSTPROCESS,
+    PRETRAIN,
+    STUDENT,
+    TEACHER,
+    TrainingPlan,
+    default_delta,
+    plan_training,
+)
 from dpsad_core.training.runs import RUNS_DIR, RunFolder, new_run_id, utc_now
 
 GRID_PER_CLASS = 8

@@ -10,8 +10,13 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from dpsad_core.errors import ConfigError
-from dpsad_core.privacy import (Mechanism, calibrate_noise_multiplier, combined_noise_multiplier,
-                                compute_epsilon, split_noise_multiplier)
+from dpsad_core.privacy import (
+    Mechanism,
+    calibrate_noise_multiplier,
+    combined_noise_multiplier,
+    compute_epsilon,
+    split_noise_multiplier,
+)
 from dpsad_core.privacy.randomness import REPRODUCIBLE_NOISE_PART
 from dpsad_core.training.config import Hyperparameters, Recipe
 

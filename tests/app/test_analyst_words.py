@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 
-
 DEVELOPER_WORDS = re.compile(r"σ|sigma|RDP|PRV|sample rate|min\(1e-5|private: True|clip norm|docs/|dpsad-core |"
                              r"DataImport error|Config error|amplification by subsampling|--[a-z]")
 

@@ -6,8 +6,15 @@ import json
 
 import pytest
 
-from dpsad_core.events import CheckpointWritten, PhaseStarted, RunFinished, RunInterrupted, RunStarted, SampleGrid, \
-    StepCompleted
+from dpsad_core.events import (
+    CheckpointWritten,
+    PhaseStarted,
+    RunFinished,
+    RunInterrupted,
+    RunStarted,
+    SampleGrid,
+    StepCompleted,
+)
 
 pytestmark = pytest.mark.slow
 

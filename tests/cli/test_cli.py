@@ -140,8 +140,8 @@ def test_sigterm_checkpoints_and_exits_130(workspace):
 
 
 def test_import_saves_a_dataset_that_train_can_name(workspace, tmp_path):
-    from PIL import Image
     import numpy as np
+    from PIL import Image
 
     rng = np.random.default_rng(0)
     for label in ("a", "b"):

@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dpsad_core.data import (conform_dataset, load_dataset, load_demo, resolve_data_source,
-                             save_dataset)
+from dpsad_core.data import conform_dataset, load_dataset, load_demo, resolve_data_source, save_dataset
 from dpsad_core.errors import ConfigError, DataImportError, TooFewRecordsError
 
 

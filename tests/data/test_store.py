@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dpsad_core.data import (ImageDataset, list_saved_datasets, load_saved_dataset, save_dataset)
+from dpsad_core.data import ImageDataset, list_saved_datasets, load_saved_dataset, save_dataset
 from dpsad_core.errors import ConfigError, DataImportError
 
 

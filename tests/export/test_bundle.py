@@ -17,8 +17,19 @@ from dpsad_core.errors import ConfigError, NotPrivateError, RunError
 from dpsad_core.events import ExportFinished, ExportProgress, ExportStarted
 from dpsad_core.export import signing
 from dpsad_core.export.bundle import export_bundle
-from dpsad_core.export.layout import (CROISSANT, GRID, LABELS, MANIFEST, NOT_DP_STAMP, NOT_DP_SUFFIX, NPZ,
-                                      PARTIAL_PREFIX, REPORT_HTML, REPORT_JSON, SIGNATURE)
+from dpsad_core.export.layout import (
+    CROISSANT,
+    GRID,
+    LABELS,
+    MANIFEST,
+    NOT_DP_STAMP,
+    NOT_DP_SUFFIX,
+    NPZ,
+    PARTIAL_PREFIX,
+    REPORT_HTML,
+    REPORT_JSON,
+    SIGNATURE,
+)
 from dpsad_core.export.verify import verify_bundle
 from tests.export.conftest import workspace_of
 

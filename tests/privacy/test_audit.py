@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from itertools import pairwise
 import json
 import math
+from itertools import pairwise
 
 import numpy as np
 import pytest
@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from scipy.stats import binom
 
 from dpsad_core.errors import ConfigError
-from dpsad_core.privacy.audit import (audit_from_scores, default_guess_counts, epsilon_lower_bound, p_value)
+from dpsad_core.privacy.audit import audit_from_scores, default_guess_counts, epsilon_lower_bound, p_value
 
 
 # -- the p-value and the bound -------------------------------------------------------------------

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from itertools import pairwise
 import json
 import math
+from itertools import pairwise
 
 import pytest
 

@@ -10,8 +10,15 @@ import numpy as np
 import pytest
 
 from dpsad_core.errors import ConfigError, PrivacyBudgetError
-from dpsad_core.privacy import (RDP_ORDERS, AccountantValues, Mechanism, compute_epsilon, epsilon_prv, epsilon_rdp,
-                                rdm_query_mechanism)
+from dpsad_core.privacy import (
+    RDP_ORDERS,
+    AccountantValues,
+    Mechanism,
+    compute_epsilon,
+    epsilon_prv,
+    epsilon_rdp,
+    rdm_query_mechanism,
+)
 
 
 def mechanism(sigma: float, rate: float, steps: int, part: str = "dpdm") -> Mechanism:

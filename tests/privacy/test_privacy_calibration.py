@@ -9,8 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dpsad_core.errors import ConfigError, PrivacyBudgetError
-from dpsad_core.privacy import (Mechanism, calibrate_noise_multiplier, epsilon_prv, epsilon_rdp,
-                                steps_for_budget)
+from dpsad_core.privacy import Mechanism, calibrate_noise_multiplier, epsilon_prv, epsilon_rdp, steps_for_budget
 
 DELTA = 1e-5
 TOLERANCE = 0.01

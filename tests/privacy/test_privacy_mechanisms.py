@@ -10,8 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dpsad_core.errors import ConfigError
-from dpsad_core.privacy import (Mechanism, combined_noise_multiplier, rdm_query_mechanism,
-                                split_noise_multiplier)
+from dpsad_core.privacy import Mechanism, combined_noise_multiplier, rdm_query_mechanism, split_noise_multiplier
 
 
 def test_mechanism_round_trips_through_json() -> None:

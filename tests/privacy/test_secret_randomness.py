@@ -257,7 +257,6 @@ def test_a_resumed_dpdm_run_draws_exactly_what_the_accountant_composes(workspace
 def test_every_dp_rdm_query_adds_exactly_what_the_accountant_composes(rdm_workspace, spy):
     from dpsad_core.rdm.generation import GenerateConfig, generate_rdm
     from dpsad_core.rdm.index import load_index
-
     from tests.fixtures.rdm import INDEX, MODEL
 
     config = GenerateConfig(model=MODEL, index=INDEX, epsilon=10.0, k=5, q=0.1, sigma=0.3, per_class=2,
@@ -279,7 +278,6 @@ def test_every_dp_rdm_query_adds_exactly_what_the_accountant_composes(rdm_worksp
 @pytest.mark.slow
 def test_a_dp_rdm_run_with_a_privacy_seed_is_not_private(rdm_workspace):
     from dpsad_core.rdm.generation import GenerateConfig, generate_rdm
-
     from tests.fixtures.rdm import INDEX, MODEL
 
     config = GenerateConfig(model=MODEL, index=INDEX, epsilon=10.0, k=5, q=0.1, sigma=0.3, per_class=1,
@@ -333,7 +331,6 @@ def test_verify_reads_a_report_whose_plan_lists_unprotected_parts_as_not_private
     from dpsad_core.export.layout import REPORT_JSON
     from dpsad_core.export.manifest import seal_folder
     from dpsad_core.export.signing import load_or_create_signing_key
-
     from tests.export.conftest import make_sealed_bundle
 
     bundle = make_sealed_bundle(tmp_path / "bundle")

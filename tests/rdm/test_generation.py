@@ -17,7 +17,6 @@ from dpsad_core.rdm.index import load_index
 from dpsad_core.rdm.planner import RetrievalSettings
 from dpsad_core.runs import RunKind, RunResult
 from dpsad_core.training.runs import list_runs
-
 from tests.fixtures.rdm import INDEX, MODEL
 
 

@@ -13,7 +13,6 @@ from dpsad_core.data import resolve_data_source
 from dpsad_core.errors import ConfigError
 from dpsad_core.rdm.model import ContextTable, RdmConfig, RetrievalUNet
 from dpsad_core.rdm.training import nearest_public_neighbours
-
 from tests.fixtures.rdm import MODEL
 
 

@@ -87,7 +87,7 @@ def _hand_made_run(workspace: Path, run_id: str, state: str) -> RunFolder:
 def test_an_unknown_state_is_refused_naming_the_file(workspace, capsys):
     run = _hand_made_run(workspace, "20250101-120000-dpdm-0001", "paused")
     with pytest.raises(RunError, match="unknown run state 'paused'") as error:
-        run.state
+        _ = run.state  # reading the property is what raises
     assert str(run.path / "status.json") in str(error.value)
     with pytest.raises(RunError, match="unknown run state"):
         run.set_status("paused")  # nor is one written

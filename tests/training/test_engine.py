@@ -10,12 +10,26 @@ import pytest
 import torch
 
 from dpsad_core.errors import ConfigError, RunError
-from dpsad_core.events import (CheckpointWritten, PhaseStarted, RunFinished, RunInterrupted, RunStarted, SampleGrid,
-                               StepCompleted)
+from dpsad_core.events import (
+    CheckpointWritten,
+    PhaseStarted,
+    RunFinished,
+    RunInterrupted,
+    RunStarted,
+    SampleGrid,
+    StepCompleted,
+)
 from dpsad_core.privacy import Mechanism, compute_epsilon
 from dpsad_core.runs import RunKind
-from dpsad_core.training import (Recipe, RunFolder, TrainConfig, list_runs, resolve_hyperparameters,
-                                 resume_training, start_training)
+from dpsad_core.training import (
+    Recipe,
+    RunFolder,
+    TrainConfig,
+    list_runs,
+    resolve_hyperparameters,
+    resume_training,
+    start_training,
+)
 
 pytestmark = pytest.mark.slow
 

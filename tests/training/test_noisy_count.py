@@ -10,8 +10,8 @@ import pytest
 from dpsad_core.data import load_demo
 from dpsad_core.data.store import save_dataset
 from dpsad_core.events import RunFinished, RunInterrupted
-from dpsad_core.privacy.ledger import PrivacyLedger
 from dpsad_core.privacy import noisy_count
+from dpsad_core.privacy.ledger import PrivacyLedger
 from dpsad_core.privacy.randomness import STREAM_IDS
 from dpsad_core.training import RunFolder, TrainConfig, resolve_hyperparameters, resume_training, start_training
 
