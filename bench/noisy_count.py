@@ -23,10 +23,10 @@ import numpy as np
 
 from dpsad_core.data.public_metadata import published_units
 from dpsad_core.privacy import compute_epsilon
+from dpsad_core.privacy.calibration import default_delta
 from dpsad_core.privacy.noisy_count import count_mechanism
 from dpsad_core.training import plan_training, resolve_hyperparameters
 from dpsad_core.training.config import DEFAULT_RECIPE
-from dpsad_core.training.planner import default_delta
 
 
 def measure(units: int, sigma: float, draws: int, epsilon: float, preset: str) -> dict:

@@ -250,10 +250,10 @@ def _cmd_datasets(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
+    from dpsad_core import distributed
     from dpsad_core.training import (
         DEFAULT_RECIPE,
         TrainConfig,
-        distributed,
         resolve_hyperparameters,
         resume_training,
         start_training,
@@ -281,7 +281,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
                 raise DeviceError(f"--nproc {nproc} on CUDA needs one GPU per worker; this machine has "
                                   f"{torch.cuda.device_count()} (and --device cuda:K names only one)",
                                   remedy="lower --nproc, or use --device cuda")
-        from dpsad_core.training.runs import RunFolder, new_run_id
+        from dpsad_core.runs.folder import RunFolder, new_run_id
 
         run_id = RunFolder.open(workspace, args.resume).run_id if args.resume else new_run_id(args.recipe or "dpdm")
         extra = [] if args.resume else ["--run-id", run_id]
@@ -330,7 +330,7 @@ def _workers_of(run_ref: str | None, workspace: Path) -> int:
 
 def _train_worker(args: argparse.Namespace) -> int:
     """One worker under torchrun / the elastic launcher: join the group, train, only rank 0 reports."""
-    from dpsad_core.training import distributed
+    from dpsad_core import distributed
     from dpsad_core.training.engine import resolve_device
 
     local = int(os.environ.get("LOCAL_WORLD_SIZE", os.environ["WORLD_SIZE"]))
@@ -398,6 +398,7 @@ def _sample_here(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
 
+    from dpsad_core.runs.folder import release_privacy
     from dpsad_core.sampling import (
         generate,
         grid_image,
@@ -409,7 +410,6 @@ def _sample_here(args: argparse.Namespace) -> int:
     )
     from dpsad_core.training import RunFolder
     from dpsad_core.training.engine import resolve_device
-    from dpsad_core.training.runs import release_privacy
 
     out = typed.output_file(args.out, "--out") if args.out else None  # a folder given: refused before sampling
     npz = typed.output_file(args.npz, "--npz") if args.npz else None

@@ -11,7 +11,7 @@ import numpy as np
 
 from dpsad_core.atomic import atomic_write
 from dpsad_core.errors import ConfigError, RunError
-from dpsad_core.export.layout import NOT_DP_STAMP
+from dpsad_core.runs.records import NOT_DP_STAMP
 
 
 def to_uint8(images) -> np.ndarray:

@@ -18,7 +18,7 @@ import contextlib
 from dataclasses import asdict
 from typing import Any
 
-from dpsad_core.training import distributed
+from dpsad_core import distributed
 
 _STOP = None
 _crew: _Crew | None = None

@@ -32,8 +32,8 @@ from PySide6.QtWidgets import (
 )
 
 from dpsad_core.errors import DpsadError
+from dpsad_core.runs.folder import RunFolder
 from dpsad_core.runs.records import RunResult, RunState
-from dpsad_core.training.runs import RunFolder
 from dpsad_workbench.core import format_epsilon
 from dpsad_workbench.settings import AppSettings
 from dpsad_workbench.widgets import WrapLabel

@@ -24,8 +24,8 @@ from PySide6.QtWidgets import (
 )
 
 from dpsad_core.errors import DpsadError
+from dpsad_core.runs.folder import RunFolder
 from dpsad_core.runs.records import RunKind, RunState
-from dpsad_core.training.runs import RunFolder
 from dpsad_workbench import dialogs
 from dpsad_workbench.core import format_epsilon
 from dpsad_workbench.images import ImageLabel

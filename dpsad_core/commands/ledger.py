@@ -76,7 +76,7 @@ def _cmd_ledger(args: argparse.Namespace) -> int:
 def _release(ledger, workspace: Path, run_id: str) -> int:
     """A run's reservation counts against the cap until it ends; a run killed with -9 never ends."""
     from dpsad_core.errors import RunError
-    from dpsad_core.training.runs import RUNS_DIR, RunFolder
+    from dpsad_core.runs.folder import RUNS_DIR, RunFolder
 
     if not any(entry.run_id == run_id for row in ledger.datasets() for entry in ledger.entries(row["fingerprint"])):
         raise RunError(f"run {run_id!r} is not in the ledger", remedy="dpsad-core ledger DATASET lists its runs")
@@ -136,7 +136,7 @@ def _epsilon(value: float | None) -> str:
 
 
 def _run_row(entry, workspace: Path) -> dict[str, Any]:
-    from dpsad_core.training.runs import RUNS_DIR, RunFolder
+    from dpsad_core.runs.folder import RUNS_DIR, RunFolder
 
     folder = Path(workspace) / RUNS_DIR / entry.run_id
     state = RunFolder(folder).state.value if (folder / "config.json").is_file() else None

@@ -30,8 +30,8 @@ def add_worker_options(sub: argparse.ArgumentParser, *, work: str) -> None:
 
 def run_with_workers(args: argparse.Namespace, handler: Callable[[argparse.Namespace], int], command: str) -> int:
     """Run ``handler`` here, in ``--nproc`` workers, or as one worker under torchrun; its exit code."""
+    from dpsad_core import distributed
     from dpsad_core.commands.common import workspace_from_args
-    from dpsad_core.training import distributed
 
     if args.nproc is not None and args.nproc < 1:
         raise ConfigError("--nproc must be at least 1", field="nproc", value=args.nproc)
@@ -66,8 +66,7 @@ def check_gpus_for(nproc: int, device: str) -> None:
 
 def _as_worker(args: argparse.Namespace, handler) -> int:
     """One worker under the launcher: rank 0 runs the command; the others sample until it is done."""
-    from dpsad_core import sampling_workers
-    from dpsad_core.training import distributed
+    from dpsad_core import distributed, sampling_workers
     from dpsad_core.training.engine import resolve_device
 
     local = int(os.environ.get("LOCAL_WORLD_SIZE", os.environ["WORLD_SIZE"]))

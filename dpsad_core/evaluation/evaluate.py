@@ -214,7 +214,7 @@ def evaluate_images(synthetic: np.ndarray, labels: np.ndarray, *, training, test
     from dpsad_core.evaluation.fidelity import fidelity, frechet_distance
     from dpsad_core.evaluation.logistic import logistic_accuracy
     from dpsad_core.evaluation.memorisation import memorisation, save_closest_pairs
-    from dpsad_core.training.runs import utc_now
+    from dpsad_core.runs.folder import utc_now
 
     options = options or EvaluationOptions()
     _check_sets(synthetic, labels, training, test)

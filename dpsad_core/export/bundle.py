@@ -124,7 +124,7 @@ def export_bundle(run_ref: str | os.PathLike[str], *, workspace: Path, out: str 
         Bad options, or ``out`` already exists.
     """
     from dpsad_core.export.sources import model_source, samples_source
-    from dpsad_core.training.runs import RunFolder
+    from dpsad_core.runs.folder import RunFolder
 
     settings = ExportOptions(**options)
     run = RunFolder.open(workspace, str(run_ref))
@@ -357,7 +357,7 @@ def _write_reports(run, result: RunResult, partial: Path, settings: ExportOption
     from dpsad_core.export.report import build_report, export_software_versions
     from dpsad_core.export.report_html import render_html
     from dpsad_core.export.signing import load_or_create_signing_key, signer_info
-    from dpsad_core.training.runs import utc_now
+    from dpsad_core.runs.folder import utc_now
 
     evaluation = None
     evaluation_path = run.path / "evaluation.json"

@@ -21,6 +21,7 @@ Layout of a bundle folder (or of the single top folder inside a bundle zip)::
 from __future__ import annotations
 
 from dpsad_core.errors import DpsadError
+from dpsad_core.runs.records import NOT_DP_STAMP as NOT_DP_STAMP  # the stamp's words, with the run records
 
 MANIFEST = "MANIFEST"
 SIGNATURE = "MANIFEST.sig"
@@ -34,9 +35,6 @@ NPZ = "samples.npz"
 GRID = "sample-grid.png"
 IMAGES_DIR = "images"
 
-#: Stamped on the report, the metadata and the folder name of a bundle, and on the sample grids, of a
-#: release that is not differentially private.
-NOT_DP_STAMP = "NOT DIFFERENTIALLY PRIVATE"
 NOT_DP_SUFFIX = "NOT-DIFFERENTIALLY-PRIVATE"
 
 #: Prefix of the temporary sibling an export is built in; it never looks like a finished bundle.

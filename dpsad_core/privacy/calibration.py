@@ -320,3 +320,8 @@ def steps_for_budget(*, target_epsilon: float, delta: float, sample_rate: float,
         return int(good)
     return int(_refine(epsilon_prv_or_inf, target=target, good=good, bad=bad,
                        resolution=math.log1p(PRV_STEPS_TOLERANCE), integer=True))
+
+
+def default_delta(private_units: int) -> float:
+    """The delta a run gets when none is given: well below 1/N, min(1e-5, 0.1/N)."""
+    return min(1e-5, 0.1 / max(private_units, 1))

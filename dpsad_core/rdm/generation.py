@@ -205,7 +205,7 @@ def _published_units(index) -> int:
 
 
 def _default_delta(units: int) -> float:
-    from dpsad_core.training.planner import default_delta
+    from dpsad_core.privacy.calibration import default_delta
 
     return default_delta(units)
 
@@ -243,8 +243,8 @@ def generate_rdm(config: GenerateConfig, *, workspace: Path, stop: Callable[[], 
     from dpsad_core.rdm.index import check_index_matches, load_index
     from dpsad_core.rdm.mechanism import answer_query
     from dpsad_core.rdm.store import load_public_model, sample_from_contexts
+    from dpsad_core.runs.folder import RunFolder, new_run_id, utc_now
     from dpsad_core.sampling import grid_image, save_png, to_uint8
-    from dpsad_core.training.runs import RunFolder, new_run_id, utc_now
 
     stop = stop or (lambda: False)
     public_model = load_public_model(config.model, workspace=workspace)
@@ -420,7 +420,7 @@ def _result(run, config: GenerateConfig, accountant, delta: float, index, public
 
 
 def utc_now_str() -> str:
-    from dpsad_core.training.runs import utc_now
+    from dpsad_core.runs.folder import utc_now
 
     return utc_now()
 

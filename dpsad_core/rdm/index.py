@@ -77,7 +77,7 @@ def build_index(*, workspace: Path, public_model: PublicModel, data: str, name: 
     from dpsad_core.errors import DataImportError
     from dpsad_core.privacy.ledger_datasets import ledger_identity
     from dpsad_core.rdm.encoder import embed_images
-    from dpsad_core.training.runs import utc_now
+    from dpsad_core.runs.folder import utc_now
 
     channels, resolution = public_model.image_shape[0], public_model.image_shape[1]
     try:

@@ -99,8 +99,8 @@ def save_public_model(*, workspace: Path, config, encoder, model, schedule, publ
 
     from dpsad_core.data.public_overlap import PUBLIC_IDENTITIES, write_public_identities
     from dpsad_core.rdm.encoder import encoder_digest
+    from dpsad_core.runs.folder import utc_now
     from dpsad_core.sampling import grid_image, save_png, to_uint8
-    from dpsad_core.training.runs import utc_now
 
     path = check_model_name(config.name, workspace=workspace, must_exist=False)
     path.mkdir(parents=True, exist_ok=True)

@@ -1,4 +1,4 @@
-"""Run folders' records, shared by every kind of run (training, DP-RDM generation, audit).
+"""Run folders and their records, shared by every kind of run (training, DP-RDM generation, audit).
 
 Torch-free: export, evaluation and the GUI import it without loading the training stack.
 """

@@ -34,6 +34,10 @@ DP_RDM_RECIPE = "dp-rdm"
 #: What ``dpsad-core audit`` writes into the training run it trains on canaries.
 AUDIT_FILE = "audit.json"
 
+#: The words on everything a release that is not differentially private produces: its bundle's report,
+#: metadata and folder name, and its sample grids.
+NOT_DP_STAMP = "NOT DIFFERENTIALLY PRIVATE"
+
 
 class RunKind(str, enum.Enum):
     """What produced a run folder."""

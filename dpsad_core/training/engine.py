@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from dpsad_core import distributed
 from dpsad_core.errors import DeviceError, PrivacyBudgetError, RunError
 from dpsad_core.events import (
     CheckpointWritten,
@@ -28,8 +29,9 @@ from dpsad_core.events import (
     SampleGrid,
     StepCompleted,
 )
+from dpsad_core.privacy.calibration import default_delta
+from dpsad_core.runs.folder import RUNS_DIR, RunFolder, new_run_id, utc_now
 from dpsad_core.runs.records import RunResult, RunState
-from dpsad_core.training import distributed
 from dpsad_core.training.budget import reserve_spend
 from dpsad_core.training.config import Recipe, TrainConfig
 from dpsad_core.training.planner import (
@@ -43,10 +45,8 @@ from dpsad_core.training.planner import (
     STUDENT,
     TEACHER,
     TrainingPlan,
-    default_delta,
     plan_training,
 )
-from dpsad_core.training.runs import RUNS_DIR, RunFolder, new_run_id, utc_now
 
 GRID_PER_CLASS = 8
 #: A step of each phase kind in denoising steps, before a kind's own steps are timed (bench/step_time.py

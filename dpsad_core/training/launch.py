@@ -81,7 +81,7 @@ def _report_sampling_failure(error, command: str) -> int:
 
 def _mark_interrupted(workspace: Path, run_id: str, message: str) -> None:
     """A run whose rank 0 was killed still says "running": say what happened (under the run's lock)."""
-    from dpsad_core.training.runs import RunFolder
+    from dpsad_core.runs.folder import RunFolder
 
     try:
         run = RunFolder.open(workspace, run_id)

@@ -24,7 +24,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from dpsad_core.training import distributed
+from dpsad_core import distributed
 
 WORKER_EXIT_WAIT_S = 30.0
 
@@ -32,8 +32,8 @@ WORKER_EXIT_WAIT_S = 30.0
 def train_with_workers(config, *, workspace: Path, nproc: int, stop: Callable[[], bool] | None = None,
                        resume: str | None = None) -> Iterator[Any]:
     """The events of ``start_training(config)`` (or ``resume_training(resume)``) run by ``nproc`` workers."""
+    from dpsad_core.runs.folder import RunFolder, new_run_id
     from dpsad_core.training.engine import resolve_device
-    from dpsad_core.training.runs import RunFolder, new_run_id
 
     if resume:
         run = RunFolder.open(workspace, resume)

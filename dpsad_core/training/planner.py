@@ -129,11 +129,6 @@ class TrainingPlan:
         return cls(**data)
 
 
-def default_delta(private_units: int) -> float:
-    """Well below 1/N: min(1e-5, 0.1/N)."""
-    return min(1e-5, 0.1 / max(private_units, 1))
-
-
 def plan_training(*, recipe: Recipe, hyper: Hyperparameters, epsilon: float, delta: float, private_units: int,
                   public_records: int = 0, reproducible_noise: bool = False, count: Mechanism | None = None,
                   units_from: str = "declared") -> TrainingPlan:

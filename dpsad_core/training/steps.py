@@ -18,9 +18,9 @@ from torch import nn
 from torch.func import functional_call
 
 from dpsad_core.diffusion import DiffusionSchedule
+from dpsad_core.distributed import SOLO, World, shard_positions, sum_across, sum_module_gradients
 from dpsad_core.privacy import Mechanism
 from dpsad_core.privacy.randomness import SecretStream
-from dpsad_core.training.distributed import SOLO, World, shard_positions, sum_across, sum_module_gradients
 from dpsad_core.training.dp_sgd import add_noise_and_average, apply_gradients, clipped_gradient_sum, poisson_sample
 from dpsad_core.training.losses import denoising_loss, discriminator_loss, make_student_loss
 from dpsad_core.training.planner import DISCRIMINATOR, STUDENT

@@ -94,7 +94,7 @@ def test_train_over_the_cap_exits_4_with_the_numbers(workspace, capsys, demo_fp)
 
 @pytest.mark.slow
 def test_release_drops_a_dead_runs_reservation_but_not_a_live_one(workspace, capsys, demo_fp):
-    from dpsad_core.training.runs import RunFolder
+    from dpsad_core.runs.folder import RunFolder
 
     ledger = PrivacyLedger(workspace)
     ledger.set_cap(demo_fp, 50.0, dataset_name="demo-digits-train")

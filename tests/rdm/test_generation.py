@@ -16,7 +16,7 @@ from dpsad_core.rdm.generation import GenerateConfig, generate_rdm
 from dpsad_core.rdm.index import load_index
 from dpsad_core.rdm.planner import RetrievalSettings
 from dpsad_core.runs import RunKind, RunResult
-from dpsad_core.training.runs import list_runs
+from dpsad_core.runs.folder import list_runs
 from tests.fixtures.rdm import INDEX, MODEL
 
 

@@ -10,7 +10,7 @@ import pytest
 from dpsad_core.cli import main
 from dpsad_core.errors import RunError
 from dpsad_core.runs import RESULT_SCHEMA, RunKind, RunResult, RunState
-from dpsad_core.training.runs import RunFolder, list_runs
+from dpsad_core.runs.folder import RunFolder, list_runs
 
 # A training run's result.json as written before the typed records (no schema, student, workers, secure_rng).
 OLD_TRAINING = {

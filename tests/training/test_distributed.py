@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from dpsad_core.distributed import World
 from dpsad_core.privacy.randomness import SecretRandomness
 from dpsad_core.training import RunFolder, TrainConfig, resolve_hyperparameters, start_training
-from dpsad_core.training.distributed import World
 from dpsad_core.training.steps import DataTensors, draw_batch
 
 pytestmark = pytest.mark.slow

@@ -6,8 +6,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from dpsad_core import distributed
 from dpsad_core.events import RunFinished, RunStarted, StepCompleted
-from dpsad_core.training import RunFolder, TrainConfig, distributed, resolve_hyperparameters, start_training
+from dpsad_core.training import RunFolder, TrainConfig, resolve_hyperparameters, start_training
 from dpsad_core.training.local_workers import train_with_workers
 
 pytestmark = pytest.mark.slow

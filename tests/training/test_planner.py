@@ -7,8 +7,8 @@ import math
 import pytest
 
 from dpsad_core.privacy import combined_noise_multiplier, compute_epsilon
+from dpsad_core.privacy.calibration import default_delta
 from dpsad_core.training import Recipe, plan_training, resolve_hyperparameters
-from dpsad_core.training.planner import default_delta
 
 
 @pytest.mark.parametrize("recipe", [Recipe.DPSAD_SPLIT, Recipe.DPDM, Recipe.DPSAD_PUBLIC_TEACHER])

@@ -8,7 +8,7 @@ Layout of ``<workspace>/runs/<run_id>/``::
     privacy.json     the accountant's history and values, rewritten every step
     status.json      state (a RunState: running / interrupted / finished / failed / cancelled), phase, step
     result.json      the final summary (a RunResult; what ``train --json`` prints)
-    model.pt         the released model only (no teacher, no discriminator)
+    model.pt         the released model (for dpsad also the DP teacher its student came from; no discriminator)
     samples/         sample grids as training goes
     .lock            held by the process that is training this run
 """
