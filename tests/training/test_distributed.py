@@ -68,6 +68,22 @@ def test_two_workers_train_the_one_process_model_with_reproducible_noise(workspa
     assert sorted(p.name for p in (workspace / "runs").iterdir()) == sorted([two["run_id"], one["run_id"]])
 
 
+@pytest.mark.parametrize(("recipe", "public"), [("dpsad-public-teacher", "rendered-digits"), ("dpsad-paper", None)])
+def test_the_recipes_with_unprotected_adam_steps_are_one_mechanism_with_two_workers(workspace, recipe, public):
+    """Their plain Adam steps (the public teacher, the paper's discriminator) turn float-order differences in
+    near-zero gradients into +-lr updates, so their weights are not compared; their mechanisms and epsilon are."""
+    extra = ("--public-data", public) if public else ()
+    done = cli(workspace, *train_args(recipe, "--nproc", "2", *extra))
+    assert done.returncode == 0, done.stderr
+    two = json.loads(done.stdout.strip().splitlines()[-1])
+    config = TrainConfig(data="demo", recipe=recipe, epsilon=10.0, preset="tiny", hyper=resolve_hyperparameters("tiny"),
+                         device="cpu", public_data=public)
+    one = list(start_training(config, workspace=workspace))[-1].result
+    assert two["workers"] == 2 and two["mechanisms"] == one["mechanisms"]
+    assert two["private"] is one["private"] and two["epsilon"] == one["epsilon"]
+    assert two["nonprivate_parts"] == one["nonprivate_parts"]
+
+
 def test_two_workers_spend_the_one_process_epsilon(workspace):
     done = cli(workspace, *train_args("dpsad-split", "--nproc", "2"))
     assert done.returncode == 0, done.stderr
