@@ -74,7 +74,9 @@ def test_a_student_cell_compares_the_student_with_its_own_teacher(tmp_path, monk
     comparison = record["student_vs_teacher"]
     assert comparison["student"]["generator"] == "few-step student" and comparison["student"]["sample_steps"] == 4
     assert comparison["teacher"]["generator"] == "teacher" and comparison["teacher"]["sample_steps"] == 5
-    assert comparison["student"]["cnn_accuracy"] == record["cnn_accuracy"] and comparison["student_train_minutes"] > 0
+    assert comparison["student"]["cnn_accuracy"] == record["cnn_accuracy"]
+    # Minutes, rounded to 0.01: a smoke student can take under 0.3 s, so only the type and sign are certain.
+    assert isinstance(comparison["student_train_minutes"], float) and comparison["student_train_minutes"] >= 0
     rendered = table.render_student_table("smoke", table.load_results(results, "smoke"))
     rows = [line for line in rendered.splitlines() if "`demo-eps10-dpsad`" in line]
     assert len(rows) == 2 and "few-step student | 4 |" in rows[0] and "teacher | 5 |" in rows[1]
