@@ -26,8 +26,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from dpsad_core.commands.plan_time import format_duration
 from dpsad_core.training.config import DEFAULT_RECIPE, Recipe  # no torch: the window still opens fast
-from dpsad_workbench.core import format_duration, format_epsilon
+from dpsad_workbench.core import format_epsilon
 from dpsad_workbench.settings import AppSettings
 from dpsad_workbench.widgets import EPSILON_MAX, EPSILON_MIN, EpsilonEdit, WrapLabel, compact_combo, parse_epsilon
 from dpsad_workbench.worker import WorkerOwner, call_in_worker

@@ -23,8 +23,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from dpsad_core.commands.plan_time import format_duration
 from dpsad_core.runs.records import RunResult
-from dpsad_workbench.core import format_duration, format_epsilon
+from dpsad_workbench.core import format_epsilon
 from dpsad_workbench.images import ImageLabel
 from dpsad_workbench.time_left import TimeLeft
 from dpsad_workbench.training import (

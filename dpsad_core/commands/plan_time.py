@@ -33,7 +33,7 @@ def plan_time(config, dataset, plan) -> dict[str, Any]:
 
 
 def format_duration(seconds: float | None) -> str:
-    """``45 s``, ``5 min 03 s``, ``2 h 21 min`` (the workbench's format: app/core.py, kept Qt- and torch-free)."""
+    """``45 s``, ``5 min 03 s``, ``2 h 21 min``: the CLI's and the workbench's (Qt- and torch-free)."""
     if seconds is None or not math.isfinite(seconds):
         return "unknown"
     seconds = int(round(seconds))

@@ -172,27 +172,24 @@ def plan_training(*, recipe: Recipe, hyper: Hyperparameters, epsilon: float, del
                          noise_multiplier=combined_noise_multiplier([sigma_student, sigma_disc]),
                          model_noise_multiplier=sigma_student, disc_noise_multiplier=sigma_disc, disc_private=True)
 
-    if recipe is Recipe.DPDM:
-        q, batch = rate(hyper.teacher_batch_size, private_units, DENOISER)
+    def whole_budget_denoiser(name: str, network: str) -> None:
+        """dpdm's model (dpsad's teacher): DP-SGD with the whole budget, after free public pre-training if given
+        (DP-Promise-style: DP-SGD then fine-tunes from the public phase's averaged weights)."""
+        q, batch = rate(hyper.teacher_batch_size, private_units, name)
         sigma = calibrate_noise_multiplier(target_epsilon=epsilon, delta=delta, sample_rate=q,
                                            steps=hyper.teacher_steps, prior=prior, accountant=accountant)
         if public_records > 0:
-            # Public pre-training (DP-Promise-style): free, then DP-SGD fine-tunes from its averaged weights.
             public_q, public_batch = _public_rate(hyper.teacher_batch_size, public_records)
             phases.append(_denoise_phase(PRETRAIN, "public", "public", hyper.pretrain_steps, public_batch,
-                                         public_q, 0.0))
-        phases.append(_denoise_phase(DENOISER, "dp", "private", hyper.teacher_steps, batch, q, sigma))
+                                         public_q, 0.0, network=network))
+        phases.append(_denoise_phase(name, "dp", "private", hyper.teacher_steps, batch, q, sigma))
+
+    if recipe is Recipe.DPDM:
+        whole_budget_denoiser(DENOISER, network="")
         release = DENOISER
     elif recipe is Recipe.DPSAD:
-        # The teacher is dpdm's model with the whole budget; the student is post-processing of it.
-        q, batch = rate(hyper.teacher_batch_size, private_units, TEACHER)
-        sigma = calibrate_noise_multiplier(target_epsilon=epsilon, delta=delta, sample_rate=q,
-                                           steps=hyper.teacher_steps, prior=prior, accountant=accountant)
-        if public_records > 0:
-            public_q, public_batch = _public_rate(hyper.teacher_batch_size, public_records)
-            phases.append(_denoise_phase(PRETRAIN, "public", "public", hyper.pretrain_steps, public_batch,
-                                         public_q, 0.0, network=TEACHER))
-        phases.append(_denoise_phase(TEACHER, "dp", "private", hyper.teacher_steps, batch, q, sigma))
+        # The student is post-processing of the teacher: it reads the teacher's own samples only.
+        whole_budget_denoiser(TEACHER, network=TEACHER)
         phases.append(PhasePlan(name=STUDENT, kind=FEW_STEP, privacy=POSTPROCESS, data="teacher",
                                 steps=hyper.distill_steps, expected_batch_size=float(hyper.distill_batch_size),
                                 sample_rate=0.0, noise_multiplier=0.0, model_noise_multiplier=0.0,
