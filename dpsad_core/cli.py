@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import math
 import os
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -508,47 +506,18 @@ def _print_budget(budget: dict[str, Any]) -> None:
 
 
 def _consume(events, *, json_out: bool) -> int:
-    from tqdm import tqdm
+    from dpsad_core.commands.progress import show_progress
+    from dpsad_core.events import RunFinished, RunInterrupted, RunStarted
 
-    from dpsad_core.events import PhaseStarted, RunFinished, RunInterrupted, RunStarted, StepCompleted
-
-    bar = None
     result = None
     run_dir = None
-    plain = not sys.stderr.isatty()  # tqdm stays silent off a terminal: print a line every 30 s instead
-    last_line = 0.0
-    for event in events:
+    for event in show_progress(events):
         if isinstance(event, RunStarted):
             run_dir = event.run_dir
-            verb = "resuming" if event.resumed else "started"
-            print(f"{verb} run {event.run_id} in {event.run_dir}", file=sys.stderr)
-            for warning in event.plan.get("warnings", []):
-                print(f"warning: {warning}", file=sys.stderr)
-        elif isinstance(event, PhaseStarted):
-            if bar is not None:
-                bar.close()
-            bar = tqdm(total=event.total_steps, initial=event.start_step, desc=f"{event.phase} ({event.privacy})",
-                       file=sys.stderr, dynamic_ncols=True, disable=None)
-        elif isinstance(event, StepCompleted) and bar is not None:
-            eps = "inf" if math.isinf(event.epsilon_spent) else f"{event.epsilon_spent:.2f}"
-            loss = next(iter(event.losses.values()))
-            status = f"loss {loss:.4f} eps {eps}/{event.epsilon_target:g}"
-            bar.set_postfix_str(status)
-            bar.update(1)
-            if plain and (time.monotonic() - last_line > 30 or event.step == event.total_steps):
-                last_line = time.monotonic()
-                print(f"{event.phase} step {event.step}/{event.total_steps}: {status}, "
-                      f"about {event.eta_seconds / 60:.1f} min left", file=sys.stderr, flush=True)
         elif isinstance(event, RunInterrupted):
-            if bar is not None:
-                bar.close()
-            print(f"run {event.run_id} stopped at {event.phase} step {event.step}; "
-                  f"resume with: dpsad-core train --resume {event.run_id}", file=sys.stderr)
             return EXIT_INTERRUPTED
         elif isinstance(event, RunFinished):
             result = event.result
-    if bar is not None:
-        bar.close()
     if result is None:  # pragma: no cover - the engine always ends with one of the two events above
         return EXIT_INTERNAL
     if json_out:

@@ -9,8 +9,6 @@ resumed with ``dpsad-core train --resume RUN``.
 from __future__ import annotations
 
 import argparse
-import sys
-import time
 from typing import Any
 
 from dpsad_core.commands import options as typed
@@ -77,8 +75,9 @@ def _cmd_audit(args: argparse.Namespace) -> int:
 
 
 def _train_and_audit(args: argparse.Namespace, workspace) -> int:
-    from dpsad_core.evaluation.audit_run import AuditFinished, AuditPrepared, AuditSettings, run_audit
-    from dpsad_core.events import PhaseStarted, RunInterrupted, RunStarted, StepCompleted
+    from dpsad_core.commands.progress import show_progress
+    from dpsad_core.evaluation.audit_run import AuditFinished, AuditSettings, run_audit
+    from dpsad_core.events import RunInterrupted
     from dpsad_core.training import TrainConfig, resolve_hyperparameters
 
     settings = AuditSettings(canaries=args.canaries, canary_kind=args.canary_kind, score_draws=args.score_draws,
@@ -89,28 +88,18 @@ def _train_and_audit(args: argparse.Namespace, workspace) -> int:
                          hyper=hyper, public_data=args.public_data, max_steps=args.max_steps,
                          resolution=args.resolution, seed=args.train_seed, device=args.device,
                          min_records=args.min_records)
-    last_line = 0.0
-    for event in run_audit(config, settings, workspace=workspace, stop=stop_flag()):
-        if isinstance(event, AuditPrepared):
-            print(f"audit: {event.canaries} {event.kind} canaries, {event.included} included; training on "
-                  f"'{event.dataset_name}'", file=sys.stderr)
-        elif isinstance(event, RunStarted):
-            print(f"audit run {event.run_id} in {event.run_dir}", file=sys.stderr)
-        elif isinstance(event, PhaseStarted):
-            print(f"{event.phase} ({event.privacy}): {event.total_steps} steps", file=sys.stderr)
-        elif isinstance(event, StepCompleted):
-            if time.monotonic() - last_line > 30 or event.step == event.total_steps:
-                last_line = time.monotonic()
-                print(f"  {event.phase} step {event.step}/{event.total_steps}, about "
-                      f"{event.eta_seconds / 60:.1f} min left", file=sys.stderr, flush=True)
-        elif isinstance(event, RunInterrupted):
-            print(f"audit run {event.run_id} stopped at {event.phase} step {event.step}; finish it with: "
-                  f"dpsad-core train --resume {event.run_id}, then dpsad-core audit --run {event.run_id}",
-                  file=sys.stderr)
+    for event in show_progress(run_audit(config, settings, workspace=workspace, stop=stop_flag()),
+                               interrupted=_audit_hint):
+        if isinstance(event, RunInterrupted):
             return EXIT_INTERRUPTED
-        elif isinstance(event, AuditFinished):
+        if isinstance(event, AuditFinished):
             _print_report(event.report, json_out=args.json)
     return 0
+
+
+def _audit_hint(event) -> str:
+    return (f"audit run {event.run_id} stopped at {event.phase} step {event.step}; finish it with: "
+            f"dpsad-core train --resume {event.run_id}, then dpsad-core audit --run {event.run_id}")
 
 
 def _print_report(report: dict[str, Any], *, json_out: bool) -> None:

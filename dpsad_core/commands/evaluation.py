@@ -58,18 +58,18 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _evaluate_here(args: argparse.Namespace) -> int:
+    from dpsad_core.commands.progress import show_progress
     from dpsad_core.evaluation.evaluate import evaluate_run
-    from dpsad_core.evaluation.report import EvaluationFinished, EvaluationOptions, EvaluationStage
+    from dpsad_core.evaluation.report import EvaluationFinished, EvaluationOptions
 
     options = EvaluationOptions(per_class=args.per_class, count=args.count, seed=args.seed, device=args.device,
                                 sample_steps=args.steps, guidance=args.guidance, cnn_epochs=args.epochs,
                                 cnn_min_steps=args.min_steps, inception_weights=args.inception_weights,
                                 samples=args.samples, generator=args.generator)
     finished = None
-    for event in evaluate_run(args.run, test=args.test, workspace=workspace_from_args(args), options=options):
-        if isinstance(event, EvaluationStage):
-            print(f"[{event.index}/{event.total}] {event.detail}", file=sys.stderr, flush=True)
-        elif isinstance(event, EvaluationFinished):
+    for event in show_progress(evaluate_run(args.run, test=args.test, workspace=workspace_from_args(args),
+                                            options=options)):
+        if isinstance(event, EvaluationFinished):
             finished = event
     if finished is None:  # pragma: no cover - evaluate_run always ends with EvaluationFinished or raises
         return EXIT_INTERNAL

@@ -191,27 +191,13 @@ def _export_here(args: argparse.Namespace) -> int:
 
 def consume_export(events):
     """Show an export's progress on stderr and return its ExportFinished event."""
-    from tqdm import tqdm
+    from dpsad_core.commands.progress import show_progress
+    from dpsad_core.events import ExportFinished
 
-    from dpsad_core.events import ExportFinished, ExportProgress, ExportStarted
-
-    bar = None
     finished = None
-    for event in events:
-        if isinstance(event, ExportStarted):
-            print(f"exporting {event.total_images} images from run {event.run_id}", file=sys.stderr)
-            if not event.private:
-                print("WARNING: this run is NOT differentially private: the bundle is stamped as such",
-                      file=sys.stderr)
-            bar = tqdm(total=event.total_images, desc="sampling", file=sys.stderr, dynamic_ncols=True, disable=None)
-        elif isinstance(event, ExportProgress) and bar is not None:
-            bar.set_description(event.stage)
-            bar.n = min(event.done, bar.total)
-            bar.refresh()
-        elif isinstance(event, ExportFinished):
+    for event in show_progress(events):
+        if isinstance(event, ExportFinished):
             finished = event
-    if bar is not None:
-        bar.close()
     return finished
 
 

@@ -110,6 +110,7 @@ def _register_train_public(commands: argparse._SubParsersAction) -> None:
 
 
 def _cmd_train_public(args: argparse.Namespace) -> int:
+    from dpsad_core.commands.progress import show_progress
     from dpsad_core.rdm.store import PublicModelSaved
     from dpsad_core.rdm.training import make_config, train_public
 
@@ -119,7 +120,7 @@ def _cmd_train_public(args: argparse.Namespace) -> int:
                          sigma_max=args.sigma_max, min_records=args.min_records, seed=args.seed,
                          allow_public_overlap=args.allow_public_overlap)
     saved = None
-    for event in _progress(train_public(config, workspace=workspace)):
+    for event in show_progress(train_public(config, workspace=workspace)):
         if isinstance(event, PublicModelSaved):
             saved = event
     if saved is None:
@@ -208,6 +209,7 @@ def _register_generate(commands: argparse._SubParsersAction) -> None:
 
 
 def _cmd_generate(args: argparse.Namespace) -> int:
+    from dpsad_core.commands.progress import show_progress
     from dpsad_core.events import RunFinished, RunInterrupted
     from dpsad_core.rdm.generation import GenerateConfig, count_queries, generate_rdm
     from dpsad_core.rdm.planner import sigma_for_budget
@@ -226,10 +228,9 @@ def _cmd_generate(args: argparse.Namespace) -> int:
         print(f"sigma {sigma:.4f}: the smallest noise for which {queries} queries fit epsilon {args.epsilon:g}",
               file=sys.stderr)
     result = None
-    for event in _progress(generate_rdm(GenerateConfig(sigma=sigma, **common), workspace=workspace,
-                                        stop=stop_flag())):
+    for event in show_progress(generate_rdm(GenerateConfig(sigma=sigma, **common), workspace=workspace,
+                                            stop=stop_flag()), interrupted=lambda event: event.message):
         if isinstance(event, RunInterrupted):
-            print(event.message, file=sys.stderr)
             return EXIT_INTERRUPTED
         if isinstance(event, RunFinished):
             result = event.result
@@ -247,28 +248,3 @@ def _cmd_generate(args: argparse.Namespace) -> int:
         print(f"  images:      {finished.samples_npz}")
         print(f"  sample grid: {finished.sample_grid}")
     return 0
-
-
-# -- helpers ---------------------------------------------------------------------------------------
-
-
-def _progress(events):
-    """Relay events, printing phases and warnings on stderr and a line per 30 s of progress."""
-    import time
-
-    from dpsad_core.events import PhaseStarted, RunStarted, StepCompleted
-
-    last = 0.0
-    for event in events:
-        if isinstance(event, RunStarted):
-            print(f"started run {event.run_id} in {event.run_dir}", file=sys.stderr)
-            for warning in event.plan.get("warnings", []):
-                print(f"warning: {warning}", file=sys.stderr)
-        elif isinstance(event, PhaseStarted):
-            print(f"{event.phase} ({event.privacy}): {event.total_steps} steps", file=sys.stderr, flush=True)
-        elif isinstance(event, StepCompleted) and (time.monotonic() - last > 30 or event.step == event.total_steps):
-            last = time.monotonic()
-            losses = " ".join(f"{name} {value:.4f}" for name, value in event.losses.items())
-            spent = f" epsilon {event.epsilon_spent:.3f}/{event.epsilon_target:g}" if event.epsilon_target else ""
-            print(f"  {event.phase} {event.step}/{event.total_steps} {losses}{spent}", file=sys.stderr, flush=True)
-        yield event

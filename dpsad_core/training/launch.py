@@ -12,10 +12,8 @@ import os
 import sys
 from pathlib import Path
 
-from dpsad_core.errors import RunError
+from dpsad_core.errors import EXIT_INTERRUPTED, RunError
 from dpsad_core.runs.records import RunState
-
-EXIT_INTERRUPTED = 130
 
 
 def launch_local(worker_argv: list[str], *, nproc: int, run_id: str, workspace: Path, command: str = "train") -> int:
