@@ -118,15 +118,72 @@ def _landing_x0(x: torch.Tensor, landing: torch.Tensor, abar_t: torch.Tensor,
     return (landing - ratio * x) / (abar_next.sqrt() - ratio * abar_t.sqrt())
 
 
+@torch.no_grad()
+def diffused_states(teacher: nn.Module, schedule: DiffusionSchedule, pool: TeacherPool, rows: torch.Tensor,
+                    segment: torch.Tensor, *, teacher_steps: int, generator: torch.Generator,
+                    device: torch.device | str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fresh (state, target) pairs: a teacher sample diffused to a student time, then the teacher's own steps.
+
+    The stochastic single step of DP-SAD (docs/method.md §1.3): ``x_tau`` comes from a clean image by the
+    forward process with fresh noise, here the teacher's final image of pool entry ``rows`` (a release,
+    never a private record), so the student sees new states at every step rather than the pool's fixed
+    trajectories. The target is what the teacher's DDIM makes of that state over the segment down to the
+    next student time, as for the pool (:func:`_landing_x0`); it costs the segment's teacher steps.
+    """
+    times = pool.timesteps
+    x0 = pool.targets[rows, len(times) - 1].to(device)
+    noise = torch.randn(x0.shape, generator=generator).to(device)
+    abar = schedule.alphas_cumprod.to(device=device, dtype=torch.float32)
+    scale = abar[torch.as_tensor(times, dtype=torch.long)[segment].to(device)].reshape(-1, *([1] * (x0.dim() - 1)))
+    states = scale.sqrt() * x0 + (1 - scale).sqrt() * noise
+    targets = segment_targets(teacher, schedule, states, segment.to(device), pool.labels[rows].to(device),
+                              timesteps=times, teacher_steps=teacher_steps)
+    return states, targets
+
+
+@torch.no_grad()
+def segment_targets(teacher: nn.Module, schedule: DiffusionSchedule, states: torch.Tensor, segment: torch.Tensor,
+                    labels: torch.Tensor, *, timesteps: list[int], teacher_steps: int) -> torch.Tensor:
+    """The x_0 targets of ``states`` (row r at student time ``timesteps[segment[r]]``): the teacher's DDIM
+    (its ``teacher_steps`` grid, as in :func:`teacher_trajectories`) run down to the next student time."""
+    device = states.device
+    abar = schedule.alphas_cumprod.to(device=device, dtype=torch.float32)
+    grid = sorted(set(ddim_timesteps(schedule, teacher_steps)) | set(timesteps), reverse=True)
+    targets = torch.empty_like(states)
+    for index, start in enumerate(timesteps):
+        chosen = (segment == index).nonzero().flatten()
+        if chosen.numel() == 0:
+            continue
+        end = timesteps[index + 1] if index + 1 < len(timesteps) else None
+        x = states[chosen]
+        steps = [g for g in grid if g <= start and (end is None or g > end)]
+        for position, g in enumerate(steps):
+            following = steps[position + 1] if position + 1 < len(steps) else end
+            abar_next = abar[following] if following is not None else torch.tensor(1.0, device=device)
+            t_batch = torch.full((x.shape[0],), g, device=device, dtype=torch.long)
+            x, _ = ddim_update(x, teacher(x, t_batch, labels[chosen]), abar[g], abar_next)
+        landing = x if end is not None else x.clamp(-1, 1)
+        targets[chosen] = _landing_x0(states[chosen], landing, abar[start], abar[end] if end is not None else None)
+    return targets
+
+
 def few_step_update(*, student: nn.Module, discriminator: nn.Module | None, student_optimizer: torch.optim.Optimizer,
                     disc_optimizer: torch.optim.Optimizer | None, pool: TeacherPool, schedule: DiffusionSchedule,
                     batch_size: int, adversarial_weight: float, generator: torch.Generator,
-                    device: torch.device | str) -> dict[str, float]:
-    """One step: the discriminator, then the student, on a batch of (pool entry, student time) pairs."""
+                    device: torch.device | str, teacher: nn.Module | None = None,
+                    teacher_steps: int = 25) -> dict[str, float]:
+    """One step: the discriminator, then the student, on a batch of (pool entry, student time) pairs.
+
+    With ``teacher``, the states are fresh (:func:`diffused_states`) instead of the pool's trajectories.
+    """
     rows = torch.randint(0, pool.size, (batch_size,), generator=generator)
     segment = torch.randint(0, len(pool.timesteps), (batch_size,), generator=generator)
-    x = pool.states[rows, segment].to(device)
-    target = pool.targets[rows, segment].to(device)
+    if teacher is None:
+        x = pool.states[rows, segment].to(device)
+        target = pool.targets[rows, segment].to(device)
+    else:
+        x, target = diffused_states(teacher, schedule, pool, rows, segment, teacher_steps=teacher_steps,
+                                    generator=generator, device=device)
     labels = pool.labels[rows].to(device)
     t = torch.as_tensor(pool.timesteps, dtype=torch.long)[segment].to(device)
     abar = schedule.alphas_cumprod.to(device=device, dtype=torch.float32)[t]

@@ -14,7 +14,13 @@ from dpsad_core.errors import ConfigError
 from dpsad_core.events import PhaseStarted, RunFinished, StepCompleted
 from dpsad_core.runs import RunResult
 from dpsad_core.training import Recipe, TrainConfig, plan_training, resolve_hyperparameters, start_training
-from dpsad_core.training.few_step import _landing_x0, student_timesteps
+from dpsad_core.training.few_step import (
+    _landing_x0,
+    diffused_states,
+    segment_targets,
+    student_timesteps,
+    teacher_trajectories,
+)
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
@@ -43,6 +49,46 @@ def test_the_target_is_the_image_whose_ddim_step_lands_on_the_teacher_state():
     landing, _ = ddim_update(x, eps, abar[374], abar[250])  # where the teacher's step went
     assert torch.allclose(_landing_x0(x, landing, abar[374], abar[250]), image, atol=1e-4)
     assert torch.equal(_landing_x0(x, landing, abar[125], None), landing)  # the last step lands on x_0
+
+
+def _tiny_teacher():
+    from dpsad_core.models import UNet, UNetConfig
+
+    torch.manual_seed(0)
+    teacher = UNet(UNetConfig(image_channels=1, resolution=8, num_classes=3, channels=(8, 16))).eval()
+    with torch.no_grad():
+        teacher.out_conv.weight.normal_(0, 0.1)  # zero at initialisation: the teacher would predict no noise
+    return teacher
+
+
+def test_the_teachers_steps_over_a_segment_give_the_pools_own_targets():
+    """segment_targets, run on the pool's states, is the pool's targets: the diffused states share its rule."""
+    teacher, schedule = _tiny_teacher(), DiffusionSchedule(100)
+    times = student_timesteps(100, 4)
+    pool = teacher_trajectories(teacher, schedule, torch.tensor([0, 1, 2, 0, 1, 2]), image_shape=(1, 8, 8),
+                                teacher_steps=10, timesteps=times, generator=torch.Generator().manual_seed(1))
+    rows = torch.arange(6).repeat_interleave(4)
+    segment = torch.arange(4).repeat(6)
+    targets = segment_targets(teacher, schedule, pool.states[rows, segment], segment, pool.labels[rows],
+                              timesteps=times, teacher_steps=10)
+    torch.testing.assert_close(targets, pool.targets[rows, segment], atol=1e-5, rtol=1e-4)
+
+
+def test_diffused_states_are_fresh_noisy_teacher_images_at_the_student_times():
+    teacher, schedule = _tiny_teacher(), DiffusionSchedule(100)
+    times = student_timesteps(100, 2)
+    pool = teacher_trajectories(teacher, schedule, torch.tensor([0, 1, 2]), image_shape=(1, 8, 8), teacher_steps=10,
+                                timesteps=times, generator=torch.Generator().manual_seed(1))
+    rows, segment = torch.tensor([0, 0, 1]), torch.tensor([1, 1, 0])
+    draw = torch.Generator().manual_seed(2)
+    states, targets = diffused_states(teacher, schedule, pool, rows, segment, teacher_steps=10, generator=draw,
+                                      device="cpu")
+    assert not torch.equal(states[0], states[1])  # the same image and time, fresh noise
+    abar = schedule.alphas_cumprod[times[1]]
+    noise = (states[0] - abar.sqrt() * pool.targets[0, -1]) / (1 - abar).sqrt()
+    assert abs(float(noise.std()) - 1.0) < 0.3  # what is left is unit Gaussian noise
+    torch.testing.assert_close(targets, segment_targets(teacher, schedule, states, segment, pool.labels[rows],
+                                                        timesteps=times, teacher_steps=10))
 
 
 def test_the_plan_spends_the_whole_budget_on_the_teacher_and_nothing_on_the_student():
