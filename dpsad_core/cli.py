@@ -269,18 +269,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
         return _train_worker(args)
     nproc = 1 if solo else args.nproc if args.nproc is not None else _workers_of(args.resume, workspace)
     if nproc > 1 and not args.plan:
-        from dpsad_core.training.engine import resolve_device
+        from dpsad_core.devices import check_gpus_for
         from dpsad_core.training.launch import launch_local
 
-        if resolve_device(args.device).startswith("cuda"):
-            import torch
-
-            from dpsad_core.errors import DeviceError
-
-            if args.device.startswith("cuda:") or nproc > torch.cuda.device_count():
-                raise DeviceError(f"--nproc {nproc} on CUDA needs one GPU per worker; this machine has "
-                                  f"{torch.cuda.device_count()} (and --device cuda:K names only one)",
-                                  remedy="lower --nproc, or use --device cuda")
+        check_gpus_for(nproc, args.device)
         from dpsad_core.runs.folder import RunFolder, new_run_id
 
         run_id = RunFolder.open(workspace, args.resume).run_id if args.resume else new_run_id(args.recipe or "dpdm")
@@ -331,7 +323,7 @@ def _workers_of(run_ref: str | None, workspace: Path) -> int:
 def _train_worker(args: argparse.Namespace) -> int:
     """One worker under torchrun / the elastic launcher: join the group, train, only rank 0 reports."""
     from dpsad_core import distributed
-    from dpsad_core.training.engine import resolve_device
+    from dpsad_core.devices import resolve_device
 
     local = int(os.environ.get("LOCAL_WORLD_SIZE", os.environ["WORLD_SIZE"]))
     if args.nproc is not None and args.nproc != local:
@@ -398,6 +390,7 @@ def _sample_here(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
 
+    from dpsad_core.devices import resolve_device
     from dpsad_core.runs.folder import release_privacy
     from dpsad_core.sampling import (
         generate,
@@ -409,7 +402,6 @@ def _sample_here(args: argparse.Namespace) -> int:
         to_uint8,
     )
     from dpsad_core.training import RunFolder
-    from dpsad_core.training.engine import resolve_device
 
     out = typed.output_file(args.out, "--out") if args.out else None  # a folder given: refused before sampling
     npz = typed.output_file(args.npz, "--npz") if args.npz else None

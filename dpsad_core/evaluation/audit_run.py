@@ -151,9 +151,9 @@ def run_audit(config, settings: AuditSettings, *, workspace: Path,
 
 def score_audit_run(run_ref: str | Path, *, workspace: Path, device: str = "auto") -> dict[str, Any]:
     """Score a finished audit run's canaries with its released model; write and return the report."""
+    from dpsad_core.devices import resolve_device
     from dpsad_core.sampling import load_released_model
     from dpsad_core.training import RunFolder
-    from dpsad_core.training.engine import resolve_device
 
     run = RunFolder.open(workspace, str(run_ref))
     if run.kind is not RunKind.AUDIT or not (run.path / CANARY_FILE).is_file():

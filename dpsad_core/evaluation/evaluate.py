@@ -61,10 +61,10 @@ def evaluate_run(run_ref: str, *, test: str, workspace: Path, options: Evaluatio
         The last event holds the result dict also written to ``<run folder>/evaluation.json``.
     """
     from dpsad_core.data import resolve_data_source
+    from dpsad_core.devices import resolve_device
     from dpsad_core.sampling import generate, load_released_model, sampler_times
     from dpsad_core.sampling_workers import release_workers
     from dpsad_core.training import RunFolder, TrainConfig
-    from dpsad_core.training.engine import resolve_device
 
     options = options or EvaluationOptions()
     total = len(STAGES)

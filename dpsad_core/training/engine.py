@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from dpsad_core import distributed
-from dpsad_core.errors import DeviceError, PrivacyBudgetError, RunError
+from dpsad_core.devices import resolve_device
+from dpsad_core.errors import PrivacyBudgetError, RunError
 from dpsad_core.events import (
     CheckpointWritten,
     Event,
@@ -56,16 +57,6 @@ PHASE_COST_RATIO = {DENOISE: 1.0, DISTILL: 2.2, FEW_STEP: 0.15}
 DISTILL_COST_RATIO = PHASE_COST_RATIO[DISTILL]
 #: Teacher trajectories generated per chunk of the few-step student's pool.
 POOL_CHUNK = 512
-
-
-def resolve_device(name: str) -> str:
-    import torch
-
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise DeviceError("CUDA was requested but no CUDA device is available", remedy="use --device cpu or auto")
-    return name
 
 
 def prepare_run(config: TrainConfig, *, workspace: Path, plan_only: bool = False):

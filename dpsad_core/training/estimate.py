@@ -114,7 +114,8 @@ def estimate_plan_seconds(plan: dict[str, Any], steps: dict[str, int], hyper, *,
 
     Returns ``{"seconds", "phases": {phase name: seconds}, "step_seconds", "basis"}``.
     """
-    from dpsad_core.training.engine import PHASE_COST_RATIO, resolve_device
+    from dpsad_core.devices import resolve_device
+    from dpsad_core.training.engine import PHASE_COST_RATIO
 
     device = resolve_device(device)
     denoise = [p for p in plan["phases"] if p["kind"] == "denoise"] or plan["phases"]

@@ -32,8 +32,8 @@ WORKER_EXIT_WAIT_S = 30.0
 def train_with_workers(config, *, workspace: Path, nproc: int, stop: Callable[[], bool] | None = None,
                        resume: str | None = None) -> Iterator[Any]:
     """The events of ``start_training(config)`` (or ``resume_training(resume)``) run by ``nproc`` workers."""
+    from dpsad_core.devices import resolve_device
     from dpsad_core.runs.folder import RunFolder, new_run_id
-    from dpsad_core.training.engine import resolve_device
 
     if resume:
         run = RunFolder.open(workspace, resume)
@@ -112,7 +112,7 @@ def _end(followers: list[subprocess.Popen]) -> None:
 
 def _follower_main(job_path: str) -> int:
     """Ranks 1..N-1: train (or resume) the run rank 0 shares, writing nothing."""
-    from dpsad_core.training.engine import resolve_device
+    from dpsad_core.devices import resolve_device
 
     with open(job_path, "rb") as handle:
         job = pickle.load(handle)  # written by our own rank 0 just before, owner-only
