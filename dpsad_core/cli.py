@@ -253,6 +253,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from dpsad_core import distributed
     from dpsad_core.training import (
         DEFAULT_RECIPE,
+        Recipe,
         TrainConfig,
         resolve_hyperparameters,
         resume_training,
@@ -282,7 +283,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if args.resume:
         return _consume(resume_training(args.resume, workspace=workspace, stop=stop_flag()), json_out=args.json)
     hyper = resolve_hyperparameters(args.preset, parse_overrides(args.set))
-    recipe = args.recipe or DEFAULT_RECIPE.value
+    recipe = Recipe(args.recipe) if args.recipe else DEFAULT_RECIPE
     config = TrainConfig(data=args.data, recipe=recipe, epsilon=args.epsilon, delta=args.delta,
                          preset=args.preset, hyper=hyper, public_data=args.public_data, max_steps=args.max_steps,
                          resolution=args.resolution, seed=args.seed, privacy_seed=args.privacy_seed,
@@ -348,11 +349,11 @@ def _as_solo(args: argparse.Namespace) -> argparse.Namespace:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from dpsad_core.training import TrainConfig, resolve_hyperparameters, start_training
+    from dpsad_core.training import Recipe, TrainConfig, resolve_hyperparameters, start_training
 
     # The embedded digits are only 1,500 records: too few to learn digit shapes under DP from scratch
     # (docs/benchmarks.md). The teacher learns them from generated font digits, which are public.
-    config = TrainConfig(data="demo", recipe="dpsad-public-teacher", public_data="rendered-digits",
+    config = TrainConfig(data="demo", recipe=Recipe.DPSAD_PUBLIC_TEACHER, public_data="rendered-digits",
                          epsilon=args.epsilon, preset=args.preset, hyper=resolve_hyperparameters(args.preset))
     from dpsad_core.commands.export import demo_export_and_verify
     from dpsad_core.events import RunFinished

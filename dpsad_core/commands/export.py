@@ -206,7 +206,7 @@ def consume_export(events):
             bar = tqdm(total=event.total_images, desc="sampling", file=sys.stderr, dynamic_ncols=True, disable=None)
         elif isinstance(event, ExportProgress) and bar is not None:
             bar.set_description(event.stage)
-            bar.n = min(event.done, bar.total)
+            bar.n = event.done if bar.total is None else min(event.done, bar.total)
             bar.refresh()
         elif isinstance(event, ExportFinished):
             finished = event

@@ -169,6 +169,9 @@ def score_audit_run(run_ref: str | Path, *, workspace: Path, device: str = "auto
     except (KeyError, TypeError) as error:
         raise RunError(f"{run.path / AUDIT_FILE} has no readable settings ({error})",
                        remedy="the audit cannot be scored; run a new audit") from None
+    if settings.seed is None:  # the start replaced a None with the scoring seed it drew
+        raise RunError(f"{run.path / AUDIT_FILE} has no scoring seed",
+                       remedy="the audit cannot be scored; run a new audit")
     canaries = _read_canaries(run.path)
     result = run.result()
     device = resolve_device(device)

@@ -77,7 +77,8 @@ def downstream_accuracy(train_images: np.ndarray, train_labels: np.ndarray, test
     epochs = max(epochs, math.ceil(min_steps / math.ceil(len(train_idx) / batch_size)))
     model = SmallCNN(x.shape[1], num_classes).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-    best_state, best_accuracy, best_epoch = None, -1.0, 0
+    best_state: dict[str, torch.Tensor] = {}  # every epoch beats -1: the first one fills it
+    best_accuracy, best_epoch = -1.0, 0
     for epoch in range(1, epochs + 1):
         model.train()
         perm = train_idx[torch.randperm(len(train_idx), generator=generator)]

@@ -17,7 +17,7 @@ for memorisation (see :func:`_evaluate_rdm_run`).
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -204,7 +204,7 @@ def rdm_private_data(stored: dict[str, Any], *, workspace: Path, run_id: str):
 
 def evaluate_images(synthetic: np.ndarray, labels: np.ndarray, *, training, test, workspace: Path,
                     options: EvaluationOptions | None = None, first_stage: int = 1,
-                    closest_pairs_png: Path | None = None) -> Iterator[EvaluationStage]:
+                    closest_pairs_png: Path | None = None) -> Generator[EvaluationStage, None, dict[str, Any]]:
     """Score synthetic images (N x C x H x W in [0, 1]) against real training and test datasets.
 
     A generator of stage events whose return value (``StopIteration.value``) is the result dict

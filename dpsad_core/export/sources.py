@@ -177,6 +177,7 @@ def select_subset(labels, *, per_class: int | None, count: int | None, seed: int
             raise ConfigError(f"--per-class {per_class} is more than DP-RDM run {run_id} generated for some "
                               f"classes ({names})", field="per_class", value=per_class, remedy=remedy)
         return np.sort(np.concatenate([members[:per_class] for members in groups.values()]))
+    count = total if count is None else count  # given here: with neither, everything was returned above
     if count > total:
         raise ConfigError(f"--count {count} is more than the {total} images DP-RDM run {run_id} generated",
                           field="count", value=count, remedy=remedy)
