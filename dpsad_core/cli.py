@@ -120,9 +120,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--max-steps", type=typed.integer("--max-steps", minimum=0),
                      help="stop each phase after this many steps (epsilon reports what was actually spent)")
     sub.add_argument("--resume", metavar="RUN", help="continue an interrupted run (id or folder)")
-    sub.add_argument("--device", default="auto",
+    sub.add_argument("--device",
                      help="where each worker trains: auto (a GPU when there is one, else the CPU), cpu, cuda "
-                          "(with several workers: one GPU per worker, cuda:LOCAL_RANK), or cuda:K")
+                          "(with several workers: one GPU per worker, cuda:LOCAL_RANK), or cuda:K. Default: auto, "
+                          "or with --resume the device the run was started on (a checkpoint continues on any)")
     sub.add_argument("--nproc", type=int, metavar="N",
                      help="train with N worker processes on this machine, started by torch's elastic launcher "
                           "(gloo on CPU, one GPU each with --device cuda): the same mechanism, subsample, noise "
@@ -273,7 +274,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         from dpsad_core.devices import check_gpus_for
         from dpsad_core.training.launch import launch_local
 
-        check_gpus_for(nproc, args.device)
+        check_gpus_for(nproc, args.device or "auto")
         from dpsad_core.runs.folder import RunFolder, new_run_id
 
         run_id = RunFolder.open(workspace, args.resume).run_id if args.resume else new_run_id(args.recipe or "dpdm")
@@ -281,13 +282,14 @@ def _cmd_train(args: argparse.Namespace) -> int:
         return launch_local([*args.argv, *extra, "--workspace", str(workspace)], nproc=nproc, run_id=run_id,
                             workspace=workspace)
     if args.resume:
-        return _consume(resume_training(args.resume, workspace=workspace, stop=stop_flag()), json_out=args.json)
+        return _consume(resume_training(args.resume, workspace=workspace, stop=stop_flag(), device=args.device),
+                        json_out=args.json)
     hyper = resolve_hyperparameters(args.preset, parse_overrides(args.set))
     recipe = Recipe(args.recipe) if args.recipe else DEFAULT_RECIPE
     config = TrainConfig(data=args.data, recipe=recipe, epsilon=args.epsilon, delta=args.delta,
                          preset=args.preset, hyper=hyper, public_data=args.public_data, max_steps=args.max_steps,
                          resolution=args.resolution, seed=args.seed, privacy_seed=args.privacy_seed,
-                         device=args.device, min_records=args.min_records,
+                         device=args.device or "auto", min_records=args.min_records,
                          allow_public_overlap=args.allow_public_overlap)
     if args.plan:
         from dpsad_core.data.public_metadata import rare_class_warnings
@@ -330,7 +332,7 @@ def _train_worker(args: argparse.Namespace) -> int:
     if args.nproc is not None and args.nproc != local:
         raise ConfigError(f"--nproc {args.nproc} disagrees with the launcher's {local} workers on this machine",
                           field="nproc", value=args.nproc, remedy="leave --nproc out under torchrun")
-    world = distributed.init_world(resolve_device(args.device))
+    world = distributed.init_world(resolve_device(args.device or "auto"))
     try:
         if world.is_leader:
             return _cmd_train(_as_solo(args))

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from dpsad_core import distributed
 from dpsad_core.devices import resolve_device
-from dpsad_core.errors import PrivacyBudgetError, RunError
+from dpsad_core.errors import DeviceError, PrivacyBudgetError, RunError
 from dpsad_core.events import (
     CheckpointWritten,
     Event,
@@ -206,7 +206,13 @@ def start_training(config: TrainConfig, *, workspace: Path, stop: Callable[[], b
     yield from trainer.execute(resumed=False, stop=stop)
 
 
-def resume_training(run_ref: str, *, workspace: Path, stop: Callable[[], bool] | None = None) -> Iterator[Event]:
+def resume_training(run_ref: str, *, workspace: Path, stop: Callable[[], bool] | None = None,
+                    device: str | None = None) -> Iterator[Event]:
+    """Continue run ``run_ref`` from its last checkpoint; ``device`` (``--device``) replaces the start's.
+
+    A checkpoint does not tie a run to a device: it is read onto the CPU and each model, optimiser and
+    generator is restored onto the device the resume trains on (see ``_Trainer.load_state_dict``).
+    """
     from dpsad_core.data import resolve_data_source
 
     if not distributed.current_world().is_leader:
@@ -229,7 +235,7 @@ def resume_training(run_ref: str, *, workspace: Path, stop: Callable[[], bool] |
     if state is RunState.CANCELLED:
         raise RunError(f"run {run.run_id} was cancelled: it has ended, and what it spent stays counted on its dataset",
                        remedy="start a new run instead")
-    config = TrainConfig.from_dict(stored["config"])
+    config = _resume_device(TrainConfig.from_dict(stored["config"]), device, run.run_id)
     plan = TrainingPlan.from_dict(stored["plan"])
     dataset = resolve_data_source(config.data, workspace=workspace, resolution=stored["dataset"]["resolution"],
                                   min_records=config.min_records)
@@ -238,7 +244,7 @@ def resume_training(run_ref: str, *, workspace: Path, stop: Callable[[], bool] |
                        "(its fingerprint differs)", remedy="restore the original data, or start a new run")
     public = _load_public_data(config, dataset, workspace)
     _public_overlap(config, dataset, public)  # the plan recorded any override at the start
-    distributed.share(dict(stored, run_id=run.run_id))
+    distributed.share(dict(stored, run_id=run.run_id, config=config.to_dict()))
     # The same run: its own earlier entry is replaced, not added to.
     spend = reserve_spend(workspace, run.run_id, config, dataset, plan)
     try:
@@ -248,6 +254,23 @@ def resume_training(run_ref: str, *, workspace: Path, stop: Callable[[], bool] |
         raise
     trainer.spend = spend
     yield from trainer.execute(resumed=True, stop=stop)
+
+
+def _resume_device(config: TrainConfig, device: str | None, run_id: str) -> TrainConfig:
+    """The settings a resume trains with: the start's, on ``device`` when one is given (config.json keeps the start's).
+
+    A run started on a GPU that this machine lacks is refused in one line naming the way to continue it.
+    """
+    if device is not None:
+        resolve_device(device)
+        return dataclasses.replace(config, device=device)
+    try:
+        resolve_device(config.device)
+    except DeviceError as error:
+        raise DeviceError(f"run {run_id} was started on {config.device!r}, which this machine cannot use "
+                          f"({error.message})",
+                          remedy=f"continue it on the CPU: dpsad-core train --resume {run_id} --device cpu") from None
+    return config
 
 
 def _check_run_in_workspace(run: RunFolder, workspace: Path) -> None:
@@ -430,7 +453,13 @@ class _Trainer:
             optimizer.load_state_dict(state["optimizers"][name])
         self.accountant = PrivacyAccountant.from_state_dict(state["accountant"])
         self.randomness = SecretRandomness.from_state_dict(state["rng"]["secret"])
-        self.loss_generator.set_state(state["rng"]["loss"])
+        loss_state = state["rng"]["loss"]
+        if loss_state.numel() == self.loss_generator.get_state().numel():
+            self.loss_generator.set_state(loss_state)
+        else:
+            # Written on another kind of device (a CUDA generator's state is a seed and an offset, a CPU one's
+            # a Mersenne Twister's): this device's generator restarts from the run's secret loss stream.
+            self.loss_generator.manual_seed(self.randomness.stream("loss").seed())
         if "distill" in state["rng"]:
             self.distill_generator.set_state(state["rng"]["distill"])
         self.student_seconds = state.get("student_seconds", 0.0)
