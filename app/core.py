@@ -398,7 +398,7 @@ def devices_summary(device: str, all_gpus: bool = False) -> str:
     """Where a run with these settings trains, in words (the New run plan shows it)."""
     import torch
 
-    from dpsad_core.training.engine import resolve_device
+    from dpsad_core.devices import resolve_device
 
     resolved = resolve_device(device)
     if not resolved.startswith("cuda"):

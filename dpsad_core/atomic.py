@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import IO, Any
 
 
-def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], None], *,
+def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], object], *,
                  size: int | None = None) -> Path:
     """Call ``write(fileobj)`` on a temporary file beside ``path``, then rename it to ``path``.
 

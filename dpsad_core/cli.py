@@ -118,9 +118,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--max-steps", type=typed.integer("--max-steps", minimum=0),
                      help="stop each phase after this many steps (epsilon reports what was actually spent)")
     sub.add_argument("--resume", metavar="RUN", help="continue an interrupted run (id or folder)")
-    sub.add_argument("--device", default="auto",
+    sub.add_argument("--device",
                      help="where each worker trains: auto (a GPU when there is one, else the CPU), cpu, cuda "
-                          "(with several workers: one GPU per worker, cuda:LOCAL_RANK), or cuda:K")
+                          "(with several workers: one GPU per worker, cuda:LOCAL_RANK), or cuda:K. Default: auto, "
+                          "or with --resume the device the run was started on (a checkpoint continues on any)")
     sub.add_argument("--nproc", type=int, metavar="N",
                      help="train with N worker processes on this machine, started by torch's elastic launcher "
                           "(gloo on CPU, one GPU each with --device cuda): the same mechanism, subsample, noise "
@@ -251,6 +252,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from dpsad_core import distributed
     from dpsad_core.training import (
         DEFAULT_RECIPE,
+        Recipe,
         TrainConfig,
         resolve_hyperparameters,
         resume_training,
@@ -267,18 +269,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
         return _train_worker(args)
     nproc = 1 if solo else args.nproc if args.nproc is not None else _workers_of(args.resume, workspace)
     if nproc > 1 and not args.plan:
-        from dpsad_core.training.engine import resolve_device
+        from dpsad_core.devices import check_gpus_for
         from dpsad_core.training.launch import launch_local
 
-        if resolve_device(args.device).startswith("cuda"):
-            import torch
-
-            from dpsad_core.errors import DeviceError
-
-            if args.device.startswith("cuda:") or nproc > torch.cuda.device_count():
-                raise DeviceError(f"--nproc {nproc} on CUDA needs one GPU per worker; this machine has "
-                                  f"{torch.cuda.device_count()} (and --device cuda:K names only one)",
-                                  remedy="lower --nproc, or use --device cuda")
+        check_gpus_for(nproc, args.device or "auto")
         from dpsad_core.runs.folder import RunFolder, new_run_id
 
         run_id = RunFolder.open(workspace, args.resume).run_id if args.resume else new_run_id(args.recipe or "dpdm")
@@ -286,13 +280,14 @@ def _cmd_train(args: argparse.Namespace) -> int:
         return launch_local([*args.argv, *extra, "--workspace", str(workspace)], nproc=nproc, run_id=run_id,
                             workspace=workspace)
     if args.resume:
-        return _consume(resume_training(args.resume, workspace=workspace, stop=stop_flag()), json_out=args.json)
+        return _consume(resume_training(args.resume, workspace=workspace, stop=stop_flag(), device=args.device),
+                        json_out=args.json)
     hyper = resolve_hyperparameters(args.preset, parse_overrides(args.set))
-    recipe = args.recipe or DEFAULT_RECIPE.value
+    recipe = Recipe(args.recipe) if args.recipe else DEFAULT_RECIPE
     config = TrainConfig(data=args.data, recipe=recipe, epsilon=args.epsilon, delta=args.delta,
                          preset=args.preset, hyper=hyper, public_data=args.public_data, max_steps=args.max_steps,
                          resolution=args.resolution, seed=args.seed, privacy_seed=args.privacy_seed,
-                         device=args.device, min_records=args.min_records,
+                         device=args.device or "auto", min_records=args.min_records,
                          allow_public_overlap=args.allow_public_overlap)
     if args.plan:
         from dpsad_core.data.public_metadata import rare_class_warnings
@@ -329,13 +324,13 @@ def _workers_of(run_ref: str | None, workspace: Path) -> int:
 def _train_worker(args: argparse.Namespace) -> int:
     """One worker under torchrun / the elastic launcher: join the group, train, only rank 0 reports."""
     from dpsad_core import distributed
-    from dpsad_core.training.engine import resolve_device
+    from dpsad_core.devices import resolve_device
 
     local = int(os.environ.get("LOCAL_WORLD_SIZE", os.environ["WORLD_SIZE"]))
     if args.nproc is not None and args.nproc != local:
         raise ConfigError(f"--nproc {args.nproc} disagrees with the launcher's {local} workers on this machine",
                           field="nproc", value=args.nproc, remedy="leave --nproc out under torchrun")
-    world = distributed.init_world(resolve_device(args.device))
+    world = distributed.init_world(resolve_device(args.device or "auto"))
     try:
         if world.is_leader:
             return _cmd_train(_as_solo(args))
@@ -354,11 +349,11 @@ def _as_solo(args: argparse.Namespace) -> argparse.Namespace:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from dpsad_core.training import TrainConfig, resolve_hyperparameters, start_training
+    from dpsad_core.training import Recipe, TrainConfig, resolve_hyperparameters, start_training
 
     # The embedded digits are only 1,500 records: too few to learn digit shapes under DP from scratch
     # (docs/benchmarks.md). The teacher learns them from generated font digits, which are public.
-    config = TrainConfig(data="demo", recipe="dpsad-public-teacher", public_data="rendered-digits",
+    config = TrainConfig(data="demo", recipe=Recipe.DPSAD_PUBLIC_TEACHER, public_data="rendered-digits",
                          epsilon=args.epsilon, preset=args.preset, hyper=resolve_hyperparameters(args.preset))
     from dpsad_core.commands.export import demo_export_and_verify
     from dpsad_core.events import RunFinished
@@ -396,6 +391,7 @@ def _sample_here(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
 
+    from dpsad_core.devices import resolve_device
     from dpsad_core.runs.folder import release_privacy
     from dpsad_core.sampling import (
         generate,
@@ -407,7 +403,6 @@ def _sample_here(args: argparse.Namespace) -> int:
         to_uint8,
     )
     from dpsad_core.training import RunFolder
-    from dpsad_core.training.engine import resolve_device
 
     out = typed.output_file(args.out, "--out") if args.out else None  # a folder given: refused before sampling
     npz = typed.output_file(args.npz, "--npz") if args.npz else None

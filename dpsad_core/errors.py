@@ -169,7 +169,7 @@ def storage_error(error: OSError, *, path: str | os.PathLike[str] | None = None)
     if code in (errno.ENOSPC, errno.EDQUOT) and where is None:
         return StorageError(f"a disk is full ({error.strerror or 'no space left'}); the file was not named",
                             remedy="free some space on the disks of the workspace and the output")
-    if code in (errno.ENOSPC, errno.EDQUOT):
+    if code in (errno.ENOSPC, errno.EDQUOT) and where is not None:
         folder = _existing_folder(where)
         details = []
         try:

@@ -5,13 +5,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from itertools import pairwise
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from dpsad_core.atomic import atomic_write
 from dpsad_core.errors import ConfigError, RunError
 from dpsad_core.runs.records import NOT_DP_STAMP
+
+if TYPE_CHECKING:
+    from dpsad_core.diffusion.samplers import SamplerKind
 
 
 def to_uint8(images) -> np.ndarray:
@@ -85,6 +88,7 @@ def load_released_model(model_path: Path, device: str = "cpu",
     schedule = DiffusionSchedule(payload["diffusion_steps"], payload["schedule"])
     config = UNetConfig(**payload["unet_config"])
     metadata = dict(payload["metadata"])
+    model: UNet | VPredictionStudent
     if generator == "teacher":
         if "teacher" not in payload:
             raise ConfigError(f"run {metadata.get('run_id')} has no separate teacher: its one model already samples "
@@ -124,7 +128,7 @@ def sampler_times(metadata: dict[str, Any], steps: int | None, sampler: str = "d
     return len(times), list(times)
 
 
-def generate(model, schedule, *, labels, image_shape: tuple[int, ...], sampler: str = "ddim", steps: int = 25,
+def generate(model, schedule, *, labels, image_shape: tuple[int, ...], sampler: SamplerKind = "ddim", steps: int = 25,
              guidance: float = 0.0, seed: int = 0, device: str = "cpu", first_index: int = 0,
              timesteps: list[int] | None = None):
     """Images in [-1, 1] (on the CPU) for the given class labels: image ``first_index + k`` has label ``labels[k]``.
@@ -164,7 +168,7 @@ class SamplingRequest:
 
     labels: Any                      # int64 tensor, one label per image
     image_shape: tuple[int, ...]
-    sampler: str
+    sampler: SamplerKind
     steps: int
     guidance: float
     seed: int

@@ -45,7 +45,10 @@ class _Crew:
         mine = {index: sample_span(model, schedule, request, spans[index],
                                    device=distributed.worker_device(device, self.world))
                 for index in range(self.world.rank, len(spans), self.world.size)}
-        return assemble(distributed.gather_objects(mine), len(spans))
+        gathered = distributed.gather_objects(mine)
+        if gathered is None:  # pragma: no cover - the crew is rank 0's, and rank 0 gathers
+            raise RuntimeError("only rank 0 leads a sampling crew")
+        return assemble(gathered, len(spans))
 
     def release(self) -> None:
         if not self.released:
@@ -97,7 +100,7 @@ def follow(device: str) -> None:
     from dpsad_core.sampling import sample_span
 
     world = distributed.current_world()
-    model, schedules = None, {}
+    model, schedules = None, dict[tuple[int, str], DiffusionSchedule]()
     while True:
         message = distributed.share(None)
         if message is _STOP:
@@ -127,6 +130,7 @@ def model_from_payload(payload: dict[str, Any], device: str):
     from dpsad_core.models import UNet, UNetConfig, VPredictionStudent
 
     config = UNetConfig(**payload["config"])
+    model: UNet | VPredictionStudent
     if payload.get("student"):
         model = VPredictionStudent(config, payload["state_dict"]["alphas_cumprod"])
     else:

@@ -79,11 +79,12 @@ def _train_and_audit(args: argparse.Namespace, workspace) -> int:
     from dpsad_core.evaluation.audit_run import AuditFinished, AuditSettings, run_audit
     from dpsad_core.events import RunInterrupted
     from dpsad_core.training import TrainConfig, resolve_hyperparameters
+    from dpsad_core.training.config import Recipe
 
     settings = AuditSettings(canaries=args.canaries, canary_kind=args.canary_kind, score_draws=args.score_draws,
                              confidence=args.confidence, guesses_per_side=args.guesses, seed=args.seed)
     hyper = resolve_hyperparameters(args.preset, parse_overrides(args.set))
-    recipe = args.recipe or ("dpsad-public-teacher" if args.public_data else "dpsad")
+    recipe = Recipe(args.recipe or ("dpsad-public-teacher" if args.public_data else "dpsad"))
     config = TrainConfig(data=args.data, recipe=recipe, epsilon=args.epsilon, delta=args.delta, preset=args.preset,
                          hyper=hyper, public_data=args.public_data, max_steps=args.max_steps,
                          resolution=args.resolution, seed=args.train_seed, device=args.device,

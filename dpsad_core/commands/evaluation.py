@@ -47,7 +47,7 @@ def register(commands: argparse._SubParsersAction) -> None:
                      help="pytorch-fid Inception-v3 weights (pt_inception-2015-12-05-6726825d.pth): adds true FID "
                           "(slow on a CPU: minutes per thousand images)")
     sub.add_argument("--seed", type=typed.seed(), default=0)
-    add_worker_options(sub, work="sample (the scoring runs on rank 0)")
+    add_worker_options(sub, work="sample and train the downstream CNN (the scoring runs on rank 0)")
     add_workspace_option(sub)
     sub.add_argument("--json", action="store_true", help="end with the stored result as one JSON line on stdout")
     sub.set_defaults(handler=_cmd_evaluate)

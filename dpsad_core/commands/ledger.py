@@ -65,11 +65,11 @@ def _cmd_ledger(args: argparse.Namespace) -> int:
         ledger.set_cap(fingerprint, None if args.remove_cap else args.cap, dataset_name=name)
     summary = ledger.summary(fingerprint)
     runs = [_run_row(entry, workspace) for entry in summary.entries]
-    overlaps = ledger.overlaps(fingerprint)
+    shared = ledger.overlaps(fingerprint)
     if args.json:
-        print_json(summary.to_dict() | {"runs": runs, "ledger": str(ledger.path), "overlaps": overlaps})
+        print_json(summary.to_dict() | {"runs": runs, "ledger": str(ledger.path), "overlaps": shared})
         return 0
-    _print_dataset(summary, runs, overlaps)
+    _print_dataset(summary, runs, shared)
     return 0
 
 

@@ -108,7 +108,7 @@ class _TerminalView:
     def _images(self, event) -> None:
         if self.bar is not None:
             self.bar.set_description(event.stage)
-            self.bar.n = min(event.done, self.bar.total)
+            self.bar.n = event.done if self.bar.total is None else min(event.done, self.bar.total)
             self.bar.refresh()
         if self.plain and (self.clock() - self.last_line >= PLAIN_LINE_SECONDS or event.done == event.total):
             self.last_line = self.clock()

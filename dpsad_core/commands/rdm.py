@@ -234,6 +234,8 @@ def _cmd_generate(args: argparse.Namespace) -> int:
             return EXIT_INTERRUPTED
         if isinstance(event, RunFinished):
             result = event.result
+    if result is None:  # pragma: no cover - generate_rdm ends with RunFinished or RunInterrupted
+        raise RuntimeError("DP-RDM generation ended without a result")
     if args.json:
         print_json(result)
     else:

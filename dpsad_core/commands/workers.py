@@ -40,34 +40,19 @@ def run_with_workers(args: argparse.Namespace, handler: Callable[[argparse.Names
     nproc = args.nproc or 1
     if nproc == 1:
         return handler(args)
-    check_gpus_for(nproc, args.device)
+    from dpsad_core.devices import check_gpus_for
     from dpsad_core.training.launch import launch_local
 
+    check_gpus_for(nproc, args.device)
     workspace = workspace_from_args(args)
     return launch_local([*args.argv, "--workspace", str(workspace)], nproc=nproc, workspace=workspace,
                         run_id=f"{command}-{secrets.token_hex(4)}", command=command)
 
 
-def check_gpus_for(nproc: int, device: str) -> None:
-    """``--nproc N`` on CUDA needs N GPUs (one each), and ``--device cuda:K`` names only one."""
-    from dpsad_core.training.engine import resolve_device
-
-    if not resolve_device(device).startswith("cuda"):
-        return
-    import torch
-
-    from dpsad_core.errors import DeviceError
-
-    if device.startswith("cuda:") or nproc > torch.cuda.device_count():
-        raise DeviceError(f"--nproc {nproc} on CUDA needs one GPU per worker; this machine has "
-                          f"{torch.cuda.device_count()} (and --device cuda:K names only one)",
-                          remedy="lower --nproc, or use --device cuda")
-
-
 def _as_worker(args: argparse.Namespace, handler) -> int:
     """One worker under the launcher: rank 0 runs the command; the others sample until it is done."""
     from dpsad_core import distributed, sampling_workers
-    from dpsad_core.training.engine import resolve_device
+    from dpsad_core.devices import resolve_device
 
     local = int(os.environ.get("LOCAL_WORLD_SIZE", os.environ["WORLD_SIZE"]))
     if args.nproc is not None and args.nproc != local:

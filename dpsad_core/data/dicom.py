@@ -14,6 +14,7 @@ pydicom's and numpy's warnings are kept off stderr: what they warn about is chec
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -60,7 +61,7 @@ def read_dicom(path: Path) -> tuple[np.ndarray, str | None]:
         return _normalise(pixels), _patient_id(dataset, path)
 
 
-def _read(handle: object, path: Path) -> object:
+def _read(handle: BinaryIO, path: Path) -> object:
     import pydicom  # imported here: only DICOM imports pay for it
 
     try:
@@ -150,8 +151,11 @@ def _normalise(pixels: np.ndarray) -> np.ndarray:
         return np.clip((pixels - low) / (high - low), 0.0, 1.0).astype(np.float32)
 
 
-def _tag(dataset: object, keyword: str, path: Path) -> object:
-    """A tag's value or None; a value pydicom fails to convert makes the file unreadable."""
+def _tag(dataset: object, keyword: str, path: Path) -> Any:
+    """A tag's value or None; a value pydicom fails to convert makes the file unreadable.
+
+    Any: pydicom's value for the tag's VR (str, int, float, a MultiValue, ...); the callers convert it.
+    """
     try:
         return dataset.get(keyword, None)  # type: ignore[attr-defined]
     except Exception as exc:  # noqa: BLE001 - pydicom converts values lazily, on first access

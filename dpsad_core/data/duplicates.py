@@ -87,7 +87,7 @@ def _merged_units(dataset: ImageDataset, groups: list[np.ndarray]) -> np.ndarray
     if dataset.patient_ids is None:
         return np.array([f"unit-{unit}" for unit in merged])
     # Each merged unit keeps the smallest patient id among the patients it joins.
-    names = {}
+    names: dict[int, str] = {}
     for unit, patient in zip(merged, dataset.patient_ids.tolist(), strict=True):
         names[unit] = min(names.get(unit, patient), patient)
     return np.array([names[unit] for unit in merged])

@@ -75,9 +75,9 @@ def to_unit_float(array: np.ndarray, *, path: str | Path, what: str) -> np.ndarr
     if array.size == 0:
         return array.astype(np.float32)
     if np.issubdtype(array.dtype, np.integer):
-        low, high = int(array.min()), int(array.max())
-        if low < 0 or high > 255:
-            raise DataImportError(f"{what} holds integer values in {low}..{high}; expected 0..255",
+        lowest, highest = int(array.min()), int(array.max())
+        if lowest < 0 or highest > 255:
+            raise DataImportError(f"{what} holds integer values in {lowest}..{highest}; expected 0..255",
                                   path=path, remedy="save the images as uint8 (0..255)")
         return np.divide(array, np.float32(255), dtype=np.float32)
     finite = np.isfinite(array)

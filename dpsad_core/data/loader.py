@@ -15,6 +15,7 @@ import dataclasses
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -42,7 +43,7 @@ from dpsad_core.errors import ConfigError, DataImportError, TooFewRecordsError
 
 KNOWN_SPLITS = ("train", "val", "test")
 # The built-in sources are public data sets: their name, classes and size are public.
-BUILT_IN_METADATA = {"name_declared": True, "class_names_from": "source", "count_declared": True}
+BUILT_IN_METADATA: dict[str, Any] = {"name_declared": True, "class_names_from": "source", "count_declared": True}
 ACCEPTED = ("a folder with one subfolder per class (PNG/JPEG/BMP/TIFF/DICOM images), a CSV "
             "manifest (path,label[,patient_id]), an MNIST IDX folder or images file, or a MedMNIST "
             ".npz")

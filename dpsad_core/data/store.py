@@ -75,7 +75,8 @@ def save_dataset(dataset: ImageDataset, workspace: Path) -> Path:
         arrays = {"images": dataset.images, "labels": dataset.labels}
         if dataset.patient_ids is not None:
             arrays["patient_ids"] = dataset.patient_ids
-        atomic_write(staging / DATA_FILE, lambda handle: np.savez(handle, **arrays))
+        # ignore: numpy's stub lets mypy match **arrays against savez's allow_pickle: bool
+        atomic_write(staging / DATA_FILE, lambda handle: np.savez(handle, **arrays))  # type: ignore[arg-type]
         meta = dataset.summary(workspace) | {
             "format_version": FORMAT_VERSION,
             "class_names": list(dataset.class_names),

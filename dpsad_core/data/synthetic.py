@@ -100,7 +100,8 @@ def _render_one(digit: int, font, rng: np.random.Generator, resolution: int, fil
     d, e = -np.sin(angle) / sy, np.cos(angle) / sy
     c = _CANVAS / 2 - a * _CANVAS / 2 - b * _CANVAS / 2
     f = _CANVAS / 2 - d * _CANVAS / 2 - e * _CANVAS / 2
-    canvas = canvas.transform(canvas.size, Image.AFFINE, (a, b, c, d, e, f), resample=Image.BILINEAR)
+    canvas = canvas.transform(canvas.size, Image.Transform.AFFINE, (a, b, c, d, e, f),
+                               resample=Image.Resampling.BILINEAR)
     pixels = _elastic(np.asarray(canvas, dtype=np.float32) / 255.0, rng)
     glyph = Image.fromarray((pixels * 255).astype(np.uint8)).filter(ImageFilter.GaussianBlur(rng.uniform(0, 1.5)))
     box = glyph.getbbox()
@@ -115,15 +116,15 @@ def _render_one(digit: int, font, rng: np.random.Generator, resolution: int, fil
         # MNIST: the longer side fits a 20 x 20 box inside 28 x 28, aspect kept.
         scale = target / max(glyph.size)
         size = (max(1, round(glyph.size[0] * scale)), max(1, round(glyph.size[1] * scale)))
-    glyph = np.asarray(glyph.resize(size, Image.LANCZOS), dtype=np.float32) / 255.0
+    ink = np.asarray(glyph.resize(size, Image.Resampling.LANCZOS), dtype=np.float32) / 255.0
     out = np.zeros((resolution, resolution), np.float32)
-    total = glyph.sum()
-    cy, cx = ((np.indices(glyph.shape) * glyph).reshape(2, -1).sum(1) / total) if total > 0 else (0, 0)
+    total = ink.sum()
+    cy, cx = ((np.indices(ink.shape) * ink).reshape(2, -1).sum(1) / total) if total > 0 else (0, 0)
     top = int(round(resolution / 2 - cy + rng.uniform(-0.5, 0.5)))
     left = int(round(resolution / 2 - cx + rng.uniform(-0.5, 0.5)))
-    top = min(max(top, 0), resolution - glyph.shape[0])
-    left = min(max(left, 0), resolution - glyph.shape[1])
-    out[top:top + glyph.shape[0], left:left + glyph.shape[1]] = glyph
+    top = min(max(top, 0), resolution - ink.shape[0])
+    left = min(max(left, 0), resolution - ink.shape[1])
+    out[top:top + ink.shape[0], left:left + ink.shape[1]] = ink
     peak = out.max()
     return np.clip(out / peak, 0, 1) if peak > 0 else out
 

@@ -151,9 +151,9 @@ def run_audit(config, settings: AuditSettings, *, workspace: Path,
 
 def score_audit_run(run_ref: str | Path, *, workspace: Path, device: str = "auto") -> dict[str, Any]:
     """Score a finished audit run's canaries with its released model; write and return the report."""
+    from dpsad_core.devices import resolve_device
     from dpsad_core.sampling import load_released_model
     from dpsad_core.training import RunFolder
-    from dpsad_core.training.engine import resolve_device
 
     run = RunFolder.open(workspace, str(run_ref))
     if run.kind is not RunKind.AUDIT or not (run.path / CANARY_FILE).is_file():
@@ -169,6 +169,9 @@ def score_audit_run(run_ref: str | Path, *, workspace: Path, device: str = "auto
     except (KeyError, TypeError) as error:
         raise RunError(f"{run.path / AUDIT_FILE} has no readable settings ({error})",
                        remedy="the audit cannot be scored; run a new audit") from None
+    if settings.seed is None:  # the start replaced a None with the scoring seed it drew
+        raise RunError(f"{run.path / AUDIT_FILE} has no scoring seed",
+                       remedy="the audit cannot be scored; run a new audit")
     canaries = _read_canaries(run.path)
     result = run.result()
     device = resolve_device(device)

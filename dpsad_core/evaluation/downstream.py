@@ -42,6 +42,7 @@ class DownstreamResult:
     epochs: int
     train_records: int
     selection: str = "synthetic hold-out (the real test set is never used for selection)"
+    device: str = "cpu"           # where the CNN trained (a resolved torch device)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -49,13 +50,17 @@ class DownstreamResult:
 
 def downstream_accuracy(train_images: np.ndarray, train_labels: np.ndarray, test_images: np.ndarray,
                         test_labels: np.ndarray, *, num_classes: int, epochs: int = 10, min_steps: int = 0,
-                        holdout: float = 0.1, batch_size: int = 128, lr: float = 1e-3, seed: int = 0
-                        ) -> DownstreamResult:
+                        holdout: float = 0.1, batch_size: int = 128, lr: float = 1e-3, seed: int = 0,
+                        device: str = "cpu") -> DownstreamResult:
     """Train :class:`SmallCNN` on ``train_*`` (values in [0, 1], N x C x H x W), report real test accuracy.
 
     Trains ``epochs`` epochs, or more when that is fewer than ``min_steps`` optimiser steps: 10 epochs
     of 1,000 images is about 100 steps, far from converged (measured on real MNIST at 16x16: 0.875
     after 10 epochs, 0.948 after 1,500 steps; docs/benchmarks.md).
+
+    ``device`` is a resolved torch device (``dpsad_core.devices.resolve_device``): the CNN and each batch
+    go there; the images stay on the CPU and the shuffles use a CPU generator, so the epochs see the same
+    batches on every device.
     """
     if len(train_images) < 20:
         raise ConfigError("need at least 20 training images for a downstream classifier", field="count",
@@ -70,16 +75,17 @@ def downstream_accuracy(train_images: np.ndarray, train_labels: np.ndarray, test
     # Small synthetic sets would get only a handful of steps per epoch: keep at least about ten.
     batch_size = max(1, min(batch_size, max(16, len(train_idx) // 10)))
     epochs = max(epochs, math.ceil(min_steps / math.ceil(len(train_idx) / batch_size)))
-    model = SmallCNN(x.shape[1], num_classes)
+    model = SmallCNN(x.shape[1], num_classes).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-    best_state, best_accuracy, best_epoch = None, -1.0, 0
+    best_state: dict[str, torch.Tensor] = {}  # every epoch beats -1: the first one fills it
+    best_accuracy, best_epoch = -1.0, 0
     for epoch in range(1, epochs + 1):
         model.train()
         perm = train_idx[torch.randperm(len(train_idx), generator=generator)]
         for start in range(0, len(perm), batch_size):
             batch = perm[start:start + batch_size]
             optimizer.zero_grad()
-            F.cross_entropy(model(x[batch]), y[batch]).backward()
+            F.cross_entropy(model(x[batch].to(device)), y[batch].to(device)).backward()
             optimizer.step()
         accuracy = _accuracy(model, x[val_idx], y[val_idx])
         if accuracy > best_accuracy:
@@ -89,11 +95,13 @@ def downstream_accuracy(train_images: np.ndarray, train_labels: np.ndarray, test
     test_x = torch.as_tensor(test_images, dtype=torch.float32) * 2 - 1
     test_accuracy = _accuracy(model, test_x, torch.as_tensor(test_labels, dtype=torch.long))
     return DownstreamResult(test_accuracy=test_accuracy, selection_accuracy=best_accuracy, chosen_epoch=best_epoch,
-                            epochs=epochs, train_records=len(train_idx))
+                            epochs=epochs, train_records=len(train_idx), device=str(device))
 
 
 @torch.no_grad()
 def _accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     model.eval()
-    correct = sum(int((model(x[i:i + 1000]).argmax(1) == y[i:i + 1000]).sum()) for i in range(0, len(x), 1000))
+    device = next(model.parameters()).device
+    correct = sum(int((model(x[i:i + 1000].to(device)).argmax(1).cpu() == y[i:i + 1000]).sum())
+                  for i in range(0, len(x), 1000))
     return correct / max(1, len(x))

@@ -17,7 +17,7 @@ for memorisation (see :func:`_evaluate_rdm_run`).
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -61,10 +61,10 @@ def evaluate_run(run_ref: str, *, test: str, workspace: Path, options: Evaluatio
         The last event holds the result dict also written to ``<run folder>/evaluation.json``.
     """
     from dpsad_core.data import resolve_data_source
+    from dpsad_core.devices import resolve_device
     from dpsad_core.sampling import generate, load_released_model, sampler_times
     from dpsad_core.sampling_workers import release_workers
     from dpsad_core.training import RunFolder, TrainConfig
-    from dpsad_core.training.engine import resolve_device
 
     options = options or EvaluationOptions()
     total = len(STAGES)
@@ -168,7 +168,8 @@ def _evaluate_rdm_run(run, stored: dict[str, Any], *, test: str, workspace: Path
     result["run_id"] = run.run_id
     result["private_run"] = run_result.private
     result["config"].update(recipe=run_result.recipe, samples_file=path.name, sampler=mechanism.get("sampler"),
-                            sample_steps=None, guidance=mechanism.get("guidance"), device=None,
+                            sample_steps=None, guidance=mechanism.get("guidance"),
+                            device=result["downstream"]["cnn"]["device"],  # where its CNN trained: nothing sampled
                             example_queries_left_out=int((~queried).sum()),
                             training_set_role="the private retrieval set (DP-RDM never trained on it)",
                             seconds={**result["config"]["seconds"], "sample": round(sample_seconds, 2)})
@@ -203,12 +204,13 @@ def rdm_private_data(stored: dict[str, Any], *, workspace: Path, run_id: str):
 
 def evaluate_images(synthetic: np.ndarray, labels: np.ndarray, *, training, test, workspace: Path,
                     options: EvaluationOptions | None = None, first_stage: int = 1,
-                    closest_pairs_png: Path | None = None) -> Iterator[EvaluationStage]:
+                    closest_pairs_png: Path | None = None) -> Generator[EvaluationStage, None, dict[str, Any]]:
     """Score synthetic images (N x C x H x W in [0, 1]) against real training and test datasets.
 
     A generator of stage events whose return value (``StopIteration.value``) is the result dict
     in the ``evaluation.json`` layout (without the run's own fields).
     """
+    from dpsad_core.devices import resolve_device
     from dpsad_core.evaluation.downstream import downstream_accuracy
     from dpsad_core.evaluation.features import cached_feature_extractor, unseen_records
     from dpsad_core.evaluation.fidelity import fidelity, frechet_distance
@@ -225,7 +227,8 @@ def evaluate_images(synthetic: np.ndarray, labels: np.ndarray, *, training, test
     yield EvaluationStage("downstream", first_stage, total,
                           "training a CNN and a logistic regression on the synthetic images")
     cnn = downstream_accuracy(synthetic, labels, test.images, test.labels, num_classes=training.num_classes,
-                              epochs=options.cnn_epochs, min_steps=options.cnn_min_steps, seed=options.seed)
+                              epochs=options.cnn_epochs, min_steps=options.cnn_min_steps, seed=options.seed,
+                              device=resolve_device(options.device))
     logistic = logistic_accuracy(synthetic, labels, test.images, test.labels, seed=options.seed)
     seconds["downstream"], clock = round(time.perf_counter() - clock, 2), time.perf_counter()
 

@@ -97,7 +97,8 @@ class EvaluationOptions:
     seed
         Seeds the sampler and the classifiers.
     device
-        Where to sample ("auto", "cpu", "cuda"); the classifiers run on the CPU.
+        Where to sample and train the downstream CNN ("auto", "cpu", "cuda", "cuda:N"); the logistic
+        regression and the feature classifier run on the CPU.
     sample_steps
         DDIM steps (default: the run's setting).
     generator

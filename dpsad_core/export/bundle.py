@@ -138,7 +138,7 @@ def export_bundle(run_ref: str | os.PathLike[str], *, workspace: Path, out: str 
         raise RunError(f"DP-RDM run {run.run_id} did not finish (state: {state}), so it has no complete set of "
                        "images to export", remedy="a DP-RDM run is not resumed: generate a new one with "
                                                   "dpsad-core rdm generate (its queries are a new privacy spend)")
-    if not rdm and (state is not RunState.FINISHED or result is None or not run.model_path.is_file()):
+    if result is None or not rdm and (state is not RunState.FINISHED or not run.model_path.is_file()):
         missing = "" if state is not RunState.FINISHED or result is None else " (its model.pt is missing)"
         raise RunError(f"run {run.run_id} has not finished (state: {state}){missing}, so it has no released model "
                        "to export", remedy=f"finish it first: dpsad-core train --resume {run.run_id}")

@@ -24,10 +24,10 @@ import hashlib
 import os
 import re
 import stat
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO
 
 from dpsad_core.errors import ConfigError
 from dpsad_core.export.layout import BundleError
@@ -65,7 +65,7 @@ class BundleLimits:
                                                                        "a number of members or bytes")
 
     @classmethod
-    def from_environment(cls, environ: dict[str, str] | None = None) -> BundleLimits:
+    def from_environment(cls, environ: Mapping[str, str] | None = None) -> BundleLimits:
         """The defaults, with any ``DPSAD_BUNDLE_MAX_*`` variable set in ``environ`` (default: os.environ)."""
         environ = os.environ if environ is None else environ
         values = {}
@@ -150,7 +150,7 @@ class BundleReader:
     def _refuse(self, member: str, reason: str, remedy: str = TAMPERED) -> BundleError:
         return BundleError(f"{self.label}: member {member!r} {reason}", path=self.label, remedy=remedy)
 
-    def _capped(self, relative: str, handle: BinaryIO, limit: int) -> Iterator[bytes]:
+    def _capped(self, relative: str, handle: IO[bytes], limit: int) -> Iterator[bytes]:
         """Chunks of ``handle``, refused as soon as they pass ``limit``, the size declared (headers can lie)."""
         size = 0
         while True:

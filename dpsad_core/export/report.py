@@ -144,9 +144,10 @@ def dataset_section(summary: dict[str, Any], dataset: dict[str, Any], result: Ru
     from dpsad_core.data.public_metadata import published_units
 
     unit = result.unit_of_privacy
+    plan = plan or {}  # a run recorded before its plan was: no noisy count
     declared = bool(summary.get("count_declared", False))
     units = dataset["num_units"]
-    noisy = not declared and plan is not None and plan.get("units_from") == "noisy count"
+    noisy = not declared and plan.get("units_from") == "noisy count"
     published = plan["private_units"] if noisy else published_units(units, declared=declared)
     if declared:
         count = "exact: declared public by the analyst at import (--public-count)"
@@ -223,7 +224,7 @@ def plain_language(result: RunResult) -> dict[str, list[str]]:
     """What the guarantee means and does not mean, for the run's unit of privacy, in plain words."""
     unit = result.unit_of_privacy
     delta = result.delta
-    if not result.private:
+    if not result.private or result.epsilon is None:  # epsilon is None exactly when the run is not private
         parts = ", ".join(result.nonprivate_parts)
         return {
             "means": [f"This bundle has NO differential privacy guarantee. Not protected: {parts} (a part trained "

@@ -46,8 +46,10 @@ def rdm_mechanism_section(result: RunResult, config: dict[str, Any]) -> dict[str
 
 
 def rdm_plain_language(result: RunResult) -> dict[str, list[str]]:
-    """What a DP-RDM run's guarantee means and does not mean, in plain words."""
+    """What a private DP-RDM run's guarantee means and does not mean, in plain words."""
     epsilon, delta = result.epsilon, result.delta
+    if epsilon is None:  # pragma: no cover - plain_language answers for a run that is not private
+        raise ValueError(f"run {result.run_id} is not private: it has no guarantee to explain")
     mechanism = result.mechanism or {}
     factor = math.exp(epsilon) if epsilon < 700 else math.inf
     unit = result.unit_of_privacy

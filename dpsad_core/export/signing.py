@@ -21,6 +21,7 @@ from pathlib import Path
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 
 from dpsad_core.atomic import atomic_write_bytes
 from dpsad_core.errors import ConfigError
@@ -125,6 +126,7 @@ def private_key_from_bytes(data: bytes, *, source: str, field: str = "private ke
 def public_key_from_bytes(data: bytes, *, source: str) -> Ed25519PublicKey:
     """An Ed25519 public key from PEM, an OpenSSH ``ssh-ed25519`` line, or 64 hex characters."""
     text = data.strip()
+    key: PublicKeyTypes
     try:
         if _HEX_KEY.match(text.decode("ascii", errors="replace")):
             return Ed25519PublicKey.from_public_bytes(bytes.fromhex(text.decode("ascii")))

@@ -61,10 +61,10 @@ def model_source(run, settings) -> ImageSource:
     """Images sampled from ``run``'s released ``model.pt`` (``settings``: the export's options)."""
     import numpy as np
 
+    from dpsad_core.devices import resolve_device
     from dpsad_core.export.manifest import sha256_file
     from dpsad_core.sampling import SAMPLING_BLOCK, generate, load_released_model, sampler_times, to_uint8
     from dpsad_core.sampling_workers import crew_size, release_workers
-    from dpsad_core.training.engine import resolve_device
 
     if settings.per_class is None and settings.count is None:
         raise ConfigError("give one of per_class and count", field="per_class", value=None,
@@ -177,6 +177,7 @@ def select_subset(labels, *, per_class: int | None, count: int | None, seed: int
             raise ConfigError(f"--per-class {per_class} is more than DP-RDM run {run_id} generated for some "
                               f"classes ({names})", field="per_class", value=per_class, remedy=remedy)
         return np.sort(np.concatenate([members[:per_class] for members in groups.values()]))
+    count = total if count is None else count  # given here: with neither, everything was returned above
     if count > total:
         raise ConfigError(f"--count {count} is more than the {total} images DP-RDM run {run_id} generated",
                           field="count", value=count, remedy=remedy)

@@ -75,7 +75,8 @@ class ZipReader(BundleReader):
             return  # ZipFile reports the unreadable zip below
         if not end:
             return
-        entries, size = end[zipfile._ECD_ENTRIES_TOTAL], end[zipfile._ECD_SIZE]
+        # ignore: zipfile's private record indices, which typeshed leaves out
+        entries, size = end[zipfile._ECD_ENTRIES_TOTAL], end[zipfile._ECD_SIZE]  # type: ignore[attr-defined]
         if entries > limits.max_members or size > limits.max_members * _DIRECTORY_BYTES_PER_MEMBER:
             raise BundleError(f"{path}: its central directory declares {entries:,} members in {size:,} bytes, more "
                               f"than the {limits.max_members:,} members a bundle may hold", path=path,

@@ -20,6 +20,14 @@ def group_norm(channels: int, max_groups: int = 8) -> nn.GroupNorm:
     return nn.GroupNorm(groups, channels)
 
 
+def zero_init(layer: nn.Conv2d) -> nn.Conv2d:
+    """``layer`` with zero weights and bias: a residual branch that starts as the identity."""
+    nn.init.zeros_(layer.weight)
+    if layer.bias is not None:
+        nn.init.zeros_(layer.bias)
+    return layer
+
+
 def timestep_embedding(timesteps: torch.Tensor, dim: int, max_period: float = 10_000.0) -> torch.Tensor:
     """Sinusoidal embedding of integer time steps (Ho et al. 2020, after Vaswani et al. 2017)."""
     half = dim // 2
@@ -57,9 +65,7 @@ class ResBlock(nn.Module):
         self.emb_proj = nn.Linear(emb_dim, out_channels)
         self.norm2 = group_norm(out_channels)
         self.dropout = nn.Dropout(dropout)
-        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1)
-        nn.init.zeros_(self.conv2.weight)
-        nn.init.zeros_(self.conv2.bias)
+        self.conv2 = zero_init(nn.Conv2d(out_channels, out_channels, 3, padding=1))
         self.skip = nn.Conv2d(in_channels, out_channels, 1) if in_channels != out_channels else nn.Identity()
 
     def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
@@ -76,9 +82,7 @@ class SelfAttention(nn.Module):
         super().__init__()
         self.norm = group_norm(channels)
         self.qkv = nn.Conv2d(channels, 3 * channels, 1)
-        self.out = nn.Conv2d(channels, channels, 1)
-        nn.init.zeros_(self.out.weight)
-        nn.init.zeros_(self.out.bias)
+        self.out = zero_init(nn.Conv2d(channels, channels, 1))
 
     def forward(self, x: torch.Tensor, emb: torch.Tensor | None = None) -> torch.Tensor:
         batch, channels, height, width = x.shape

@@ -18,6 +18,8 @@ from dpsad_core.models.unet import UNet, UNetConfig
 class VPredictionStudent(nn.Module):
     """``forward(x_t, t, y) -> eps`` from a UNet whose output is read as v."""
 
+    alphas_cumprod: torch.Tensor  # a buffer (registered below)
+
     def __init__(self, config: UNetConfig, alphas_cumprod: torch.Tensor) -> None:
         super().__init__()
         self.unet = UNet(config)

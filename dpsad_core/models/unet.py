@@ -9,7 +9,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from dpsad_core.errors import ConfigError
-from dpsad_core.models.layers import ConditionEmbedding, ResBlock, SelfAttention, group_norm
+from dpsad_core.models.layers import ConditionEmbedding, ResBlock, SelfAttention, group_norm, zero_init
 
 
 @dataclass(frozen=True)
@@ -85,9 +85,7 @@ class UNet(nn.Module):
                 self.upsamplers.append(nn.Conv2d(current, current, 3, padding=1))
 
         self.out_norm = group_norm(current)
-        self.out_conv = nn.Conv2d(current, config.image_channels, 3, padding=1)
-        nn.init.zeros_(self.out_conv.weight)
-        nn.init.zeros_(self.out_conv.bias)
+        self.out_conv = zero_init(nn.Conv2d(current, config.image_channels, 3, padding=1))
 
     def _block(self, in_ch: int, out_ch: int, emb_dim: int, level: int) -> nn.Module:
         block = ResBlock(in_ch, out_ch, emb_dim, self.config.dropout)

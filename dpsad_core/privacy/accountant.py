@@ -150,7 +150,7 @@ class PrivacyAccountant:
         if not isinstance(mechanisms, list) or not isinstance(nonprivate, list):
             raise ConfigError("accountant state must hold lists 'mechanisms' and 'nonprivate_parts'",
                               field="accountant_state", value=d)
-        accountant = cls(delta=d.get("delta"))
+        accountant = cls(delta=_check_delta(d.get("delta")))
         # Restore entries as they were (no re-merging), so the snapshot round-trips exactly.
         accountant._mechanisms = [Mechanism.from_dict(item) for item in mechanisms]
         for part in nonprivate:

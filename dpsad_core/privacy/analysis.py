@@ -151,8 +151,8 @@ def _epsilon_rdp_history(history: Sequence[tuple[float, float, int]], delta: flo
     conversion = -(np.log(delta) + np.log(orders)) / (orders - 1) + np.log((orders - 1) / orders)
     integer = np.array([order.is_integer() for order in RDP_ORDERS])
     rdp = np.full(len(orders), np.inf)
-    for i in np.flatnonzero(integer):
-        rdp[i] = _rdp_at(history, orders[i])
+    for index in np.flatnonzero(integer):
+        rdp[index] = _rdp_at(history, orders[index])
     best = float(np.nanmin(rdp[integer] + conversion[integer]))
     # Fractional orders cost far more (a slowly converging series). Renyi divergence is nondecreasing
     # in the order, so rdp(alpha) >= rdp(floor(alpha)): skip an order whose lower bound cannot beat the

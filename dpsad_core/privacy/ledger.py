@@ -429,7 +429,7 @@ def _retry_while_busy(statement: Callable[[], object], deadline: float) -> None:
 
 
 def _has_tables(connection: sqlite3.Connection) -> bool:
-    return connection.execute("PRAGMA user_version").fetchone()[0] >= 1
+    return bool(connection.execute("PRAGMA user_version").fetchone()[0] >= 1)
 
 
 def _spend_row(*, run_id: str, dataset_fingerprint: str, kind: str, delta: float, mechanisms: Sequence[Mechanism],

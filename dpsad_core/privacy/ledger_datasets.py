@@ -10,14 +10,19 @@ in the ledger, so their spends compose (:meth:`PrivacyLedger.link_overlaps`).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from dpsad_core.data.identity import Overlap, find_overlaps, is_registered, register
 from dpsad_core.privacy.ledger import PrivacyLedger
 
+if TYPE_CHECKING:
+    from dpsad_core.data.dataset import ImageDataset
+
 __all__ = ["ledger_identity"]
 
 
-def ledger_identity(workspace: str | Path, dataset, *, name: str | None = None, public: bool = False) -> str:
+def ledger_identity(workspace: str | Path, dataset: ImageDataset, *, name: str | None = None,
+                    public: bool = False) -> str:
     """The fingerprint to charge ``dataset`` under, its overlaps linked in the ledger (once per dataset).
 
     ``public``: the analyst declared the data public at import (``import --public``).
@@ -32,7 +37,7 @@ def ledger_identity(workspace: str | Path, dataset, *, name: str | None = None, 
     return fingerprint
 
 
-def _legacy_entry(workspace: str | Path, dataset) -> list[Overlap]:
+def _legacy_entry(workspace: str | Path, dataset: ImageDataset) -> list[Overlap]:
     """The entry a ledger written before record identities keeps for these records, if any.
 
     Those fingerprints were an HMAC of the records in stored order with the key in the config folder; a

@@ -216,7 +216,7 @@ def combined_noise_multiplier(noise_multipliers: Sequence[float]) -> float:
     if not sigmas:
         raise ConfigError("noise_multipliers must name at least one release", field="noise_multipliers",
                           value=list(noise_multipliers))
-    return math.fsum(sigma ** -2 for sigma in sigmas) ** -0.5
+    return float(math.fsum(sigma ** -2 for sigma in sigmas) ** -0.5)
 
 
 def split_noise_multiplier(sigma_eff: float, *, shares: Sequence[float]) -> tuple[float, ...]:

@@ -16,9 +16,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dpsad_core.privacy.mechanisms import Mechanism
+
+if TYPE_CHECKING:
+    from dpsad_core.privacy.randomness import SecretStream
 
 __all__ = ["COUNT_NOISE_MULTIPLIER", "COUNT_PART", "COUNT_STREAM", "NoisyCount", "count_mechanism",
            "draw_noisy_count"]
@@ -36,7 +39,7 @@ def count_mechanism(noise_multiplier: float = COUNT_NOISE_MULTIPLIER) -> Mechani
     return Mechanism(part=COUNT_PART, noise_multiplier=noise_multiplier, sample_rate=1.0, steps=1, clip_norm=1.0)
 
 
-def count_noise(stream, noise_multiplier: float) -> float:
+def count_noise(stream: SecretStream, noise_multiplier: float) -> float:
     """One draw of N(0, sigma^2) from ``stream`` (a :class:`~dpsad_core.privacy.randomness.SecretStream`)."""
     return float(stream.secure_normal(1, noise_multiplier)[0])
 
@@ -63,7 +66,8 @@ class NoisyCount:
         return cls(published=int(data["published"]), noise_multiplier=float(data["noise_multiplier"]))
 
 
-def draw_noisy_count(num_units: int, stream, noise_multiplier: float = COUNT_NOISE_MULTIPLIER) -> NoisyCount:
+def draw_noisy_count(num_units: int, stream: SecretStream,
+                     noise_multiplier: float = COUNT_NOISE_MULTIPLIER) -> NoisyCount:
     """``N + N(0, sigma^2)``, floored at 1, rounded down to 2 significant figures (post-processing)."""
     from dpsad_core.data.public_metadata import published_units
 

@@ -26,11 +26,14 @@ from __future__ import annotations
 
 import hashlib
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from dpsad_core.errors import ConfigError
+
+if TYPE_CHECKING:  # torch is imported where noise is drawn into a tensor
+    import torch
 
 __all__ = ["GENERATOR_DESCRIPTION", "REPRODUCIBLE_NOISE_PART", "SecretRandomness", "SecretStream", "os_entropy"]
 
@@ -86,10 +89,10 @@ class SecretStream:
 
     def secure_normal(self, count: int, std: float) -> np.ndarray:
         """``count`` draws of N(0, std^2): the sum of four Gaussians divided by two (Opacus secure_mode)."""
-        total = self.standard_normal(4 * count).reshape(4, count).sum(axis=0)
+        total: np.ndarray = self.standard_normal(4 * count).reshape(4, count).sum(axis=0)
         return total * (std / 2.0)
 
-    def noise_like(self, tensor, std: float):
+    def noise_like(self, tensor: torch.Tensor, std: float) -> torch.Tensor:
         """A tensor of N(0, std^2) noise shaped like ``tensor``, on its device and in its dtype."""
         import torch
 

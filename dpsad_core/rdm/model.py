@@ -21,7 +21,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from dpsad_core.errors import ConfigError
-from dpsad_core.models.layers import ResBlock, SelfAttention, group_norm, timestep_embedding
+from dpsad_core.models.layers import ResBlock, SelfAttention, group_norm, timestep_embedding, zero_init
 
 __all__ = ["CrossAttention", "RdmConfig", "RetrievalUNet"]
 
@@ -63,9 +63,7 @@ class CrossAttention(nn.Module):
         self.norm = group_norm(channels)
         self.query = nn.Conv2d(channels, channels, 1)
         self.key_value = nn.Linear(token_dim, 2 * channels)
-        self.out = nn.Conv2d(channels, channels, 1)
-        nn.init.zeros_(self.out.weight)  # starts as the identity, like the UNet's self-attention
-        nn.init.zeros_(self.out.bias)
+        self.out = zero_init(nn.Conv2d(channels, channels, 1))  # starts as the identity, like the UNet's self-attention
 
     def forward(self, x: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
         batch, channels, height, width = x.shape
@@ -128,9 +126,7 @@ class RetrievalUNet(nn.Module):
             if level > 0:
                 self.upsamplers.append(nn.Conv2d(current, current, 3, padding=1))
         self.out_norm = group_norm(current)
-        self.out_conv = nn.Conv2d(current, config.image_channels, 3, padding=1)
-        nn.init.zeros_(self.out_conv.weight)
-        nn.init.zeros_(self.out_conv.bias)
+        self.out_conv = zero_init(nn.Conv2d(current, config.image_channels, 3, padding=1))
 
     def tokens(self, context: torch.Tensor, null: torch.Tensor | None = None) -> torch.Tensor:
         """Context ``(batch, set, dim)`` -> tokens; rows where ``null`` is True get the null token."""

@@ -13,13 +13,16 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from dpsad_core.errors import ConfigError
 from dpsad_core.events import PhaseStarted, SampleGrid, StepCompleted
 from dpsad_core.rdm.store import save_public_model
+
+if TYPE_CHECKING:
+    from dpsad_core.diffusion.schedule import ScheduleKind
 
 __all__ = ["PRESETS", "TrainPublicConfig", "nearest_public_neighbours", "train_public"]
 
@@ -40,7 +43,7 @@ class TrainPublicConfig:
     sigma_max: float = 0.3
     context_dropout: float = 0.1
     diffusion_steps: int = 1000
-    schedule: str = "linear"
+    schedule: ScheduleKind = "linear"
     channels: tuple[int, ...] = (32, 64)
     embedding_dim: int = 32
     sample_steps: int = 25
@@ -142,14 +145,16 @@ def train_public(config: TrainPublicConfig, *, workspace: Path,
                                    embedding_dim=config.embedding_dim, num_classes=max(2, public.num_classes))
     yield PhaseStarted(phase="encoder", total_steps=config.encoder_steps, start_step=0, privacy="public")
     encoder = None
-    for step, loss, trained in train_encoder(public.images, public.labels, config=encoder_config,
-                                             steps=config.encoder_steps, seed=config.seed):
-        yield StepCompleted(phase="encoder", step=step, total_steps=config.encoder_steps, losses={"loss": loss},
+    for step, encoder_loss, trained in train_encoder(public.images, public.labels, config=encoder_config,
+                                                     steps=config.encoder_steps, seed=config.seed):
+        yield StepCompleted(phase="encoder", step=step, total_steps=config.encoder_steps, losses={"loss": encoder_loss},
                             epsilon_spent=0.0, epsilon_target=0.0, seconds=0.0,
                             eta_seconds=0.0)
         encoder = trained  # the last one is the encoder the model uses
         if stop():
             return
+    if encoder is None:  # pragma: no cover - encoder_steps >= 1 (TrainPublicConfig), so one was trained
+        raise RuntimeError("the public encoder was not trained")
     embeddings = embed_images(encoder, public.images)
     neighbours = nearest_public_neighbours(embeddings, config.k)
 

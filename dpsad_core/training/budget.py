@@ -8,23 +8,27 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dpsad_core.privacy.mechanisms import Mechanism
 from dpsad_core.training.config import TrainConfig
-from dpsad_core.training.planner import TrainingPlan
+from dpsad_core.training.planner import PhasePlan, TrainingPlan
+
+if TYPE_CHECKING:
+    from dpsad_core.data.dataset import ImageDataset
+    from dpsad_core.privacy.ledger_runs import RunSpend
 
 
 def planned_mechanisms(config: TrainConfig, plan: TrainingPlan) -> list[Mechanism]:
     """Every mechanism the run will compose (the noisy count first), with ``--max-steps`` applied."""
-    def limit(phase) -> int:
+    def limit(phase: PhasePlan) -> int:
         return phase.steps if config.max_steps is None else min(phase.steps, config.max_steps)
 
     mechanisms = (phase.mechanism(config.hyper, steps=limit(phase)) for phase in plan.phases)
     return plan.prior_mechanisms() + [m for m in mechanisms if m is not None and m.steps > 0]
 
 
-def ledger_fingerprint(config: TrainConfig, dataset, workspace: Path) -> str:
+def ledger_fingerprint(config: TrainConfig, dataset: ImageDataset, workspace: Path) -> str:
     """The ledger entry the run is charged under: the data as stored, its overlaps with other datasets linked.
 
     Runs at different --resolution compose because the source is identified as stored; copies, subsets,
@@ -48,7 +52,8 @@ def ledger_fingerprint(config: TrainConfig, dataset, workspace: Path) -> str:
     return ledger_identity(workspace, source)
 
 
-def reserve_spend(workspace: Path, run_id: str, config: TrainConfig, dataset, plan: TrainingPlan):
+def reserve_spend(workspace: Path, run_id: str, config: TrainConfig, dataset: ImageDataset, plan: TrainingPlan
+                  ) -> RunSpend:
     """Hold the run's plan in the privacy ledger; PrivacyBudgetError (nothing written) if over the cap."""
     from dpsad_core.privacy.ledger_runs import RunSpend
 
@@ -58,7 +63,7 @@ def reserve_spend(workspace: Path, run_id: str, config: TrainConfig, dataset, pl
                             private=plan.is_private, planned=planned_mechanisms(config, plan))
 
 
-def budget_outlook(config: TrainConfig, dataset, plan: TrainingPlan, workspace: Path) -> dict[str, Any]:
+def budget_outlook(config: TrainConfig, dataset: ImageDataset, plan: TrainingPlan, workspace: Path) -> dict[str, Any]:
     """What the dataset has spent, its cap, and whether this run fits (``refusal``: the message if not)."""
     from dpsad_core.errors import PrivacyBudgetError
     from dpsad_core.privacy.ledger import PrivacyLedger

@@ -11,9 +11,12 @@ import dataclasses
 import enum
 import math
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dpsad_core.errors import ConfigError
+
+if TYPE_CHECKING:  # the diffusion package imports torch; a config does not need it
+    from dpsad_core.diffusion.schedule import ScheduleKind
 
 
 class Recipe(str, enum.Enum):
@@ -69,7 +72,7 @@ _RECIPE_DESCRIPTIONS = {
 DEFAULT_RECIPE = Recipe.DPDM
 
 #: Recipe names as ``config.json`` files written before ``dpsad`` meant free distillation.
-_LEGACY_RECIPE_NAMES = {"dpsad": Recipe.DPSAD_SPLIT.value}
+_LEGACY_RECIPE_NAMES: dict[object, str] = {"dpsad": Recipe.DPSAD_SPLIT.value}
 
 #: ``config.json``'s format: 2 since ``dpsad`` is the free-distillation recipe (format 1 meant dpsad-split).
 CONFIG_FORMAT = 2
@@ -90,7 +93,7 @@ class Hyperparameters:
     disc_channels: tuple[int, ...] = (16, 32)
     # diffusion
     diffusion_steps: int = 500
-    schedule: str = "linear"
+    schedule: ScheduleKind = "linear"
     # optimisation (teacher / DPDM denoiser phase)
     teacher_steps: int = 400
     pretrain_steps: int = 400              # dpdm with public data: free pre-training steps before DP-SGD

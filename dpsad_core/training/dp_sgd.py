@@ -8,7 +8,7 @@ before clipping, so the unit of privacy is the patient.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -70,7 +70,8 @@ def clipped_gradient_sum(module: nn.Module, per_record_loss: PerRecordLoss, reco
 
     def loss_of(parameters: dict[str, torch.Tensor], *record: torch.Tensor) -> torch.Tensor:
         def call(*inputs: torch.Tensor) -> torch.Tensor:
-            return functional_call(module, (parameters, buffers), inputs)
+            output: torch.Tensor = functional_call(module, (parameters, buffers), inputs)
+            return output
         return per_record_loss(call, *record)
 
     per_record_grad = vmap(grad_and_value(loss_of), in_dims=(None,) + (0,) * len(records), randomness="different")
@@ -119,7 +120,8 @@ def _sum_by_unit(per_record: torch.Tensor, unit_index: torch.Tensor) -> torch.Te
     return out.index_add_(0, unit_index, per_record)
 
 
-def _chunks(batch: int, units: torch.Tensor | None, size: int, device: torch.device):
+def _chunks(batch: int, units: torch.Tensor | None, size: int, device: torch.device
+            ) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
     """Yield (record indices, local unit index or None), never splitting a unit across chunks."""
     if units is None:
         for start in range(0, batch, size):
@@ -142,7 +144,8 @@ def _chunks(batch: int, units: torch.Tensor | None, size: int, device: torch.dev
         yield _unit_chunk(order, sorted_units, current)
 
 
-def _unit_chunk(order: torch.Tensor, sorted_units: torch.Tensor, spans: list[tuple[int, int]]):
+def _unit_chunk(order: torch.Tensor, sorted_units: torch.Tensor, spans: list[tuple[int, int]]
+                ) -> tuple[torch.Tensor, torch.Tensor]:
     positions = torch.cat([torch.arange(s, e, device=order.device) for s, e in spans])
     local = torch.repeat_interleave(torch.arange(len(spans), device=order.device),
                                     torch.tensor([e - s for s, e in spans], device=order.device))

@@ -13,11 +13,12 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from dpsad_core import distributed
+from dpsad_core.devices import resolve_device
 from dpsad_core.errors import DeviceError, PrivacyBudgetError, RunError
 from dpsad_core.events import (
     CheckpointWritten,
@@ -44,9 +45,19 @@ from dpsad_core.training.planner import (
     PRETRAIN,
     STUDENT,
     TEACHER,
+    PhasePlan,
     TrainingPlan,
     plan_training,
 )
+
+if TYPE_CHECKING:  # the GUI imports the engine without torch, the data or the ledger
+    from dpsad_core.data.dataset import ImageDataset
+    from dpsad_core.privacy.ledger_runs import RunSpend
+    from dpsad_core.privacy.mechanisms import Mechanism
+    from dpsad_core.privacy.noisy_count import NoisyCount
+    from dpsad_core.privacy.randomness import SecretRandomness
+    from dpsad_core.training.few_step import TeacherPool
+    from dpsad_core.training.steps import DataTensors
 
 GRID_PER_CLASS = 8
 #: A step of each phase kind in denoising steps, before a kind's own steps are timed (bench/step_time.py
@@ -58,17 +69,8 @@ DISTILL_COST_RATIO = PHASE_COST_RATIO[DISTILL]
 POOL_CHUNK = 512
 
 
-def resolve_device(name: str) -> str:
-    import torch
-
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise DeviceError("CUDA was requested but no CUDA device is available", remedy="use --device cpu or auto")
-    return name
-
-
-def prepare_run(config: TrainConfig, *, workspace: Path, plan_only: bool = False):
+def prepare_run(config: TrainConfig, *, workspace: Path, plan_only: bool = False
+                ) -> tuple[ImageDataset, ImageDataset | None, TrainingPlan]:
     """Load the data and make the plan without creating anything (for previews and the GUI).
 
     With ``plan_only`` (previews) the generated public digits are not rendered: the planner needs only
@@ -80,7 +82,8 @@ def prepare_run(config: TrainConfig, *, workspace: Path, plan_only: bool = False
     return dataset, public, plan_run(config, dataset, public, public_records)
 
 
-def _load_run_data(config: TrainConfig, workspace: Path, *, plan_only: bool = False):
+def _load_run_data(config: TrainConfig, workspace: Path, *, plan_only: bool = False
+                   ) -> tuple[ImageDataset, ImageDataset | None, int]:
     """The private dataset, the public one (None when not needed or not rendered) and its number of records."""
     from dpsad_core.data import resolve_data_source
     from dpsad_core.data.synthetic import DEFAULT_COUNT, NUM_CLASSES, RENDERED_DIGITS_SOURCE
@@ -94,7 +97,8 @@ def _load_run_data(config: TrainConfig, workspace: Path, *, plan_only: bool = Fa
     return dataset, public, public.num_records if public is not None else 0
 
 
-def plan_run(config: TrainConfig, dataset, public, public_records: int, count=None) -> TrainingPlan:
+def plan_run(config: TrainConfig, dataset: ImageDataset, public: ImageDataset | None, public_records: int,
+             count: NoisyCount | None = None) -> TrainingPlan:
     """The plan for ``dataset``; ``count``: the run's :class:`~dpsad_core.privacy.noisy_count.NoisyCount`.
 
     N is private unless declared public: the plan (sample rate, noise, delta) sees it only as the noisy
@@ -119,7 +123,7 @@ def plan_run(config: TrainConfig, dataset, public, public_records: int, count=No
     return plan
 
 
-def _secret_randomness(config: TrainConfig):
+def _secret_randomness(config: TrainConfig) -> SecretRandomness:
     """The run's secret randomness: fresh, or from a known --privacy-seed (the run is then not private)."""
     from dpsad_core.privacy.randomness import SecretRandomness
 
@@ -127,7 +131,7 @@ def _secret_randomness(config: TrainConfig):
             else SecretRandomness.from_seed(config.privacy_seed))
 
 
-def _load_public_data(config: TrainConfig, dataset, workspace: Path):
+def _load_public_data(config: TrainConfig, dataset: ImageDataset, workspace: Path) -> ImageDataset | None:
     """The public dataset conformed to the private one (None when the recipe uses none)."""
     if not config.public_data:
         return None
@@ -139,9 +143,9 @@ def _load_public_data(config: TrainConfig, dataset, workspace: Path):
     return public
 
 
-def _public_overlap(config: TrainConfig, dataset, public) -> str | None:
+def _public_overlap(config: TrainConfig, dataset: ImageDataset, public: ImageDataset | None) -> str | None:
     """Refuse public data that holds private records (NotPrivateError); the part to stamp when overridden."""
-    if public is None:
+    if public is None or config.public_data is None:  # public data is loaded only from config.public_data
         return None
     from dpsad_core.data.public_overlap import check_public_data
 
@@ -149,7 +153,7 @@ def _public_overlap(config: TrainConfig, dataset, public) -> str | None:
                              allow=config.allow_public_overlap)
 
 
-def _check_public_classes(config: TrainConfig, dataset, public_classes: int) -> None:
+def _check_public_classes(config: TrainConfig, dataset: ImageDataset, public_classes: int) -> None:
     from dpsad_core.errors import ConfigError
 
     if public_classes != dataset.num_classes:
@@ -202,7 +206,13 @@ def start_training(config: TrainConfig, *, workspace: Path, stop: Callable[[], b
     yield from trainer.execute(resumed=False, stop=stop)
 
 
-def resume_training(run_ref: str, *, workspace: Path, stop: Callable[[], bool] | None = None) -> Iterator[Event]:
+def resume_training(run_ref: str, *, workspace: Path, stop: Callable[[], bool] | None = None,
+                    device: str | None = None) -> Iterator[Event]:
+    """Continue run ``run_ref`` from its last checkpoint; ``device`` (``--device``) replaces the start's.
+
+    A checkpoint does not tie a run to a device: it is read onto the CPU and each model, optimiser and
+    generator is restored onto the device the resume trains on (see ``_Trainer.load_state_dict``).
+    """
     from dpsad_core.data import resolve_data_source
 
     if not distributed.current_world().is_leader:
@@ -225,7 +235,7 @@ def resume_training(run_ref: str, *, workspace: Path, stop: Callable[[], bool] |
     if state is RunState.CANCELLED:
         raise RunError(f"run {run.run_id} was cancelled: it has ended, and what it spent stays counted on its dataset",
                        remedy="start a new run instead")
-    config = TrainConfig.from_dict(stored["config"])
+    config = _resume_device(TrainConfig.from_dict(stored["config"]), device, run.run_id)
     plan = TrainingPlan.from_dict(stored["plan"])
     dataset = resolve_data_source(config.data, workspace=workspace, resolution=stored["dataset"]["resolution"],
                                   min_records=config.min_records)
@@ -234,7 +244,7 @@ def resume_training(run_ref: str, *, workspace: Path, stop: Callable[[], bool] |
                        "(its fingerprint differs)", remedy="restore the original data, or start a new run")
     public = _load_public_data(config, dataset, workspace)
     _public_overlap(config, dataset, public)  # the plan recorded any override at the start
-    distributed.share(dict(stored, run_id=run.run_id))
+    distributed.share(dict(stored, run_id=run.run_id, config=config.to_dict()))
     # The same run: its own earlier entry is replaced, not added to.
     spend = reserve_spend(workspace, run.run_id, config, dataset, plan)
     try:
@@ -244,6 +254,23 @@ def resume_training(run_ref: str, *, workspace: Path, stop: Callable[[], bool] |
         raise
     trainer.spend = spend
     yield from trainer.execute(resumed=True, stop=stop)
+
+
+def _resume_device(config: TrainConfig, device: str | None, run_id: str) -> TrainConfig:
+    """The settings a resume trains with: the start's, on ``device`` when one is given (config.json keeps the start's).
+
+    A run started on a GPU that this machine lacks is refused in one line naming the way to continue it.
+    """
+    if device is not None:
+        resolve_device(device)
+        return dataclasses.replace(config, device=device)
+    try:
+        resolve_device(config.device)
+    except DeviceError as error:
+        raise DeviceError(f"run {run_id} was started on {config.device!r}, which this machine cannot use "
+                          f"({error.message})",
+                          remedy=f"continue it on the CPU: dpsad-core train --resume {run_id} --device cpu") from None
+    return config
 
 
 def _check_run_in_workspace(run: RunFolder, workspace: Path) -> None:
@@ -256,7 +283,7 @@ def _check_run_in_workspace(run: RunFolder, workspace: Path) -> None:
                               f"--workspace {home}")
 
 
-def _follow(config: TrainConfig, dataset, public, header: dict[str, Any],
+def _follow(config: TrainConfig, dataset: ImageDataset, public: ImageDataset | None, header: dict[str, Any],
             stop: Callable[[], bool] | None, workspace: Path) -> Iterator[Event]:
     """A worker of rank > 0: the same training, with rank 0's run id, plan and state; it writes nothing."""
     if dataset.fingerprint(workspace) != header["fingerprint"]:
@@ -265,6 +292,29 @@ def _follow(config: TrainConfig, dataset, public, header: dict[str, Any],
     trainer = _Trainer(_FollowerRun(header["run_id"]), config, TrainingPlan.from_dict(header["plan"]), dataset,
                        public)
     yield from trainer.execute(resumed=False, stop=stop)
+
+
+class _RunFiles(Protocol):
+    """What a trainer uses of its run folder: a :class:`RunFolder`, or a :class:`_FollowerRun`."""
+
+    @property
+    def run_id(self) -> str: ...
+    @property
+    def path(self) -> Path: ...
+    @property
+    def checkpoint_path(self) -> Path: ...
+    @property
+    def model_path(self) -> Path: ...
+    def acquire(self) -> None: ...
+    def release(self) -> None: ...
+    def load_checkpoint(self) -> dict[str, Any] | None: ...
+    def read_json(self, name: str) -> dict[str, Any]: ...
+    def write_json(self, name: str, data: dict[str, Any]) -> None: ...
+    def save_torch(self, path: Path, state: dict[str, Any]) -> None: ...
+    def set_status(self, state: RunState | str, **extra: Any) -> None: ...
+    def write_result(self, result: RunResult) -> None: ...
+    def append_metrics(self, record: dict[str, Any]) -> None: ...
+    def truncate_metrics(self, phase_index: int, step: int) -> None: ...
 
 
 class _FollowerRun:
@@ -280,6 +330,9 @@ class _FollowerRun:
     def status(self) -> dict[str, Any]:
         return {"state": RunState.RUNNING.value}
 
+    def read_json(self, name: str) -> dict[str, Any]:  # pragma: no cover - only rank 0 reads the folder
+        raise RunError(f"worker rank {distributed.current_world().rank} has no run folder to read {name} from")
+
     def acquire(self) -> None: ...
     def release(self) -> None: ...
     def set_status(self, *args: Any, **kwargs: Any) -> None: ...
@@ -287,11 +340,12 @@ class _FollowerRun:
     def save_torch(self, *args: Any) -> None: ...
     def append_metrics(self, *args: Any) -> None: ...
     def truncate_metrics(self, *args: Any) -> None: ...
+    def write_result(self, *args: Any) -> None: ...
 
 
 class _Trainer:
-    def __init__(self, run: RunFolder, config: TrainConfig, plan: TrainingPlan, dataset, public,
-                 randomness=None) -> None:
+    def __init__(self, run: _RunFiles, config: TrainConfig, plan: TrainingPlan, dataset: ImageDataset,
+                 public: ImageDataset | None, randomness: SecretRandomness | None = None) -> None:
         import torch
 
         from dpsad_core.diffusion import DiffusionSchedule
@@ -347,17 +401,17 @@ class _Trainer:
             self.randomness.stream("loss").seed())
         self.phase_index, self.step, self.elapsed = 0, 0, 0.0
         self.ended = False  # finished or stopped: closing the generator afterwards changes nothing
-        self.spend = None  # the run's RunSpend in the privacy ledger, set by start_training / resume_training
-        self.private_data = self._tensors(dataset)
-        self.public_data = self._tensors(public) if public is not None else None
+        self.spend: RunSpend | None = None  # in the privacy ledger, set by start_training / resume_training
+        self.private_data: DataTensors | None = self._tensors(dataset)
+        self.public_data: DataTensors | None = self._tensors(public) if public is not None else None
         # The few-step student's pool of teacher trajectories, and the public generator that draws its
         # batches (post-processing: config.seed, not the secret key).
-        self.pool = None
+        self.pool: TeacherPool | None = None
         self.student_seconds = 0.0  # the free distillation's compute: its pool and its steps
         self.distill_generator = torch.Generator().manual_seed(config.seed + 3)
 
     # -- state -------------------------------------------------------------------------------------
-    def _tensors(self, dataset):
+    def _tensors(self, dataset: ImageDataset) -> DataTensors:
         import torch
 
         from dpsad_core.training.steps import DataTensors
@@ -399,7 +453,13 @@ class _Trainer:
             optimizer.load_state_dict(state["optimizers"][name])
         self.accountant = PrivacyAccountant.from_state_dict(state["accountant"])
         self.randomness = SecretRandomness.from_state_dict(state["rng"]["secret"])
-        self.loss_generator.set_state(state["rng"]["loss"])
+        loss_state = state["rng"]["loss"]
+        if loss_state.numel() == self.loss_generator.get_state().numel():
+            self.loss_generator.set_state(loss_state)
+        else:
+            # Written on another kind of device (a CUDA generator's state is a seed and an offset, a CPU one's
+            # a Mersenne Twister's): this device's generator restarts from the run's secret loss stream.
+            self.loss_generator.manual_seed(self.randomness.stream("loss").seed())
         if "distill" in state["rng"]:
             self.distill_generator.set_state(state["rng"]["distill"])
         self.student_seconds = state.get("student_seconds", 0.0)
@@ -421,10 +481,10 @@ class _Trainer:
 
     # -- main loop ---------------------------------------------------------------------------------
     @property
-    def _phase(self):
+    def _phase(self) -> PhasePlan:
         return self.plan.phases[min(self.phase_index, len(self.plan.phases) - 1)]
 
-    def _phase_limit(self, phase) -> int:
+    def _phase_limit(self, phase: PhasePlan) -> int:
         cap = self.config.max_steps
         return phase.steps if cap is None else min(phase.steps, cap)
 
@@ -498,7 +558,8 @@ class _Trainer:
             left += steps * mean.get(phase.kind, 0.0)
         return left
 
-    def _phases(self, stop: Callable[[], bool] | None) -> Iterator[Event]:
+    def _phases(self, stop: Callable[[], bool] | None) -> Generator[Event, None, bool]:
+        """The events of the remaining phases; True when stopped on request."""
         recent: dict[str, list[float]] = {kind: [] for kind in PHASE_COST_RATIO}
         while self.phase_index < len(self.plan.phases):
             phase = self.plan.phases[self.phase_index]
@@ -549,7 +610,7 @@ class _Trainer:
         """From here on the run computes from releases only: the data tensors leave its reach."""
         self.private_data = self.public_data = None
 
-    def _begin_phase(self, phase) -> None:
+    def _begin_phase(self, phase: PhasePlan) -> None:
         previous = self.plan.phases[self.phase_index - 1] if self.phase_index > 0 else None
         if previous is not None and previous.name == PRETRAIN and phase.model == previous.model:
             # After public pre-training: DP-SGD starts from the averaged public weights with a fresh
@@ -593,9 +654,11 @@ class _Trainer:
             for start in range(0, labels.numel(), POOL_CHUNK)])
         self.student_seconds += time.perf_counter() - began
 
-    def _few_step(self, phase) -> dict[str, float]:
+    def _few_step(self, phase: PhasePlan) -> dict[str, float]:
         from dpsad_core.training.few_step import few_step_update
 
+        if self.pool is None:  # pragma: no cover - _begin_phase (or the checkpoint) made it
+            raise RuntimeError(f"phase {phase.name} has no pool of teacher trajectories")
         metrics = few_step_update(student=self.models[STUDENT], discriminator=self.models[DISCRIMINATOR],
                                   student_optimizer=self.optimizers[STUDENT],
                                   disc_optimizer=self.optimizers[DISCRIMINATOR], pool=self.pool,
@@ -605,7 +668,7 @@ class _Trainer:
         self.emas[STUDENT].update(self.models[STUDENT])
         return metrics
 
-    def _train_step(self, phase, mechanism) -> dict[str, float]:
+    def _train_step(self, phase: PhasePlan, mechanism: Mechanism | None) -> dict[str, float]:
         from dpsad_core.training.steps import denoise_step, distill_step, draw_batch
 
         for name, optimizer in self.optimizers.items():
@@ -615,6 +678,8 @@ class _Trainer:
         if phase.kind == FEW_STEP:
             return self._few_step(phase)
         data = self.public_data if phase.data == "public" else self.private_data
+        if data is None:  # pragma: no cover - only post-processing phases (which train here on no data) drop it
+            raise RuntimeError(f"phase {phase.name} needs the {phase.data} data, which the run has dropped")
         sample_rate = mechanism.sample_rate if mechanism is not None else phase.sample_rate
         noise = self.randomness.stream("noise")
         batch = draw_batch(data, sample_rate=sample_rate, schedule=self.schedule,
@@ -628,6 +693,8 @@ class _Trainer:
                                    microbatch_size=self.hyper.microbatch_size, stream=noise)
             metrics = {f"{phase.name}_{k}": v for k, v in metrics.items()}
             self.emas[phase.model].update(model)
+        elif mechanism is None:  # pragma: no cover - the planner makes every distillation phase a dp one
+            raise RuntimeError(f"distillation phase {phase.name} has no mechanism")
         else:
             metrics = distill_step(
                 teacher=self.emas[TEACHER].model, student=self.models[STUDENT],
@@ -641,7 +708,7 @@ class _Trainer:
             self.accountant.record(mechanism)
         return distributed.mean_metrics(metrics, batch.size)
 
-    def _sample_grid(self, phase) -> SampleGrid:
+    def _sample_grid(self, phase: PhasePlan) -> SampleGrid:
         import torch
 
         from dpsad_core.sampling import generate, grid_image, save_png, stamp_not_private, to_uint8
@@ -692,7 +759,7 @@ class _Trainer:
             return {"run_id": self.run.run_id}  # rank 0 writes the release and reports it
 
         release = self.plan.release
-        payload = {
+        payload: dict[str, Any] = {
             "unet_config": self.unet_config.to_dict(), "state_dict": self.emas[release].model.state_dict(),
             "diffusion_steps": self.hyper.diffusion_steps, "schedule": self.hyper.schedule,
             "metadata": {"run_id": self.run.run_id, "recipe": self.config.recipe.value,

@@ -14,10 +14,13 @@ import os
 import platform
 import statistics
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dpsad_core.atomic import atomic_write_json
 from dpsad_core.paths import cache_dir
+
+if TYPE_CHECKING:
+    from dpsad_core.training.config import Hyperparameters
 
 CACHE_FILE = "step-times.json"
 TIMED_STEPS = 3
@@ -33,7 +36,7 @@ def machine_key(device: str) -> str:
     return "|".join((platform.node(), platform.machine(), str(os.cpu_count()), str(torch.get_num_threads()), name))
 
 
-def model_key(hyper, *, channels: int, resolution: int, num_classes: int, batch: int) -> str:
+def model_key(hyper: Hyperparameters, *, channels: int, resolution: int, num_classes: int, batch: int) -> str:
     """The model shape and batch a step time was measured for (the preset's network, not its name)."""
     parts = (hyper.channels, hyper.blocks_per_level, hyper.attention_levels, hyper.noise_multiplicity,
              hyper.microbatch_size, channels, resolution, num_classes, batch)
@@ -48,8 +51,8 @@ def _read_cache() -> dict[str, Any]:
     return cached if isinstance(cached, dict) else {}
 
 
-def measure_denoise_step(hyper, *, channels: int, resolution: int, num_classes: int, device: str,
-                         batch: int) -> float:
+def measure_denoise_step(hyper: Hyperparameters, *, channels: int, resolution: int, num_classes: int,
+                         device: str, batch: int) -> float:
     """Seconds of one DP denoising step of this network at ``batch`` images, timed on random data."""
     import torch
 
@@ -87,8 +90,8 @@ def measure_denoise_step(hyper, *, channels: int, resolution: int, num_classes: 
     return statistics.median(times[1:])
 
 
-def denoise_step_seconds(hyper, *, channels: int, resolution: int, num_classes: int, device: str,
-                         batch: int) -> tuple[float, bool]:
+def denoise_step_seconds(hyper: Hyperparameters, *, channels: int, resolution: int, num_classes: int,
+                         device: str, batch: int) -> tuple[float, bool]:
     """``(seconds per denoising step, whether it came from the cache)``; measures and caches on a miss."""
     machine = machine_key(device)
     model = model_key(hyper, channels=channels, resolution=resolution, num_classes=num_classes, batch=batch)
@@ -108,13 +111,14 @@ def denoise_step_seconds(hyper, *, channels: int, resolution: int, num_classes: 
     return seconds, False
 
 
-def estimate_plan_seconds(plan: dict[str, Any], steps: dict[str, int], hyper, *, channels: int, resolution: int,
-                          num_classes: int, device: str) -> dict[str, Any]:
+def estimate_plan_seconds(plan: dict[str, Any], steps: dict[str, int], hyper: Hyperparameters, *, channels: int,
+                          resolution: int, num_classes: int, device: str) -> dict[str, Any]:
     """Seconds for the plan (``TrainingPlan.to_dict()``, steps per phase after --max-steps), per phase, and its basis.
 
     Returns ``{"seconds", "phases": {phase name: seconds}, "step_seconds", "basis"}``.
     """
-    from dpsad_core.training.engine import PHASE_COST_RATIO, resolve_device
+    from dpsad_core.devices import resolve_device
+    from dpsad_core.training.engine import PHASE_COST_RATIO
 
     device = resolve_device(device)
     denoise = [p for p in plan["phases"] if p["kind"] == "denoise"] or plan["phases"]

@@ -26,6 +26,7 @@ What the student learns (and why this distillation):
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
@@ -33,6 +34,9 @@ from torch import nn
 
 from dpsad_core.diffusion import DiffusionSchedule
 from dpsad_core.diffusion.samplers import ddim_timesteps, ddim_update, guided_eps
+
+if TYPE_CHECKING:
+    from dpsad_core.models import VPredictionStudent
 
 #: The pool's start noise comes from ``--seed`` plus this offset (public randomness, like sample grids).
 POOL_SEED_OFFSET = 5
@@ -64,11 +68,11 @@ class TeacherPool:
     def size(self) -> int:
         return int(self.labels.shape[0])
 
-    def state_dict(self) -> dict:
+    def state_dict(self) -> dict[str, Any]:
         return {"labels": self.labels, "states": self.states, "targets": self.targets, "timesteps": self.timesteps}
 
     @classmethod
-    def from_state_dict(cls, state: dict) -> TeacherPool:
+    def from_state_dict(cls, state: dict[str, Any]) -> TeacherPool:
         return cls(state["labels"], state["states"], state["targets"], list(state["timesteps"]))
 
     @classmethod
@@ -167,7 +171,8 @@ def segment_targets(teacher: nn.Module, schedule: DiffusionSchedule, states: tor
     return targets
 
 
-def few_step_update(*, student: nn.Module, discriminator: nn.Module | None, student_optimizer: torch.optim.Optimizer,
+def few_step_update(*, student: VPredictionStudent, discriminator: nn.Module | None,
+                    student_optimizer: torch.optim.Optimizer,
                     disc_optimizer: torch.optim.Optimizer | None, pool: TeacherPool, schedule: DiffusionSchedule,
                     batch_size: int, adversarial_weight: float, generator: torch.Generator,
                     device: torch.device | str, teacher: nn.Module | None = None,
@@ -190,8 +195,7 @@ def few_step_update(*, student: nn.Module, discriminator: nn.Module | None, stud
     # Truncated-SNR weighting (Salimans & Ho 2022, §4): an x_0 error costs more where the noise is small.
     weight = torch.clamp(abar / (1 - abar), min=1.0).reshape(-1, *([1] * (x.dim() - 1)))
     metrics: dict[str, float] = {}
-    adversarial = adversarial_weight > 0 and discriminator is not None and disc_optimizer is not None
-    if adversarial:
+    if adversarial_weight > 0 and discriminator is not None and disc_optimizer is not None:
         with torch.no_grad():
             fake = student.x0(x, t, labels)
         disc_loss = F.softplus(-discriminator(x, target, t, labels)).mean() + F.softplus(
@@ -203,7 +207,7 @@ def few_step_update(*, student: nn.Module, discriminator: nn.Module | None, stud
     prediction = student.x0(x, t, labels)
     distillation = (weight * (prediction - target).pow(2)).mean()
     loss = distillation
-    if adversarial:
+    if adversarial_weight > 0 and discriminator is not None and disc_optimizer is not None:
         for parameter in discriminator.parameters():
             parameter.requires_grad_(False)
         fool = F.softplus(-discriminator(x, prediction, t, labels)).mean()

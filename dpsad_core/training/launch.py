@@ -11,9 +11,13 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from dpsad_core.errors import EXIT_INTERRUPTED, RunError
 from dpsad_core.runs.records import RunState
+
+if TYPE_CHECKING:  # torch's launcher is imported when a launch starts
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
 
 
 def launch_local(worker_argv: list[str], *, nproc: int, run_id: str, workspace: Path, command: str = "train") -> int:
@@ -47,12 +51,12 @@ def launch_local(worker_argv: list[str], *, nproc: int, run_id: str, workspace: 
     return 0
 
 
-def _report_failure(error, *, run_id: str, workspace: Path) -> int:
+def _report_failure(error: ChildFailedError, *, run_id: str, workspace: Path) -> int:
     failures = error.failures
     leader = failures.get(0)
     if leader is not None and leader.exitcode > 0:
         # Rank 0 said what went wrong itself (an error line, or "stopped ... resume with ...").
-        return leader.exitcode
+        return int(leader.exitcode)
     rank, failure = min(failures.items())
     how = (f"was killed by signal {failure.signal_name()}" if failure.exitcode < 0
            else f"exited with code {failure.exitcode}")
@@ -63,11 +67,11 @@ def _report_failure(error, *, run_id: str, workspace: Path) -> int:
     return RunError.exit_code
 
 
-def _report_sampling_failure(error, command: str) -> int:
+def _report_sampling_failure(error: ChildFailedError, command: str) -> int:
     """A sampling command's worker failed: rank 0's own error, or one line naming the worker that died."""
     leader = error.failures.get(0)
     if leader is not None and leader.exitcode > 0:
-        return leader.exitcode
+        return int(leader.exitcode)
     rank, failure = min(error.failures.items())
     how = (f"was killed by signal {failure.signal_name()}" if failure.exitcode < 0
            else f"exited with code {failure.exitcode}")

@@ -22,24 +22,31 @@ import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dpsad_core import distributed
+from dpsad_core.errors import ConfigError
+
+if TYPE_CHECKING:
+    from dpsad_core.events import Event
+    from dpsad_core.training.config import TrainConfig
 
 WORKER_EXIT_WAIT_S = 30.0
 
 
-def train_with_workers(config, *, workspace: Path, nproc: int, stop: Callable[[], bool] | None = None,
-                       resume: str | None = None) -> Iterator[Any]:
+def train_with_workers(config: TrainConfig | None, *, workspace: Path, nproc: int,
+                       stop: Callable[[], bool] | None = None, resume: str | None = None) -> Iterator[Event]:
     """The events of ``start_training(config)`` (or ``resume_training(resume)``) run by ``nproc`` workers."""
+    from dpsad_core.devices import resolve_device
     from dpsad_core.runs.folder import RunFolder, new_run_id
-    from dpsad_core.training.engine import resolve_device
 
     if resume:
         run = RunFolder.open(workspace, resume)
         run_id, device = run.run_id, run.read_json("config.json")["config"].get("device", "auto")
-    else:
+    elif config is not None:
         run_id, device = new_run_id(config.recipe.value), config.device
+    else:
+        raise ConfigError("a new run needs its settings", field="config", value=None, remedy="pass a TrainConfig")
     device = resolve_device(device)
     with _job_file({"config": config, "resume": resume, "run_id": run_id, "workspace": str(workspace),
                     "device": device}) as job, \
@@ -55,16 +62,19 @@ def train_with_workers(config, *, workspace: Path, nproc: int, stop: Callable[[]
             _end(followers)
 
 
-def _events(config, *, workspace: Path, stop, resume: str | None, run_id: str | None):
+def _events(config: TrainConfig | None, *, workspace: Path, stop: Callable[[], bool] | None, resume: str | None,
+            run_id: str | None) -> Iterator[Event]:
     from dpsad_core.training import resume_training, start_training
 
     if resume:
         return resume_training(resume, workspace=workspace, stop=stop)
+    if config is None:
+        raise ConfigError("a new run needs its settings", field="config", value=None, remedy="pass a TrainConfig")
     return start_training(config, workspace=workspace, stop=stop, run_id=run_id)
 
 
 @contextmanager
-def _world_env(nproc: int, *, rank: int):
+def _world_env(nproc: int, *, rank: int) -> Iterator[dict[str, str]]:
     """This process's environment as rank ``rank`` of ``nproc`` on 127.0.0.1 (restored afterwards)."""
     names = ("MASTER_ADDR", "MASTER_PORT", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "RANK", "LOCAL_RANK")
     saved = {name: os.environ.get(name) for name in names}
@@ -83,7 +93,7 @@ def _world_env(nproc: int, *, rank: int):
 
 
 @contextmanager
-def _job_file(job: dict[str, Any]):
+def _job_file(job: dict[str, Any]) -> Iterator[str]:
     """The run's settings for the other workers, in an owner-only temporary file."""
     handle, path = tempfile.mkstemp(prefix="dpsad-workers-", suffix=".pickle")
     try:
@@ -97,10 +107,10 @@ def _job_file(job: dict[str, Any]):
 def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+        return int(probe.getsockname()[1])
 
 
-def _end(followers: list[subprocess.Popen]) -> None:
+def _end(followers: list[subprocess.Popen[bytes]]) -> None:
     """Wait for the other workers to finish their last exchange; end any that does not."""
     for follower in followers:
         try:
@@ -112,7 +122,7 @@ def _end(followers: list[subprocess.Popen]) -> None:
 
 def _follower_main(job_path: str) -> int:
     """Ranks 1..N-1: train (or resume) the run rank 0 shares, writing nothing."""
-    from dpsad_core.training.engine import resolve_device
+    from dpsad_core.devices import resolve_device
 
     with open(job_path, "rb") as handle:
         job = pickle.load(handle)  # written by our own rank 0 just before, owner-only

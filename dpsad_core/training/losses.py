@@ -21,7 +21,8 @@ def denoising_loss(call: Call, x_t: torch.Tensor, t: torch.Tensor, labels: torch
     return (call(x_t, t, labels) - noise).pow(2).mean()
 
 
-def make_student_loss(discriminator: Call, adversarial_weight: float, distillation_weight: float = 1.0):
+def make_student_loss(discriminator: Call, adversarial_weight: float, distillation_weight: float = 1.0
+                      ) -> Callable[..., torch.Tensor]:
     """Student loss ``L_dis + lambda L_adv`` (docs/method.md §1.3, steps 2-4).
 
     ``discriminator(x_t, eps, t, y)`` runs D with its current (already privatised) weights: using them

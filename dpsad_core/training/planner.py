@@ -201,7 +201,7 @@ def plan_training(*, recipe: Recipe, hyper: Hyperparameters, epsilon: float, del
                                              sample_rate=q, steps=hyper.teacher_steps, prior=prior,
                                              accountant=accountant)
         teacher = _denoise_phase(TEACHER, "dp", "private", hyper.teacher_steps, batch, q, sigma_t)
-        phases += [teacher, joint_phase([teacher.mechanism(hyper)])]
+        phases += [teacher, joint_phase([m for m in [teacher.mechanism(hyper)] if m is not None])]  # a dp phase
         release = STUDENT
     elif recipe is Recipe.DPSAD_PUBLIC_TEACHER:
         if public_records < 1:

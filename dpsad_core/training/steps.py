@@ -10,6 +10,7 @@ composes and the ledger records (``mechanism=None``: a step without privacy prot
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -21,8 +22,14 @@ from dpsad_core.diffusion import DiffusionSchedule
 from dpsad_core.distributed import SOLO, World, shard_positions, sum_across, sum_module_gradients
 from dpsad_core.privacy import Mechanism
 from dpsad_core.privacy.randomness import SecretStream
-from dpsad_core.training.dp_sgd import add_noise_and_average, apply_gradients, clipped_gradient_sum, poisson_sample
-from dpsad_core.training.losses import denoising_loss, discriminator_loss, make_student_loss
+from dpsad_core.training.dp_sgd import (
+    PerRecordLoss,
+    add_noise_and_average,
+    apply_gradients,
+    clipped_gradient_sum,
+    poisson_sample,
+)
+from dpsad_core.training.losses import Call, denoising_loss, discriminator_loss, make_student_loss
 from dpsad_core.training.planner import DISCRIMINATOR, STUDENT
 
 
@@ -90,8 +97,10 @@ def draw_batch(data: DataTensors, *, sample_rate: float, schedule: DiffusionSche
     return NoisyBatch(x_t=x_t.reshape(noise.shape), t=t, labels=labels, noise=noise, units=units, total=batch)
 
 
-def _private_update(module: nn.Module, optimizer: torch.optim.Optimizer, loss, records, *,
-                    noise: tuple[float, float], expected_batch_size: float, units, microbatch_size: int,
+def _private_update(module: nn.Module, optimizer: torch.optim.Optimizer, loss: PerRecordLoss,
+                    records: Sequence[torch.Tensor], *,
+                    noise: tuple[float, float], expected_batch_size: float, units: torch.Tensor | None,
+                    microbatch_size: int,
                     stream: SecretStream) -> dict[str, float]:
     noise_multiplier, clip_norm = noise
     summed, stats = clipped_gradient_sum(module, loss, records, clip_norm=clip_norm, units=units,
@@ -164,7 +173,8 @@ def distill_step(*, teacher: nn.Module, student: nn.Module, discriminator: nn.Mo
     disc_buffers = dict(discriminator.named_buffers())
 
     def disc_call(*inputs: torch.Tensor) -> torch.Tensor:
-        return functional_call(discriminator, (disc_params, disc_buffers), inputs)
+        output: torch.Tensor = functional_call(discriminator, (disc_params, disc_buffers), inputs)
+        return output
 
     loss_terms = _student_loss_terms(disc_call, batch, teacher_eps, student_eps, distillation_weight)
     student_metrics = _private_update(
@@ -184,7 +194,7 @@ def _noise_of(mechanism: Mechanism, release: str) -> tuple[float, float]:
     return noise
 
 
-def _student_loss_terms(disc_call, batch: NoisyBatch, teacher_eps: torch.Tensor, student_eps: torch.Tensor,
+def _student_loss_terms(disc_call: Call, batch: NoisyBatch, teacher_eps: torch.Tensor, student_eps: torch.Tensor,
                         distillation_weight: float) -> dict[str, float]:
     """Batch means of the two terms of the student's loss, at the weights its update starts from.
 

@@ -60,7 +60,8 @@ def test_off_a_terminal_one_line_per_interval_and_one_at_the_end_of_a_phase(caps
 def test_a_stopped_run_prints_the_commands_own_next_step(capsys):
     stop = RunInterrupted(run_id="r2", phase="teacher", step=7, message="stopped by request")
     list(show_progress(iter([stop])))
-    assert capsys.readouterr().err.strip() == "run r2 stopped at teacher step 7; resume with: dpsad-core train --resume r2"
+    expected = "run r2 stopped at teacher step 7; resume with: dpsad-core train --resume r2"
+    assert capsys.readouterr().err.strip() == expected
     assert resume_hint(stop).endswith("dpsad-core train --resume r2")
     list(show_progress(iter([stop]), interrupted=lambda event: event.message))
     assert capsys.readouterr().err.strip() == "stopped by request"
