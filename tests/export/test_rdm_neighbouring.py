@@ -80,4 +80,6 @@ def test_d_and_d_prime_dp_rdm_bundles_do_not_state_the_count(rdm_base, tmp_path,
     (entry,) = PrivacyLedger(tmp_path / "ws-d").entries(result["dataset"]["fingerprint"])
     assert [m.to_dict() for m in entry.mechanisms] == result["mechanisms"]
     assert result["delta"] == pytest.approx(1e-5)
+    # The subsample, the noise and the count come from the run's secret ChaCha20 key (it said PCG64 before).
+    assert any("cryptographically secure generator" in line for line in report["plain_language"]["does_not_mean"])
     assert np.load(Path(result["samples_npz"]))["images"].shape[0] == 10
