@@ -315,26 +315,26 @@ def generate_rdm(config: GenerateConfig, *, workspace: Path, stop: Callable[[], 
                    "recipe": RECIPE, "queries": len(queries), "delta": delta, "data": index.meta.get("data")},
         "dataset": dataset, "public_dataset": public_model.meta["public_dataset"],
         "public_model": {"name": public_model.name, "encoder_digest": public_model.encoder_digest},
-        "plan": {"recipe": RECIPE, "nonprivate_parts": nonprivate, "mechanisms": [m.to_dict() for m in
-                                                                                    planned_mechanisms],
+        "plan": {"recipe": RECIPE, "nonprivate_parts": nonprivate,
+                 "mechanisms": [mechanism.to_dict() for mechanism in planned_mechanisms],
                  "planned_epsilon": planned.to_dict(), "delta": delta, "warnings": warnings, **units},
         "created": utc_now_str(),
     })
     accountant = PrivacyAccountant(delta=delta)
     for part in nonprivate:
         accountant.mark_nonprivate(part)
-    accountant_prior = list(prior)
-    for mechanism in accountant_prior:
+    for mechanism in prior:  # the count, composed first (recorded in the ledger before it was used)
         accountant.record(mechanism)
     life.record(accountant)
     life.running(phase="queries", step=0)
-    yield RunStarted(run_id=run.run_id, run_dir=run.path, resumed=False,
-                     plan={"warnings": warnings + local_warnings, "planned_epsilon": planned.to_dict(),
-                           "queries": len(queries), "sigma": settings.sigma, "delta": delta})
-    yield PhaseStarted(phase="queries", total_steps=len(queries), start_step=0, privacy="dp")
     images, started, done = [], time.monotonic(), 0
-    candidates = {label: index.labels == label for label in {query.label for query in queries if query.kind == "class"}}
     try:
+        yield RunStarted(run_id=run.run_id, run_dir=run.path, resumed=False,
+                         plan={"warnings": warnings + local_warnings, "planned_epsilon": planned.to_dict(),
+                               "queries": len(queries), "sigma": settings.sigma, "delta": delta})
+        yield PhaseStarted(phase="queries", total_steps=len(queries), start_step=0, privacy="dp")
+        candidates = {label: index.labels == label
+                      for label in {query.label for query in queries if query.kind == "class"}}
         for start in range(0, len(queries), config.batch_size):
             batch = queries[start:start + config.batch_size]
             tick = time.monotonic()
@@ -372,6 +372,10 @@ def generate_rdm(config: GenerateConfig, *, workspace: Path, stop: Callable[[], 
         atomic_write_bytes(run.path / "samples.npz", buffer.getvalue())
         grid = _grid(pixels, labels, len(index.class_names), grid_image)
         grid_path = save_png(grid, run.path / "samples" / "grid.png")
+    except GeneratorExit:  # the consumer dropped the run between batches: what was spent stays recorded
+        life.interrupt(accountant, phase="queries", step=done, message="the run was closed",
+                       epsilon_spent=accountant.epsilon_rdp())
+        raise
     except BaseException as error:
         life.fail(error, phase="queries", step=done, epsilon_spent=accountant.epsilon_rdp())
         raise

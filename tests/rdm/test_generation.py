@@ -142,3 +142,15 @@ def test_bad_requests_are_config_errors():
         _config(per_class=0)
     with pytest.raises(ConfigError, match="sigma"):
         _config(sigma=0.0)
+
+
+def test_closing_the_generator_ends_the_run_as_interrupted_with_its_spend(rdm_workspace):
+    events = generate_rdm(_config(batch_size=4), workspace=rdm_workspace)
+    started = next(event for event in events if isinstance(event, StepCompleted))
+    assert started.step == 4
+    events.close()  # as a consumer that stops reading does
+    (run,) = list_runs(rdm_workspace)
+    assert json.loads((rdm_workspace / "runs" / run["run_id"] / "status.json").read_text())["state"] == "interrupted"
+    (entry,) = PrivacyLedger(rdm_workspace).entries()
+    assert [(m.part, m.steps) for m in entry.mechanisms] == [("count", 1), ("rdm-retrieval", 4)]
+    assert not entry.active
