@@ -203,15 +203,16 @@ def start_training(config: TrainConfig, *, workspace: Path, stop: Callable[[], b
         # The count is spent before its first use leaves the process (the plan in config.json and the events).
         trainer.record_prior()
         life.record(trainer.accountant)
+        stored = {
+            "config": config.to_dict(), "dataset": dataset.summary(workspace),
+            "public_dataset": public.summary(workspace) if public is not None else None,
+            "plan": plan.to_dict(), "created": utc_now(), "software": _software_versions(),
+            "workers": distributed.current_world().size,
+        }
     except BaseException:
         life.release()
         raise
-    life.create(workspace, {
-        "config": config.to_dict(), "dataset": dataset.summary(workspace),
-        "public_dataset": public.summary(workspace) if public is not None else None,
-        "plan": plan.to_dict(), "created": utc_now(), "software": _software_versions(),
-        "workers": distributed.current_world().size,
-    })
+    life.create(workspace, stored)
     trainer.life = life
     yield from trainer.execute(resumed=False, stop=stop)
 
