@@ -4,8 +4,8 @@ In order::
 
     secret_randomness()   a fresh ChaCha20 key from the OS (a known --privacy-seed makes the run NOT private)
     draw_count()          only when N is private: the count alone is held in the ledger first (refused, with
-                          nothing drawn, when even it does not fit under the cap), then drawn from the key's
-                          "count" stream and recorded as spent before anything computed from it is used
+                          nothing drawn, when even it does not fit under the cap), recorded as spent, then
+                          drawn from the key's "count" stream, before anything computed from it is used
     RunLife.reserve()     the whole plan (the count included) checked against the cap and held; nothing exists yet
     RunLife.create()      the run folder and config.json
     record()              before each mechanism's output is used: the ledger shows at least what was spent
@@ -90,7 +90,7 @@ def draw_count(account: LedgerAccount, *, num_units: int, declared: bool, random
     """The run's noisy count of its privacy units, charged in the ledger before it is used; None when declared.
 
     The count alone is held first (a data-independent check: with the cap spent the run is refused and nothing is
-    drawn), then drawn once from ``randomness``'s "count" stream and recorded as spent, the hold released: the
+    drawn), recorded as spent (the hold released), then drawn once from ``randomness``'s "count" stream: the
     run reserves its whole plan next, and if that is refused the count stays counted (module docstring).
     ``delta``: the run's delta when the analyst gave one; else the count is held at :data:`COUNT_HOLD_DELTA`.
     """
@@ -99,11 +99,15 @@ def draw_count(account: LedgerAccount, *, num_units: int, declared: bool, random
     at = delta if delta is not None else COUNT_HOLD_DELTA
     private = not randomness.reproducible
     spend = account.reserve(delta=at, private=private, planned=[count_mechanism()])
-    count = draw_noisy_count(num_units, randomness.stream(COUNT_STREAM))
     accountant = PrivacyAccountant(delta=at)
-    accountant.record(count.mechanism())
-    spend.record(accountant, finished=True)
-    return count
+    accountant.record(count_mechanism())
+    try:
+        # Recorded as spent before it is drawn (the engine's rule for every mechanism), the hold released.
+        spend.record(accountant, finished=True)
+    except BaseException:
+        spend.release()
+        raise
+    return draw_noisy_count(num_units, randomness.stream(COUNT_STREAM))
 
 
 @contextmanager
