@@ -154,3 +154,17 @@ def test_closing_the_generator_ends_the_run_as_interrupted_with_its_spend(rdm_wo
     (entry,) = PrivacyLedger(rdm_workspace).entries()
     assert [(m.part, m.steps) for m in entry.mechanisms] == [("count", 1), ("rdm-retrieval", 4)]
     assert not entry.active
+
+
+def test_an_index_whose_count_is_declared_draws_and_spends_no_count(rdm_workspace, monkeypatch):
+    meta_path = rdm_workspace / "rdm" / "indexes" / INDEX / "meta.json"
+    meta = json.loads(meta_path.read_text())
+    meta["dataset"]["count_declared"] = True  # as if imported with --public-count
+    meta_path.write_text(json.dumps(meta))
+    monkeypatch.setattr(noisy_count, "count_noise", lambda *args: pytest.fail("a declared count was drawn"))
+    result = _run(_config(per_class=1), rdm_workspace)[-1].result
+    assert [m["part"] for m in result["mechanisms"]] == ["rdm-retrieval"]
+    plan = json.loads((rdm_workspace / "runs" / result["run_id"] / "config.json").read_text())["plan"]
+    assert plan["units_from"] == "declared"
+    assert plan["private_units"] == load_index(INDEX, workspace=rdm_workspace).num_units  # exact: declared public
+    assert plan["count_mechanism"] is None
