@@ -5,7 +5,7 @@ retrieval-conditioned UNet) is trained on one half of the training set, the othe
 retrieval index, and 1,000 class queries (100 per class) are answered three ways:
 
 - ``dp-rdm``: the product path (``generate_rdm``): Poisson subsample, k nearest, noisy mean, at the
-  target epsilon (sigma calibrated so that the 1,000 queries fit);
+  target epsilon (sigma calibrated by the run so that its noisy count and the 1,000 queries fit);
 - ``public-only`` (lambda = 0): the context is the query itself (the public class prototype); the
   private index is never read;
 - ``non-private`` (sigma = 0): the same retrieval without noise (NOT differentially private).
@@ -132,7 +132,6 @@ def main() -> None:
     from dpsad_core.evaluation.features import train_feature_extractor
     from dpsad_core.rdm.generation import GenerateConfig, generate_rdm
     from dpsad_core.rdm.index import build_index
-    from dpsad_core.rdm.planner import sigma_for_budget
     from dpsad_core.rdm.store import load_public_model, sample_from_contexts
     from dpsad_core.sampling import to_uint8
 
@@ -156,8 +155,6 @@ def main() -> None:
     tick = time.monotonic()
     extractor = train_feature_extractor(real_train.images, real_train.labels, num_classes=real_train.num_classes)
     timings["feature_net_s"] = round(time.monotonic() - tick, 1)
-    sigma = sigma_for_budget(k=args.k, sample_rate=args.q, queries=args.per_class * len(index.class_names),
-                             epsilon=args.epsilon, delta=args.delta)
     rows = []
     common = {"setting": "cross-domain (public Fashion-MNIST, private MNIST)" if args.cross_domain else
               "Fashion-MNIST halves", "k": args.k, "q": args.q, "queries": args.per_class * len(index.class_names),
@@ -166,9 +163,10 @@ def main() -> None:
 
     tick = time.monotonic()
     config = GenerateConfig(model=args.model, index=index.name, epsilon=args.epsilon, delta=args.delta, k=args.k,
-                            q=args.q, sigma=sigma, per_class=args.per_class, guidance=args.guidance,
+                            q=args.q, sigma=None, per_class=args.per_class, guidance=args.guidance,
                             sample_steps=args.sample_steps, seed=0)
     result = list(generate_rdm(config, workspace=workspace))[-1].result
+    sigma = result["mechanism"]["sigma"]  # calibrated by the run, after its noisy count (composed with it)
     samples = np.load(result["samples_npz"])
     rows.append({**common, "condition": "dp-rdm", "sigma": round(sigma, 4), "epsilon": round(result["epsilon"], 3),
                  "epsilon_rdp": round(result["accountant_values"]["rdp"], 3), "run_id": result["run_id"],

@@ -210,26 +210,23 @@ def _register_generate(commands: argparse._SubParsersAction) -> None:
 
 def _cmd_generate(args: argparse.Namespace) -> int:
     from dpsad_core.commands.progress import show_progress
-    from dpsad_core.events import RunFinished, RunInterrupted
-    from dpsad_core.rdm.generation import GenerateConfig, count_queries, generate_rdm
-    from dpsad_core.rdm.planner import sigma_for_budget
+    from dpsad_core.events import RunFinished, RunInterrupted, RunStarted
+    from dpsad_core.rdm.generation import GenerateConfig, generate_rdm
 
     workspace = workspace_from_args(args)
     classes = tuple(name.strip() for name in args.classes.split(",")) if args.classes else ()
+    # sigma None: the run calibrates it after its noisy count (the default delta comes from that count).
     common = {"model": args.model, "index": args.index, "epsilon": args.epsilon, "k": args.k, "q": args.q,
-              "mix": args.mix, "delta": args.delta, "per_class": args.per_class, "classes": classes,
-              "query_mode": args.query_mode, "examples": tuple(args.example), "per_example": args.per_example,
-              "guidance": args.guidance, "sample_steps": args.steps, "seed": args.seed,
-              "privacy_seed": args.privacy_seed, "allow_public_overlap": args.allow_public_overlap}
-    sigma = args.sigma
-    if sigma is None:
-        queries, delta = count_queries(GenerateConfig(sigma=1.0, **common), workspace=workspace)
-        sigma = sigma_for_budget(k=args.k, sample_rate=args.q, queries=queries, epsilon=args.epsilon, delta=delta)
-        print(f"sigma {sigma:.4f}: the smallest noise for which {queries} queries fit epsilon {args.epsilon:g}",
-              file=sys.stderr)
+              "sigma": args.sigma, "mix": args.mix, "delta": args.delta, "per_class": args.per_class,
+              "classes": classes, "query_mode": args.query_mode, "examples": tuple(args.example),
+              "per_example": args.per_example, "guidance": args.guidance, "sample_steps": args.steps,
+              "seed": args.seed, "privacy_seed": args.privacy_seed, "allow_public_overlap": args.allow_public_overlap}
     result = None
-    for event in show_progress(generate_rdm(GenerateConfig(sigma=sigma, **common), workspace=workspace,
-                                            stop=stop_flag()), interrupted=lambda event: event.message):
+    for event in show_progress(generate_rdm(GenerateConfig(**common), workspace=workspace, stop=stop_flag()),
+                               interrupted=lambda event: event.message):
+        if isinstance(event, RunStarted) and args.sigma is None:
+            print(f"sigma {event.plan['sigma']:.4f}: the smallest noise for which {event.plan['queries']} queries "
+                  f"fit epsilon {args.epsilon:g}", file=sys.stderr)
         if isinstance(event, RunInterrupted):
             return EXIT_INTERRUPTED
         if isinstance(event, RunFinished):

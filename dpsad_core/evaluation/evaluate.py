@@ -84,7 +84,7 @@ def evaluate_run(run_ref: str, *, test: str, workspace: Path, options: Evaluatio
                        "(its fingerprint differs)", remedy="restore the original training data")
     real_test = resolve_data_source(test, workspace=workspace, split="test", duplicates="keep",
                                     resolution=training.resolution, channels=training.channels, min_records=1)
-    _check_held_out(real_test, training, test)
+    _check_held_out(real_test, training, test, workspace)
 
     steps, times = sampler_times(meta, options.sample_steps)
     guidance = meta["guidance"] if options.guidance is None else options.guidance
@@ -121,9 +121,9 @@ def evaluate_run(run_ref: str, *, test: str, workspace: Path, options: Evaluatio
     yield EvaluationFinished(run_id=run.run_id, path=path, result=result)
 
 
-def _check_held_out(real_test, training, test: str) -> None:
+def _check_held_out(real_test, training, test: str, workspace: Path) -> None:
     """The test set must not be the training set: accuracy on it would say nothing about new data."""
-    if real_test.fingerprint() == training.fingerprint():
+    if real_test.fingerprint(workspace) == training.fingerprint(workspace):
         raise ConfigError(f"the test data {test!r} is the training data of this run (same fingerprint)",
                           field="test", value=test,
                           remedy="pass real images the model never saw: the test split of the same source "
@@ -148,7 +148,7 @@ def _evaluate_rdm_run(run, stored: dict[str, Any], *, test: str, workspace: Path
     training = rdm_private_data(stored, workspace=workspace, run_id=run.run_id)
     real_test = resolve_data_source(test, workspace=workspace, split="test", duplicates="keep",
                                     resolution=training.resolution, channels=training.channels, min_records=1)
-    _check_held_out(real_test, training, test)
+    _check_held_out(real_test, training, test, workspace)
     began = time.perf_counter()
     with np.load(path, allow_pickle=False) as data:
         images, labels = np.asarray(data["images"]), np.asarray(data["labels"]).astype(np.int64)
@@ -219,7 +219,7 @@ def evaluate_images(synthetic: np.ndarray, labels: np.ndarray, *, training, test
     from dpsad_core.runs.folder import utc_now
 
     options = options or EvaluationOptions()
-    _check_sets(synthetic, labels, training, test)
+    _check_sets(synthetic, labels, training, test, workspace)
     total = first_stage - 1 + 3
     seconds: dict[str, float] = {}
     clock = time.perf_counter()
@@ -303,7 +303,7 @@ def evaluate_images(synthetic: np.ndarray, labels: np.ndarray, *, training, test
             "synthetic_per_class": {name: int((labels == i).sum()) for i, name in enumerate(training.class_names)},
             "seed": options.seed, "cnn_epochs": options.cnn_epochs, "cnn_min_steps": options.cnn_min_steps,
             "k": options.k,
-            "training_set": _describe(training), "test_set": _describe(test),
+            "training_set": _describe(training, workspace), "test_set": _describe(test, workspace),
             "class_names_match": tuple(test.class_names) == tuple(training.class_names),
             "inception_weights": Path(options.inception_weights).name if options.inception_weights else None,
             "seconds": seconds,
@@ -347,7 +347,7 @@ def conform_samples(images: np.ndarray, labels: np.ndarray, *, path: Path, chann
     return (images.astype(np.float32) / scale).clip(0, 1), labels.astype(np.int64)
 
 
-def _check_sets(synthetic: np.ndarray, labels: np.ndarray, training, test) -> None:
+def _check_sets(synthetic: np.ndarray, labels: np.ndarray, training, test, workspace: Path) -> None:
     if synthetic.ndim != 4 or synthetic.shape[1:] != training.images.shape[1:]:
         raise ConfigError(f"synthetic images of shape {synthetic.shape} do not match the training data "
                           f"({training.images.shape[1:]})", field="synthetic")
@@ -360,12 +360,12 @@ def _check_sets(synthetic: np.ndarray, labels: np.ndarray, training, test) -> No
         raise ConfigError(f"the test set {test.name!r} has {test.num_classes} classes, the training data "
                           f"{training.num_classes}", field="test", value=test.name,
                           remedy="pass the test split of the data the run was trained on")
-    if test.fingerprint() == training.fingerprint():
+    if test.fingerprint(workspace) == training.fingerprint(workspace):
         raise ConfigError(f"the test set {test.name!r} is the training data itself", field="test", value=test.name,
                           remedy="pass real data the model never saw (the dataset's test split)")
 
 
-def _describe(dataset) -> dict[str, Any]:
-    return {"name": dataset.name, "num_records": dataset.num_records, "fingerprint": dataset.fingerprint(),
+def _describe(dataset, workspace: Path) -> dict[str, Any]:
+    return {"name": dataset.name, "num_records": dataset.num_records, "fingerprint": dataset.fingerprint(workspace),
             "class_names": list(dataset.class_names), "resolution": dataset.resolution}
 

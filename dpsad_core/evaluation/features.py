@@ -142,10 +142,11 @@ def cached_feature_extractor(dataset, *, workspace: Path, spec: FeatureNetSpec |
     """(extractor, loaded_from_cache) for an :class:`~dpsad_core.data.ImageDataset` of real training data.
 
     Trains and caches the extractor on first use; later calls with the same data (same fingerprint)
-    and spec load it, so their features are identical.
+    and spec load it, so their features are identical. The fingerprint is keyed with ``workspace``'s
+    identity key, the one its runs and ledger use.
     """
     spec = spec or FeatureNetSpec()
-    fingerprint = dataset.fingerprint()
+    fingerprint = dataset.fingerprint(workspace)
     path = cache_path(workspace, fingerprint, spec)
     if path.is_file():
         return _load(path, fingerprint), True

@@ -78,7 +78,8 @@ def rdm_plain_language(result: RunResult) -> dict[str, list[str]]:
         "It does not make the images realistic or useful: a public model conditioned on noisy retrieval can drift "
         "from the private domain; check utility before relying on them.",
         f"epsilon = {epsilon:.4g} is an upper bound from the accountant; it is not a measured attack success rate.",
-        "The subsample and the noise came from numpy's PCG64 generator, not a cryptographically secure one.",
+        "It assumes the run's random choices (each query's subsample and noise, and its noisy count) stay secret: they "
+        "came from a cryptographically secure generator with a fresh key that never left the exporting machine.",
     ]
     if unit == "image":
         does_not_mean.append("The unit is the image: a person with several images in the private data is protected "

@@ -18,7 +18,7 @@ from dpsad_core.privacy.ledger import PrivacyLedger
 if TYPE_CHECKING:
     from dpsad_core.data.dataset import ImageDataset
 
-__all__ = ["ledger_identity"]
+__all__ = ["ledger_identity", "stored_data_identity"]
 
 
 def ledger_identity(workspace: str | Path, dataset: ImageDataset, *, name: str | None = None,
@@ -35,6 +35,29 @@ def ledger_identity(workspace: str | Path, dataset: ImageDataset, *, name: str |
         # After the links: a kill before this line only means the links are made again next time.
         register(workspace, fingerprint, name or dataset.name, identities, public=public)
     return fingerprint
+
+
+def stored_data_identity(workspace: str | Path, spec: str, *, loaded: ImageDataset | None = None,
+                         as_stored: bool = False) -> str:
+    """The ledger entry of the data ``spec`` names, for every kind of run: its records as stored.
+
+    A method may work at another resolution (``train --resolution``, a DP-RDM model's size), but runs and
+    queries on the same data must compose, so the identity is that of the records as imported. ``loaded``:
+    the data as the method loaded it, used as is when ``as_stored`` (loaded without resizing) and when the
+    stored data cannot be read without resizing (images of mixed sizes).
+    """
+    from dpsad_core.data import resolve_data_source
+    from dpsad_core.errors import DpsadError
+
+    if loaded is not None and as_stored:
+        return ledger_identity(workspace, loaded)
+    try:
+        source = resolve_data_source(spec, workspace=Path(workspace), min_records=0)
+    except DpsadError:
+        if loaded is None:
+            raise
+        source = loaded  # the source cannot be read without resizing: key by what the method read
+    return ledger_identity(workspace, source)
 
 
 def _legacy_entry(workspace: str | Path, dataset: ImageDataset) -> list[Overlap]:

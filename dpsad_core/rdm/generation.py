@@ -1,15 +1,19 @@
 """DP-RDM generation: answer queries on the private index within a budget, into a run folder.
 
-Before any query reads the private index, the whole request is priced: ``M`` queries are one
-sampled Gaussian mechanism run ``M`` times (:mod:`dpsad_core.rdm.planner`). The request is refused
-(:class:`~dpsad_core.errors.PrivacyBudgetError`) when that exceeds the run's ``epsilon`` or, composed
-with every earlier spend on the same dataset, the ledger's cap; the ledger reserves it in the same
-transaction. While queries are answered, the spend is recorded in the ledger after every batch,
-*before* the answers are used, so a kill never leaves an uncounted query.
+The run lives as a training run does (:mod:`dpsad_core.runs.lifecycle`). Unless the index's N is declared
+public, the run first draws a noisy count of its privacy units from its secret randomness and charges it
+(:mod:`dpsad_core.privacy.noisy_count`); the default delta, a calibrated sigma and the count the report states
+come from it, never from the exact N. Before any query reads the private index, the whole request is priced:
+the count and ``M`` queries, one sampled Gaussian mechanism run ``M`` times (:mod:`dpsad_core.rdm.planner`).
+The request is refused (:class:`~dpsad_core.errors.PrivacyBudgetError`) when that exceeds the run's
+``epsilon`` or, composed with every earlier spend on the same dataset, the ledger's cap; the ledger reserves it
+in the same transaction. Each batch of queries is recorded in the ledger *before* it reads the index, so a
+kill never leaves an uncounted query.
 
 The run folder ``<workspace>/runs/<run_id>/`` holds (no model: every image cost privacy)::
 
-    config.json   the request: recipe "dp-rdm", target epsilon, k, q, sigma, lambda, queries, model, index
+    config.json   the request: recipe "dp-rdm", target epsilon, k, q, sigma, lambda, queries, model, index;
+                  the plan (mechanisms, the count it was planned with: private_units, units_from, count_mechanism)
     status.json   running / finished / interrupted / failed (a RunState)
     privacy.json  the accountant's history
     result.json   private, epsilon, delta, accountant values, mechanisms, dataset, unit of privacy
@@ -33,11 +37,22 @@ from dpsad_core.atomic import atomic_write_bytes
 from dpsad_core.errors import ConfigError, PrivacyBudgetError
 from dpsad_core.events import PhaseStarted, RunFinished, RunInterrupted, RunStarted, SampleGrid, StepCompleted
 from dpsad_core.export.names import PUBLIC_NAME, exported_name
-from dpsad_core.privacy.randomness import REPRODUCIBLE_NOISE_PART, SecretRandomness
+from dpsad_core.privacy.noisy_count import count_mechanism
+from dpsad_core.privacy.randomness import REPRODUCIBLE_NOISE_PART
 from dpsad_core.rdm.planner import RetrievalSettings, queries_for_budget
-from dpsad_core.runs.records import DP_RDM_RECIPE, RunResult, RunState
+from dpsad_core.runs.lifecycle import (
+    COUNT_HOLD_DELTA,
+    LedgerAccount,
+    RunLife,
+    certified_values,
+    count_kept,
+    count_plan,
+    draw_count,
+    secret_randomness,
+)
+from dpsad_core.runs.records import DP_RDM_RECIPE, RunResult
 
-__all__ = ["RECIPE", "GenerateConfig", "QuerySpec", "count_queries", "generate_rdm", "plan_query_list"]
+__all__ = ["RECIPE", "GenerateConfig", "QuerySpec", "generate_rdm", "plan_query_list"]
 
 RECIPE = DP_RDM_RECIPE
 QUERY_PART = "rdm-retrieval"
@@ -60,6 +75,8 @@ class GenerateConfig:
     ``query_mode`` picks the query of a class query: ``"prototype"`` (the mean public embedding of the
     class of the same name) or ``"exemplar"`` (a random public image of that class). When the public
     data has no class of that name, both fall back to a random public exemplar of any class.
+    ``sigma`` None: the smallest noise for which the queries (after the run's noisy count) fit ``epsilon``,
+    calibrated once the count is drawn (the default delta comes from it).
     """
 
     model: str
@@ -67,7 +84,7 @@ class GenerateConfig:
     epsilon: float
     k: int = 10
     q: float = 0.02
-    sigma: float = 0.1
+    sigma: float | None = 0.1
     mix: float = 1.0
     delta: float | None = None
     per_class: int = 0
@@ -85,7 +102,8 @@ class GenerateConfig:
     def __post_init__(self) -> None:
         object.__setattr__(self, "classes", tuple(self.classes))
         object.__setattr__(self, "examples", tuple(str(path) for path in self.examples))
-        RetrievalSettings(k=self.k, sample_rate=self.q, sigma=self.sigma)  # validates k, q, sigma
+        # Validates k, q and sigma (a sigma still to calibrate is checked when it is).
+        RetrievalSettings(k=self.k, sample_rate=self.q, sigma=1.0 if self.sigma is None else self.sigma)
         if not 0.0 < self.mix <= 1.0:
             raise ConfigError(f"lambda must be in (0, 1], got {self.mix!r}", field="lambda", value=self.mix,
                               remedy="lambda = 0 would ignore the private data")
@@ -109,6 +127,8 @@ class GenerateConfig:
 
     @property
     def settings(self) -> RetrievalSettings:
+        if self.sigma is None:
+            raise ConfigError("sigma is calibrated by the run, after its noisy count", field="sigma")
         return RetrievalSettings(k=self.k, sample_rate=self.q, sigma=self.sigma)
 
     def to_dict(self) -> dict[str, Any]:
@@ -197,32 +217,45 @@ def _load_examples(paths: Sequence[str], image_shape: tuple[int, ...]) -> np.nda
                         resolution=image_shape[1], channels=image_shape[0])
 
 
-def _published_units(index) -> int:
-    """The index's N as a release may state it (rounded unless declared public; data.public_metadata)."""
-    from dpsad_core.data.public_metadata import published_units
-
-    return published_units(index.num_units, declared=bool(index.meta["dataset"].get("count_declared", False)))
+def _exact_units(index) -> int:
+    """The index's exact N: local only, never published (its noisy count is: :func:`generate_rdm`)."""
+    return index.num_units
 
 
-def _default_delta(units: int) -> float:
-    from dpsad_core.privacy.calibration import default_delta
-
-    return default_delta(units)
+def _count_declared(index) -> bool:
+    return bool(index.meta["dataset"].get("count_declared", False))
 
 
-def _price(settings: RetrievalSettings, queries: int, delta: float):
-    """Accountant values of ``queries`` queries: RDP and PRV, the certified one the smaller."""
-    from dpsad_core.privacy import compute_epsilon
+def _fits_run_budget(config: GenerateConfig, queries: int, delta: float, prior: list) -> RetrievalSettings:
+    """The retrieval settings (sigma calibrated when not given) whose queries, after ``prior``, fit the run's
+    epsilon at ``delta``; PrivacyBudgetError with the number of queries the budget buys if they do not."""
+    from dpsad_core.rdm.planner import sigma_for_budget
 
-    try:
-        return compute_epsilon([settings.mechanism(queries)], delta=delta), None
-    except PrivacyBudgetError as error:  # PRV refuses very long histories; RDP is still a valid bound
-        return (compute_epsilon([settings.mechanism(queries)], delta=delta, accountants=("rdp",)),
-                f"PRV not computed ({error}); epsilon is the RDP bound")
+    if config.sigma is None:
+        sigma = sigma_for_budget(k=config.k, sample_rate=config.q, queries=queries, epsilon=config.epsilon,
+                                 delta=delta, prior=tuple(prior))
+        return RetrievalSettings(k=config.k, sample_rate=config.q, sigma=sigma)
+    settings = config.settings
+    planned, _ = certified_values(mechanisms=[*prior, settings.mechanism(queries)], delta=delta)
+    if planned.certified > config.epsilon:
+        try:
+            # How many queries fit does not depend on N (q is the analyst's); only delta does.
+            fits = queries_for_budget(num_records=1, settings=settings, epsilon=config.epsilon, delta=delta).queries
+            advice = f"this budget buys at most {fits} queries at these settings (RDP)"
+        except PrivacyBudgetError:
+            advice = "this budget does not buy a single query at these settings"
+        raise PrivacyBudgetError(
+            f"{queries} queries cost epsilon {planned.certified:.4g} (delta {delta:g}), more than the budget "
+            f"{config.epsilon:g}; {advice}", remedy="ask for fewer queries, or raise sigma or the budget")
+    return settings
 
 
 def generate_rdm(config: GenerateConfig, *, workspace: Path, stop: Callable[[], bool] | None = None) -> Iterator[Any]:
     """Answer ``config``'s queries on the private index and sample one image per query. A generator.
+
+    The run's life is the engine's (:mod:`dpsad_core.runs.lifecycle`): unless the index's N is declared public,
+    a noisy count is drawn from the run's secret randomness and charged first; delta (when not given), the
+    calibrated sigma (when not given) and the count the report states come from it, never from the exact N.
 
     Yields :class:`~dpsad_core.events.RunStarted`, :class:`~dpsad_core.events.PhaseStarted`,
     :class:`~dpsad_core.events.StepCompleted` per batch of queries (``epsilon_spent`` so far),
@@ -234,16 +267,16 @@ def generate_rdm(config: GenerateConfig, *, workspace: Path, stop: Callable[[], 
     ------
     PrivacyBudgetError
         Before any query, if the queries cost more than ``config.epsilon`` or would take the dataset
-        over the ledger's cap.
+        over the ledger's cap (after the count was drawn, its spend stays recorded: it decided the refusal).
     """
     import torch
 
     from dpsad_core.privacy import PrivacyAccountant
-    from dpsad_core.privacy.ledger import PrivacyLedger
+    from dpsad_core.privacy.calibration import default_delta
     from dpsad_core.rdm.index import check_index_matches, load_index
     from dpsad_core.rdm.mechanism import answer_query
     from dpsad_core.rdm.store import load_public_model, sample_from_contexts
-    from dpsad_core.runs.folder import RunFolder, new_run_id, utc_now
+    from dpsad_core.runs.folder import RUNS_DIR, RunFolder, new_run_id
     from dpsad_core.sampling import grid_image, save_png, to_uint8
 
     stop = stop or (lambda: False)
@@ -251,73 +284,70 @@ def generate_rdm(config: GenerateConfig, *, workspace: Path, stop: Callable[[], 
     index = load_index(config.index, workspace=workspace)
     check_index_matches(index, public_model)
     rng = np.random.default_rng(config.seed)  # public choices only; None: fresh OS entropy
-    # The subsample and the noise: secret and fresh (a known --privacy-seed voids the guarantee).
-    randomness = (SecretRandomness.fresh() if config.privacy_seed is None
-                  else SecretRandomness.from_seed(config.privacy_seed))
+    # The count, the subsample and the noise: secret and fresh (a known --privacy-seed voids the guarantee).
+    randomness = secret_randomness(config.privacy_seed)
     queries = plan_query_list(config, public_model=public_model, index=index, rng=rng)
     nonprivate = _nonprivate_parts(config, public_model, index, workspace)
     if randomness.reproducible:
         nonprivate.append(REPRODUCIBLE_NOISE_PART)
-    settings = config.settings
-    delta = config.delta if config.delta is not None else _default_delta(_published_units(index))
-    planned, note = _price(settings, len(queries), delta)
-    if planned.certified > config.epsilon:
-        try:
-            fits = queries_for_budget(num_records=index.num_units, settings=settings, epsilon=config.epsilon,
-                                      delta=delta).queries
-            advice = f"this budget buys at most {fits} queries at these settings (RDP)"
-        except PrivacyBudgetError:
-            advice = "this budget does not buy a single query at these settings"
-        raise PrivacyBudgetError(
-            f"{len(queries)} queries cost epsilon {planned.certified:.4g} (delta {delta:g}), more than the budget "
-            f"{config.epsilon:g}; {advice}", remedy="ask for fewer queries, or raise sigma or the budget")
-    ledger = PrivacyLedger(workspace)
-    # Refuse before a run folder exists; reserve() below re-checks in the same transaction as it writes.
-    ledger.check_budget(index.fingerprint, planned=[settings.mechanism(len(queries))], delta=delta,
-                        private=not nonprivate)
-    warnings, local_warnings = _settings_warnings(config, public_model, index)
-    run = RunFolder.create(workspace, new_run_id(RECIPE))
-    mechanism_plan = [settings.mechanism(len(queries)).to_dict()]
-    run.write_json("config.json", {
-        "config": {**config.to_dict(), "recipe": RECIPE, "queries": len(queries), "delta": delta,
-                   "data": index.meta.get("data")},
-        "dataset": index.meta["dataset"], "public_dataset": public_model.meta["public_dataset"],
-        "public_model": {"name": public_model.name, "encoder_digest": public_model.encoder_digest},
-        "plan": {"recipe": RECIPE, "nonprivate_parts": nonprivate, "mechanisms": mechanism_plan,
-                 "planned_epsilon": planned.to_dict(), "warnings": warnings},
-        "created": utc_now(),
-    })
+    declared = _count_declared(index)
+    # Refusals that need no count come first, so they draw nothing: the budget at the loosest delta the
+    # run may get (epsilon only grows as delta shrinks), then the cap with the count alone (draw_count).
+    hold = config.delta if config.delta is not None else COUNT_HOLD_DELTA
+    _fits_run_budget(config, len(queries), hold, [] if declared else [count_mechanism()])
     dataset = index.meta["dataset"]
-    ledger_args = {"run_id": run.run_id, "dataset_fingerprint": index.fingerprint, "kind": "rdm", "delta": delta,
-                   "dataset_name": dataset["name"], "recipe": RECIPE, "private": not nonprivate}
-    try:
-        ledger.reserve(planned=[settings.mechanism(len(queries))], **ledger_args)
-    except BaseException as error:
-        run.set_status(RunState.FAILED, phase="queries", step=0, error=str(error))
-        raise
+    run = RunFolder(Path(workspace) / RUNS_DIR / new_run_id(RECIPE))
+    account = LedgerAccount(workspace=Path(workspace), run_id=run.run_id, fingerprint=index.fingerprint,
+                            name=dataset["name"], kind="rdm", recipe=RECIPE)
+    count = draw_count(account, num_units=_exact_units(index), declared=declared, randomness=randomness,
+                       delta=config.delta)
+    units = count_plan(count, declared=declared, exact_units=_exact_units(index))
+    delta = config.delta if config.delta is not None else default_delta(units["private_units"])
+    prior = [count.mechanism()] if count is not None else []
+    with count_kept(count, run.run_id):
+        settings = _fits_run_budget(config, len(queries), delta, prior)
+        planned_mechanisms = [*prior, settings.mechanism(len(queries))]
+        planned, note = certified_values(mechanisms=planned_mechanisms, delta=delta)
+        life = RunLife.reserve(account, run, delta=delta, private=not nonprivate, planned=planned_mechanisms)
+    warnings, local_warnings = _settings_warnings(config, settings, public_model, index)
+    life.create(workspace, {
+        "config": {**config.to_dict(), "sigma": settings.sigma, "sigma_calibrated": config.sigma is None,
+                   "recipe": RECIPE, "queries": len(queries), "delta": delta, "data": index.meta.get("data")},
+        "dataset": dataset, "public_dataset": public_model.meta["public_dataset"],
+        "public_model": {"name": public_model.name, "encoder_digest": public_model.encoder_digest},
+        "plan": {"recipe": RECIPE, "nonprivate_parts": nonprivate,
+                 "mechanisms": [mechanism.to_dict() for mechanism in planned_mechanisms],
+                 "planned_epsilon": planned.to_dict(), "delta": delta, "warnings": warnings, **units},
+        "created": utc_now_str(),
+    })
     accountant = PrivacyAccountant(delta=delta)
     for part in nonprivate:
         accountant.mark_nonprivate(part)
-    run.set_status(RunState.RUNNING, phase="queries", step=0)
-    yield RunStarted(run_id=run.run_id, run_dir=run.path, resumed=False,
-                     plan={"warnings": warnings + local_warnings, "planned_epsilon": planned.to_dict(),
-                           "queries": len(queries)})
-    yield PhaseStarted(phase="queries", total_steps=len(queries), start_step=0, privacy="dp")
+    for mechanism in prior:  # the count, composed first (recorded in the ledger before it was used)
+        accountant.record(mechanism)
+    life.record(accountant)
+    life.running(phase="queries", step=0)
     images, started, done = [], time.monotonic(), 0
-    candidates = {label: index.labels == label for label in {query.label for query in queries if query.kind == "class"}}
     try:
+        yield RunStarted(run_id=run.run_id, run_dir=run.path, resumed=False,
+                         plan={"warnings": warnings + local_warnings, "planned_epsilon": planned.to_dict(),
+                               "queries": len(queries), "sigma": settings.sigma, "delta": delta})
+        yield PhaseStarted(phase="queries", total_steps=len(queries), start_step=0, privacy="dp")
+        candidates = {label: index.labels == label
+                      for label in {query.label for query in queries if query.kind == "class"}}
         for start in range(0, len(queries), config.batch_size):
             batch = queries[start:start + config.batch_size]
             tick = time.monotonic()
+            mechanism = settings.mechanism(len(batch))
+            # The engine's rule: the ledger records a mechanism before it reads the private data.
+            life.record(accountant, mechanism)
             contexts = np.stack([
                 answer_query(embeddings=index.embeddings, units=index.units, query=query.embedding, settings=settings,
                              mix=config.mix, randomness=randomness, candidates=candidates.get(query.label))
                 for query in batch])
-            # Count the spend before the answers are used: an interruption from here on leaves it recorded.
             done += len(batch)
-            accountant.record(settings.mechanism(len(batch)))
-            ledger.record_spend(mechanisms=accountant.mechanisms, **ledger_args)
-            run.write_json("privacy.json", {"accountant": accountant.state_dict(), "updated": utc_now()})
+            accountant.record(mechanism)
+            life.save_privacy(accountant)
             samples = sample_from_contexts(public_model.model, public_model.schedule,
                                            torch.as_tensor(contexts)[:, None],
                                            image_shape=public_model.image_shape, steps=config.sample_steps,
@@ -328,41 +358,41 @@ def generate_rdm(config: GenerateConfig, *, workspace: Path, stop: Callable[[], 
                                 epsilon_spent=accountant.epsilon_rdp(), epsilon_target=config.epsilon,
                                 seconds=time.monotonic() - tick, eta_seconds=elapsed / done * (len(queries) - done))
             if stop() and done < len(queries):
-                ledger.record_spend(mechanisms=accountant.mechanisms, finished=True, **ledger_args)
-                run.set_status(RunState.INTERRUPTED, phase="queries", step=done, message="stopped by request",
+                life.interrupt(accountant, phase="queries", step=done, message="stopped by request",
                                epsilon_spent=accountant.epsilon_rdp())
                 yield RunInterrupted(run_id=run.run_id, phase="queries", step=done,
                                      message=f"stopped after {done} of {len(queries)} queries; their spend is "
                                              "recorded in the ledger (a DP-RDM run is not resumed: start a new one)")
                 return
-    except BaseException as error:
-        ledger.record_spend(mechanisms=accountant.mechanisms, finished=True, **ledger_args)
-        run.set_status(RunState.FAILED, phase="queries", step=done, error=str(error),
-                       epsilon_spent=accountant.epsilon_rdp() if done else 0.0)
+        pixels = np.concatenate(images)
+        labels = np.array([query.label for query in queries], dtype=np.int64)
+        buffer = io.BytesIO()
+        np.savez_compressed(buffer, images=pixels, labels=labels, class_names=np.array(index.class_names),
+                            queries=np.array([query.description for query in queries]))
+        atomic_write_bytes(run.path / "samples.npz", buffer.getvalue())
+        grid = _grid(pixels, labels, len(index.class_names), grid_image)
+        grid_path = save_png(grid, run.path / "samples" / "grid.png")
+    except GeneratorExit:  # the consumer dropped the run between batches: what was spent stays recorded
+        life.interrupt(accountant, phase="queries", step=done, message="the run was closed",
+                       epsilon_spent=accountant.epsilon_rdp())
         raise
-    ledger.record_spend(mechanisms=accountant.mechanisms, finished=True, **ledger_args)
-    pixels = np.concatenate(images)
-    labels = np.array([query.label for query in queries], dtype=np.int64)
-    buffer = io.BytesIO()
-    np.savez_compressed(buffer, images=pixels, labels=labels, class_names=np.array(index.class_names),
-                        queries=np.array([query.description for query in queries]))
-    atomic_write_bytes(run.path / "samples.npz", buffer.getvalue())
-    grid = _grid(pixels, labels, len(index.class_names), grid_image)
-    grid_path = save_png(grid, run.path / "samples" / "grid.png")
+    except BaseException as error:
+        life.fail(error, phase="queries", step=done, epsilon_spent=accountant.epsilon_rdp())
+        raise
     yield SampleGrid(phase="queries", step=done, path=grid_path, image=grid)
     result = _result(run, config, accountant, delta, index, public_model, settings, len(queries), note, started,
                      grid_path, warnings, randomness)
-    run.write_result(result)
-    run.set_status(RunState.FINISHED, phase="queries", step=done, epsilon_spent=result.epsilon)
+    life.finish(accountant, result, phase="queries", step=done)
     yield RunFinished(run_id=run.run_id, result=result.to_dict())
 
 
-def _settings_warnings(config: GenerateConfig, public_model, index) -> tuple[list[str], list[str]]:
+def _settings_warnings(config: GenerateConfig, settings: RetrievalSettings, public_model,
+                       index) -> tuple[list[str], list[str]]:
     """Warnings to keep with the run, and warnings only shown here (they read the private class sizes)."""
     kept, local = [], []
     sigma_max = public_model.meta["config"]["sigma_max"]
-    if config.sigma > sigma_max:
-        kept.append(f"sigma {config.sigma:g} is above the noise the public model was trained with (sigma_max "
+    if settings.sigma > sigma_max:
+        kept.append(f"sigma {settings.sigma:g} is above the noise the public model was trained with (sigma_max "
                     f"{sigma_max:g}): images may degrade; train a model with a larger --sigma-max")
     counts = index.meta["dataset"]["class_counts"]
     wanted = config.classes or tuple(counts)
@@ -389,7 +419,7 @@ def _grid(pixels: np.ndarray, labels: np.ndarray, num_classes: int, grid_image) 
 def _result(run, config: GenerateConfig, accountant, delta: float, index, public_model, settings: RetrievalSettings,
             count: int, note: str | None, started: float, grid_path: Path, warnings: list[str],
             randomness) -> RunResult:
-    values, final_note = _price(settings, count, delta)
+    values, final_note = certified_values(accountant)
     private = accountant.is_private
     dataset = index.meta["dataset"]
     return RunResult(
@@ -423,14 +453,3 @@ def utc_now_str() -> str:
     from dpsad_core.runs.folder import utc_now
 
     return utc_now()
-
-
-def count_queries(config: GenerateConfig, *, workspace: Path) -> tuple[int, float]:
-    """How many queries ``config`` asks for, and the delta it will use (reads only the index's metadata)."""
-    from dpsad_core.rdm.index import load_index
-
-    index = load_index(config.index, workspace=workspace)
-    classes = len(config.classes or index.class_names) if config.per_class else 0
-    queries = classes * config.per_class + len(config.examples) * config.per_example
-    delta = config.delta if config.delta is not None else _default_delta(_published_units(index))
-    return queries, delta

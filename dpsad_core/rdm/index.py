@@ -75,19 +75,18 @@ def build_index(*, workspace: Path, public_model: PublicModel, data: str, name: 
     from dpsad_core.data import conform_dataset, resolve_data_source
     from dpsad_core.data.public_overlap import check_index_data
     from dpsad_core.errors import DataImportError
-    from dpsad_core.privacy.ledger_datasets import ledger_identity
+    from dpsad_core.privacy.ledger_datasets import stored_data_identity
     from dpsad_core.rdm.encoder import embed_images
     from dpsad_core.runs.folder import utc_now
 
     channels, resolution = public_model.image_shape[0], public_model.image_shape[1]
     try:
-        # The ledger knows a dataset by the fingerprint of its records as imported, whatever resolution
-        # a method works at: spends of DP-SAD runs and DP-RDM queries on the same data must compose.
-        dataset = resolve_data_source(data, workspace=workspace, min_records=min_records)
+        dataset, as_stored = resolve_data_source(data, workspace=workspace, min_records=min_records), True
     except DataImportError:  # images of mixed sizes need converting before they form one dataset
-        dataset = resolve_data_source(data, workspace=workspace, resolution=resolution, channels=channels,
-                                      min_records=min_records)
-    fingerprint = ledger_identity(workspace, dataset)
+        dataset, as_stored = resolve_data_source(data, workspace=workspace, resolution=resolution,
+                                                 channels=channels, min_records=min_records), False
+    # The same identity as training's: the records as imported, so DP-SAD runs and DP-RDM queries compose.
+    fingerprint = stored_data_identity(workspace, data, loaded=dataset, as_stored=as_stored)
     dataset = conform_dataset(dataset, resolution=resolution, channels=channels)
     check_index_data(dataset, model_folder=public_model.path, model_name=public_model.name, private_spec=data,
                      workspace=workspace, allowed=bool(public_model.meta["config"].get("allow_public_overlap")))

@@ -178,8 +178,11 @@ def check_positive_queries(queries: int) -> int:
     return queries
 
 
-def sigma_for_budget(*, k: int, sample_rate: float, queries: int, epsilon: float, delta: float) -> float:
+def sigma_for_budget(*, k: int, sample_rate: float, queries: int, epsilon: float, delta: float,
+                     prior: tuple[Mechanism, ...] = ()) -> float:
     """The smallest noise std ``sigma`` for which ``queries`` queries stay within ``epsilon`` (RDP).
+
+    ``prior``: mechanisms the run spends before its queries (its noisy count), composed with them.
 
     Calibrates the noise multiplier ``z`` with :func:`dpsad_core.privacy.calibrate_noise_multiplier`
     (which never overshoots the target) and returns ``sigma = 2 z / k``.
@@ -189,5 +192,6 @@ def sigma_for_budget(*, k: int, sample_rate: float, queries: int, epsilon: float
     neighbours = _check_count("k", k, minimum=1)
     z = calibrate_noise_multiplier(target_epsilon=_check_positive("epsilon", epsilon), delta=_check_delta(delta),
                                    sample_rate=_check_sample_rate(sample_rate, name="q"),
-                                   steps=check_positive_queries(queries), sigma_min=0.05)
+                                   steps=check_positive_queries(queries), sigma_min=0.05,
+                                   prior=prior)
     return 2.0 * z / neighbours

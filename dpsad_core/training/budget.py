@@ -1,7 +1,8 @@
 """A run against the dataset's privacy ledger: what it plans to spend, held before it starts.
 
-Shared by the engine (reserve before the run folder exists), ``train --plan`` and the GUI's
-"New run" screen (what is spent and left on the dataset, and whether this run would fit).
+Shared by the engine (its :class:`~dpsad_core.runs.lifecycle.LedgerAccount` and the plan it reserves before
+the run folder exists), ``train --plan`` and the GUI's "New run" screen (what is spent and left on the dataset,
+and whether this run would fit).
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from dpsad_core.training.planner import PhasePlan, TrainingPlan
 
 if TYPE_CHECKING:
     from dpsad_core.data.dataset import ImageDataset
-    from dpsad_core.privacy.ledger_runs import RunSpend
 
 
 def planned_mechanisms(config: TrainConfig, plan: TrainingPlan) -> list[Mechanism]:
@@ -35,32 +35,12 @@ def ledger_fingerprint(config: TrainConfig, dataset: ImageDataset, workspace: Pa
     reorderings and re-imports at another size compose through the ledger's overlaps
     (:func:`dpsad_core.privacy.ledger_datasets.ledger_identity`).
     """
-    from dpsad_core.data import resolve_data_source
-    from dpsad_core.errors import DpsadError
-    from dpsad_core.privacy.ledger_datasets import ledger_identity
+    from dpsad_core.privacy.ledger_datasets import stored_data_identity
 
     if config.ledger_data is not None:
         # An audit run trains on a copy of the source data plus canaries: the source pays for it.
-        return ledger_identity(workspace, resolve_data_source(config.ledger_data, workspace=workspace,
-                                                              min_records=0))
-    if config.resolution is None:
-        return ledger_identity(workspace, dataset)
-    try:
-        source = resolve_data_source(config.data, workspace=workspace, min_records=0)
-    except DpsadError:
-        source = dataset  # the source cannot be read without resizing: key by what was trained on
-    return ledger_identity(workspace, source)
-
-
-def reserve_spend(workspace: Path, run_id: str, config: TrainConfig, dataset: ImageDataset, plan: TrainingPlan
-                  ) -> RunSpend:
-    """Hold the run's plan in the privacy ledger; PrivacyBudgetError (nothing written) if over the cap."""
-    from dpsad_core.privacy.ledger_runs import RunSpend
-
-    return RunSpend.reserve(workspace, run_id=run_id, fingerprint=ledger_fingerprint(config, dataset, workspace),
-                            name=dataset.name if config.ledger_data is None else None,  # keep the source's name
-                            kind="train", recipe=config.recipe.value, delta=plan.delta,
-                            private=plan.is_private, planned=planned_mechanisms(config, plan))
+        return stored_data_identity(workspace, config.ledger_data)
+    return stored_data_identity(workspace, config.data, loaded=dataset, as_stored=config.resolution is None)
 
 
 def budget_outlook(config: TrainConfig, dataset: ImageDataset, plan: TrainingPlan, workspace: Path) -> dict[str, Any]:

@@ -15,11 +15,11 @@ import math
 import time
 from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from dpsad_core import distributed
 from dpsad_core.devices import resolve_device
-from dpsad_core.errors import DeviceError, PrivacyBudgetError, RunError
+from dpsad_core.errors import DeviceError, RunError
 from dpsad_core.events import (
     CheckpointWritten,
     Event,
@@ -31,9 +31,9 @@ from dpsad_core.events import (
     StepCompleted,
 )
 from dpsad_core.privacy.calibration import default_delta
-from dpsad_core.runs.folder import RUNS_DIR, RunFolder, new_run_id, utc_now
+from dpsad_core.runs.folder import RUNS_DIR, RunFiles, RunFolder, new_run_id, utc_now
+from dpsad_core.runs.lifecycle import RunLife, certified_values, secret_randomness
 from dpsad_core.runs.records import RunResult, RunState
-from dpsad_core.training.budget import reserve_spend
 from dpsad_core.training.config import Recipe, TrainConfig
 from dpsad_core.training.planner import (
     DENOISE,
@@ -51,8 +51,11 @@ from dpsad_core.training.planner import (
 )
 
 if TYPE_CHECKING:  # the GUI imports the engine without torch, the data or the ledger
+    import torch
+
     from dpsad_core.data.dataset import ImageDataset
-    from dpsad_core.privacy.ledger_runs import RunSpend
+    from dpsad_core.diffusion import DiffusionSchedule
+    from dpsad_core.models import UNetConfig
     from dpsad_core.privacy.mechanisms import Mechanism
     from dpsad_core.privacy.noisy_count import NoisyCount
     from dpsad_core.privacy.randomness import SecretRandomness
@@ -104,31 +107,31 @@ def plan_run(config: TrainConfig, dataset: ImageDataset, public: ImageDataset | 
     N is private unless declared public: the plan (sample rate, noise, delta) sees it only as the noisy
     count's published value, and the count's cost is composed before every phase (docs/privacy.md).
     """
-    from dpsad_core.data.public_metadata import dataset_published_units
-    from dpsad_core.privacy.noisy_count import count_mechanism
+    return _plan(config, dataset, public_records, count, _public_overlap(config, dataset, public))
 
-    if dataset.count_declared:
-        units, mechanism, units_from = dataset_published_units(dataset), None, "declared"
-    elif count is None:  # a preview: local, so the exact N rounded down stands in for the count to come
-        units, mechanism, units_from = dataset_published_units(dataset), count_mechanism(), "rounded"
-    else:
-        units, mechanism, units_from = count.published, count.mechanism(), "noisy count"
-    delta = config.delta if config.delta is not None else default_delta(units)
+
+def _plan(config: TrainConfig, dataset: ImageDataset, public_records: int, count: NoisyCount | None,
+          overlap_part: str | None) -> TrainingPlan:
+    from dpsad_core.runs.lifecycle import count_plan
+
+    units = count_plan(count, declared=dataset.count_declared, exact_units=dataset.num_privacy_units)
+    mechanism = count.mechanism() if count is not None else (
+        None if dataset.count_declared else _preview_count_mechanism())
+    delta = config.delta if config.delta is not None else default_delta(units["private_units"])
     plan = plan_training(recipe=config.recipe, hyper=config.hyper, epsilon=config.epsilon, delta=delta,
-                         private_units=units, public_records=public_records,
-                         reproducible_noise=config.privacy_seed is not None, count=mechanism, units_from=units_from)
-    overlap_part = _public_overlap(config, dataset, public)
+                         private_units=units["private_units"], public_records=public_records,
+                         reproducible_noise=config.privacy_seed is not None, count=mechanism,
+                         units_from=units["units_from"])
     if overlap_part is not None:  # --allow-public-overlap: the "public" phase read private records
         plan = dataclasses.replace(plan, nonprivate_parts=plan.nonprivate_parts + (overlap_part,))
     return plan
 
 
-def _secret_randomness(config: TrainConfig) -> SecretRandomness:
-    """The run's secret randomness: fresh, or from a known --privacy-seed (the run is then not private)."""
-    from dpsad_core.privacy.randomness import SecretRandomness
+def _preview_count_mechanism() -> Mechanism:
+    """A preview's stand-in for the count to come: the same mechanism, so its cost is included."""
+    from dpsad_core.privacy.noisy_count import count_mechanism
 
-    return (SecretRandomness.fresh() if config.privacy_seed is None
-            else SecretRandomness.from_seed(config.privacy_seed))
+    return count_mechanism()
 
 
 def _load_public_data(config: TrainConfig, dataset: ImageDataset, workspace: Path) -> ImageDataset | None:
@@ -164,8 +167,14 @@ def _check_public_classes(config: TrainConfig, dataset: ImageDataset, public_cla
 
 def start_training(config: TrainConfig, *, workspace: Path, stop: Callable[[], bool] | None = None,
                    run_id: str | None = None) -> Iterator[Event]:
-    """Create a run and train it; ``run_id`` is chosen by the caller only for a multi-worker launch."""
-    from dpsad_core.privacy.noisy_count import COUNT_STREAM, draw_noisy_count
+    """Create a run and train it; ``run_id`` is chosen by the caller only for a multi-worker launch.
+
+    The run's life (runs/lifecycle.py): settings that cannot be built and a spent cap are refused before
+    anything secret is drawn; an undeclared N is then drawn once as a noisy count and charged; the plan
+    computed from it is reserved whole; only then does the run folder exist.
+    """
+    from dpsad_core.runs.lifecycle import LedgerAccount, count_kept, draw_count
+    from dpsad_core.training.budget import ledger_fingerprint, planned_mechanisms
 
     resolve_device(config.device)  # fail before anything is written
     dataset, public, public_records = _load_run_data(config, workspace)
@@ -173,37 +182,83 @@ def start_training(config: TrainConfig, *, workspace: Path, stop: Callable[[], b
         _public_overlap(config, dataset, public)  # refuses as rank 0 does; rank 0's plan records any override
         yield from _follow(config, dataset, public, distributed.share(None), stop, workspace)
         return
-    # An undeclared N is published as a noisy count, drawn once from the run's secret randomness: the plan
-    # in config.json is computed from it, a resume reads it there, the other workers get rank 0's plan.
-    randomness = _secret_randomness(config)
-    count = (None if dataset.count_declared else
-             draw_noisy_count(dataset.num_privacy_units, randomness.stream(COUNT_STREAM)))
-    plan = plan_run(config, dataset, public, public_records, count)
+    # Everything that can refuse the settings (the models, built on no device) runs before the count is
+    # drawn, the ledger reservation and the run folder: a start that fails leaves nothing behind (issue 15).
+    _check_models_build(config, dataset)
+    overlap_part = _public_overlap(config, dataset, public)
     run_id = run_id or new_run_id(config.recipe.value)
+    account = LedgerAccount(workspace=Path(workspace), run_id=run_id,
+                            fingerprint=ledger_fingerprint(config, dataset, workspace),
+                            name=dataset.name if config.ledger_data is None else None,  # keep the source's name
+                            kind="train", recipe=config.recipe.value)
+    # An undeclared N is published as a noisy count, drawn once from the run's secret randomness and charged
+    # before anything computed from it is used: the plan in config.json is computed from it, a resume reads it
+    # there, the other workers get rank 0's plan. A refusal from here on keeps the count's spend.
+    randomness = secret_randomness(config.privacy_seed)
+    count = draw_count(account, num_units=dataset.num_privacy_units, declared=dataset.count_declared,
+                       randomness=randomness, delta=config.delta)
+    with count_kept(count, run_id):
+        plan = _plan(config, dataset, public_records, count, overlap_part)
     # The other workers build their trainers as soon as they know the run: the same order of exchanges.
     distributed.share({"run_id": run_id, "plan": plan.to_dict(), "fingerprint": dataset.fingerprint(workspace)})
-    # Everything that can refuse the settings (the models built in memory) runs before the ledger
-    # reservation and the run folder: a start that fails leaves nothing behind (issue 15).
     run = RunFolder(Path(workspace) / RUNS_DIR / run_id)
     trainer = _Trainer(run, config, plan, dataset, public, randomness=randomness)
     # Refuses a run over the dataset's budget cap before its folder exists.
-    spend = reserve_spend(workspace, run_id, config, dataset, plan)
+    with count_kept(count, run_id):
+        life = RunLife.reserve(account, run, delta=plan.delta, private=plan.is_private,
+                               planned=planned_mechanisms(config, plan))
     try:
         # The count is spent before its first use leaves the process (the plan in config.json and the events).
         trainer.record_prior()
-        spend.record(trainer.accountant)
-        RunFolder.create(workspace, run_id)
-        run.write_json("config.json", {
+        life.record(trainer.accountant)
+        stored = {
             "config": config.to_dict(), "dataset": dataset.summary(workspace),
             "public_dataset": public.summary(workspace) if public is not None else None,
             "plan": plan.to_dict(), "created": utc_now(), "software": _software_versions(),
             "workers": distributed.current_world().size,
-        })
+        }
     except BaseException:
-        spend.release()
+        life.release()
         raise
-    trainer.spend = spend
+    life.create(workspace, stored)
+    trainer.life = life
     yield from trainer.execute(resumed=False, stop=stop)
+
+
+def _check_models_build(config: TrainConfig, dataset: ImageDataset) -> None:
+    """Build the run's networks on PyTorch's meta device (no memory, no weights): whatever refuses the
+    settings refuses here, before anything secret is drawn or written."""
+    import torch
+
+    from dpsad_core.diffusion import DiffusionSchedule
+
+    schedule = DiffusionSchedule(config.hyper.diffusion_steps, config.hyper.schedule)
+    with torch.device("meta"):
+        _build_models(config, dataset, schedule, "meta")
+
+
+def _build_models(config: TrainConfig, dataset: ImageDataset, schedule: DiffusionSchedule,
+                  device: str | torch.device) -> tuple[UNetConfig, dict[str, Any]]:
+    """The run's UNet config and networks by name (the denoiser or teacher, the student, the discriminator)."""
+    from dpsad_core.models import Discriminator, DiscriminatorConfig, UNet, UNetConfig
+
+    hyper = config.hyper
+    unet_config = UNetConfig(image_channels=dataset.channels, resolution=dataset.resolution,
+                             num_classes=dataset.num_classes, channels=hyper.channels,
+                             blocks_per_level=hyper.blocks_per_level, attention_levels=hyper.attention_levels)
+    first = DENOISER if config.recipe is Recipe.DPDM else TEACHER
+    models: dict[str, Any] = {first: UNet(unet_config).to(device)}
+    if config.recipe.distills_for_free:
+        from dpsad_core.models import VPredictionStudent
+
+        models[STUDENT] = VPredictionStudent(unet_config, schedule.alphas_cumprod).to(device)
+    elif config.recipe.has_student:
+        models[STUDENT] = UNet(unet_config).to(device)
+    if config.recipe.has_student:
+        models["discriminator"] = Discriminator(DiscriminatorConfig(
+            image_channels=dataset.channels, num_classes=dataset.num_classes,
+            channels=hyper.disc_channels)).to(device)
+    return unet_config, models
 
 
 def resume_training(run_ref: str, *, workspace: Path, stop: Callable[[], bool] | None = None,
@@ -214,6 +269,8 @@ def resume_training(run_ref: str, *, workspace: Path, stop: Callable[[], bool] |
     generator is restored onto the device the resume trains on (see ``_Trainer.load_state_dict``).
     """
     from dpsad_core.data import resolve_data_source
+    from dpsad_core.runs.lifecycle import LedgerAccount
+    from dpsad_core.training.budget import ledger_fingerprint, planned_mechanisms
 
     if not distributed.current_world().is_leader:
         # The run folder may be on another machine: rank 0 sends what this worker needs.
@@ -246,13 +303,18 @@ def resume_training(run_ref: str, *, workspace: Path, stop: Callable[[], bool] |
     _public_overlap(config, dataset, public)  # the plan recorded any override at the start
     distributed.share(dict(stored, run_id=run.run_id, config=config.to_dict()))
     # The same run: its own earlier entry is replaced, not added to.
-    spend = reserve_spend(workspace, run.run_id, config, dataset, plan)
+    account = LedgerAccount(workspace=Path(workspace), run_id=run.run_id,
+                            fingerprint=ledger_fingerprint(config, dataset, workspace),
+                            name=dataset.name if config.ledger_data is None else None, kind="train",
+                            recipe=config.recipe.value)
+    life = RunLife.reserve(account, run, delta=plan.delta, private=plan.is_private,
+                           planned=planned_mechanisms(config, plan))
     try:
         trainer = _Trainer(run, config, plan, dataset, public)
     except BaseException:
-        spend.release()
+        life.release()
         raise
-    trainer.spend = spend
+    trainer.life = life
     yield from trainer.execute(resumed=True, stop=stop)
 
 
@@ -294,29 +356,6 @@ def _follow(config: TrainConfig, dataset: ImageDataset, public: ImageDataset | N
     yield from trainer.execute(resumed=False, stop=stop)
 
 
-class _RunFiles(Protocol):
-    """What a trainer uses of its run folder: a :class:`RunFolder`, or a :class:`_FollowerRun`."""
-
-    @property
-    def run_id(self) -> str: ...
-    @property
-    def path(self) -> Path: ...
-    @property
-    def checkpoint_path(self) -> Path: ...
-    @property
-    def model_path(self) -> Path: ...
-    def acquire(self) -> None: ...
-    def release(self) -> None: ...
-    def load_checkpoint(self) -> dict[str, Any] | None: ...
-    def read_json(self, name: str) -> dict[str, Any]: ...
-    def write_json(self, name: str, data: dict[str, Any]) -> None: ...
-    def save_torch(self, path: Path, state: dict[str, Any]) -> None: ...
-    def set_status(self, state: RunState | str, **extra: Any) -> None: ...
-    def write_result(self, result: RunResult) -> None: ...
-    def append_metrics(self, record: dict[str, Any]) -> None: ...
-    def truncate_metrics(self, phase_index: int, step: int) -> None: ...
-
-
 class _FollowerRun:
     """The run folder as a worker of rank > 0 sees it: rank 0 owns every file, so nothing is written."""
 
@@ -344,12 +383,12 @@ class _FollowerRun:
 
 
 class _Trainer:
-    def __init__(self, run: _RunFiles, config: TrainConfig, plan: TrainingPlan, dataset: ImageDataset,
+    def __init__(self, run: RunFiles, config: TrainConfig, plan: TrainingPlan, dataset: ImageDataset,
                  public: ImageDataset | None, randomness: SecretRandomness | None = None) -> None:
         import torch
 
         from dpsad_core.diffusion import DiffusionSchedule
-        from dpsad_core.models import EMA, Discriminator, DiscriminatorConfig, UNet, UNetConfig
+        from dpsad_core.models import EMA
         from dpsad_core.privacy import PrivacyAccountant
         from dpsad_core.privacy.randomness import SecretRandomness
 
@@ -359,25 +398,13 @@ class _Trainer:
         self.device = distributed.worker_device(resolve_device(config.device), self.world)
         torch.manual_seed(config.seed)
         self.schedule = DiffusionSchedule(self.hyper.diffusion_steps, self.hyper.schedule)
-        self.unet_config = UNetConfig(image_channels=dataset.channels, resolution=dataset.resolution,
-                                      num_classes=dataset.num_classes, channels=self.hyper.channels,
-                                      blocks_per_level=self.hyper.blocks_per_level,
-                                      attention_levels=self.hyper.attention_levels)
+        self.unet_config, self.models = _build_models(config, dataset, self.schedule, self.device)
         self.null_label = dataset.num_classes
         first = DENOISER if config.recipe is Recipe.DPDM else TEACHER
-        self.models: dict[str, Any] = {first: UNet(self.unet_config).to(self.device)}
         if config.recipe.distills_for_free:
-            from dpsad_core.models import VPredictionStudent
             from dpsad_core.training.few_step import student_timesteps
 
-            self.models[STUDENT] = VPredictionStudent(self.unet_config, self.schedule.alphas_cumprod).to(self.device)
             self.student_times = student_timesteps(self.hyper.diffusion_steps, self.hyper.student_sample_steps)
-        elif config.recipe.has_student:
-            self.models[STUDENT] = UNet(self.unet_config).to(self.device)
-        if config.recipe.has_student:
-            self.models["discriminator"] = Discriminator(DiscriminatorConfig(
-                image_channels=dataset.channels, num_classes=dataset.num_classes,
-                channels=self.hyper.disc_channels)).to(self.device)
         self.emas = {name: EMA(self.models[name], self.hyper.ema_decay, self.hyper.ema_power)
                      for name in (first, STUDENT) if name in self.models}
         lrs = {TEACHER: self.hyper.teacher_lr, DENOISER: self.hyper.teacher_lr, STUDENT: self.hyper.student_lr,
@@ -389,7 +416,7 @@ class _Trainer:
         # The randomness the guarantee rests on is secret and fresh per run (a resume restores it from
         # the checkpoint; a start passes the one its noisy count came from); config.seed drives only what
         # may be public (initialisation, sample grids).
-        self.randomness = randomness if randomness is not None else _secret_randomness(config)
+        self.randomness = randomness if randomness is not None else secret_randomness(config.privacy_seed)
         if self.world.distributed:
             # Every worker draws the same subsample and noise: rank 0's key (see distributed.py).
             self.randomness = SecretRandomness.from_state_dict(distributed.share(self.randomness.state_dict()))
@@ -401,7 +428,8 @@ class _Trainer:
             self.randomness.stream("loss").seed())
         self.phase_index, self.step, self.elapsed = 0, 0, 0.0
         self.ended = False  # finished or stopped: closing the generator afterwards changes nothing
-        self.spend: RunSpend | None = None  # in the privacy ledger, set by start_training / resume_training
+        # The run's folder and ledger account; start_training / resume_training give it the reserved spend.
+        self.life = RunLife(run)
         self.private_data: DataTensors | None = self._tensors(dataset)
         self.public_data: DataTensors | None = self._tensors(public) if public is not None else None
         # The few-step student's pool of teacher trajectories, and the public generator that draws its
@@ -503,9 +531,8 @@ class _Trainer:
             for part in self.plan.nonprivate_parts:
                 self.accountant.mark_nonprivate(part)
             self.record_prior()
-            if self.spend is not None:
-                self.spend.record(self.accountant)
-            self.run.set_status(RunState.RUNNING, phase=self._phase.name, step=self.step)
+            self.life.record(self.accountant)
+            self.life.running(phase=self._phase.name, step=self.step)
             yield RunStarted(run_id=self.run.run_id, run_dir=self.run.path, resumed=resumed,
                              plan=self.plan.to_dict())
             interrupted = yield from self._phases(stop)
@@ -521,27 +548,20 @@ class _Trainer:
             raise
         except distributed.WorkerLostError as error:
             # Another worker died mid-step: the last checkpoint stands, the ledger keeps what was spent.
-            self._release_spend()
-            self.run.set_status(RunState.INTERRUPTED, phase=self._phase.name, step=self.step,
-                                message=f"{error.message}; resuming continues from the last checkpoint")
+            self.life.abort(phase=self._phase.name, step=self.step,
+                            message=f"{error.message}; resuming continues from the last checkpoint")
             raise
         except KeyboardInterrupt:
             # Interrupted inside a step (a second Ctrl-C): the last checkpoint stands and resumes.
-            self._release_spend()
-            self.run.set_status(RunState.INTERRUPTED, phase=self._phase.name, step=self.step,
-                                message="aborted during a step; resuming continues from the last checkpoint")
+            self.life.abort(phase=self._phase.name, step=self.step,
+                            message="aborted during a step; resuming continues from the last checkpoint")
             raise
         except BaseException as error:
-            self._release_spend()
-            self.run.set_status(RunState.FAILED, phase=self._phase.name, step=self.step, error=str(error))
+            # The recorded spend (it includes the step that was cut short) stays; the reservation goes.
+            self.life.fail(error, phase=self._phase.name, step=self.step)
             raise
         finally:
             self.run.release()
-
-    def _release_spend(self) -> None:
-        # Keep the recorded spend (it includes the step that was cut short), drop the reservation.
-        if self.spend is not None:
-            self.spend.release()
 
     def _eta_seconds(self, recent: dict[str, list[float]]) -> float:
         """Time left: each remaining phase's steps at that kind's recent step time.
@@ -577,8 +597,7 @@ class _Trainer:
                     return True
                 # One object per step: it drives the step, the ledger records it first, the accountant composes it.
                 mechanism = phase.mechanism(self.hyper, steps=1)
-                if self.spend is not None:
-                    self.spend.record(self.accountant, mechanism)
+                self.life.record(self.accountant, mechanism)
                 began = time.perf_counter()
                 losses = self._train_step(phase, mechanism)
                 self.step += 1
@@ -598,9 +617,8 @@ class _Trainer:
                 if (self.step % self.hyper.sample_every == 0 or self.step == limit) and self.world.is_leader:
                     yield self._sample_grid(phase)
                 if self.step % self.hyper.checkpoint_every == 0 or self.step == limit:
-                    self.run.write_json("privacy.json", self._privacy_state())
-                    self.run.set_status(RunState.RUNNING, phase=phase.name, step=self.step,
-                                        epsilon_spent=_json_float(epsilon))
+                    self.life.save_privacy(self.accountant)
+                    self.life.running(phase=phase.name, step=self.step, epsilon_spent=_json_float(epsilon))
                     yield self.checkpoint()
             self.phase_index += 1
             self.step = 0
@@ -731,10 +749,7 @@ class _Trainer:
     def _interrupt(self, message: str) -> RunInterrupted:
         phase = self._phase
         self.run.save_torch(self.run.checkpoint_path, self.state_dict())
-        self.run.write_json("privacy.json", self._privacy_state())
-        if self.spend is not None:
-            self.spend.record(self.accountant, finished=True)
-        self.run.set_status(RunState.INTERRUPTED, phase=phase.name, step=self.step, message=message,
+        self.life.interrupt(self.accountant, phase=phase.name, step=self.step, message=message,
                             epsilon_spent=_json_float(self._epsilon_bound(self.accountant.epsilon_rdp())))
         return RunInterrupted(run_id=self.run.run_id, phase=phase.name, step=self.step, message=message)
 
@@ -774,13 +789,7 @@ class _Trainer:
             payload["teacher"] = {"state_dict": self.emas[TEACHER].model.state_dict(),
                                   "sample_steps": self.hyper.sample_steps, "guidance": self.hyper.guidance}
         self.run.save_torch(self.run.model_path, payload)
-        accountant_note = None
-        try:
-            values = self.accountant.values()
-        except PrivacyBudgetError as error:
-            # PRV refuses histories too long for its grid; RDP is still a valid upper bound.
-            values = self.accountant.values(accountants=("rdp",))
-            accountant_note = f"PRV not computed ({error}); epsilon is the RDP bound"
+        values, accountant_note = certified_values(self.accountant)
         nonprivate = list(dict.fromkeys([*self.plan.nonprivate_parts, *self.accountant.nonprivate_parts]))
         result = RunResult(
             run_id=self.run.run_id, run_dir=str(self.run.path), recipe=self.config.recipe.value,
@@ -808,11 +817,7 @@ class _Trainer:
             secure_rng=not self.randomness.reproducible, secure_rng_note=self.randomness.description,
             finished=utc_now(),
         )
-        self.run.write_json("privacy.json", self._privacy_state())
-        if self.spend is not None:
-            self.spend.record(self.accountant, finished=True)
-        self.run.write_result(result)
-        self.run.set_status(RunState.FINISHED, phase=self._phase.name, step=self.step, epsilon_spent=result.epsilon)
+        self.life.finish(self.accountant, result, phase=self._phase.name, step=self.step)
         return result.to_dict()
 
 

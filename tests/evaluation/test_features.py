@@ -66,3 +66,23 @@ def test_unseen_records_are_exactly_those_the_extractor_did_not_fit():
     # 100 drawn, the first 10 of them for validation: 90 fitted, 60 unseen.
     assert len(unseen) == 60 and len(set(unseen)) == 60
     assert len(unseen_records(150, FeatureNetSpec(max_records=1000))) == 15
+
+
+def test_the_cache_is_keyed_with_the_workspace_used_not_the_default_one(tmp_path, workspace, monkeypatch):
+    # The dataset's identity is an HMAC under a workspace's key: keying the cache with the default workspace's
+    # key named the extractor after another identity, and created that workspace's key as a side effect.
+    from dpsad_core.evaluation import features
+
+    other = tmp_path / "other-workspace"
+    train = load_demo(split="train")
+    seen = []
+
+    def train_stub(images, labels, *, num_classes, fingerprint, spec):
+        seen.append(fingerprint)
+        raise RuntimeError("stop before training")
+
+    monkeypatch.setattr(features, "train_feature_extractor", train_stub)
+    with pytest.raises(RuntimeError, match="stop before training"):
+        cached_feature_extractor(train, workspace=other, spec=SPEC)
+    assert seen == [train.fingerprint(other)]
+    assert not (workspace / "identity.key").exists()

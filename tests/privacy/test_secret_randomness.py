@@ -263,9 +263,11 @@ def test_every_dp_rdm_query_adds_exactly_what_the_accountant_composes(rdm_worksp
                             sample_steps=3, seed=0)
     result = list(generate_rdm(config, workspace=rdm_workspace))[-1].result
     index = load_index(INDEX, workspace=rdm_workspace)
-    (mechanism,) = [Mechanism.from_dict(item) for item in result["mechanisms"]]
+    count, mechanism = [Mechanism.from_dict(item) for item in result["mechanisms"]]
+    # The index's N is private: its noisy count (sensitivity 1) is drawn first, once, before any query.
+    assert count.part == "count" and spy[0] == ("noise", 1, count.noise_multiplier)
     sensitivity = mechanism.components[0]["sensitivity"]
-    queries = steps_drawn(spy)
+    queries = steps_drawn(spy[1:])
     assert len(queries) == mechanism.steps == 20
     for query in queries:
         assert query["units"] == int(index.units.max()) + 1 and query["rate"] == mechanism.sample_rate

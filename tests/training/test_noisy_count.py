@@ -9,10 +9,12 @@ import pytest
 
 from dpsad_core.data import load_demo
 from dpsad_core.data.store import save_dataset
+from dpsad_core.errors import PrivacyBudgetError
 from dpsad_core.events import RunFinished, RunInterrupted
 from dpsad_core.privacy import noisy_count
 from dpsad_core.privacy.ledger import PrivacyLedger
 from dpsad_core.privacy.randomness import STREAM_IDS
+from dpsad_core.runs.folder import list_runs
 from dpsad_core.training import RunFolder, TrainConfig, resolve_hyperparameters, resume_training, start_training
 
 pytestmark = pytest.mark.slow
@@ -138,3 +140,36 @@ def test_a_preview_draws_nothing_but_plans_the_count_cost(workspace, monkeypatch
     assert plan.private_units == 1300 and plan.units_from == "rounded"
     assert [m.part for m in plan.mechanisms(config().hyper)] == ["count", "denoiser"]
 
+
+
+def test_a_spent_cap_is_refused_before_the_count_is_drawn(workspace, monkeypatch):
+    # The refusal needs no count: it is made before anything secret is drawn from the private data.
+    save_study(workspace, 300)
+    first = train(workspace)
+    ledger = PrivacyLedger(workspace)
+    ledger.set_cap(first["dataset"]["fingerprint"], first["epsilon"])
+
+    def no_draw(stream, noise_multiplier):
+        raise AssertionError("the count was drawn although the cap was spent")
+
+    monkeypatch.setattr(noisy_count, "count_noise", no_draw)
+    with pytest.raises(PrivacyBudgetError, match="over the cap"):
+        train(workspace)
+    assert [entry.run_id for entry in ledger.entries()] == [first["run_id"]]
+    assert [run["run_id"] for run in list_runs(workspace)] == [first["run_id"]]
+
+
+def test_a_refusal_computed_from_the_count_keeps_the_count_spent(workspace, pinned_draw):
+    # Whether the plan fits under the cap is a function of the count it was computed from: an uncounted refusal
+    # could be repeated with fresh draws and would reveal N. The count stays spent; nothing else is.
+    save_study(workspace, 300)
+    first = train(workspace)
+    ledger = PrivacyLedger(workspace)
+    ledger.set_cap(first["dataset"]["fingerprint"], first["epsilon"] * 1.2)  # the count fits, a whole plan not
+    with pytest.raises(PrivacyBudgetError, match="over the cap.*noisy count drawn for run .* stays spent"):
+        train(workspace, max_steps=None)
+    assert len(pinned_draw) == 2
+    (refused,) = [entry for entry in ledger.entries() if entry.run_id != first["run_id"]]
+    assert [m.to_dict() for m in refused.mechanisms] == [noisy_count.count_mechanism().to_dict()]
+    assert not refused.active  # no reservation is left behind, and no run folder
+    assert [run["run_id"] for run in list_runs(workspace)] == [first["run_id"]]
