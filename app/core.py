@@ -79,7 +79,7 @@ def import_dataset(path: str | Path, *, workspace: Path, name: str | None = None
                               path=error.path, remedy="remove or replace them, or tick 'Skip unreadable files' "
                                                       "to import the rest without them") from None
     if dataset.class_names_from == "data":
-        # Read off folder or label names: a single record could add a class to every release (cli.py refuses too).
+        # Read off folder or label names: a single record could add a class to every release (the CLI refuses too).
         raise ConfigError(f"the class names of {path} come from its folder or label names "
                           f"({', '.join(dataset.class_names)}): every release shows the class list, so declare it",
                           field="classes", value=list(dataset.class_names),

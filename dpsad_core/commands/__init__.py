@@ -1,4 +1,4 @@
-"""Sub-commands of ``dpsad-core`` that live outside ``cli.py``, one module per area.
+"""The sub-commands of ``dpsad-core``, one module per area (``cli.py`` only assembles and runs them).
 
 Each module has ``register(commands)``, which adds its sub-parsers to the ``dpsad-core`` parser.
 Handlers import heavy modules (torch) inside the function so ``--help`` stays fast.
@@ -6,4 +6,5 @@ Handlers import heavy modules (torch) inside the function so ``--help`` stays fa
 
 from __future__ import annotations
 
-COMMAND_MODULES = ("export", "ledger", "evaluation", "audit", "rdm")
+#: In the order ``dpsad-core --help`` lists them.
+COMMAND_MODULES = ("data", "train", "sampling", "runs", "export", "ledger", "evaluation", "audit", "rdm")

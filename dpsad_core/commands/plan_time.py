@@ -2,7 +2,7 @@
 
 One DP step of the plan's own model, resolution and batch is timed on this machine on random data
 (:mod:`dpsad_core.training.estimate`, cached per machine and model, so a second plan costs nothing), and
-each phase's steps are priced at it. Not a command: ``cli.py`` calls it while printing a plan.
+each phase's steps are priced at it. Not a command: ``train --plan`` (commands/train.py) calls it while printing a plan.
 """
 
 from __future__ import annotations

@@ -177,13 +177,11 @@ def test_the_ledger_on_a_full_or_read_only_disk_is_a_file_system_error(workspace
 
 
 def test_a_bug_is_still_exit_70_and_asks_for_a_report(capsys, monkeypatch):
-    import dpsad_core.cli as cli
-
     def broken(args):
         raise ZeroDivisionError("division by zero")
 
     monkeypatch.delenv("DPSAD_DEBUG", raising=False)
-    monkeypatch.setattr(cli, "_cmd_runs", broken)
+    monkeypatch.setattr("dpsad_core.commands.runs._cmd_runs", broken)
     code, err = run(capsys, "runs")
     assert code == EXIT_INTERNAL and "please report it" in err
 

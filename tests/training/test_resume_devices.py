@@ -104,6 +104,6 @@ def test_train_resume_hands_device_to_the_engine(workspace, monkeypatch, argv, d
         return iter(())
 
     monkeypatch.setattr("dpsad_core.training.resume_training", resume)
-    monkeypatch.setattr(cli, "_workers_of", lambda run_ref, workspace: 1)
+    monkeypatch.setattr("dpsad_core.commands.train._workers_of", lambda run_ref, workspace: 1)
     cli.main(["train", "--resume", "some-run", *argv, "--workspace", str(workspace)])
     assert seen == {"run": "some-run", "device": device}
