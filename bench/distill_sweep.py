@@ -12,7 +12,7 @@ the synthetic images, tested on the real test set); the teacher is scored the sa
 DDIM at its own step count, so every row is a student-to-teacher comparison measured in one run.
 
 Variant keys: ``steps`` (distillation steps), ``pool`` (teacher trajectories), ``k`` (student sampling
-steps), ``states`` (``pool``: the teacher's trajectories, ``diffused``: fresh forward-diffused teacher
+steps), ``states`` (``trajectories``: the pool's own, ``diffused``: fresh forward-diffused teacher
 samples), ``adv`` (adversarial weight), ``lr`` (student learning rate), ``batch`` (distillation batch).
 Unnamed keys keep the run's own settings. Pools are cached per (k, pool) in ``--cache``.
 Prints one JSON line per variant and writes them all to ``--out``.
@@ -42,7 +42,7 @@ class Variant:
     adv: float
     lr: float
     batch: int
-    states: str = "pool"   # "pool": the teacher's trajectories; "diffused": fresh forward-diffused teacher samples
+    states: str = "trajectories"   # or "diffused" (Hyperparameters.distill_states)
 
 
 def parse_variant(text: str, base: Variant) -> Variant:
@@ -174,7 +174,8 @@ def main() -> None:
         print(json.dumps(row), flush=True)
         rows.append(row)
     base = Variant("run", steps=hyper["distill_steps"], pool=hyper["pool_size"], k=hyper["student_sample_steps"],
-                   adv=hyper["distill_adversarial_weight"], lr=hyper["student_lr"], batch=hyper["distill_batch_size"])
+                   adv=hyper["distill_adversarial_weight"], lr=hyper["student_lr"], batch=hyper["distill_batch_size"],
+                   states=hyper.get("distill_states", "trajectories"))
     for text in args.variant or ["run:"]:
         variant = parse_variant(text, base)
         pool, pool_seconds = teacher_pool(teacher, schedule, k=variant.k, size=variant.pool,

@@ -682,7 +682,9 @@ class _Trainer:
                                   disc_optimizer=self.optimizers[DISCRIMINATOR], pool=self.pool,
                                   schedule=self.schedule, batch_size=int(phase.expected_batch_size),
                                   adversarial_weight=self.hyper.distill_adversarial_weight,
-                                  generator=self.distill_generator, device=self.device)
+                                  generator=self.distill_generator, device=self.device,
+                                  teacher=self.emas[TEACHER].model if self.hyper.distill_states == "diffused" else None,
+                                  teacher_steps=self.hyper.sample_steps)
         self.emas[STUDENT].update(self.models[STUDENT])
         return metrics
 

@@ -130,6 +130,26 @@ def test_a_dpsad_run_trains_the_teacher_privately_then_the_student_for_free(work
     assert RunResult.from_dict(written).to_dict() == written == result
 
 
+def test_a_student_trained_on_diffused_states_asks_the_teacher_and_spends_nothing(workspace, monkeypatch):
+    import dpsad_core.training.few_step as few_step
+
+    calls = []
+    real = few_step.diffused_states
+    monkeypatch.setattr(few_step, "diffused_states", lambda *a, **k: calls.append(1) or real(*a, **k))
+    events = run_all(start_training(tiny_dpsad(distill_states="diffused", distill_adversarial_weight=0.1),
+                                    workspace=workspace))
+    assert len(calls) == 4  # every student step drew fresh states
+    result = events[-1].result
+    assert [m["part"] for m in result["mechanisms"]] == ["teacher"]
+    losses = [e.losses for e in events if isinstance(e, StepCompleted) and e.phase == "student"]
+    assert "disc_loss" in losses[-1]  # the adversarial term still trains the discriminator when asked
+
+
+def test_the_states_setting_is_checked():
+    with pytest.raises(ConfigError, match="distill_states"):
+        resolve_hyperparameters("tiny", {"distill_states": "pool"})
+
+
 def test_the_student_is_the_same_on_neighbouring_datasets_given_the_same_teacher(workspace, monkeypatch, tmp_path):
     """The student phase computes from the released teacher and public randomness only.
 
