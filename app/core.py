@@ -465,7 +465,7 @@ def plan_preview(config, *, workspace: Path, all_gpus: bool = False) -> dict[str
     return {
         "plan": plan.to_dict(), "dataset": summary, "steps": steps, "warnings": warnings,
         "raw_warnings": list(plan.warnings),
-        "private": plan.is_private, "estimate": estimate_seconds(workspace, config, plan, summary["resolution"]),
+        "private": plan.is_private, "estimate": cached_estimate(config, plan, dataset, steps),
         "budget": budget, "budget_error": budget_error, "ledger": ledger_available(),
         "devices": devices_summary(config.device, all_gpus),
     }
@@ -509,71 +509,25 @@ def noise_warnings(plan: dict[str, Any], units: int) -> list[str]:
     return warnings
 
 
-def estimate_seconds(workspace: Path, config, plan, resolution: int) -> dict[str, Any]:
-    """Time for the plan from step times measured by earlier runs on this machine.
+def cached_estimate(config, plan, dataset, steps: dict[str, int]) -> dict[str, Any]:
+    """Time for the plan from this machine's cached step time of this model, when it is recent (a day; a
+    finished run refreshes it), else ``seconds`` None: the screen then times a step in the helper process
+    (:func:`measure_plan_seconds`). See :mod:`dpsad_core.training.estimate`."""
+    from dpsad_core.training.estimate import estimate_plan_seconds
 
-    Uses runs with the same preset, resolution and device setting; with none, says so instead of
-    guessing (the Training screen shows time left from the first steps).
-    """
-    from dpsad_core.training import list_runs as core_list_runs
-    from dpsad_core.training.engine import PHASE_COST_RATIO
-
-    per_kind: dict[str, list[float]] = {kind: [] for kind in PHASE_COST_RATIO}
-    kind_of = {p.name: p.kind for p in plan.phases}
-    used = 0
-    for run in core_list_runs(workspace):
-        folder = Path(run["path"])
-        try:
-            stored = json.loads((folder / "config.json").read_text())
-        except (OSError, ValueError):
-            continue
-        cfg = stored.get("config", {})
-        if (cfg.get("preset") != config.preset or stored.get("dataset", {}).get("resolution") != resolution
-                or cfg.get("device") != config.device):
-            continue
-        used += 1
-        phases = {p["name"]: p["kind"] for p in stored.get("plan", {}).get("phases", [])}
-        for line in _tail_lines(folder / "metrics.jsonl", 200):
-            kind = phases.get(line.get("phase")) or kind_of.get(line.get("phase"))
-            if kind in per_kind and isinstance(line.get("seconds"), (int, float)):
-                per_kind[kind].append(float(line["seconds"]))
-        if used >= 5:
-            break
-    means = {k: float(np.median(v)) for k, v in per_kind.items() if v}
-    for kind, ratio in PHASE_COST_RATIO.items():
-        if "denoise" in means and kind not in means:
-            means[kind] = ratio * means["denoise"]
-    needed = {p.kind for p in plan.phases}
-    if not needed <= means.keys():
-        return {"seconds": None, "basis": "no earlier run with this preset and image size on this machine"}
-    phases = {phase.name: (phase.steps if config.max_steps is None else min(phase.steps, config.max_steps))
-              * means[phase.kind] for phase in plan.phases}
-    return {"seconds": sum(phases.values()), "phases": phases,
-            "basis": f"step times of {used} earlier run(s) on this machine"}
+    return estimate_plan_seconds(plan.to_dict(), steps, config.hyper, channels=dataset.channels,
+                                 resolution=dataset.resolution, num_classes=dataset.num_classes,
+                                 device=config.device, measure=False)
 
 
 def measure_plan_seconds(*, plan: dict[str, Any], steps: dict[str, int], hyper, channels: int, resolution: int,
                          num_classes: int, device: str) -> dict[str, Any]:
-    """Time for the plan from a timed DP step of this model on this machine (used when no earlier run can
-    tell); the step time is cached per machine and model (:mod:`dpsad_core.training.estimate`)."""
+    """Time for the plan from a timed DP step of this model on this machine (used when no recent step time
+    is cached); the step time is cached per machine and model (:mod:`dpsad_core.training.estimate`)."""
     from dpsad_core.training.estimate import estimate_plan_seconds
 
     return estimate_plan_seconds(plan, steps, hyper, channels=channels, resolution=resolution,
                                  num_classes=num_classes, device=device)
-
-
-def _tail_lines(path: Path, count: int) -> list[dict[str, Any]]:
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()[-count:]
-    except OSError:
-        return []
-    out = []
-    for line in lines:
-        try:
-            out.append(json.loads(line))
-        except ValueError:
-            continue
-    return out
 
 
 def format_epsilon(value: Any) -> str:

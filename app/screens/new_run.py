@@ -415,7 +415,7 @@ class NewRunScreen(WorkerOwner, QWidget):
         self.plan_ready.emit(result)
 
     def _measure(self, generation: int, result: dict[str, Any]) -> None:
-        """No earlier run to learn from: time one step of this model in the helper process."""
+        """No recent step time of this model on this machine: time one in the helper process."""
         config = self.build_config()
         data = result["dataset"]
         result["estimate"] = {"seconds": None, "basis": "measuring one step on this machine..."}
