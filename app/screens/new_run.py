@@ -436,6 +436,7 @@ class NewRunScreen(WorkerOwner, QWidget):
         self.preview["estimate"] = estimate
         self._remember_cost(estimate)
         self.plan_text.setText(render_plan(self.preview))
+        self.details_text.setText(render_plan_details(self.preview))
         self.estimate_ready.emit(estimate)
 
     def _learn_shared_records(self, result: dict[str, Any]) -> None:
@@ -537,7 +538,7 @@ def render_plan(result: dict[str, Any]) -> str:
     if estimate["seconds"] is None:
         time_line = f"Estimated time: {estimate['basis']}"
     else:
-        time_line = f"Estimated time: about {format_duration(estimate['seconds'])} ({estimate['basis']})."
+        time_line = f"Estimated time: about {format_duration(estimate['seconds'])} ({time_origin(estimate)})."
     budget = result.get("budget")
     if not result.get("ledger"):
         budget_line = "Budget left on this dataset: not available (the privacy ledger is not installed)."
@@ -558,6 +559,15 @@ def render_plan(result: dict[str, Any]) -> str:
             "<tr><th>part</th><th>learns from</th><th>steps</th><th>images per step</th><th>time</th></tr>"
             + "".join(rows) + "</table>"
             f"<p>{epsilon_line}</p><p>{time_line}</p>{devices_line}<p>{budget_line}</p>")
+
+
+def time_origin(estimate: dict[str, Any]) -> str:
+    """Where the time comes from, in an analyst's words; the measurement itself is in the Details."""
+    age = estimate.get("age_seconds")
+    when = "just now" if not isinstance(age, (int, float)) or age < 60 else f"{format_duration(age)} ago"
+    if estimate.get("source") == "run":
+        return f"from the speed of a run on this computer {when}; each finished run updates it"
+    return f"a training step timed on this computer {when}; each finished run updates it"
 
 
 def render_plan_details(result: dict[str, Any]) -> str:
@@ -581,6 +591,9 @@ def render_plan_details(result: dict[str, Any]) -> str:
              "</th></tr>" + "".join(rows) + "</table>",
              f"<p>Planned epsilon by accountant: {accountants or '-'}; the guarantee is the smallest. Delta "
              f"{plan['delta']:.3g} (default: the smaller of 1e-5 and 0.1 / privacy units).</p>"]
+    basis = result.get("estimate", {}).get("basis")
+    if basis:
+        lines.append(f"<p>Time estimate: {html.escape(basis)}.</p>")
     raw = result.get("raw_warnings") or []
     if raw:
         lines.append("<p>Planner notes: " + "; ".join(html.escape(w) for w in raw) + "</p>")

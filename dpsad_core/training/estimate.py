@@ -218,7 +218,8 @@ def estimate_plan_seconds(plan: dict[str, Any], steps: dict[str, int], hyper, *,
                           num_classes: int, device: str, measure: bool = True) -> dict[str, Any]:
     """Seconds for the plan (``TrainingPlan.to_dict()``, steps per phase after --max-steps), per phase, and its basis.
 
-    Returns ``{"seconds", "phases": {phase name: seconds}, "step_seconds", "basis"}``. With ``measure=False``
+    Returns ``{"seconds", "phases": {phase name: seconds}, "step_seconds", "source", "age_seconds", "basis"}``
+    (``source``: "timed" or "run", what measured the step time ``age_seconds`` ago). With ``measure=False``
     nothing is timed: without a fresh cached step, ``seconds`` is None (the workbench then times the step in
     its helper process, after showing the plan).
     """
@@ -238,6 +239,8 @@ def estimate_plan_seconds(plan: dict[str, Any], steps: dict[str, int], hyper, *,
     phases = {p["name"]: steps.get(p["name"], p["steps"]) * step * PHASE_COST_RATIO.get(p["kind"], 1.0)
               for p in plan["phases"]}
     when = _age_text(entry)
-    return {"seconds": sum(phases.values()), "phases": phases, "step_seconds": step,
+    origin = {"source": "timed", "age_seconds": 0.0} if entry is None else {
+        "source": entry.get("source", "timed"), "age_seconds": max(0.0, time.time() - entry["measured"])}
+    return {"seconds": sum(phases.values()), "phases": phases, "step_seconds": step, **origin,
             "basis": f"one step of this model at a batch of {batch}, measured on this machine's {device} ({when}): "
                      f"{step:.2f} s per denoising step; samples and checkpoints add a little"}
