@@ -466,6 +466,7 @@ def plan_preview(config, *, workspace: Path, all_gpus: bool = False) -> dict[str
         "plan": plan.to_dict(), "dataset": summary, "steps": steps, "warnings": warnings,
         "raw_warnings": list(plan.warnings),
         "private": plan.is_private, "estimate": cached_estimate(config, plan, dataset, steps),
+        "run_epsilon": cut_run_epsilon(config, plan),
         "budget": budget, "budget_error": budget_error, "ledger": ledger_available(),
         "devices": devices_summary(config.device, all_gpus),
     }
@@ -507,6 +508,22 @@ def noise_warnings(plan: dict[str, Any], units: int) -> list[str]:
                 f"added in training is {ratio / NOISE_SWAMPS_RATIO:.1f} times the most that still lets the model "
                 "learn: the generated images will be mostly noise. Raise epsilon, use more data, or a larger preset")
     return warnings
+
+
+def cut_run_epsilon(config, plan) -> float | None:
+    """The epsilon this run will reach when Max steps cuts a phase short of its plan, else None.
+
+    The plan's epsilon is that of every planned step; a cut run stops earlier and spends less, as the
+    budget line's total after this run already says.
+    """
+    if config.max_steps is None or all(p.steps <= config.max_steps for p in plan.phases):
+        return None
+    from dpsad_core.privacy import compute_epsilon
+    from dpsad_core.training.budget import planned_mechanisms
+
+    accountants = tuple(name for name in plan.planned_epsilon if name in ("rdp", "prv"))
+    return compute_epsilon(planned_mechanisms(config, plan), delta=plan.delta, accountants=accountants or ("rdp",),
+                           nonprivate_parts=plan.nonprivate_parts).certified
 
 
 def cached_estimate(config, plan, dataset, steps: dict[str, int]) -> dict[str, Any]:

@@ -526,7 +526,13 @@ def render_plan(result: dict[str, Any]) -> str:
                     f"<td align='right'>{steps}</td><td align='right'>{phase['expected_batch_size']:.0f}</td>"
                     f"<td align='right'>{took}</td></tr>")
     planned = plan["planned_epsilon"].get("certified")
-    if result["private"]:
+    cut = result.get("run_epsilon")
+    if result["private"] and cut is not None:  # Max steps stops the run before its plan: it spends less
+        epsilon_line = (f"Privacy guarantee of this run: <b>epsilon {format_epsilon(cut)}</b>, as Max steps stops it "
+                        f"early (all planned steps: epsilon {format_epsilon(planned)}, for your target "
+                        f"{plan['epsilon_target']:g}), with delta {plan['delta']:.3g}: the small chance that the "
+                        "guarantee does not hold.")
+    elif result["private"]:
         epsilon_line = (f"Privacy guarantee of the whole run: <b>epsilon {format_epsilon(planned)}</b> (your target "
                         f"{plan['epsilon_target']:g}), with delta {plan['delta']:.3g}: the small chance that the "
                         "guarantee does not hold.")

@@ -48,3 +48,22 @@ def test_the_plan_is_priced_by_a_recent_step_time_and_an_old_one_is_timed_again(
 
     cache_step(tiny_demo, first, 0.25, age=MAX_AGE_SECONDS + 60, source="timed")  # a busy day's measurement
     assert plan_preview(tiny_demo, workspace=workspace)["estimate"]["seconds"] is None
+
+
+def test_a_run_cut_by_max_steps_shows_the_epsilon_it_will_spend(tiny_demo, workspace):
+    """Found in the walk-through: 'guarantee of the whole run: epsilon 7.95' above 'would bring the total to 1.94'."""
+    import dataclasses
+
+    from dpsad_workbench.core import plan_preview
+    from dpsad_workbench.screens.new_run import render_plan
+
+    full = plan_preview(tiny_demo, workspace=workspace)
+    assert full["run_epsilon"] is None  # every planned step runs: the plan's epsilon is the run's
+    cut = plan_preview(dataclasses.replace(tiny_demo, max_steps=1), workspace=workspace)
+    planned = cut["plan"]["planned_epsilon"]["certified"]
+    assert 0 < cut["run_epsilon"] < 0.8 * planned
+    if cut["budget"] is not None:  # the ledger's total after this run, on a dataset nothing was spent on yet
+        assert cut["run_epsilon"] == pytest.approx(cut["budget"]["after_this_run"], rel=1e-6)
+    text = render_plan(cut)
+    assert f"this run: <b>epsilon {cut['run_epsilon']:.3g}</b>, as Max steps stops it early" in text
+    assert f"all planned steps: epsilon {planned:.3g}" in text
