@@ -242,11 +242,13 @@ class NewRunScreen(WorkerOwner, QWidget):
                                      name)
         index = self.public_data.findData(self._public_choice) if self._public_choice else 0
         self.public_data.setCurrentIndex(max(index, 0))
+        show_start(self.public_data)
         self.public_data.blockSignals(False)
 
     def _public_chosen(self, index: int) -> None:
         if index >= 0:
             self._public_choice = str(self.public_data.itemData(index) or "")
+            show_start(self.public_data)
 
     def select_data(self, spec: str) -> None:
         index = self.data.findData(spec)
@@ -508,6 +510,13 @@ def preset_label(name: str, seconds: float | None) -> str:
 PROTECTION = {"dp": "private data, noise added (protected)", "public": "public data: no privacy cost",
               "postprocess": "the teacher's own images only: no privacy cost",
               "nonprivate": "<b style='color:#b00020'>private data WITHOUT protection: NOT PRIVATE</b>"}
+
+
+def show_start(combo: QComboBox) -> None:
+    """An editable combo box scrolls its text to the end when an entry is chosen: show the start (the name),
+    not a cut-off tail ("enerated font digits (public, 10 classes)"), when the column is narrower than it."""
+    if combo.lineEdit() is not None:
+        combo.lineEdit().setCursorPosition(0)
 
 
 def render_plan(result: dict[str, Any]) -> str:
