@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -294,10 +295,39 @@ def _as_dict(value: Any) -> dict[str, Any]:
 
 
 # -- runs ------------------------------------------------------------------------------------------
+#: What the Runs screen shows for a run left "running" by a process that is gone (killed, the machine stopped).
+ORPHANED_STATE_TEXT = "interrupted (its process ended)"
+
+
 def list_runs(workspace: Path) -> list[dict[str, Any]]:
+    """The core's run summaries, each with ``shown_state``: its state, except that a "running" run no live
+    process trains reads as interrupted (its status file cannot say so: its process died before writing it)."""
     from dpsad_core.training import list_runs as core_list_runs
 
-    return core_list_runs(workspace)
+    runs = core_list_runs(workspace)
+    for run in runs:
+        orphaned = run["state"] == "running" and not training_process_alive(Path(run["path"]))
+        run["shown_state"] = ORPHANED_STATE_TEXT if orphaned else run["state"]
+    return runs
+
+
+def training_process_alive(run_path: Path) -> bool:
+    """Whether the process that last took the run's lock (its pid is in ``.lock``) is still running.
+
+    The pid is read rather than the lock tried: trying it would, for an instant, make a resume starting
+    in another process fail as "being trained by another process".
+    """
+    try:
+        pid = int((run_path / ".lock").read_text(encoding="utf-8").strip())
+    except (OSError, ValueError):
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, under another user
+        return True
+    return True
 
 
 def run_progress(run_dir: Path) -> tuple[int, int] | None:
