@@ -178,6 +178,8 @@ class TrainingScreen(QWidget):
         self.target_line.hide()
         self.epsilon_plot.addItem(self.target_line)
         for plot in (self.loss_plot, self.epsilon_plot):
+            # The values as they are: pyqtgraph's SI prefix read a loss of 0.995 as "995 (x0.001)".
+            plot.getAxis("left").enableAutoSIPrefix(False)
             plot.setMinimumSize(240, 180)
             plot.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
         self.epsilon_note = WrapLabel("")
