@@ -44,6 +44,10 @@ def main() -> int:
     parser.add_argument("--also-2x", action="store_true", help="also render each screen at 200 %% into *@2x.png")
     parser.add_argument("--demo-run", action="store_true",
                         help="train the demo's run to the end (recognisable digits; minutes) instead of a tiny one")
+    parser.add_argument("--workspace", help="use this workspace (with the digits-demo dataset) instead of a new one")
+    parser.add_argument("--resume", metavar="RUN_ID",
+                        help="resume this interrupted run of --workspace to its end instead of starting one "
+                             "(a --demo-run stopped before its end, say)")
     parser.add_argument("--preset", default="tiny", choices=["tiny", "quick"])
     parser.add_argument("--max-steps", type=int, default=4)
     parser.add_argument("--size", default="1200x780", help="window size in logical pixels")
@@ -54,18 +58,26 @@ def main() -> int:
     suffix = "" if args.scale == 1.0 else f"@{args.scale:g}x"
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix="dpsad-screens-"))
-    os.environ["DPSAD_WORKSPACE"] = str(tmp / "workspace")
-    os.environ["DPSAD_CONFIG_DIR"] = str(tmp / "config")
+    if args.resume and not args.workspace:
+        parser.error("--resume needs the --workspace its run is in")
+    if args.workspace:
+        workspace = Path(args.workspace).resolve()
+        os.environ["DPSAD_WORKSPACE"] = str(workspace)
+        os.environ.setdefault("DPSAD_CONFIG_DIR", str(workspace.parent / "config"))
+    else:
+        tmp = Path(tempfile.mkdtemp(prefix="dpsad-screens-"))
+        os.environ["DPSAD_WORKSPACE"] = str(tmp / "workspace")
+        os.environ["DPSAD_CONFIG_DIR"] = str(tmp / "config")
 
     from dpsad_core.data import load_demo, save_dataset
     from dpsad_core.data.dataset import ImageDataset
 
-    demo = load_demo()
-    # Saved under a friendlier name, as an analyst would import it.
-    demo = ImageDataset(images=demo.images, labels=demo.labels, class_names=demo.class_names, patient_ids=None,
-                        name="digits-demo", source="demo")
-    save_dataset(demo, Path(os.environ["DPSAD_WORKSPACE"]))
+    if not (Path(os.environ["DPSAD_WORKSPACE"]) / "datasets" / "digits-demo").exists():
+        demo = load_demo()
+        # Saved under a friendlier name, as an analyst would import it.
+        demo = ImageDataset(images=demo.images, labels=demo.labels, class_names=demo.class_names, patient_ids=None,
+                            name="digits-demo", source="demo")
+        save_dataset(demo, Path(os.environ["DPSAD_WORKSPACE"]))
 
     from PySide6.QtWidgets import QApplication
 
@@ -135,8 +147,11 @@ def main() -> int:
         wait_until(app, lambda: estimated, 300, "the time estimate")
     grab("new_run")
 
-    # Training: run it to the end from the New run screen.
-    screen.start_button.click()
+    # Training: run it to the end from the New run screen (or resume the run named, as the Runs screen does).
+    if args.resume:
+        window.resume_run(args.resume)
+    else:
+        screen.start_button.click()
     wait_until(app, lambda: window.controller.state in ("finished", "failed"), 3600, "the training run")
     if window.controller.state != "finished":
         raise RuntimeError("the training run failed; see the dialog text above")
