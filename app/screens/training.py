@@ -194,6 +194,8 @@ class TrainingScreen(QWidget):
         self.loss_legend = QLabel("")
         self.epsilon_legend = QLabel("<span style='color:#d62728'>━━</span> epsilon spent &nbsp;&nbsp; "
                                      "<span style='color:#555'>╍╍</span> target")
+        for legend in (self.loss_legend, self.epsilon_legend):
+            legend.setWordWrap(True)  # five losses on one line widened the screen past the window
         plots = QVBoxLayout()
         plots.addWidget(self.loss_plot, 1)
         plots.addWidget(self.loss_legend)

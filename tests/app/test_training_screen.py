@@ -112,3 +112,18 @@ def test_the_loss_axis_shows_the_losses_as_they_are_not_in_thousandths(window, q
     assert "x0.001" not in axis.labelString()
     assert screen.epsilon_plot.getAxis("left").autoSIPrefix is False  # an epsilon of 0.03 reads 0.03 too
     assert any("0.9" in text for text in axis.tickStrings([0.92, 0.94, 0.96], axis.scale, 0.02))
+
+
+def test_a_long_loss_legend_wraps_instead_of_widening_the_screen(window):
+    """Found on the screenshots: five losses on one line pushed Cancel run and the time left off the window."""
+    screen = window.training
+    screen.on_event(RunStarted(run_id="run-w", run_dir=Path("/nowhere"), resumed=False,
+                               plan={"recipe": "dpsad-public-teacher", "epsilon_target": 8.0}))
+    screen.on_event(PhaseStarted(phase="student", total_steps=2, start_step=0, privacy="dp"))
+    losses = {key: 0.5 for key in ("teacher_loss", "student_loss", "student_distillation_loss",
+                                   "student_adversarial_loss", "disc_loss")}
+    screen.on_event(StepCompleted(phase="student", step=1, total_steps=2, losses=losses, epsilon_spent=1.0,
+                                  epsilon_target=8.0, seconds=0.1, eta_seconds=0.1))
+    screen.redraw()
+    assert "discriminator" in screen.loss_legend.text()
+    assert screen.loss_legend.minimumSizeHint().width() < 300
