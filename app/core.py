@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -294,10 +295,39 @@ def _as_dict(value: Any) -> dict[str, Any]:
 
 
 # -- runs ------------------------------------------------------------------------------------------
+#: What the Runs screen shows for a run left "running" by a process that is gone (killed, the machine stopped).
+ORPHANED_STATE_TEXT = "interrupted (its process ended)"
+
+
 def list_runs(workspace: Path) -> list[dict[str, Any]]:
+    """The core's run summaries, each with ``shown_state``: its state, except that a "running" run no live
+    process trains reads as interrupted (its status file cannot say so: its process died before writing it)."""
     from dpsad_core.training import list_runs as core_list_runs
 
-    return core_list_runs(workspace)
+    runs = core_list_runs(workspace)
+    for run in runs:
+        orphaned = run["state"] == "running" and not training_process_alive(Path(run["path"]))
+        run["shown_state"] = ORPHANED_STATE_TEXT if orphaned else run["state"]
+    return runs
+
+
+def training_process_alive(run_path: Path) -> bool:
+    """Whether the process that last took the run's lock (its pid is in ``.lock``) is still running.
+
+    The pid is read rather than the lock tried: trying it would, for an instant, make a resume starting
+    in another process fail as "being trained by another process".
+    """
+    try:
+        pid = int((run_path / ".lock").read_text(encoding="utf-8").strip())
+    except (OSError, ValueError):
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, under another user
+        return True
+    return True
 
 
 def run_progress(run_dir: Path) -> tuple[int, int] | None:
@@ -465,7 +495,8 @@ def plan_preview(config, *, workspace: Path, all_gpus: bool = False) -> dict[str
     return {
         "plan": plan.to_dict(), "dataset": summary, "steps": steps, "warnings": warnings,
         "raw_warnings": list(plan.warnings),
-        "private": plan.is_private, "estimate": estimate_seconds(workspace, config, plan, summary["resolution"]),
+        "private": plan.is_private, "estimate": cached_estimate(config, plan, dataset, steps),
+        "run_epsilon": cut_run_epsilon(config, plan),
         "budget": budget, "budget_error": budget_error, "ledger": ledger_available(),
         "devices": devices_summary(config.device, all_gpus),
     }
@@ -509,71 +540,41 @@ def noise_warnings(plan: dict[str, Any], units: int) -> list[str]:
     return warnings
 
 
-def estimate_seconds(workspace: Path, config, plan, resolution: int) -> dict[str, Any]:
-    """Time for the plan from step times measured by earlier runs on this machine.
+def cut_run_epsilon(config, plan) -> float | None:
+    """The epsilon this run will reach when Max steps cuts a phase short of its plan, else None.
 
-    Uses runs with the same preset, resolution and device setting; with none, says so instead of
-    guessing (the Training screen shows time left from the first steps).
+    The plan's epsilon is that of every planned step; a cut run stops earlier and spends less, as the
+    budget line's total after this run already says.
     """
-    from dpsad_core.training import list_runs as core_list_runs
-    from dpsad_core.training.engine import PHASE_COST_RATIO
+    if config.max_steps is None or all(p.steps <= config.max_steps for p in plan.phases):
+        return None
+    from dpsad_core.privacy import compute_epsilon
+    from dpsad_core.training.budget import planned_mechanisms
 
-    per_kind: dict[str, list[float]] = {kind: [] for kind in PHASE_COST_RATIO}
-    kind_of = {p.name: p.kind for p in plan.phases}
-    used = 0
-    for run in core_list_runs(workspace):
-        folder = Path(run["path"])
-        try:
-            stored = json.loads((folder / "config.json").read_text())
-        except (OSError, ValueError):
-            continue
-        cfg = stored.get("config", {})
-        if (cfg.get("preset") != config.preset or stored.get("dataset", {}).get("resolution") != resolution
-                or cfg.get("device") != config.device):
-            continue
-        used += 1
-        phases = {p["name"]: p["kind"] for p in stored.get("plan", {}).get("phases", [])}
-        for line in _tail_lines(folder / "metrics.jsonl", 200):
-            kind = phases.get(line.get("phase")) or kind_of.get(line.get("phase"))
-            if kind in per_kind and isinstance(line.get("seconds"), (int, float)):
-                per_kind[kind].append(float(line["seconds"]))
-        if used >= 5:
-            break
-    means = {k: float(np.median(v)) for k, v in per_kind.items() if v}
-    for kind, ratio in PHASE_COST_RATIO.items():
-        if "denoise" in means and kind not in means:
-            means[kind] = ratio * means["denoise"]
-    needed = {p.kind for p in plan.phases}
-    if not needed <= means.keys():
-        return {"seconds": None, "basis": "no earlier run with this preset and image size on this machine"}
-    phases = {phase.name: (phase.steps if config.max_steps is None else min(phase.steps, config.max_steps))
-              * means[phase.kind] for phase in plan.phases}
-    return {"seconds": sum(phases.values()), "phases": phases,
-            "basis": f"step times of {used} earlier run(s) on this machine"}
+    accountants = tuple(name for name in plan.planned_epsilon if name in ("rdp", "prv"))
+    return compute_epsilon(planned_mechanisms(config, plan), delta=plan.delta, accountants=accountants or ("rdp",),
+                           nonprivate_parts=plan.nonprivate_parts).certified
+
+
+def cached_estimate(config, plan, dataset, steps: dict[str, int]) -> dict[str, Any]:
+    """Time for the plan from this machine's cached step time of this model, when it is recent (a day; a
+    finished run refreshes it), else ``seconds`` None: the screen then times a step in the helper process
+    (:func:`measure_plan_seconds`). See :mod:`dpsad_core.training.estimate`."""
+    from dpsad_core.training.estimate import estimate_plan_seconds
+
+    return estimate_plan_seconds(plan.to_dict(), steps, config.hyper, channels=dataset.channels,
+                                 resolution=dataset.resolution, num_classes=dataset.num_classes,
+                                 device=config.device, measure=False)
 
 
 def measure_plan_seconds(*, plan: dict[str, Any], steps: dict[str, int], hyper, channels: int, resolution: int,
                          num_classes: int, device: str) -> dict[str, Any]:
-    """Time for the plan from a timed DP step of this model on this machine (used when no earlier run can
-    tell); the step time is cached per machine and model (:mod:`dpsad_core.training.estimate`)."""
+    """Time for the plan from a timed DP step of this model on this machine (used when no recent step time
+    is cached); the step time is cached per machine and model (:mod:`dpsad_core.training.estimate`)."""
     from dpsad_core.training.estimate import estimate_plan_seconds
 
     return estimate_plan_seconds(plan, steps, hyper, channels=channels, resolution=resolution,
                                  num_classes=num_classes, device=device)
-
-
-def _tail_lines(path: Path, count: int) -> list[dict[str, Any]]:
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()[-count:]
-    except OSError:
-        return []
-    out = []
-    for line in lines:
-        try:
-            out.append(json.loads(line))
-        except ValueError:
-            continue
-    return out
 
 
 def format_epsilon(value: Any) -> str:

@@ -242,11 +242,13 @@ class NewRunScreen(WorkerOwner, QWidget):
                                      name)
         index = self.public_data.findData(self._public_choice) if self._public_choice else 0
         self.public_data.setCurrentIndex(max(index, 0))
+        show_start(self.public_data)
         self.public_data.blockSignals(False)
 
     def _public_chosen(self, index: int) -> None:
         if index >= 0:
             self._public_choice = str(self.public_data.itemData(index) or "")
+            show_start(self.public_data)
 
     def select_data(self, spec: str) -> None:
         index = self.data.findData(spec)
@@ -415,7 +417,7 @@ class NewRunScreen(WorkerOwner, QWidget):
         self.plan_ready.emit(result)
 
     def _measure(self, generation: int, result: dict[str, Any]) -> None:
-        """No earlier run to learn from: time one step of this model in the helper process."""
+        """No recent step time of this model on this machine: time one in the helper process."""
         config = self.build_config()
         data = result["dataset"]
         result["estimate"] = {"seconds": None, "basis": "measuring one step on this machine..."}
@@ -436,6 +438,7 @@ class NewRunScreen(WorkerOwner, QWidget):
         self.preview["estimate"] = estimate
         self._remember_cost(estimate)
         self.plan_text.setText(render_plan(self.preview))
+        self.details_text.setText(render_plan_details(self.preview))
         self.estimate_ready.emit(estimate)
 
     def _learn_shared_records(self, result: dict[str, Any]) -> None:
@@ -509,6 +512,13 @@ PROTECTION = {"dp": "private data, noise added (protected)", "public": "public d
               "nonprivate": "<b style='color:#b00020'>private data WITHOUT protection: NOT PRIVATE</b>"}
 
 
+def show_start(combo: QComboBox) -> None:
+    """An editable combo box scrolls its text to the end when an entry is chosen: show the start (the name),
+    not a cut-off tail ("enerated font digits (public, 10 classes)"), when the column is narrower than it."""
+    if combo.lineEdit() is not None:
+        combo.lineEdit().setCursorPosition(0)
+
+
 def render_plan(result: dict[str, Any]) -> str:
     """The preview as HTML in an analyst's words: the data, the parts of the run, the guarantee, time, budget.
 
@@ -525,7 +535,13 @@ def render_plan(result: dict[str, Any]) -> str:
                     f"<td align='right'>{steps}</td><td align='right'>{phase['expected_batch_size']:.0f}</td>"
                     f"<td align='right'>{took}</td></tr>")
     planned = plan["planned_epsilon"].get("certified")
-    if result["private"]:
+    cut = result.get("run_epsilon")
+    if result["private"] and cut is not None:  # Max steps stops the run before its plan: it spends less
+        epsilon_line = (f"Privacy guarantee of this run: <b>epsilon {format_epsilon(cut)}</b>, as Max steps stops it "
+                        f"early (all planned steps: epsilon {format_epsilon(planned)}, for your target "
+                        f"{plan['epsilon_target']:g}), with delta {plan['delta']:.3g}: the small chance that the "
+                        "guarantee does not hold.")
+    elif result["private"]:
         epsilon_line = (f"Privacy guarantee of the whole run: <b>epsilon {format_epsilon(planned)}</b> (your target "
                         f"{plan['epsilon_target']:g}), with delta {plan['delta']:.3g}: the small chance that the "
                         "guarantee does not hold.")
@@ -537,7 +553,7 @@ def render_plan(result: dict[str, Any]) -> str:
     if estimate["seconds"] is None:
         time_line = f"Estimated time: {estimate['basis']}"
     else:
-        time_line = f"Estimated time: about {format_duration(estimate['seconds'])} ({estimate['basis']})."
+        time_line = f"Estimated time: about {format_duration(estimate['seconds'])} ({time_origin(estimate)})."
     budget = result.get("budget")
     if not result.get("ledger"):
         budget_line = "Budget left on this dataset: not available (the privacy ledger is not installed)."
@@ -558,6 +574,15 @@ def render_plan(result: dict[str, Any]) -> str:
             "<tr><th>part</th><th>learns from</th><th>steps</th><th>images per step</th><th>time</th></tr>"
             + "".join(rows) + "</table>"
             f"<p>{epsilon_line}</p><p>{time_line}</p>{devices_line}<p>{budget_line}</p>")
+
+
+def time_origin(estimate: dict[str, Any]) -> str:
+    """Where the time comes from, in an analyst's words; the measurement itself is in the Details."""
+    age = estimate.get("age_seconds")
+    when = "just now" if not isinstance(age, (int, float)) or age < 60 else f"{format_duration(age)} ago"
+    if estimate.get("source") == "run":
+        return f"from the speed of a run on this computer {when}; each finished run updates it"
+    return f"a training step timed on this computer {when}; each finished run updates it"
 
 
 def render_plan_details(result: dict[str, Any]) -> str:
@@ -581,6 +606,9 @@ def render_plan_details(result: dict[str, Any]) -> str:
              "</th></tr>" + "".join(rows) + "</table>",
              f"<p>Planned epsilon by accountant: {accountants or '-'}; the guarantee is the smallest. Delta "
              f"{plan['delta']:.3g} (default: the smaller of 1e-5 and 0.1 / privacy units).</p>"]
+    basis = result.get("estimate", {}).get("basis")
+    if basis:
+        lines.append(f"<p>Time estimate: {html.escape(basis)}.</p>")
     raw = result.get("raw_warnings") or []
     if raw:
         lines.append("<p>Planner notes: " + "; ".join(html.escape(w) for w in raw) + "</p>")

@@ -139,7 +139,8 @@ class RunsScreen(WorkerOwner, QWidget):
             progress = run_progress(Path(run["path"]))
             run["progress"] = progress
             done = "-" if progress is None else f"{progress[0]:,} of {progress[1]:,} steps"
-            values = (run["run_id"], run["state"], done, run["recipe"], run["dataset"], format_epsilon(epsilon),
+            state = run.get("shown_state", run["state"])
+            values = (run["run_id"], state, done, run["recipe"], run["dataset"], format_epsilon(epsilon),
                       f"{run['epsilon_target']:g}", (run.get("created") or "-").replace("T", " ")[:19])
             for column, value in enumerate(values):
                 item = QTableWidgetItem(str(value))
@@ -216,8 +217,8 @@ class RunsScreen(WorkerOwner, QWidget):
             self.grid.setText(f"{path.name} cannot be read.")
 
     def _describe(self, run: dict[str, Any]) -> str:
-        lines = [f"<b>{run['run_id']}</b>", f"state: {run['state']}", f"recipe: {run['recipe']}",
-                 f"dataset: {run['dataset']}"]
+        lines = [f"<b>{run['run_id']}</b>", f"state: {run.get('shown_state', run['state'])}",
+                 f"recipe: {run['recipe']}", f"dataset: {run['dataset']}"]
         if run.get("progress") and run["state"] != FINISHED:
             done, total = run["progress"]
             lines.append(f"progress: {done:,} of {total:,} steps done"

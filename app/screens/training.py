@@ -178,6 +178,8 @@ class TrainingScreen(QWidget):
         self.target_line.hide()
         self.epsilon_plot.addItem(self.target_line)
         for plot in (self.loss_plot, self.epsilon_plot):
+            # The values as they are: pyqtgraph's SI prefix read a loss of 0.995 as "995 (x0.001)".
+            plot.getAxis("left").enableAutoSIPrefix(False)
             plot.setMinimumSize(240, 180)
             plot.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
         self.epsilon_note = WrapLabel("")
@@ -192,6 +194,8 @@ class TrainingScreen(QWidget):
         self.loss_legend = QLabel("")
         self.epsilon_legend = QLabel("<span style='color:#d62728'>━━</span> epsilon spent &nbsp;&nbsp; "
                                      "<span style='color:#555'>╍╍</span> target")
+        for legend in (self.loss_legend, self.epsilon_legend):
+            legend.setWordWrap(True)  # five losses on one line widened the screen past the window
         plots = QVBoxLayout()
         plots.addWidget(self.loss_plot, 1)
         plots.addWidget(self.loss_legend)

@@ -35,6 +35,7 @@ from dpsad_core.runs.folder import RUNS_DIR, RunFiles, RunFolder, new_run_id, ut
 from dpsad_core.runs.lifecycle import RunLife, certified_values, secret_randomness
 from dpsad_core.runs.records import RunResult, RunState
 from dpsad_core.training.config import Recipe, TrainConfig
+from dpsad_core.training.estimate import learn_from_run
 from dpsad_core.training.planner import (
     DENOISE,
     DENOISER,
@@ -539,6 +540,8 @@ class _Trainer:
             if interrupted:
                 return
             result = self._finish()
+            if self.world.size == 1:  # the plan estimator's step time, from the best measurement there is
+                learn_from_run(self.run.path, self.device)
             self.ended = True
             yield RunFinished(run_id=self.run.run_id, result=result)
         except GeneratorExit:

@@ -4,7 +4,12 @@ Used by the workbench's New run screen and by ``train --plan``: one DP denoising
 plan's network at its expected batch is timed on this machine (a warm-up step, then the median of
 ``TIMED_STEPS``), and a student + discriminator step is taken as ``DISTILL_COST_RATIO`` denoising steps
 (bench/step_time.py). Measurements are cached per machine and model shape in the cache folder, so a
-plan is timed once, not at every preview or start of the app. No Qt here.
+plan is not timed at every preview or start of the app.
+
+A cached step time ages: one older than ``MAX_AGE_SECONDS`` is timed again (the machine may have been
+busy, or its threads or drivers changed since). A run that ends records what its steps really took
+(:func:`learn_from_run`, the best measurement there is): where that differs from the cached time by more
+than ``REFRESH_FRACTION`` it replaces it, else it confirms it (its age starts again). No Qt here.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import os
 import platform
 import statistics
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dpsad_core.atomic import atomic_write_json
@@ -24,6 +30,10 @@ if TYPE_CHECKING:
 
 CACHE_FILE = "step-times.json"
 TIMED_STEPS = 3
+#: A step time older than this (a day) is measured again before it prices a plan.
+MAX_AGE_SECONDS = 24 * 3600
+#: A finished run's step time replaces the cached one when they differ by more than this fraction of it.
+REFRESH_FRACTION = 0.25
 
 
 def machine_key(device: str) -> str:
@@ -51,8 +61,8 @@ def _read_cache() -> dict[str, Any]:
     return cached if isinstance(cached, dict) else {}
 
 
-def measure_denoise_step(hyper: Hyperparameters, *, channels: int, resolution: int, num_classes: int,
-                         device: str, batch: int) -> float:
+def measure_denoise_step(hyper: Hyperparameters, *, channels: int, resolution: int, num_classes: int, device: str,
+                         batch: int) -> float:
     """Seconds of one DP denoising step of this network at ``batch`` images, timed on random data."""
     import torch
 
@@ -90,44 +100,153 @@ def measure_denoise_step(hyper: Hyperparameters, *, channels: int, resolution: i
     return statistics.median(times[1:])
 
 
-def denoise_step_seconds(hyper: Hyperparameters, *, channels: int, resolution: int, num_classes: int,
-                         device: str, batch: int) -> tuple[float, bool]:
-    """``(seconds per denoising step, whether it came from the cache)``; measures and caches on a miss."""
-    machine = machine_key(device)
-    model = model_key(hyper, channels=channels, resolution=resolution, num_classes=num_classes, batch=batch)
-    cached = _read_cache()
-    seconds = cached.get(machine, {}).get(model)
-    if isinstance(seconds, (int, float)) and seconds > 0:
-        return float(seconds), True
-    seconds = measure_denoise_step(hyper, channels=channels, resolution=resolution, num_classes=num_classes,
-                                   device=device, batch=batch)
+def _fresh_entry(entry: Any, now: float) -> dict[str, Any] | None:
+    """The cache entry if it still prices a plan: a positive time measured less than ``MAX_AGE_SECONDS`` ago.
+
+    Entries of the first cache format (a bare number, no date) count as stale: they are measured again.
+    """
+    if not isinstance(entry, dict):
+        return None
+    seconds, measured = entry.get("seconds"), entry.get("measured")
+    if not isinstance(seconds, (int, float)) or seconds <= 0 or not isinstance(measured, (int, float)):
+        return None
+    if not 0 <= now - measured <= MAX_AGE_SECONDS:  # too old, or from the future (the clock was set back)
+        return None
+    return entry
+
+
+def _write_entry(machine: str, model: str, entry: dict[str, Any]) -> None:
     cached = _read_cache()  # another process may have written meanwhile: keep its entries
-    cached.setdefault(machine, {})[model] = seconds
+    if not isinstance(cached.get(machine), dict):
+        cached[machine] = {}
+    cached[machine][model] = entry
     try:
         cache_dir().mkdir(parents=True, exist_ok=True)
         atomic_write_json(cache_dir() / CACHE_FILE, cached)
     except OSError:
         pass  # a read-only cache only costs a measurement next time
+
+
+def cached_step(hyper: Hyperparameters, *, channels: int, resolution: int, num_classes: int, device: str,
+                batch: int) -> dict[str, Any] | None:
+    """The fresh cache entry for this machine and model (``{"seconds", "measured", "source"}``), or None."""
+    machine = machine_key(device)
+    model = model_key(hyper, channels=channels, resolution=resolution, num_classes=num_classes, batch=batch)
+    machine_entries = _read_cache().get(machine)
+    if not isinstance(machine_entries, dict):
+        return None
+    return _fresh_entry(machine_entries.get(model), time.time())
+
+
+def denoise_step_seconds(hyper: Hyperparameters, *, channels: int, resolution: int, num_classes: int, device: str,
+                         batch: int) -> tuple[float, bool]:
+    """``(seconds per denoising step, whether it came from the cache)``; measures and caches when the cache
+    has no fresh entry."""
+    shape: dict[str, Any] = {"channels": channels, "resolution": resolution, "num_classes": num_classes,
+                             "device": device}
+    entry = cached_step(hyper, batch=batch, **shape)
+    if entry is not None:
+        return float(entry["seconds"]), True
+    seconds = measure_denoise_step(hyper, batch=batch, **shape)
+    _write_entry(machine_key(device), model_key(hyper, channels=channels, resolution=resolution,
+                                                num_classes=num_classes, batch=batch),
+                 {"seconds": seconds, "measured": time.time(), "source": "timed"})
     return seconds, False
 
 
-def estimate_plan_seconds(plan: dict[str, Any], steps: dict[str, int], hyper: Hyperparameters, *, channels: int,
-                          resolution: int, num_classes: int, device: str) -> dict[str, Any]:
+def plan_batch(plan: dict[str, Any]) -> int:
+    """The batch a plan's step is priced at: its largest expected denoising batch."""
+    denoise = [p for p in plan["phases"] if p["kind"] == "denoise"] or plan["phases"]
+    return max(1, int(round(max(p["expected_batch_size"] for p in denoise))))
+
+
+def learn_from_run(folder: Path, device: str) -> dict[str, Any] | None:
+    """Record what a run's steps took on this machine (``device`` as the engine resolved it) in the cache.
+
+    The run's denoising-step time is the one that would have priced its trained steps exactly: its
+    measured step seconds over its steps counted in denoising steps (``PHASE_COST_RATIO``). It replaces
+    a missing, stale or disagreeing (by more than ``REFRESH_FRACTION``) entry; an agreeing one is kept and
+    its age starts again. Returns the entry now cached, or None when the run has no timed step to learn from.
+    """
+    try:
+        return _learn_from_run(folder, device)
+    except (OSError, ValueError, KeyError, TypeError):  # a run folder without what it takes: nothing to learn
+        return None
+
+
+def _learn_from_run(folder: Path, device: str) -> dict[str, Any] | None:
+    from dpsad_core.training.config import TrainConfig
+    from dpsad_core.training.engine import PHASE_COST_RATIO
+
+    stored = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    kinds = {p["name"]: p["kind"] for p in stored["plan"]["phases"]}
+    seconds = priced = 0.0
+    with open(folder / "metrics.jsonl", encoding="utf-8") as lines:
+        for line in lines:
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue  # a line cut short by a crash
+            kind = kinds.get(record.get("phase"))
+            if kind in PHASE_COST_RATIO and isinstance(record.get("seconds"), (int, float)):
+                seconds += float(record["seconds"])
+                priced += PHASE_COST_RATIO[kind]
+    if priced == 0 or seconds <= 0:
+        return None
+    measured = seconds / priced
+    hyper = TrainConfig.from_dict(stored["config"]).hyper
+    dataset = stored["dataset"]
+    machine = machine_key(device)
+    model = model_key(hyper, channels=dataset["channels"], resolution=dataset["resolution"],
+                      num_classes=dataset["num_classes"], batch=plan_batch(stored["plan"]))
+    now = time.time()
+    machine_entries = _read_cache().get(machine)
+    entry = _fresh_entry(machine_entries.get(model) if isinstance(machine_entries, dict) else None, now)
+    if entry is None or abs(measured - entry["seconds"]) > REFRESH_FRACTION * entry["seconds"]:
+        entry = {"seconds": measured, "source": "run"}
+    entry = dict(entry, measured=now)
+    _write_entry(machine, model, entry)
+    return entry
+
+
+def _age_text(entry: dict[str, Any] | None) -> str:
+    """``measured just now``, ``timed 3 h ago``, ``from a run 20 min ago``: where a cached step time came from."""
+    if entry is None:
+        return "measured just now"
+    minutes = max(0, int((time.time() - entry["measured"]) // 60))
+    age = "under a minute" if minutes == 0 else f"{minutes} min" if minutes < 60 else f"{minutes // 60} h"
+    return f"{'from a run' if entry.get('source') == 'run' else 'timed'} {age} ago"
+
+
+def estimate_plan_seconds(plan: dict[str, Any], steps: dict[str, int], hyper: Hyperparameters, *, channels: int, resolution: int,
+                          num_classes: int, device: str, measure: bool = True) -> dict[str, Any]:
     """Seconds for the plan (``TrainingPlan.to_dict()``, steps per phase after --max-steps), per phase, and its basis.
 
-    Returns ``{"seconds", "phases": {phase name: seconds}, "step_seconds", "basis"}``.
+    Returns ``{"seconds", "phases": {phase name: seconds}, "step_seconds", "source", "age_seconds", "basis"}``
+    (``source``: "timed" or "run", what measured the step time ``age_seconds`` ago). With ``measure=False``
+    nothing is timed: without a fresh cached step, ``seconds`` is None (the workbench then times the step in
+    its helper process, after showing the plan).
     """
     from dpsad_core.devices import resolve_device
     from dpsad_core.training.engine import PHASE_COST_RATIO
 
     device = resolve_device(device)
-    denoise = [p for p in plan["phases"] if p["kind"] == "denoise"] or plan["phases"]
-    batch = max(1, int(round(max(p["expected_batch_size"] for p in denoise))))
-    step, cached = denoise_step_seconds(hyper, channels=channels, resolution=resolution, num_classes=num_classes,
-                                        device=device, batch=batch)
+    batch = plan_batch(plan)
+    shape: dict[str, Any] = {"channels": channels, "resolution": resolution, "num_classes": num_classes,
+                             "device": device}
+    entry = cached_step(hyper, batch=batch, **shape)
+    if entry is not None:
+        step = float(entry["seconds"])
+    elif measure:
+        step, _ = denoise_step_seconds(hyper, batch=batch, **shape)
+    else:
+        return {"seconds": None, "phases": {}, "step_seconds": None,
+                "basis": "no recent measurement of this model on this machine"}
     phases = {p["name"]: steps.get(p["name"], p["steps"]) * step * PHASE_COST_RATIO.get(p["kind"], 1.0)
               for p in plan["phases"]}
-    when = "an earlier measurement" if cached else "measured just now"
-    return {"seconds": sum(phases.values()), "phases": phases, "step_seconds": step,
+    when = _age_text(entry)
+    origin = {"source": "timed", "age_seconds": 0.0} if entry is None else {
+        "source": entry.get("source", "timed"), "age_seconds": max(0.0, time.time() - entry["measured"])}
+    return {"seconds": sum(phases.values()), "phases": phases, "step_seconds": step, **origin,
             "basis": f"one step of this model at a batch of {batch}, measured on this machine's {device} ({when}): "
                      f"{step:.2f} s per denoising step; samples and checkpoints add a little"}

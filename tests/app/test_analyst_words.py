@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import re
 
 DEVELOPER_WORDS = re.compile(r"σ|sigma|RDP|PRV|sample rate|min\(1e-5|private: True|clip norm|docs/|dpsad-core |"
@@ -102,3 +103,20 @@ def test_planner_warnings_are_reworded(workspace):
            "there is no amplification by subsampling")
     reworded = analyst_warning(raw)
     assert "smaller than one training batch" in reworded and not DEVELOPER_WORDS.search(reworded)
+
+
+def test_the_time_line_says_where_the_time_comes_from_without_the_measurement(window):  # noqa: ARG001
+    """Batches and denoising steps are the estimator's words: the plan says timed or learnt from a run, and when."""
+    from dpsad_workbench.screens.new_run import render_plan, render_plan_details
+
+    result = fake_preview()
+    basis = ("one step of this model at a batch of 256, measured on this machine's cpu (from a run 3 h ago): "
+             "1.20 s per denoising step; samples and checkpoints add a little")
+    result["estimate"] = {"seconds": 300.0, "phases": {"denoiser": 300.0}, "source": "run",
+                          "age_seconds": 3 * 3600.0, "basis": basis}
+    plain = render_plan(result)
+    assert "Estimated time: about 5 min 00 s (from the speed of a run on this computer 3 h 00 min ago" in plain
+    assert "batch" not in plain and "denoising" not in plain
+    assert html.escape(basis) in render_plan_details(result)
+    result["estimate"] |= {"source": "timed", "age_seconds": 5.0}
+    assert "(a training step timed on this computer just now; each finished run updates it)" in render_plan(result)

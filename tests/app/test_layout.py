@@ -46,3 +46,23 @@ def test_datasets_and_new_run_fit_a_window_770_wide_without_scrolling_sideways(w
     # The long entries are still there in full, in the drop-down lists.
     public = window.new_run.public_data
     assert public.view().minimumWidth() >= public.view().sizeHintForColumn(0)
+
+
+def test_a_chosen_public_data_entry_shows_its_name_not_a_cut_off_tail(window, qtbot):
+    """Found in the walk-through: the field read 'enerated font digits (public, 10 classes)' in a narrow column."""
+    from dpsad_workbench.screens.new_run import RENDERED_DIGITS_LABEL
+
+    screen = window.new_run
+    window.resize(800, 500)
+    window.show_screen("new_run")
+    screen.select_data("demo")
+    screen.recipe.setCurrentIndex(screen.recipe.findData("dpsad-public-teacher"))
+    screen.public_data.setCurrentIndex(screen.public_data.findData("rendered-digits"))
+    QApplication.processEvents()
+    edit = screen.public_data.lineEdit()
+    assert edit.text() == RENDERED_DIGITS_LABEL
+    assert edit.fontMetrics().horizontalAdvance(edit.text()) > edit.width()  # the column is narrower than it
+    assert edit.cursorPosition() == 0  # so the start, "rendered-digits: ...", is what shows
+    screen.recipe.setCurrentIndex(screen.recipe.findData("dpdm"))
+    screen.recipe.setCurrentIndex(screen.recipe.findData("dpsad-public-teacher"))  # offered again: kept, start shown
+    assert edit.text() == RENDERED_DIGITS_LABEL and edit.cursorPosition() == 0

@@ -87,3 +87,37 @@ def test_cancel_ends_the_run_only_after_a_confirmation(window, answers, monkeypa
     answers["answers"].append(True)
     screen.cancel_button.click()
     assert calls == ["cancel"]
+
+
+def test_a_run_whose_process_died_reads_as_interrupted_not_running(window, workspace):
+    """Found in the walk-through: a run whose app was killed showed "running, 0 of 30 steps" for good."""
+    import os
+    import subprocess
+    import sys
+
+    from dpsad_core.runs import RunState
+    from dpsad_core.training import RunFolder, TrainConfig, resolve_hyperparameters
+    from dpsad_workbench.core import ORPHANED_STATE_TEXT
+
+    window.new_run.stop_previews()  # this test is about the Runs screen: no plan to time
+    # The run folder as a process killed after its start leaves it (no training needed to make one).
+    config = TrainConfig(data="demo", recipe="dpdm", epsilon=8.0, preset="tiny", device="cpu", max_steps=30,
+                         hyper=resolve_hyperparameters("tiny"))
+    run = RunFolder.create(workspace, "20261203-170632-dpdm-4752")
+    phase = {"name": "denoiser", "kind": "denoise", "privacy": "dp", "steps": 400}
+    run.write_json("config.json", {"config": config.to_dict(), "dataset": {"name": "chest-xrays"},
+                                   "plan": {"phases": [phase], "nonprivate_parts": []}})
+    run.set_status(RunState.RUNNING, phase="denoiser", step=0)
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    (run.path / ".lock").write_text(gone.stdout.strip())
+    screens = window.runs
+    screens.refresh()
+    screens.select(run.run_id)
+    assert screens.table.item(0, 1).text() == ORPHANED_STATE_TEXT
+    assert screens.table.item(0, 2).text() == "0 of 30 steps"
+    assert f"state: {ORPHANED_STATE_TEXT}" in screens.summary.text()
+    assert screens.resume_button.isEnabled()  # it is resumable, as an interrupted run is
+
+    (run.path / ".lock").write_text(str(os.getpid()))  # a live process trains it (the CLI, say)
+    screens.refresh()
+    assert screens.table.item(0, 1).text() == "running"

@@ -93,3 +93,37 @@ def test_label_rows_writes_each_name_beside_its_row():
     for row in range(2):  # ink in the margin beside both rows
         assert margin[row * 35 + 5: row * 35 + 30].min() < 128
     assert label_rows(grid, ["a", "b", "c", "d", "e", "f", "g", "h"]) is grid  # rows too small: unchanged
+
+
+def test_the_loss_axis_shows_the_losses_as_they_are_not_in_thousandths(window, qtbot):
+    """Found in the walk-through: losses of 0.92-0.995 read "995 ... 920" under "loss ... (x0.001)"."""
+    screen = window.training
+    plan = {"recipe": "dpdm", "epsilon_target": 8.0}
+    screen.on_event(RunStarted(run_id="run-l", run_dir=Path("/nowhere"), resumed=False, plan=plan))
+    screen.on_event(PhaseStarted(phase="denoiser", total_steps=4, start_step=0, privacy="dp"))
+    for step, loss in enumerate((0.995, 0.98, 0.94, 0.92), start=1):
+        screen.on_event(StepCompleted(phase="denoiser", step=step, total_steps=4, losses={"denoiser_loss": loss},
+                                      epsilon_spent=step, epsilon_target=8.0, seconds=0.1, eta_seconds=0.1))
+    screen.redraw()
+    axis = screen.loss_plot.getAxis("left")
+    qtbot.waitUntil(lambda: screen.loss_plot.getViewBox().viewRange()[1][1] < 1.1, timeout=5_000)
+    screen.loss_plot.getViewBox().updateAutoRange()
+    axis.linkedViewChanged(screen.loss_plot.getViewBox())
+    assert "x0.001" not in axis.labelString()
+    assert screen.epsilon_plot.getAxis("left").autoSIPrefix is False  # an epsilon of 0.03 reads 0.03 too
+    assert any("0.9" in text for text in axis.tickStrings([0.92, 0.94, 0.96], axis.scale, 0.02))
+
+
+def test_a_long_loss_legend_wraps_instead_of_widening_the_screen(window):
+    """Found on the screenshots: five losses on one line pushed Cancel run and the time left off the window."""
+    screen = window.training
+    screen.on_event(RunStarted(run_id="run-w", run_dir=Path("/nowhere"), resumed=False,
+                               plan={"recipe": "dpsad-public-teacher", "epsilon_target": 8.0}))
+    screen.on_event(PhaseStarted(phase="student", total_steps=2, start_step=0, privacy="dp"))
+    losses = {key: 0.5 for key in ("teacher_loss", "student_loss", "student_distillation_loss",
+                                   "student_adversarial_loss", "disc_loss")}
+    screen.on_event(StepCompleted(phase="student", step=1, total_steps=2, losses=losses, epsilon_spent=1.0,
+                                  epsilon_target=8.0, seconds=0.1, eta_seconds=0.1))
+    screen.redraw()
+    assert "discriminator" in screen.loss_legend.text()
+    assert screen.loss_legend.minimumSizeHint().width() < 300

@@ -55,7 +55,7 @@ def test_the_plan_prints_each_phases_time_and_the_total(workspace, capsys, timed
     assert student.endswith(f", about {format_duration(expected['student'])}")
     assert (f"estimated time: about {format_duration(sum(expected.values()))} in all (one step of this model "
             "at a batch of") in text
-    assert "an earlier measurement" in text and len(timed_step) == 1
+    assert "(timed under a minute ago)" in text and len(timed_step) == 1
 
 
 def test_max_steps_shortens_the_estimate(workspace, capsys, timed_step):  # noqa: ARG001
