@@ -218,8 +218,8 @@ def _age_text(entry: dict[str, Any] | None) -> str:
     return f"{'from a run' if entry.get('source') == 'run' else 'timed'} {age} ago"
 
 
-def estimate_plan_seconds(plan: dict[str, Any], steps: dict[str, int], hyper: Hyperparameters, *, channels: int, resolution: int,
-                          num_classes: int, device: str, measure: bool = True) -> dict[str, Any]:
+def estimate_plan_seconds(plan: dict[str, Any], steps: dict[str, int], hyper: Hyperparameters, *, channels: int,
+                          resolution: int, num_classes: int, device: str, measure: bool = True) -> dict[str, Any]:
     """Seconds for the plan (``TrainingPlan.to_dict()``, steps per phase after --max-steps), per phase, and its basis.
 
     Returns ``{"seconds", "phases": {phase name: seconds}, "step_seconds", "source", "age_seconds", "basis"}``
