@@ -33,10 +33,13 @@ def cache_step(config, preview, seconds: float, age: float, source: str = "run")
                           {"seconds": seconds, "measured": time.time() - age, "source": source})
 
 
-def test_the_plan_is_priced_by_a_recent_step_time_and_an_old_one_is_timed_again(tiny_demo, workspace):
+def test_the_plan_is_priced_by_a_recent_step_time_and_an_old_one_is_timed_again(tiny_demo, workspace, monkeypatch,
+                                                                                tmp_path):
     from dpsad_core.training.estimate import MAX_AGE_SECONDS
     from dpsad_workbench.core import plan_preview
 
+    # A cache of its own: the session's shared one holds the step times other tests measured.
+    monkeypatch.setenv("DPSAD_CACHE_DIR", str(tmp_path / "cache"))
     first = plan_preview(tiny_demo, workspace=workspace)
     assert first["estimate"]["seconds"] is None  # nothing measured yet: the screen times a step
     steps = sum(first["steps"].values())
