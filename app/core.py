@@ -548,12 +548,12 @@ def cut_run_epsilon(config, plan) -> float | None:
     """
     if config.max_steps is None or all(p.steps <= config.max_steps for p in plan.phases):
         return None
-    from dpsad_core.privacy import compute_epsilon
+    from dpsad_core.runs.lifecycle import certified_values
     from dpsad_core.training.budget import planned_mechanisms
 
-    accountants = tuple(name for name in plan.planned_epsilon if name in ("rdp", "prv"))
-    return compute_epsilon(planned_mechanisms(config, plan), delta=plan.delta, accountants=accountants or ("rdp",),
-                           nonprivate_parts=plan.nonprivate_parts).certified
+    values, _ = certified_values(mechanisms=planned_mechanisms(config, plan), delta=plan.delta,
+                                 nonprivate_parts=plan.nonprivate_parts)
+    return values.certified
 
 
 def cached_estimate(config, plan, dataset, steps: dict[str, int]) -> dict[str, Any]:

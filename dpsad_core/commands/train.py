@@ -197,7 +197,8 @@ def _print_plan(plan, estimate: dict[str, Any]) -> None:
               f"expected batch {phase.expected_batch_size:g} (q={phase.sample_rate:.4f}), {noise}"
               f"{phase_time_text(estimate, phase)}")
     eps = plan.planned_epsilon.get("certified")
-    print(f"  planned epsilon (RDP): {'infinity: NOT differentially private' if eps is None else f'{eps:.4f}'}")
+    print(f"  planned epsilon: {'infinity: NOT differentially private' if eps is None else f'{eps:.4f}'}"
+          f"{'' if eps is None else ' (the smaller of the RDP and PRV bounds, as the finished run certifies)'}")
     print(f"  {total_time_text(estimate)}")
     for warning in plan.warnings:
         print(f"  warning: {warning}")

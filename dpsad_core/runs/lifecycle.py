@@ -51,16 +51,20 @@ def secret_randomness(privacy_seed: int | None) -> SecretRandomness:
 
 
 def certified_values(accountant: PrivacyAccountant | None = None, *, mechanisms: Sequence[Mechanism] = (),
-                     delta: float | None = None) -> tuple[AccountantValues, str | None]:
+                     delta: float | None = None,
+                     nonprivate_parts: Sequence[str] = ()) -> tuple[AccountantValues, str | None]:
     """The accountant's values (or those of ``mechanisms`` at ``delta``), and a note when PRV was not computed.
 
+    Every run certifies this way, whichever accountant calibrated its noise, and plans price themselves
+    with it too, so a plan shows the number its finished run will print.
     PRV refuses histories too long for its grid; RDP is still a valid upper bound, so it certifies alone.
     """
     def values(accountants: Sequence[str]) -> AccountantValues:
         if accountant is not None:
             return accountant.values(accountants=accountants)
         assert delta is not None, "mechanisms are priced at a delta"
-        return compute_epsilon(list(mechanisms), delta=delta, accountants=accountants)
+        return compute_epsilon(list(mechanisms), delta=delta, accountants=accountants,
+                               nonprivate_parts=nonprivate_parts)
 
     try:
         return values(("rdp", "prv")), None

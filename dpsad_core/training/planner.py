@@ -14,10 +14,10 @@ from dpsad_core.privacy import (
     Mechanism,
     calibrate_noise_multiplier,
     combined_noise_multiplier,
-    compute_epsilon,
     split_noise_multiplier,
 )
 from dpsad_core.privacy.randomness import REPRODUCIBLE_NOISE_PART
+from dpsad_core.runs.lifecycle import certified_values
 from dpsad_core.training.config import Hyperparameters, Recipe
 
 TEACHER, STUDENT, DENOISER, PRETRAIN = "teacher", "student", "denoiser", "pretrain"
@@ -231,10 +231,11 @@ def plan_training(*, recipe: Recipe, hyper: Hyperparameters, epsilon: float, del
         warnings.append("the noise and the sampling come from a known seed (--privacy-seed): anyone with the seed "
                         "can regenerate them, so the result is NOT differentially private (epsilon = infinity)")
     mechanisms = prior + [m for m in (p.mechanism(hyper) for p in phases) if m is not None]
-    # The plan's epsilon under the accountant that calibrated it (RDP alone is looser than a PRV
-    # calibration and would show more than the target).
-    accountants = ("rdp",) if accountant == "rdp" else ("rdp", "prv")
-    values = compute_epsilon(mechanisms, delta=delta, accountants=accountants, nonprivate_parts=tuple(nonprivate))
+    # Priced as the finished run certifies (min of RDP and PRV, whichever accountant calibrated the noise),
+    # so the plan, the ledger's projection and the run's result print one number.
+    values, accountant_note = certified_values(mechanisms=mechanisms, delta=delta, nonprivate_parts=tuple(nonprivate))
+    if accountant_note is not None:
+        warnings.append(accountant_note)
     if private_units < 1000:
         warnings.append(f"only {private_units} privacy units: with so few, the noise needed for epsilon "
                         f"{epsilon:g} leaves little signal; expect low quality")

@@ -70,3 +70,17 @@ def test_plan_round_trips_through_json():
     again = TrainingPlan.from_dict(json.loads(json.dumps(plan.to_dict())))
     assert again == plan
     assert math.isfinite(again.planned_epsilon["certified"])
+
+
+@pytest.mark.parametrize("recipe", [Recipe.DPDM, Recipe.DPSAD])
+def test_the_plan_shows_the_epsilon_the_finished_run_certifies(recipe):
+    # A run certifies min(RDP, PRV) whatever accountant calibrated its noise; the plan (and the GUI's
+    # "this run would bring the total to ...") must show that number, not the RDP bound alone (7.96
+    # planned against 6.37 certified for an RDP-calibrated tiny run, before the fix).
+    hyper = resolve_hyperparameters("tiny")
+    assert hyper.accountant == "rdp"
+    plan = plan_training(recipe=recipe, hyper=hyper, epsilon=8.0, delta=1e-5, private_units=1000)
+    finished = compute_epsilon(plan.mechanisms(hyper), delta=1e-5, accountants=("rdp", "prv"))
+    assert finished.certified < finished.rdp  # PRV is the tighter bound here: the case that differed
+    assert plan.planned_epsilon["certified"] == pytest.approx(finished.certified)
+    assert plan.planned_epsilon["prv"] == pytest.approx(finished.prv)
