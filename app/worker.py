@@ -168,7 +168,11 @@ class ProcessGeneratorWorker(GeneratorWorker):
             self.finished_work.emit()
 
 
-_POOL = None
+#: Helper processes for one-shot calls, by lane. A DP step timing (tens of seconds, minutes under load)
+#: has a lane of its own so that an import or a plan preview never queues behind it.
+INTERACTIVE_LANE = "interactive"
+TIMING_LANE = "timing"
+_POOLS: dict[str, Any] = {}
 _DETACHED: set = set()
 _LIVE_PROCESSES: set = set()  # the job processes of running ProcessGeneratorWorkers
 END_GRACE_S = 20.0  # how long a job process may take to stop by itself (a checkpoint) when the app ends
@@ -204,26 +208,24 @@ def wait_detached() -> None:
     _DETACHED.clear()
 
 
-def helper_pool():
-    """One long-lived helper process for one-shot calls: it pays torch's import once, not per call."""
-    global _POOL
-    if _POOL is None:
+def helper_pool(lane: str = INTERACTIVE_LANE):
+    """The lane's long-lived helper process for one-shot calls: it pays torch's import once, not per call."""
+    pool = _POOLS.get(lane)
+    if pool is None:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
         from dpsad_workbench.child import init_pool_child
 
-        _POOL = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
-                                    initializer=init_pool_child, initargs=(default_torch_threads(),))
-    return _POOL
+        pool = _POOLS[lane] = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
+                                                  initializer=init_pool_child, initargs=(default_torch_threads(),))
+    return pool
 
 
 def shutdown_helper_pool() -> None:
-    global _POOL
     wait_detached()
-    if _POOL is not None:
-        _POOL.shutdown(wait=True, cancel_futures=True)
-        _POOL = None
+    while _POOLS:
+        _POOLS.popitem()[1].shutdown(wait=True, cancel_futures=True)
 
 
 def end_children(grace_s: float = END_GRACE_S) -> None:
@@ -233,7 +235,6 @@ def end_children(grace_s: float = END_GRACE_S) -> None:
     ``grace_s`` to do so, then is terminated. The helper process is terminated without waiting for
     its call (a plan preview or an import: nothing to keep). Nothing is left running after the app.
     """
-    global _POOL
     import time
 
     deadline = time.monotonic() + grace_s
@@ -245,13 +246,12 @@ def end_children(grace_s: float = END_GRACE_S) -> None:
         if process.is_alive():
             process.kill()
             process.join(timeout=5)
-    if _POOL is not None:
+    while _POOLS:
+        pool = _POOLS.popitem()[1]
         # ProcessPoolExecutor has no public way to end a busy worker: terminate its processes.
-        processes = list((getattr(_POOL, "_processes", None) or {}).values())
-        for process in processes:
+        for process in list((getattr(pool, "_processes", None) or {}).values()):
             process.terminate()
-        _POOL.shutdown(wait=True, cancel_futures=True)
-        _POOL = None
+        pool.shutdown(wait=True, cancel_futures=True)
     for worker in list(_DETACHED):  # their processes are gone: the threads end at once
         worker.wait(5_000)
     _DETACHED.clear()
@@ -279,8 +279,9 @@ class WorkerOwner:
         self._workers.clear()
 
 
-def call_in_worker(target: str, *args: Any, parent=None, **kwargs: Any) -> GeneratorWorker:
-    """A worker that runs ``target(*args, **kwargs)`` once in the helper process and yields the result.
+def call_in_worker(target: str, *args: Any, parent=None, lane: str = INTERACTIVE_LANE,
+                   **kwargs: Any) -> GeneratorWorker:
+    """A worker that runs ``target(*args, **kwargs)`` once in the ``lane``'s helper process; yields the result.
 
     ``target`` is ``"module:function"``; arguments and the result must be picklable.
     """
@@ -290,12 +291,11 @@ def call_in_worker(target: str, *args: Any, parent=None, **kwargs: Any) -> Gener
 
         from dpsad_workbench.child import call, forwarded_env
 
-        global _POOL
         try:
-            future = helper_pool().submit(call, target, args, kwargs, forwarded_env())
+            future = helper_pool(lane).submit(call, target, args, kwargs, forwarded_env())
         except BrokenProcessPool:
-            _POOL = None  # the helper died (killed, out of memory): start a new one
-            future = helper_pool().submit(call, target, args, kwargs, forwarded_env())
+            _POOLS.pop(lane, None)  # the helper died (killed, out of memory): start a new one
+            future = helper_pool(lane).submit(call, target, args, kwargs, forwarded_env())
         yield future.result()
 
     return GeneratorWorker(factory, parent=parent)

@@ -31,7 +31,7 @@ from dpsad_core.training.config import DEFAULT_RECIPE, Recipe  # no torch: the w
 from dpsad_workbench.core import format_epsilon
 from dpsad_workbench.settings import AppSettings
 from dpsad_workbench.widgets import EPSILON_MAX, EPSILON_MIN, EpsilonEdit, WrapLabel, compact_combo, parse_epsilon
-from dpsad_workbench.worker import WorkerOwner, call_in_worker
+from dpsad_workbench.worker import TIMING_LANE, WorkerOwner, call_in_worker
 
 # The default first, then the others in the enum's order; the texts are the core's (one place for both).
 RECIPES = {recipe.value: recipe.description
@@ -422,7 +422,8 @@ class NewRunScreen(WorkerOwner, QWidget):
         data = result["dataset"]
         result["estimate"] = {"seconds": None, "basis": "measuring one step on this machine..."}
         self.plan_text.setText(render_plan(result))
-        worker = call_in_worker("dpsad_workbench.core:measure_plan_seconds", parent=self, plan=result["plan"],
+        worker = call_in_worker("dpsad_workbench.core:measure_plan_seconds", parent=self, lane=TIMING_LANE,
+                                plan=result["plan"],
                                 steps=result["steps"], hyper=config.hyper, channels=data["channels"],
                                 resolution=data["resolution"], num_classes=data["num_classes"], device=config.device)
         queued = Qt.ConnectionType.QueuedConnection

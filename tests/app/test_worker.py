@@ -142,3 +142,22 @@ def test_process_worker_stop_reaches_the_child(qtbot):
         worker.request_stop()
     worker.wait()
     assert items[-1] == "stopped cleanly"
+
+
+def test_a_step_timing_never_holds_up_an_interactive_call(qtbot):
+    # The New run screen times a DP step when no step time is cached (tens of seconds, minutes under
+    # load). It ran in the one helper process, so an import or a plan preview queued behind it waited
+    # 2-3 minutes. Timings now have a helper process of their own.
+    from dpsad_workbench.child import call, forwarded_env
+    from dpsad_workbench.worker import TIMING_LANE, end_children, helper_pool
+
+    timing = helper_pool(TIMING_LANE).submit(call, "time:sleep", (300,), {}, forwarded_env())
+    try:
+        worker = call_in_worker("os:getpid")
+        with qtbot.waitSignal(worker.yielded, timeout=120_000) as blocker:
+            worker.start()
+        worker.wait()
+        assert blocker.args[0] != os.getpid()
+        assert not timing.done()  # answered while the timing still ran
+    finally:
+        end_children()  # ends the sleeping helper (and the interactive one: the next call starts a new one)
