@@ -8,7 +8,7 @@ query (Lebensold et al. 2024, arXiv 2403.14421).
 - :mod:`~dpsad_core.rdm.mechanism`: one query: Poisson subsample, k nearest, noisy mean, mix.
 - :mod:`~dpsad_core.rdm.encoder`: the frozen image encoder, trained on public data only.
 - :mod:`~dpsad_core.rdm.index`: the private index (embeddings of the private set, never exported).
-- :mod:`~dpsad_core.rdm.model`: the UNet conditioned by cross-attention on a set of embeddings.
+- :mod:`~dpsad_core.rdm.model`: the engine's UNet with cross-attention to a set of embeddings, and loading it.
 - :mod:`~dpsad_core.rdm.training`: training the encoder and the model on public data.
 - :mod:`~dpsad_core.rdm.generation`: answering queries within a budget, into a run folder.
 

@@ -162,7 +162,7 @@ def load_public_model(name: str, *, workspace: Path) -> PublicModel:
 
     from dpsad_core.diffusion import DiffusionSchedule
     from dpsad_core.rdm.encoder import EncoderConfig, ImageEncoder
-    from dpsad_core.rdm.model import RdmConfig, RetrievalUNet
+    from dpsad_core.rdm.model import load_retrieval_unet
 
     candidate = Path(name)
     path = candidate if (candidate / "meta.json").is_file() else check_model_name(name, workspace=workspace,
@@ -180,9 +180,7 @@ def load_public_model(name: str, *, workspace: Path) -> PublicModel:
     encoder = ImageEncoder(EncoderConfig(**encoder_payload["config"]))
     encoder.load_state_dict(encoder_payload["state_dict"])
     encoder.eval()
-    model = RetrievalUNet(RdmConfig(**model_payload["config"]))
-    model.load_state_dict(model_payload["state_dict"])
-    model.eval().requires_grad_(False)
+    model = load_retrieval_unet(model_payload).requires_grad_(False)
     schedule = DiffusionSchedule(model_payload["diffusion_steps"], model_payload["schedule"])
     return PublicModel(name=meta["name"], path=path, meta=meta, encoder=encoder, model=model, schedule=schedule,
                        embeddings=embeddings, labels=labels, class_names=class_names)

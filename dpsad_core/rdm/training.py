@@ -122,9 +122,10 @@ def train_public(config: TrainPublicConfig, *, workspace: Path,
     from dpsad_core.data import resolve_data_source
     from dpsad_core.data.public_overlap import check_against_workspace
     from dpsad_core.diffusion import DiffusionSchedule
+    from dpsad_core.models import UNet
     from dpsad_core.models.ema import EMA
     from dpsad_core.rdm.encoder import EncoderConfig, embed_images, train_encoder
-    from dpsad_core.rdm.model import RdmConfig, RetrievalUNet
+    from dpsad_core.rdm.model import retrieval_unet_config
     from dpsad_core.rdm.store import check_model_name, public_prototypes, sample_from_contexts
 
     check_model_name(config.name, workspace=workspace, must_exist=False)
@@ -135,8 +136,8 @@ def train_public(config: TrainPublicConfig, *, workspace: Path,
                             allow=config.allow_public_overlap)
     if public.resolution % 2 ** (len(config.channels) - 1):
         # Fail before any training, with the remedy, rather than deep in the model constructor.
-        RdmConfig(image_channels=public.channels, resolution=public.resolution, context_dim=config.embedding_dim,
-                  channels=config.channels)
+        retrieval_unet_config(image_channels=public.channels, resolution=public.resolution,
+                              context_dim=config.embedding_dim, channels=config.channels)
     stop = stop or (lambda: False)
     started = time.monotonic()
 
@@ -161,9 +162,8 @@ def train_public(config: TrainPublicConfig, *, workspace: Path,
     # -- the retrieval-conditioned model -------------------------------------------------------------
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed + 1)
-    rdm_config = RdmConfig(image_channels=public.channels, resolution=public.resolution,
-                           context_dim=config.embedding_dim, channels=config.channels)
-    model = RetrievalUNet(rdm_config)
+    model = UNet(retrieval_unet_config(image_channels=public.channels, resolution=public.resolution,
+                                       context_dim=config.embedding_dim, channels=config.channels))
     ema = EMA(model)
     schedule = DiffusionSchedule(config.diffusion_steps, config.schedule)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
@@ -184,7 +184,8 @@ def train_public(config: TrainPublicConfig, *, workspace: Path,
         null = torch.rand(len(batch), generator=generator) < config.context_dropout
         timesteps = torch.randint(0, schedule.num_steps, (len(batch),), generator=generator)
         eps = torch.randn(x0.shape, generator=generator)
-        prediction = model(schedule.q_sample(x0, timesteps, eps), timesteps, context[:, None, :], null)
+        prediction = model(schedule.q_sample(x0, timesteps, eps), timesteps, context=context[:, None, :],
+                           null_context=null)
         loss = F.mse_loss(prediction, eps)
         optimizer.zero_grad()
         loss.backward()

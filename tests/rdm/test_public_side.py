@@ -11,14 +11,15 @@ import torch
 from dpsad_core.cli import main
 from dpsad_core.data import resolve_data_source
 from dpsad_core.errors import ConfigError
-from dpsad_core.rdm.model import ContextTable, RdmConfig, RetrievalUNet
+from dpsad_core.models import UNet
+from dpsad_core.rdm.model import ContextTable, retrieval_unet_config
 from dpsad_core.rdm.training import nearest_public_neighbours
-from tests.fixtures.rdm import MODEL
+from tests.fixtures.rdm import MODEL, retrieval_payload_v1
 
 
-def _model() -> RetrievalUNet:
+def _model() -> UNet:
     torch.manual_seed(0)
-    model = RetrievalUNet(RdmConfig(image_channels=1, resolution=8, context_dim=4, channels=(8, 16)))
+    model = UNet(retrieval_unet_config(image_channels=1, resolution=8, context_dim=4, channels=(8, 16)))
     for parameter in model.parameters():  # the output layers start at zero: perturb them all
         parameter.data.add_(0.1 * torch.randn_like(parameter))
     return model.eval()
@@ -28,12 +29,12 @@ def test_the_context_set_steers_the_output_and_null_ignores_it():
     model = _model()
     x, t = torch.randn(2, 1, 8, 8), torch.tensor([10, 10])
     a, b = torch.randn(2, 3, 4), torch.randn(2, 3, 4)
-    assert model(x, t, a).shape == (2, 1, 8, 8)
-    assert not torch.allclose(model(x, t, a), model(x, t, b))
+    assert model(x, t, context=a).shape == (2, 1, 8, 8)
+    assert not torch.allclose(model(x, t, context=a), model(x, t, context=b))
     null = torch.tensor([True, True])
-    torch.testing.assert_close(model(x, t, a, null), model(x, t, b, null))
+    torch.testing.assert_close(model(x, t, context=a, null_context=null), model(x, t, context=b, null_context=null))
     with pytest.raises(ConfigError, match="context must have shape"):
-        model(x, t, torch.randn(2, 4))
+        model(x, t, context=torch.randn(2, 4))
 
 
 def test_context_table_maps_labels_to_contexts_and_the_null_label():
@@ -42,8 +43,22 @@ def test_context_table_maps_labels_to_contexts_and_the_null_label():
     table = ContextTable(model, contexts)
     x, t = torch.randn(3, 1, 8, 8), torch.tensor([5, 5, 5])
     out = table(x, t, torch.tensor([1, 0, 2]))
-    torch.testing.assert_close(out[0], model(x[:1], t[:1], contexts[1:2])[0])
-    torch.testing.assert_close(out[2], model(x[2:], t[2:], contexts[:1], torch.tensor([True]))[0])
+    torch.testing.assert_close(out[0], model(x[:1], t[:1], context=contexts[1:2])[0])
+    torch.testing.assert_close(out[2], model(x[2:], t[2:], context=contexts[:1], null_context=torch.tensor([True]))[0])
+
+
+def test_a_public_model_saved_before_the_unet_had_cross_attention_still_loads(rdm_workspace):
+    from dpsad_core.rdm.store import load_public_model, models_dir
+
+    path = models_dir(rdm_workspace) / MODEL / "model.pt"
+    today = load_public_model(MODEL, workspace=rdm_workspace)
+    torch.save(retrieval_payload_v1(torch.load(path, weights_only=False)), path)  # as RetrievalUNet saved it
+    before = load_public_model(MODEL, workspace=rdm_workspace)
+    x, t = torch.randn(2, 1, 8, 8), torch.tensor([3, 30])
+    context = torch.as_tensor(today.prototypes()[:2])[:, None, :]
+    null = torch.tensor([False, True])
+    torch.testing.assert_close(before.model(x, t, context=context, null_context=null),
+                               today.model(x, t, context=context, null_context=null), rtol=0, atol=0)
 
 
 def test_nearest_public_neighbours_exclude_the_record_itself():
