@@ -27,6 +27,7 @@ from PySide6.QtWidgets import (
 )
 
 from dpsad_core.commands.plan_time import format_duration
+from dpsad_core.privacy.plain_words import likelihood_factor
 from dpsad_core.training.config import DEFAULT_RECIPE, Recipe  # no torch: the window still opens fast
 from dpsad_workbench.core import format_epsilon
 from dpsad_workbench.settings import AppSettings
@@ -287,15 +288,13 @@ class NewRunScreen(WorkerOwner, QWidget):
         return (self.preview or {}).get("dataset", {}).get("unit", "image")
 
     def _explain_epsilon(self) -> None:
-        import math
-
         if self.epsilon.problem() is not None:
             self.guarantee.setText("")
             return
         epsilon = self.epsilon.value()
         who = "one patient's images" if self._unit() == "patient" else "one image"
         self.guarantee.setText(f"Epsilon {epsilon:g}: whether or not {who} is in your data, any result of training "
-                               f"is at most {math.exp(epsilon):.3g} times more or less likely. Smaller is more "
+                               f"is at most {likelihood_factor(epsilon)} times more or less likely. Smaller is more "
                                "private, and the images get noisier.")
 
     def guarantee_text(self) -> str:

@@ -28,6 +28,7 @@ from dpsad_core.export.names import (
     exported_name,
     shareable_spec,
 )
+from dpsad_core.privacy.plain_words import likelihood_factor
 from dpsad_core.runs.records import RunKind, RunResult
 
 REPORT_FORMAT = "dpsad-privacy-report/1"
@@ -239,12 +240,12 @@ def plain_language(result: RunResult) -> dict[str, list[str]]:
 
         return rdm_plain_language(result)
     epsilon = result.epsilon
-    factor = math.exp(epsilon) if epsilon < 700 else math.inf
     record = "patient (all of that patient's images together)" if unit == "patient" else "image (with its label)"
     means = [
         f"Take any single {record} in the private dataset. Whether it was used in training or not, every possible "
         f"output of training (and so this bundle) has almost the same probability: at most e^epsilon = "
-        f"{factor:.3g} times more or less likely, except with a probability of at most delta = {delta:.3g}.",
+        f"{likelihood_factor(epsilon)} times more or less likely, except with a probability of at most "
+        f"delta = {delta:.3g}.",
         "So an observer of this bundle, whatever else they know, learns little about whether that record was used "
         "or what it contains; the smaller epsilon, the less.",
         "Every part of the pipeline that read the private data is included in epsilon (see 'mechanisms'); the "

@@ -10,9 +10,9 @@ and the accountant's values, never the index or a class size.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
+from dpsad_core.privacy.plain_words import likelihood_factor
 from dpsad_core.runs.records import RunResult
 
 MECHANISM_NAME = "DP-RDM private retrieval (Lebensold et al. 2024, arXiv 2403.14421; docs/method.md §2)"
@@ -51,7 +51,6 @@ def rdm_plain_language(result: RunResult) -> dict[str, list[str]]:
     if epsilon is None:  # pragma: no cover - plain_language answers for a run that is not private
         raise ValueError(f"run {result.run_id} is not private: it has no guarantee to explain")
     mechanism = result.mechanism or {}
-    factor = math.exp(epsilon) if epsilon < 700 else math.inf
     unit = result.unit_of_privacy
     record = "patient (all of that patient's images together)" if unit == "patient" else "image (with its label)"
     queries = mechanism["queries"]
@@ -65,8 +64,8 @@ def rdm_plain_language(result: RunResult) -> dict[str, list[str]]:
         f"private index, with Gaussian noise (sigma = {mechanism['sigma']:g}) added.",
         f"The guarantee covers the retrieval of every one of the {queries} queries, composed: take any single "
         f"{record} in the private dataset; whether it was in the index or not, every possible set of these images "
-        f"has almost the same probability: at most e^epsilon = {factor:.3g} times more or less likely, except with "
-        f"a probability of at most delta = {delta:.3g}.",
+        f"has almost the same probability: at most e^epsilon = {likelihood_factor(epsilon)} times more or less "
+        f"likely, except with a probability of at most delta = {delta:.3g}.",
         "Choosing a subset of the generated images for this bundle costs nothing more: no new image was made.",
     ]
     does_not_mean = [
