@@ -32,6 +32,8 @@ from PySide6.QtWidgets import (
 )
 
 from dpsad_core.errors import DpsadError
+from dpsad_core.export.names import size_text
+from dpsad_core.export.report import dataset_section
 from dpsad_core.runs.folder import RunFolder
 from dpsad_core.runs.records import RunResult, RunState
 from dpsad_workbench.core import format_epsilon
@@ -208,12 +210,13 @@ class ExportScreen(WorkerOwner, QWidget):
         try:
             folder = RunFolder(Path(run["path"]))
             # Privacy from the plan as well as the accountant, as the export itself decides it.
-            result = folder.result().with_plan(folder.read_json("config.json"))
+            config = folder.read_json("config.json")
+            result = folder.result().with_plan(config)
         except (OSError, ValueError, DpsadError) as error:
             self.report.setText(f"The run's result cannot be read: {html.escape(str(error))}")
             self.report_details.setText("")
             return
-        self.report.setText(render_report(result))
+        self.report.setText(render_report(result, config))
         self.report_details.setText(render_report_details(result))
 
     # -- export ------------------------------------------------------------------------------------
@@ -363,8 +366,8 @@ class ExportScreen(WorkerOwner, QWidget):
             self.verify(paths[0])
 
 
-def render_report(result: RunResult) -> str:
-    """The run's privacy guarantee as the report will state it, in an analyst's words."""
+def render_report(result: RunResult, config: dict[str, Any]) -> str:
+    """The run's privacy guarantee as the report will state it, in an analyst's words (``config``: config.json)."""
     lines = [f"<b>{html.escape(result.run_id)}</b> ({html.escape(result.recipe)})"]
     if result.private:
         lines.append(f"<b>({format_epsilon(result.epsilon)}, {result.delta:.3g})-differentially private</b>: "
@@ -376,8 +379,9 @@ def render_report(result: RunResult) -> str:
     unit = result.unit_of_privacy
     lines.append("protects: " + {"patient": "each patient (all of a patient's images together)",
                                  "image": "each image with its label"}.get(unit, str(unit)))
-    dataset = result.dataset
-    lines.append(f"dataset: {html.escape(str(dataset.get('name')))} ({dataset.get('num_units')} units)")
+    # The data's name and size as the bundle's report states them: the exact count only where declared public.
+    dataset = dataset_section(config.get("dataset", {}), dict(result.dataset), result, plan=config.get("plan"))
+    lines.append(f"dataset: {html.escape(str(dataset['name']))} ({html.escape(size_text(dataset))})")
     lines.extend(_plain_language_lines(result))
     return "<br>".join(lines)
 

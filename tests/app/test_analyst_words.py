@@ -89,8 +89,13 @@ def test_verification_and_report_speak_plainly_with_details(window):
               "mechanisms": [{"part": "denoiser", "noise_multiplier": 1.876, "sample_rate": 0.17, "steps": 400}]}
     from dpsad_core.runs.records import RunResult
 
-    result = RunResult.from_dict(result)
-    report = render_report(result)
+    result = RunResult.from_dict(dict(result, dataset={"name": "xrays", "num_units": 1500, "num_records": 1500,
+                                                       "fingerprint": "f" * 16}))
+    config = {"dataset": {"name": "xrays", "name_declared": True},
+              "plan": {"units_from": "noisy count", "private_units": 1400, "count_mechanism": {"noise_multiplier": 80}}}
+    report = render_report(result, config)
+    # The size as the bundle states it: the noisy count; the exact 1500 stays on this machine.
+    assert "about 1400 privacy units" in report and "1500" not in report
     assert not DEVELOPER_WORDS.search(report), DEVELOPER_WORDS.search(report)
     assert "What this guarantee means" in report
     assert "1.876" in render_report_details(result) and "rdp 6.5" in render_report_details(result)
