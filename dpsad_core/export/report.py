@@ -263,8 +263,8 @@ def plain_language(result: RunResult) -> dict[str, list[str]]:
         "It does not hide facts about the population the data shows (for example how a disease looks, or how "
         "common it is); it limits what can be learned about one record.",
         "It does not make the images realistic or useful; check utility before relying on them.",
-        "The local run folder (losses, checkpoints with teacher and discriminator weights, evaluation results) is "
-        "not covered: only what is in this bundle is.",
+        "The local run folder (losses, checkpoints, evaluation results) is not covered: only what is in this "
+        "bundle is.",
         f"epsilon = {epsilon:.4g} is an upper bound from the accountant; it is not a measured attack success rate.",
         "It assumes the run's random choices (which records each step looked at, and the noise) stay secret: they "
         "came from a cryptographically secure generator with a fresh key that never left the exporting machine.",
