@@ -358,8 +358,7 @@ def generate_rdm(config: GenerateConfig, *, workspace: Path, stop: Callable[[], 
                                 epsilon_spent=accountant.epsilon_rdp(), epsilon_target=config.epsilon,
                                 seconds=time.monotonic() - tick, eta_seconds=elapsed / done * (len(queries) - done))
             if stop() and done < len(queries):
-                life.interrupt(accountant, phase="queries", step=done, message="stopped by request",
-                               epsilon_spent=accountant.epsilon_rdp())
+                life.interrupt(accountant, phase="queries", step=done, message="stopped by request")
                 yield RunInterrupted(run_id=run.run_id, phase="queries", step=done,
                                      message=f"stopped after {done} of {len(queries)} queries; their spend is "
                                              "recorded in the ledger (a DP-RDM run is not resumed: start a new one)")
@@ -373,8 +372,7 @@ def generate_rdm(config: GenerateConfig, *, workspace: Path, stop: Callable[[], 
         grid = _grid(pixels, labels, len(index.class_names), grid_image)
         grid_path = save_png(grid, run.path / "samples" / "grid.png")
     except GeneratorExit:  # the consumer dropped the run between batches: what was spent stays recorded
-        life.interrupt(accountant, phase="queries", step=done, message="the run was closed",
-                       epsilon_spent=accountant.epsilon_rdp())
+        life.interrupt(accountant, phase="queries", step=done, message="the run was closed")
         raise
     except BaseException as error:
         life.fail(error, phase="queries", step=done, epsilon_spent=accountant.epsilon_rdp())

@@ -20,6 +20,7 @@ follows; the checks that can refuse without it (the cap already spent, settings 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -183,13 +184,17 @@ class RunLife:
         self.folder.write_result(result)
         self.folder.set_status(RunState.FINISHED, phase=phase, step=step, epsilon_spent=result.epsilon)
 
-    def interrupt(self, accountant: PrivacyAccountant, *, phase: str, step: int, message: str,
-                  epsilon_spent: float | None) -> None:
-        """Stopped at a step boundary: what was spent stays recorded, the reservation is released."""
+    def interrupt(self, accountant: PrivacyAccountant, *, phase: str, step: int, message: str) -> None:
+        """Stopped at a step boundary: what was spent stays recorded, the reservation is released.
+
+        The status states the spend as the ledger composes it (min of RDP and PRV, not the cheaper bound
+        progress shows at every step), so the run's list and its dataset's budget print one number.
+        """
         self.save_privacy(accountant)
         self._close(accountant)
+        values, _ = certified_values(accountant)
         self.folder.set_status(RunState.INTERRUPTED, phase=phase, step=step, message=message,
-                               epsilon_spent=epsilon_spent)
+                               epsilon_spent=values.certified if math.isfinite(values.certified) else None)
 
     def abort(self, *, phase: str, step: int, message: str) -> None:
         """Cut off inside a step (a lost worker, a second Ctrl-C): the last checkpoint stands and resumes."""

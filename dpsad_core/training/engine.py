@@ -754,8 +754,7 @@ class _Trainer:
     def _interrupt(self, message: str) -> RunInterrupted:
         phase = self._phase
         self.run.save_torch(self.run.checkpoint_path, self.state_dict())
-        self.life.interrupt(self.accountant, phase=phase.name, step=self.step, message=message,
-                            epsilon_spent=_json_float(self._epsilon_bound(self.accountant.epsilon_rdp())))
+        self.life.interrupt(self.accountant, phase=phase.name, step=self.step, message=message)
         return RunInterrupted(run_id=self.run.run_id, phase=phase.name, step=self.step, message=message)
 
     def _epsilon_bound(self, epsilon_rdp: float) -> float:

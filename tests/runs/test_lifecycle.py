@@ -92,7 +92,7 @@ def test_the_ends_of_a_run(workspace):
         life.create(workspace, {"config": {}})
         life.record(accountant, STEP)  # the step is recorded before it runs
         if end == "interrupt":
-            life.interrupt(accountant, phase="denoiser", step=0, message="stopped", epsilon_spent=0.0)
+            life.interrupt(accountant, phase="denoiser", step=0, message="stopped")
         elif end == "fail":
             life.fail(RuntimeError("boom"), phase="denoiser", step=0)
         else:
@@ -110,3 +110,21 @@ def test_the_ends_of_a_run(workspace):
 def test_certified_values_are_the_smaller_bound():
     values, note = certified_values(mechanisms=[STEP], delta=1e-5)
     assert note is None and values.certified == min(values.rdp, values.prv)
+
+
+def test_a_stopped_run_states_the_epsilon_its_ledger_entry_holds(workspace):
+    # Found in the walk-through: a cancelled run listed "epsilon spent 7.61" (its RDP progress bound) on Runs
+    # while the dataset's budget panel listed the same run at 6.14 (the ledger's min(RDP, PRV)).
+    accountant = PrivacyAccountant(delta=1e-5)
+    run_id = "20260101-000000-dpdm-stop"
+    folder = RunFolder(workspace / RUNS_DIR / run_id)
+    life = RunLife.reserve(account(workspace, run_id), folder, delta=1e-5, private=True, planned=[STEP] * 40)
+    life.create(workspace, {"config": {}})
+    for _ in range(40):
+        life.record(accountant, STEP)
+        accountant.step(part="denoiser", noise_multiplier=1.0, sample_rate=0.01, clip_norm=1.0)
+    life.interrupt(accountant, phase="denoiser", step=40, message="stopped")
+    (entry,) = [entry for entry in PrivacyLedger(workspace).entries(FINGERPRINT) if entry.run_id == run_id]
+    ledger_epsilon = entry.values()[0].certified
+    assert ledger_epsilon < accountant.epsilon_rdp()  # PRV is the tighter bound here: the case that differed
+    assert folder.status()["epsilon_spent"] == pytest.approx(ledger_epsilon)
