@@ -235,6 +235,27 @@ class ImageDataset:
                                                                         self.patient_ids, key)
         return self._identity_cache["fingerprint", key]
 
+    def records_digest(self) -> str:
+        """SHA-256 of the records in their order (pixels as stored, labels, patients), with no key.
+
+        For the workers of one run to check that they read the same records in the same order: on
+        several machines each workspace has its own identity key, so the keyed :meth:`fingerprint` of the
+        same data differs. It travels only between the run's workers, never to a file or a bundle (an
+        unkeyed hash of private records can be checked against a guess).
+        """
+        import hashlib
+
+        from dpsad_core.data.identity import canonical_pixels
+
+        if "digest" not in self._identity_cache:
+            digest = hashlib.sha256(b"dpsad-records-in-order-v1")
+            digest.update(np.ascontiguousarray(canonical_pixels(self.images)).tobytes())
+            digest.update(np.asarray(self.labels, dtype=np.int64).tobytes())
+            if self.patient_ids is not None:
+                digest.update("\n".join(str(patient) for patient in self.patient_ids).encode())
+            self._identity_cache["digest"] = digest.hexdigest()
+        return self._identity_cache["digest"]
+
     def summary(self, workspace: str | Path | None = None) -> dict[str, Any]:
         """JSON-able description: counts, shape, fingerprint; never any record's content."""
         return {

@@ -201,7 +201,7 @@ def start_training(config: TrainConfig, *, workspace: Path, stop: Callable[[], b
     with count_kept(count, run_id):
         plan = _plan(config, dataset, public_records, count, overlap_part)
     # The other workers build their trainers as soon as they know the run: the same order of exchanges.
-    distributed.share({"run_id": run_id, "plan": plan.to_dict(), "fingerprint": dataset.fingerprint(workspace)})
+    distributed.share({"run_id": run_id, "plan": plan.to_dict(), "records_digest": dataset.records_digest()})
     run = RunFolder(Path(workspace) / RUNS_DIR / run_id)
     trainer = _Trainer(run, config, plan, dataset, public, randomness=randomness)
     # Refuses a run over the dataset's budget cap before its folder exists.
@@ -281,8 +281,7 @@ def resume_training(run_ref: str, *, workspace: Path, stop: Callable[[], bool] |
                                       min_records=config.min_records)
         public = _load_public_data(config, dataset, workspace)
         yield from _follow(config, dataset, public, {"run_id": stored["run_id"], "plan": stored["plan"],
-                                                     "fingerprint": stored["dataset"]["fingerprint"]}, stop,
-                      workspace)
+                                                     "records_digest": stored["records_digest"]}, stop, workspace)
         return
     run = RunFolder.open(workspace, run_ref)
     _check_run_in_workspace(run, workspace)
@@ -302,7 +301,7 @@ def resume_training(run_ref: str, *, workspace: Path, stop: Callable[[], bool] |
                        "(its fingerprint differs)", remedy="restore the original data, or start a new run")
     public = _load_public_data(config, dataset, workspace)
     _public_overlap(config, dataset, public)  # the plan recorded any override at the start
-    distributed.share(dict(stored, run_id=run.run_id, config=config.to_dict()))
+    distributed.share(dict(stored, run_id=run.run_id, config=config.to_dict(), records_digest=dataset.records_digest()))
     # The same run: its own earlier entry is replaced, not added to.
     account = LedgerAccount(workspace=Path(workspace), run_id=run.run_id,
                             fingerprint=ledger_fingerprint(config, dataset, workspace),
@@ -349,9 +348,11 @@ def _check_run_in_workspace(run: RunFolder, workspace: Path) -> None:
 def _follow(config: TrainConfig, dataset: ImageDataset, public: ImageDataset | None, header: dict[str, Any],
             stop: Callable[[], bool] | None, workspace: Path) -> Iterator[Event]:
     """A worker of rank > 0: the same training, with rank 0's run id, plan and state; it writes nothing."""
-    if dataset.fingerprint(workspace) != header["fingerprint"]:
+    # Not the keyed fingerprint: another machine's workspace has another identity key (records_digest).
+    if dataset.records_digest() != header["records_digest"]:
         raise RunError(f"worker rank {distributed.current_world().rank} reads other data at {config.data!r} "
-                       "than rank 0 (its fingerprint differs)", remedy="give every machine the same data")
+                       "than rank 0 (other records, or in another order)",
+                       remedy="give every machine the same data (the same import)")
     trainer = _Trainer(_FollowerRun(header["run_id"]), config, TrainingPlan.from_dict(header["plan"]), dataset,
                        public)
     yield from trainer.execute(resumed=False, stop=stop)

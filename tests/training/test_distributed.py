@@ -225,3 +225,33 @@ def test_a_killed_worker_stops_the_run_which_resumes_to_the_same_epsilon(workspa
                                                      "sample_every": 1000})
     assert result["epsilon"] == straight["epsilon"]
     assert len(run.read_metrics()) == 60
+
+
+def test_two_machines_with_their_own_workspaces_train_one_run(tmp_path):
+    # Each machine of a torchrun job has its own workspace, so its own identity key: the same data has another
+    # keyed fingerprint there. The workers compared those fingerprints and refused every multi-machine run.
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    machines = []
+    for node in (0, 1):
+        workspace = tmp_path / f"machine-{node}"
+        env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", DPSAD_WORKSPACE=str(workspace),
+                   DPSAD_CONFIG_DIR=str(tmp_path / f"config-{node}"))
+        command = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--node-rank", str(node),
+                   "--nproc-per-node", "1", "--master-addr", "127.0.0.1", "--master-port", str(port),
+                   "-m", "dpsad_core", *train_args("dpdm")]
+        machines.append(subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    outputs = [machine.communicate(timeout=600) for machine in machines]
+    for machine, (out, err) in zip(machines, outputs, strict=True):
+        assert machine.returncode == 0, err[-3000:]
+    result = json.loads(outputs[0][0].strip().splitlines()[-1])
+    assert result["workers"] == 2 and result["private"]
+    assert RunFolder.open(tmp_path / "machine-0", result["run_id"]).state.value == "finished"
+    from dpsad_core.data import load_demo
+
+    demo = load_demo()  # the premise: the same data has another keyed fingerprint on each machine
+    assert demo.fingerprint(tmp_path / "machine-0") != demo.fingerprint(tmp_path / "machine-1")
+    assert not (tmp_path / "machine-1" / "runs").exists()  # rank 0's machine holds the run
