@@ -97,6 +97,21 @@ def test_reordered_subset_and_resized_reimport_overlap_distinct_data_does_not(tm
     assert find_overlaps(workspace, other.fingerprint(), other.identities()) == []
 
 
+def test_a_partial_reimport_at_another_size_overlaps(tmp_path, workspace):
+    # A quarter of a registered dataset's records, re-imported at another size among other records: before
+    # the ratio test, resized copies were found only when 80 % of a sample had twins, so this opened a fresh
+    # budget for those 30 people.
+    root = digits_folder(tmp_path / "a", count=120)
+    first = load_dataset(root, resolution=16, min_records=0)
+    register(workspace, first.fingerprint(), "first", first.identities())
+    mixed = digits_folder(tmp_path / "b", start=0, count=30)
+    digits_folder(mixed, start=600, count=90)
+    again = load_dataset(mixed, resolution=24, min_records=0)
+    (found,) = find_overlaps(workspace, again.fingerprint(), again.identities())
+    assert found.name == "first" and found.exact == 0
+    assert RESIZED_SHARE <= found.resized <= 0.3  # about the quarter of its records that are copies
+
+
 def test_duplicates_policy_is_checked():
     with pytest.raises(Exception, match="unknown duplicates policy"):
         load_dataset(Path(__file__).parent, duplicates="ignore")
