@@ -46,10 +46,10 @@ class LongValue(QLineEdit):
         self.setStyleSheet("QLineEdit { background: transparent; }")
         self.setText(text)
 
-    def setText(self, text: str) -> None:  # noqa: N802 - Qt API
+    def setText(self, text: str | None, /) -> None:  # noqa: N802 - Qt API
         super().setText(text)
         self.setCursorPosition(0)
-        self.setToolTip(text)
+        self.setToolTip(text or "")
 
 
 def compact_combo(combo: QComboBox, characters: int = 16) -> QComboBox:
@@ -117,4 +117,5 @@ class EpsilonEdit(QLineEdit):
 
             raise ConfigError(problem, field="epsilon", value=self.text(),
                               remedy=f"type a target epsilon from {EPSILON_MIN:g} to {EPSILON_MAX:g}")
+        assert epsilon is not None  # parse_epsilon gives a number whenever it finds no problem
         return epsilon

@@ -15,9 +15,12 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QThread, Signal
+
+if TYPE_CHECKING:
+    from multiprocessing.synchronize import Event as ProcessEvent
 
 # A factory receives the stop callable and returns the generator to run.
 GeneratorFactory = Callable[[Callable[[], bool]], Iterator[Any]]
@@ -105,7 +108,7 @@ class ProcessGeneratorWorker(GeneratorWorker):
         self._target = target
         self._kwargs = kwargs
         self._lost = lost
-        self._process_stop = None
+        self._process_stop: ProcessEvent | None = None
 
     def request_stop(self) -> None:
         super().request_stop()

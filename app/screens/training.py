@@ -120,7 +120,7 @@ class TrainingScreen(QWidget):
         self._legend: list[str] = []
         self.time_left = TimeLeft()  # the engine's time left, steadied (app/time_left.py)
         self._build()
-        controller.event.connect(self.on_event)
+        controller.run_event.connect(self.on_event)
         controller.state_changed.connect(self.on_state)
         self.timer = QTimer(self)
         self.timer.setInterval(int(1000 / REDRAW_HZ))

@@ -23,7 +23,7 @@ def fake_plan(config, *, workspace, budget: dict[str, Any] | None = None,
                         "num_classes": 10, "resolution": 8, "channels": 1},
             "steps": {"denoiser": steps}, "warnings": [], "raw_warnings": [], "private": True,
             "estimate": {"seconds": None, "basis": "no earlier run with this preset and image size on this machine"},
-            "budget": budget, "budget_error": None, "ledger": True}
+            "budget": budget, "budget_error": None}
 
 
 def fake_measure(*, plan, steps, **shape) -> dict[str, Any]:  # noqa: ARG001

@@ -20,7 +20,7 @@ def fake_preview() -> dict:
             "steps": {"denoiser": 400}, "warnings": [], "private": True,
             "raw_warnings": ["denoiser: expected batch 256 >= 200 records, so every record is in every batch "
                              "(sample rate 1): there is no amplification by subsampling"],
-            "estimate": {"seconds": 300.0, "basis": "measured"}, "budget": None, "ledger": True}
+            "estimate": {"seconds": 300.0, "basis": "measured"}, "budget": None}
 
 
 def test_the_plan_speaks_plainly_and_keeps_exact_values_behind_details(window):

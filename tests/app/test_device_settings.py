@@ -63,7 +63,7 @@ def test_the_plan_names_the_devices():
               "dataset": {"name": "demo", "num_records": 10, "num_privacy_units": 10, "unit": "record",
                           "num_classes": 2, "resolution": 8, "channels": 1},
               "steps": {}, "private": True, "estimate": {"seconds": None, "basis": "unknown"}, "budget": None,
-              "ledger": False, "devices": "all 4 GPUs, one worker each (Pretend GPU)"}
+              "devices": "all 4 GPUs, one worker each (Pretend GPU)"}
     assert "Trains on: all 4 GPUs, one worker each" in render_plan(result)
 
 
