@@ -53,7 +53,6 @@ class TrainingController(QObject):
         self._worker: GeneratorWorker | None = None
         self._intent: str | None = None
         self._saw_finish = False
-        self._saw_interrupt = False
         self.state = IDLE
         self.run_id: str | None = None
         self.config = None
@@ -123,7 +122,7 @@ class TrainingController(QObject):
                            remedy="pause or cancel it first, or wait for it to finish")
 
     def _launch(self, target: str, kwargs: dict[str, Any], settings: AppSettings) -> None:
-        self._intent, self._saw_finish, self._saw_interrupt = None, False, False
+        self._intent, self._saw_finish = None, False
         worker = ProcessGeneratorWorker(target, kwargs, torch_threads=settings.torch_threads, parent=self)
         worker.yielded.connect(self._on_event)
         worker.errored.connect(self._on_error)
@@ -141,7 +140,6 @@ class TrainingController(QObject):
                 self._set_state(RUNNING)
         elif isinstance(event, RunInterrupted):
             self.run_id = event.run_id
-            self._saw_interrupt = True
         elif isinstance(event, RunFinished):
             self._saw_finish = True
         self.run_event.emit(event)
