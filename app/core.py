@@ -417,7 +417,7 @@ def devices_summary(device: str, all_gpus: bool = False) -> str:
     return f"one GPU ({torch.cuda.get_device_name(index)})"
 
 
-def export_job(*, stop, run_id: str, workspace: Path, out: str | None, **options):  # noqa: ARG001
+def export_job(*, stop, run_id: str, workspace: Path, out: str | None, **options):
     """Export is short and writes into a temporary folder it removes on failure: it is not stopped."""
     from dpsad_core.export import export_bundle
 

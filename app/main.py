@@ -90,7 +90,7 @@ def quit_on_signals(app, window) -> None:
     writer.setblocking(False)
     signal.set_wakeup_fd(writer.fileno())
 
-    def handle(signum, frame) -> None:  # noqa: ARG001 - the signal module's signature
+    def handle(signum, frame) -> None:  # the signal module's signature
         window.terminate()
         app.quit()
 

@@ -209,7 +209,7 @@ class MainWindow(QMainWindow):
         self._terminating = True
         self.close()
 
-    def closeEvent(self, event) -> None:  # noqa: N802 - Qt API
+    def closeEvent(self, event) -> None:
         if self.controller.is_active and self._terminating:
             self.statusBar().showMessage("Writing a checkpoint...")
             self.controller.stop_and_wait(60_000)
@@ -228,7 +228,7 @@ class MainWindow(QMainWindow):
         self.training.timer.stop()
         event.accept()
 
-    def keyPressEvent(self, event) -> None:  # noqa: N802 - Qt API
+    def keyPressEvent(self, event) -> None:
         # F6 moves the focus between the screen list and the screen, as in many desktop apps.
         if event.key() == Qt.Key.Key_F6:
             target = self.stack.currentWidget() if self.nav.hasFocus() else self.nav

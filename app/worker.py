@@ -288,7 +288,7 @@ def call_in_worker(target: str, *args: Any, parent=None, **kwargs: Any) -> Gener
     ``target`` is ``"module:function"``; arguments and the result must be picklable.
     """
 
-    def factory(stop: Callable[[], bool]) -> Iterator[Any]:  # noqa: ARG001 - one call cannot stop halfway
+    def factory(stop: Callable[[], bool]) -> Iterator[Any]:  # one call cannot stop halfway
         from concurrent.futures.process import BrokenProcessPool
 
         from dpsad_workbench.child import call, forwarded_env
@@ -307,7 +307,7 @@ def call_in_worker(target: str, *args: Any, parent=None, **kwargs: Any) -> Gener
 def call_in_thread(function: Callable[[], Any], *, parent=None) -> GeneratorWorker:
     """A worker that calls ``function()`` in a thread of this process (for work that needs no torch)."""
 
-    def factory(stop: Callable[[], bool]) -> Iterator[Any]:  # noqa: ARG001
+    def factory(stop: Callable[[], bool]) -> Iterator[Any]:
         yield function()
 
     return GeneratorWorker(factory, parent=parent)

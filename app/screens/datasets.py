@@ -315,7 +315,7 @@ class DatasetsScreen(WorkerOwner, QWidget):
                 self._selected(self.list.item(row), None)
                 return
 
-    def _selected(self, item, previous) -> None:  # noqa: ARG002 - Qt passes both
+    def _selected(self, item, previous) -> None:  # Qt passes both
         if item is None:
             self._show(None)
             return
@@ -526,11 +526,11 @@ class DatasetsScreen(WorkerOwner, QWidget):
         self.retry_button.setEnabled(not busy)
 
     # -- drag and drop -----------------------------------------------------------------------------
-    def dragEnterEvent(self, event) -> None:  # noqa: N802 - Qt API
+    def dragEnterEvent(self, event) -> None:
         if event.mimeData().hasUrls() and any(url.isLocalFile() for url in event.mimeData().urls()):
             event.acceptProposedAction()
 
-    def dropEvent(self, event) -> None:  # noqa: N802 - Qt API
+    def dropEvent(self, event) -> None:
         paths = [url.toLocalFile() for url in event.mimeData().urls() if url.isLocalFile()]
         if paths:
             event.acceptProposedAction()

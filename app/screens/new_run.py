@@ -215,7 +215,7 @@ class NewRunScreen(WorkerOwner, QWidget):
         self._offer_public()
         self._schedule_preview()
 
-    def _offer_public(self, *args) -> None:  # noqa: ARG002 - signals pass the new text
+    def _offer_public(self, *args) -> None:  # signals pass the new text
         """Public data: none by default; only sets with the private data's classes, never the private data itself.
 
         A dataset with the private one's fingerprint is the same images under another name, so it is
@@ -277,7 +277,7 @@ class NewRunScreen(WorkerOwner, QWidget):
             return str(self.public_data.itemData(index) or "") or None
         return text or None  # a path typed in
 
-    def _epsilon_edited(self, text: str) -> None:  # noqa: ARG002 - the edit has the text
+    def _epsilon_edited(self, text: str) -> None:  # unused: the edit widget holds the text
         problem = self.epsilon.problem()
         self.epsilon_problem.setText(problem or "")
         self.epsilon_problem.setVisible(problem is not None)
@@ -358,7 +358,7 @@ class NewRunScreen(WorkerOwner, QWidget):
                            max_steps=self.max_steps.value() or None, resolution=self.resolution.value() or None,
                            device=settings.device, min_records=self.min_records.value())
 
-    def _schedule_preview(self, *args) -> None:  # noqa: ARG002 - signals pass values we do not need
+    def _schedule_preview(self, *args) -> None:  # signals pass values we do not need
         if not self._stopped:
             self._debounce.start()
 

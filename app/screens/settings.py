@@ -47,7 +47,7 @@ class SettingsScreen(QWidget):
         self._build()
         self.load()
 
-    def showEvent(self, event) -> None:  # noqa: N802 - Qt API
+    def showEvent(self, event) -> None:
         # Asked when the screen is first shown: the window opens without starting the helper process.
         if not self._gpus_asked:
             self.check_gpus()

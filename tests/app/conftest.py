@@ -33,7 +33,7 @@ def answers(monkeypatch):
 
     state = {"answers": [], "questions": []}
 
-    def fake_confirm(parent, title, text, *, default_yes=False):  # noqa: ARG001
+    def fake_confirm(parent, title, text, *, default_yes=False):
         state["questions"].append(title)
         if not state["answers"]:
             raise AssertionError(f"unexpected question: {title}: {text}")
@@ -44,7 +44,7 @@ def answers(monkeypatch):
 
 
 @pytest.fixture
-def window(qtbot, workspace, answers):  # noqa: ARG001 - the isolated workspace must exist first
+def window(qtbot, workspace, answers):  # the isolated workspace must exist first
     from dpsad_workbench.main import create_window
 
     win = create_window()

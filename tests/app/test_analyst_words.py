@@ -105,7 +105,7 @@ def test_planner_warnings_are_reworded(workspace):
     assert "smaller than one training batch" in reworded and not DEVELOPER_WORDS.search(reworded)
 
 
-def test_the_time_line_says_where_the_time_comes_from_without_the_measurement(window):  # noqa: ARG001
+def test_the_time_line_says_where_the_time_comes_from_without_the_measurement(window):
     """Batches and denoising steps are the estimator's words: the plan says timed or learnt from a run, and when."""
     from dpsad_workbench.screens.new_run import render_plan, render_plan_details
 

@@ -86,7 +86,7 @@ def test_all_gpus_trains_through_one_worker_per_gpu(monkeypatch, workspace):
 
     started = {}
 
-    def fake_train_with_workers(config, *, workspace, nproc, stop, resume=None):  # noqa: ARG001
+    def fake_train_with_workers(config, *, workspace, nproc, stop, resume=None):
         started.update(nproc=nproc, device=config.device)
         return iter(())
 
