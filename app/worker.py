@@ -304,15 +304,6 @@ def call_in_worker(target: str, *args: Any, parent=None, **kwargs: Any) -> Gener
     return GeneratorWorker(factory, parent=parent)
 
 
-def call_in_thread(function: Callable[[], Any], *, parent=None) -> GeneratorWorker:
-    """A worker that calls ``function()`` in a thread of this process (for work that needs no torch)."""
-
-    def factory(stop: Callable[[], bool]) -> Iterator[Any]:
-        yield function()
-
-    return GeneratorWorker(factory, parent=parent)
-
-
 def default_torch_threads() -> int:
     """One thread per two cores, at least one: leaves a core for the GUI thread."""
     return max(1, (os.cpu_count() or 2) // 2)
