@@ -6,7 +6,7 @@ called from a worker thread by the screens, never directly from a slot.
 
 from __future__ import annotations
 
-import importlib.util
+import functools
 import json
 import math
 import os
@@ -65,13 +65,13 @@ def import_dataset(path: str | Path, *, workspace: Path, name: str | None = None
             raise ConfigError(f"the class names {classes!r} are not a list of distinct names", field="classes",
                               value=None, remedy="type each class name once, separated by commas, e.g. "
                                                  "normal,pneumonia") from None
-    options = {"split": split, "resolution": resolution, "channels": 1 if grey else None, "name": name or None,
-               "classes": declared}
+    load = functools.partial(load_dataset, path, split=split, resolution=resolution, channels=1 if grey else None,
+                             name=name or None, classes=declared)
     try:
-        dataset = load_dataset(path, min_records=min_records, skip_corrupt=skip_corrupt, **options)
+        dataset = load(min_records=min_records, skip_corrupt=skip_corrupt)
     except UnreadableImageError as error:
         try:
-            bad = list(load_dataset(path, min_records=1, skip_corrupt=True, **options).skipped)
+            bad = list(load(min_records=1, skip_corrupt=True).skipped)
         except DataImportError:
             raise error from None
         shown = "\n".join(bad[:BAD_FILES_SHOWN])
@@ -165,7 +165,7 @@ def dataset_details(workspace: Path, name: str, fingerprint: str | None) -> dict
     For the demo, ``meta`` carries what listing it could not (its fingerprint and class counts).
     """
     details: dict[str, Any] = {"name": name, "grid": None, "grid_error": None, "budget": None,
-                               "budget_error": None, "ledger": ledger_available(), "meta": None}
+                               "budget_error": None, "meta": None}
     try:
         if name == DEMO_META["name"] and fingerprint is None:
             from dpsad_core.data import resolve_data_source
@@ -216,40 +216,27 @@ def delete_dataset(workspace: Path, name: str) -> None:
     shutil.rmtree(datasets_dir(workspace) / check_name(name))
 
 
-# -- the privacy ledger (written by another part of the project; shown only when it exists) ---------
-def ledger_available() -> bool:
-    try:
-        return importlib.util.find_spec("dpsad_core.privacy.ledger") is not None
-    except ModuleNotFoundError:
-        return False
-
-
-def budget_summary(workspace: Path, fingerprint: str) -> dict[str, Any] | None:
-    """What the ledger says was spent on this dataset, or None when there is no ledger module."""
-    if not ledger_available():
-        return None
+# -- the privacy ledger ---------------------------------------------------------------------------
+def budget_summary(workspace: Path, fingerprint: str) -> dict[str, Any]:
+    """What the ledger says was spent on this dataset."""
     from dpsad_core.privacy.ledger import PrivacyLedger
 
     ledger = PrivacyLedger(workspace)
-    summary = ledger.summary(fingerprint)
-    summary = summary if isinstance(summary, dict) else _as_dict(summary)
     # Datasets that share records with this one: their runs are in its total (dpsad_core.data.identity).
-    return summary | {"overlaps": ledger.overlaps(fingerprint)}
+    return ledger.summary(fingerprint).to_dict() | {"overlaps": ledger.overlaps(fingerprint)}
 
 
-def budget_panel(workspace: Path, fingerprint: str) -> dict[str, Any] | None:
+def budget_panel(workspace: Path, fingerprint: str) -> dict[str, Any]:
     """The ledger's account of one dataset for its budget panel: each run's epsilon and the composed total.
 
     ``total`` composes every run's noise together (at the smallest delta of the runs), which bounds
     the combined loss more tightly than ``sum_of_runs``, the epsilons added up.
     """
-    if not ledger_available():
-        return None
     from dpsad_core.privacy.ledger import PrivacyLedger
 
     ledger = PrivacyLedger(workspace)
     summary = ledger.summary(fingerprint)
-    runs = []
+    runs: list[dict[str, Any]] = []
     for entry in summary.entries:
         values, _ = entry.values()
         runs.append({"run_id": entry.run_id, "recipe": entry.recipe, "kind": entry.kind, "active": entry.active,
@@ -270,10 +257,8 @@ def set_budget_cap(workspace: Path, fingerprint: str, epsilon: float | None, nam
     return budget_panel(workspace, fingerprint)
 
 
-def projected_total(workspace: Path, config, dataset, plan) -> float | None:
-    """The dataset's composed epsilon once this run has spent its whole plan (None without a ledger)."""
-    if not ledger_available():
-        return None
+def projected_total(workspace: Path, config, dataset, plan) -> float:
+    """The dataset's composed epsilon once this run has spent its whole plan."""
     from dpsad_core.privacy.ledger import PrivacyLedger
     from dpsad_core.privacy.ledger_entries import compose_entries
     from dpsad_core.training.budget import ledger_fingerprint, planned_mechanisms
@@ -282,16 +267,6 @@ def projected_total(workspace: Path, config, dataset, plan) -> float | None:
     values, _ = compose_entries(entries, extra=planned_mechanisms(config, plan), extra_delta=plan.delta,
                                 extra_private=plan.is_private, committed=True)
     return values.certified
-
-
-def _as_dict(value: Any) -> dict[str, Any]:
-    if hasattr(value, "to_dict"):
-        return value.to_dict()
-    import dataclasses
-
-    if dataclasses.is_dataclass(value):
-        return dataclasses.asdict(value)
-    return dict(value)
 
 
 # -- runs ------------------------------------------------------------------------------------------
@@ -442,7 +417,7 @@ def devices_summary(device: str, all_gpus: bool = False) -> str:
     return f"one GPU ({torch.cuda.get_device_name(index)})"
 
 
-def export_job(*, stop, run_id: str, workspace: Path, out: str | None, **options):  # noqa: ARG001
+def export_job(*, stop, run_id: str, workspace: Path, out: str | None, **options):
     """Export is short and writes into a temporary folder it removes on failure: it is not stopped."""
     from dpsad_core.export import export_bundle
 
@@ -488,8 +463,7 @@ def plan_preview(config, *, workspace: Path, all_gpus: bool = False) -> dict[str
     budget_error = None
     try:
         budget = budget_summary(workspace, summary["fingerprint"])
-        if budget is not None:
-            budget["after_this_run"] = projected_total(workspace, config, dataset, plan)
+        budget["after_this_run"] = projected_total(workspace, config, dataset, plan)
     except Exception as error:  # noqa: BLE001 - a broken ledger must not hide the plan
         budget_error = str(error)
     return {
@@ -497,7 +471,7 @@ def plan_preview(config, *, workspace: Path, all_gpus: bool = False) -> dict[str
         "raw_warnings": list(plan.warnings),
         "private": plan.is_private, "estimate": cached_estimate(config, plan, dataset, steps),
         "run_epsilon": cut_run_epsilon(config, plan),
-        "budget": budget, "budget_error": budget_error, "ledger": ledger_available(),
+        "budget": budget, "budget_error": budget_error,
         "devices": devices_summary(config.device, all_gpus),
     }
 

@@ -46,10 +46,10 @@ class ImageLabel(QLabel):
     def has_image(self) -> bool:
         return self._source is not None
 
-    def sizeHint(self) -> QSize:  # noqa: N802 - Qt API
+    def sizeHint(self) -> QSize:
         return QSize(320, 320)
 
-    def resizeEvent(self, event) -> None:  # noqa: N802 - Qt API
+    def resizeEvent(self, event) -> None:
         super().resizeEvent(event)
         self._rescale()
 

@@ -45,7 +45,8 @@ def main(argv: list[str] | None = None) -> int:
         scratch = Path(tempfile.mkdtemp(prefix="dpsad-self-test-"))
         os.environ["DPSAD_WORKSPACE"] = str(scratch / "workspace")
         os.environ["DPSAD_CONFIG_DIR"] = str(scratch / "config")
-    app = QApplication.instance() or QApplication(sys.argv[:1])
+    existing = QApplication.instance()
+    app = existing if isinstance(existing, QApplication) else QApplication(sys.argv[:1])
     app.setApplicationName("DP-SAD Workbench")
     app.setOrganizationName("dpsad")
     app.setDesktopFileName("dpsad-workbench")
@@ -89,7 +90,7 @@ def quit_on_signals(app, window) -> None:
     writer.setblocking(False)
     signal.set_wakeup_fd(writer.fileno())
 
-    def handle(signum, frame) -> None:  # noqa: ARG001 - the signal module's signature
+    def handle(signum, frame) -> None:  # the signal module's signature
         window.terminate()
         app.quit()
 
@@ -142,7 +143,7 @@ def create_window(*, workspace: str | None = None):
     from dpsad_workbench.settings import load_settings
     from dpsad_workbench.window import MainWindow
 
-    QApplication.instance().setWindowIcon(app_icon())
+    QApplication.setWindowIcon(app_icon())
     settings = load_settings()
     if workspace:
         settings = dataclasses.replace(settings, workspace=workspace)

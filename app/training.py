@@ -35,7 +35,7 @@ class TrainingController(QObject):
 
     Signals
     -------
-    event(object)
+    run_event(object)
         Every event the core yields (RunStarted, PhaseStarted, StepCompleted, SampleGrid, ...).
     state_changed(str)
         The new state (one of the module-level state names).
@@ -43,7 +43,7 @@ class TrainingController(QObject):
         The exception that ended a run; the window shows it in a dialog.
     """
 
-    event = Signal(object)
+    run_event = Signal(object)  # not `event`: that name is QObject.event(), the virtual event handler
     state_changed = Signal(str)
     failed = Signal(object)
 
@@ -53,7 +53,6 @@ class TrainingController(QObject):
         self._worker: GeneratorWorker | None = None
         self._intent: str | None = None
         self._saw_finish = False
-        self._saw_interrupt = False
         self.state = IDLE
         self.run_id: str | None = None
         self.config = None
@@ -93,7 +92,7 @@ class TrainingController(QObject):
             self._worker.request_stop()
             self._set_state(CANCELLING)
         elif self.state in (PAUSED, INTERRUPTED) and self.run_id is not None:
-            self._mark_cancelled()
+            self._mark_cancelled(self.run_id)
             self._set_state(CANCELLED)
 
     def stop_and_wait(self, timeout_ms: int = 600_000) -> bool:
@@ -123,7 +122,7 @@ class TrainingController(QObject):
                            remedy="pause or cancel it first, or wait for it to finish")
 
     def _launch(self, target: str, kwargs: dict[str, Any], settings: AppSettings) -> None:
-        self._intent, self._saw_finish, self._saw_interrupt = None, False, False
+        self._intent, self._saw_finish = None, False
         worker = ProcessGeneratorWorker(target, kwargs, torch_threads=settings.torch_threads, parent=self)
         worker.yielded.connect(self._on_event)
         worker.errored.connect(self._on_error)
@@ -141,10 +140,9 @@ class TrainingController(QObject):
                 self._set_state(RUNNING)
         elif isinstance(event, RunInterrupted):
             self.run_id = event.run_id
-            self._saw_interrupt = True
         elif isinstance(event, RunFinished):
             self._saw_finish = True
-        self.event.emit(event)
+        self.run_event.emit(event)
 
     def _on_error(self, error: BaseException) -> None:
         self._set_state(FAILED)
@@ -163,16 +161,16 @@ class TrainingController(QObject):
             self._set_state(PAUSED)
         elif self._intent == "cancel":
             if self.run_id is not None:
-                self._mark_cancelled()
+                self._mark_cancelled(self.run_id)
             self._set_state(CANCELLED)
         else:
             self._set_state(INTERRUPTED)
 
-    def _mark_cancelled(self) -> None:
+    def _mark_cancelled(self, run_id: str) -> None:
         from dpsad_workbench.core import mark_cancelled
 
         try:
-            mark_cancelled(self._settings().workspace_path(), self.run_id)
+            mark_cancelled(self._settings().workspace_path(), run_id)
         except Exception as error:  # noqa: BLE001 - the run is stopped either way; tell the user
             self.failed.emit(error)
 

@@ -18,11 +18,11 @@ class WrapLabel(QLabel):
         self.setWordWrap(True)
         self.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Minimum)
 
-    def setText(self, text: str) -> None:  # noqa: N802 - Qt API
+    def setText(self, text: str) -> None:
         super().setText(text)
         self._fit()
 
-    def resizeEvent(self, event) -> None:  # noqa: N802 - Qt API
+    def resizeEvent(self, event) -> None:
         super().resizeEvent(event)
         self._fit()
 
@@ -46,10 +46,10 @@ class LongValue(QLineEdit):
         self.setStyleSheet("QLineEdit { background: transparent; }")
         self.setText(text)
 
-    def setText(self, text: str) -> None:  # noqa: N802 - Qt API
+    def setText(self, text: str | None, /) -> None:
         super().setText(text)
         self.setCursorPosition(0)
-        self.setToolTip(text)
+        self.setToolTip(text or "")
 
 
 def compact_combo(combo: QComboBox, characters: int = 16) -> QComboBox:
@@ -61,7 +61,7 @@ def compact_combo(combo: QComboBox, characters: int = 16) -> QComboBox:
     combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
     combo.setMinimumContentsLength(characters)
 
-    def fit_list(*args) -> None:  # noqa: ARG001 - model signals pass rows and columns
+    def fit_list(*args) -> None:  # model signals pass rows and columns
         view = combo.view()
         view.setMinimumWidth(view.sizeHintForColumn(0) + view.verticalScrollBar().sizeHint().width() + 8)
 
@@ -104,7 +104,7 @@ class EpsilonEdit(QLineEdit):
         super().__init__(parent)
         self.setValue(value)
 
-    def setValue(self, value: float) -> None:  # noqa: N802 - the QDoubleSpinBox name the screens use
+    def setValue(self, value: float) -> None:
         self.setText(f"{value:.{EPSILON_DIGITS}g}")
 
     def problem(self) -> str | None:
@@ -117,4 +117,5 @@ class EpsilonEdit(QLineEdit):
 
             raise ConfigError(problem, field="epsilon", value=self.text(),
                               remedy=f"type a target epsilon from {EPSILON_MIN:g} to {EPSILON_MAX:g}")
+        assert epsilon is not None  # parse_epsilon gives a number whenever it finds no problem
         return epsilon

@@ -7,6 +7,8 @@ trains asks first, then stops the run at a step boundary so the engine writes it
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import (
@@ -29,6 +31,9 @@ from dpsad_workbench.screens.settings import SettingsScreen
 from dpsad_workbench.screens.training import TrainingScreen
 from dpsad_workbench.settings import AppSettings, load_settings
 from dpsad_workbench.training import CANCELLED, FAILED, FINISHED, INTERRUPTED, PAUSED, TrainingController
+
+if TYPE_CHECKING:
+    from dpsad_workbench.help import HelpDialog
 
 SCREENS = ("datasets", "new_run", "training", "runs", "export", "settings")
 MINIMUM_SIZE = (760, 500)  # the smallest window (half a laptop screen): screens larger than that scroll
@@ -101,7 +106,7 @@ class MainWindow(QMainWindow):
         for index in range(len(SCREENS)):
             shortcut = QShortcut(QKeySequence(f"Ctrl+{index + 1}"), self)
             shortcut.activated.connect(lambda i=index: self.show_screen(SCREENS[i]))
-        self.help_dialog = None
+        self.help_dialog: HelpDialog | None = None  # made on first use
         help_menu = self.menuBar().addMenu("&Help")
         self.guide_action = help_menu.addAction("&Guide: epsilon, delta, units, recipes")
         self.guide_action.setShortcut(QKeySequence(Qt.Key.Key_F1))
@@ -204,7 +209,7 @@ class MainWindow(QMainWindow):
         self._terminating = True
         self.close()
 
-    def closeEvent(self, event) -> None:  # noqa: N802 - Qt API
+    def closeEvent(self, event) -> None:
         if self.controller.is_active and self._terminating:
             self.statusBar().showMessage("Writing a checkpoint...")
             self.controller.stop_and_wait(60_000)
@@ -223,9 +228,11 @@ class MainWindow(QMainWindow):
         self.training.timer.stop()
         event.accept()
 
-    def keyPressEvent(self, event) -> None:  # noqa: N802 - Qt API
+    def keyPressEvent(self, event) -> None:
         # F6 moves the focus between the screen list and the screen, as in many desktop apps.
         if event.key() == Qt.Key.Key_F6:
-            (self.stack.currentWidget() if self.nav.hasFocus() else self.nav).setFocus()
+            target = self.stack.currentWidget() if self.nav.hasFocus() else self.nav
+            if target is not None:
+                target.setFocus()
             return
         super().keyPressEvent(event)

@@ -15,9 +15,12 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QThread, Signal
+
+if TYPE_CHECKING:
+    from multiprocessing.synchronize import Event as ProcessEvent
 
 # A factory receives the stop callable and returns the generator to run.
 GeneratorFactory = Callable[[Callable[[], bool]], Iterator[Any]]
@@ -105,7 +108,7 @@ class ProcessGeneratorWorker(GeneratorWorker):
         self._target = target
         self._kwargs = kwargs
         self._lost = lost
-        self._process_stop = None
+        self._process_stop: ProcessEvent | None = None
 
     def request_stop(self) -> None:
         super().request_stop()
@@ -286,7 +289,7 @@ def call_in_worker(target: str, *args: Any, parent=None, lane: str = INTERACTIVE
     ``target`` is ``"module:function"``; arguments and the result must be picklable.
     """
 
-    def factory(stop: Callable[[], bool]) -> Iterator[Any]:  # noqa: ARG001 - one call cannot stop halfway
+    def factory(stop: Callable[[], bool]) -> Iterator[Any]:  # one call cannot stop halfway
         from concurrent.futures.process import BrokenProcessPool
 
         from dpsad_workbench.child import call, forwarded_env
@@ -297,15 +300,6 @@ def call_in_worker(target: str, *args: Any, parent=None, lane: str = INTERACTIVE
             _POOLS.pop(lane, None)  # the helper died (killed, out of memory): start a new one
             future = helper_pool(lane).submit(call, target, args, kwargs, forwarded_env())
         yield future.result()
-
-    return GeneratorWorker(factory, parent=parent)
-
-
-def call_in_thread(function: Callable[[], Any], *, parent=None) -> GeneratorWorker:
-    """A worker that calls ``function()`` in a thread of this process (for work that needs no torch)."""
-
-    def factory(stop: Callable[[], bool]) -> Iterator[Any]:  # noqa: ARG001
-        yield function()
 
     return GeneratorWorker(factory, parent=parent)
 

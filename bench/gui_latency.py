@@ -124,7 +124,7 @@ def training_gaps(preset: str, max_steps: int, torch_threads: int, data: str) ->
         if type(event).__name__ == "StepCompleted":
             steps[0] += 1
 
-    window.controller.event.connect(on_event)
+    window.controller.run_event.connect(on_event)
 
     long_gaps: list[tuple[float, float]] = []
 

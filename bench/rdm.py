@@ -80,12 +80,11 @@ def _query_contexts(model, index, *, per_class: int, k: int, q: float, mode: str
     prototypes = model.prototypes()
     contexts, labels = [], []
     for label, name in enumerate(index.class_names):
-        if name in model.class_names:
-            query_for = lambda name=name: prototypes[model.class_names.index(name)]  # noqa: E731
-        else:  # cross-domain: no public class of that name, a random public exemplar (as generate does)
-            query_for = lambda: model.embeddings[int(rng.integers(len(model.embeddings)))]  # noqa: E731
         for _ in range(per_class):
-            query = query_for()
+            if name in model.class_names:
+                query = prototypes[model.class_names.index(name)]
+            else:  # cross-domain: no public class of that name, a random public exemplar (as generate does)
+                query = model.embeddings[int(rng.integers(len(model.embeddings)))]
             if mode == "public-only":
                 contexts.append(query)
             else:

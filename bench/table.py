@@ -26,7 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from table_cells import DATASETS, DELTA, PROFILES, PUBLISHED, STUDENT_RECIPES, Cell, cells, find_cell  # noqa: E402
+from table_cells import DATASETS, DELTA, PROFILES, PUBLISHED, STUDENT_RECIPES, Cell, cells, find_cell
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"

@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("dpsad-core: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
-    except Exception as error:  # noqa: BLE001 - last line of defence: one line, not a traceback
+    except Exception as error:  # last line of defence: one line, not a traceback
         known = classify(error)  # our errors, and what the OS says (disk full, read-only, ...)
         if known is not None:
             if os.environ.get("DPSAD_DEBUG") and known is not error:

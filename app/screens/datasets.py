@@ -144,6 +144,7 @@ class DatasetsScreen(WorkerOwner, QWidget):
         for key, label in (("name", "Name"), ("records", "Images"), ("units", "Privacy units"),
                            ("size", "Image size"), ("classes", "Classes"), ("fingerprint", "Fingerprint"),
                            ("budget", "Privacy budget spent"), ("source", "Imported from")):
+            value: QLabel | LongValue
             if key in ("fingerprint", "source"):  # no spaces to wrap at: a label this long widens the window
                 value = LongValue("-")
             else:
@@ -269,7 +270,7 @@ class DatasetsScreen(WorkerOwner, QWidget):
 
     def _on_cap_set(self, budget: dict[str, Any]) -> None:
         self._show_budget(budget)
-        self.fields["budget"].setText(self._budget_text({"ledger": True, "budget_error": None, "budget": budget}))
+        self.fields["budget"].setText(self._budget_text({"budget_error": None, "budget": budget}))
         self.cap_changed.emit(budget)
 
     def current_meta(self) -> dict[str, Any] | None:
@@ -314,7 +315,7 @@ class DatasetsScreen(WorkerOwner, QWidget):
                 self._selected(self.list.item(row), None)
                 return
 
-    def _selected(self, item, previous) -> None:  # noqa: ARG002 - Qt passes both
+    def _selected(self, item, previous) -> None:  # Qt passes both
         if item is None:
             self._show(None)
             return
@@ -409,8 +410,6 @@ class DatasetsScreen(WorkerOwner, QWidget):
     def _budget_text(self, details: dict[str, Any]) -> str:
         from dpsad_workbench.screens.new_run import budget_text
 
-        if not details["ledger"]:
-            return "not available: the privacy ledger is not part of this installation"
         if details["budget_error"]:
             return f"could not be read ({details['budget_error']})"
         if not details["budget"]:
@@ -440,7 +439,7 @@ class DatasetsScreen(WorkerOwner, QWidget):
                 self.fields["fingerprint"].setText(meta["fingerprint"])
                 self._show_counts(meta.get("class_counts", {}))
         self.fields["budget"].setText(self._budget_text(details))
-        problem = details["budget_error"] or (None if details["ledger"] else "The privacy ledger is not installed.")
+        problem = details["budget_error"]
         self._show_budget(details["budget"], problem and f"The budget cannot be read: {problem}")
         if details["grid"] is not None:
             self.preview.set_array(details["grid"])
@@ -527,11 +526,11 @@ class DatasetsScreen(WorkerOwner, QWidget):
         self.retry_button.setEnabled(not busy)
 
     # -- drag and drop -----------------------------------------------------------------------------
-    def dragEnterEvent(self, event) -> None:  # noqa: N802 - Qt API
+    def dragEnterEvent(self, event) -> None:
         if event.mimeData().hasUrls() and any(url.isLocalFile() for url in event.mimeData().urls()):
             event.acceptProposedAction()
 
-    def dropEvent(self, event) -> None:  # noqa: N802 - Qt API
+    def dropEvent(self, event) -> None:
         paths = [url.toLocalFile() for url in event.mimeData().urls() if url.isLocalFile()]
         if paths:
             event.acceptProposedAction()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ from PySide6.QtWidgets import (
     QFormLayout,
     QHBoxLayout,
     QLabel,
+    QLineEdit,
     QPushButton,
     QSpinBox,
     QVBoxLayout,
@@ -30,16 +32,12 @@ DEFAULT_PER_CLASS = 100  # EvaluationOptions' default
 HELD_OUT_WORDS = ("test", "held", "val")  # names that say a dataset was set aside for testing
 
 
-def _names(datasets) -> list[dict[str, Any]]:
-    return [meta if isinstance(meta, dict) else {"name": meta} for meta in datasets]
-
-
 def _classes(meta: dict[str, Any]) -> tuple[str, ...] | None:
     names = meta.get("class_names") or list(meta.get("class_counts") or ())
     return tuple(names) or None
 
 
-def suggested_test_data(data_spec: str, saved_datasets=()) -> str:
+def suggested_test_data(data_spec: str, saved: Sequence[dict[str, Any]] = ()) -> str:
     """What to test a run on when the user has not said: real images other than the training data.
 
     "demo" and a path (an MNIST folder, a MedMNIST file) have a test split that ``evaluate`` reads
@@ -48,7 +46,6 @@ def suggested_test_data(data_spec: str, saved_datasets=()) -> str:
     """
     if data_spec == "demo" or Path(data_spec).expanduser().exists():
         return data_spec
-    saved = _names(saved_datasets)
     trained = next((meta for meta in saved if meta["name"] == data_spec), None)
     if trained is None or _classes(trained) is None:
         return ""
@@ -61,7 +58,7 @@ def suggested_test_data(data_spec: str, saved_datasets=()) -> str:
 class EvaluateDialog(QDialog):
     """``test_data()`` and ``per_class()`` once accepted; ``per_class()`` is None for a DP-RDM run."""
 
-    def __init__(self, run: dict[str, Any], *, data_spec: str, saved_datasets: list[str], rdm: bool,
+    def __init__(self, run: dict[str, Any], *, data_spec: str, saved_datasets: Sequence[dict[str, Any]], rdm: bool,
                  parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setWindowTitle(f"Evaluate {run['run_id']}")
@@ -75,12 +72,13 @@ class EvaluateDialog(QDialog):
         layout.addWidget(intro)
         form = QFormLayout()
         self.test = QComboBox()
-        self.test.setEditable(True)
+        edit = QLineEdit()  # the combo's own editor (setLineEdit makes it editable), with a hint when empty
+        edit.setPlaceholderText("a saved dataset's name, or a folder or file of real test images")
+        self.test.setLineEdit(edit)
         self.test.addItem("demo")
         # The training data itself is not offered: a model tested on what it trained on looks better than it is.
-        self.test.addItems([meta["name"] for meta in _names(saved_datasets) if meta["name"] not in ("demo", data_spec)])
+        self.test.addItems([meta["name"] for meta in saved_datasets if meta["name"] not in ("demo", data_spec)])
         self.test.setEditText(suggested_test_data(data_spec, saved_datasets))
-        self.test.lineEdit().setPlaceholderText("a saved dataset's name, or a folder or file of real test images")
         row = QHBoxLayout()
         row.addWidget(self.test, 1)
         folder, file = QPushButton("Folder..."), QPushButton("File...")

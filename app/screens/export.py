@@ -8,7 +8,6 @@ this screen is verified.
 from __future__ import annotations
 
 import html
-import importlib.util
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -40,21 +39,6 @@ from dpsad_workbench.core import format_epsilon
 from dpsad_workbench.settings import AppSettings
 from dpsad_workbench.widgets import WrapLabel
 from dpsad_workbench.worker import GeneratorWorker, ProcessGeneratorWorker, WorkerOwner, call_in_worker
-
-
-def export_available() -> bool:
-    """True when the core has the bundle exporter (``dpsad_core.export.bundle``)."""
-    try:
-        return importlib.util.find_spec("dpsad_core.export.bundle") is not None
-    except ModuleNotFoundError:
-        return False
-
-
-def verify_available() -> bool:
-    try:
-        return importlib.util.find_spec("dpsad_core.export.verify") is not None
-    except ModuleNotFoundError:
-        return False
 
 
 class ExportScreen(WorkerOwner, QWidget):
@@ -167,13 +151,6 @@ class ExportScreen(WorkerOwner, QWidget):
         report_layout.addWidget(self.report_details)
         report_layout.addStretch(1)
         layout.addWidget(report_box, 1)
-        if not export_available():
-            self.export_button.setEnabled(False)
-            self.export_status.setText("Not available: the bundle exporter is not part of this installation.")
-        if not verify_available():
-            for button in (self.verify_folder_button, self.verify_zip_button):
-                button.setEnabled(False)
-            self.verify_result.setText("Not available: the bundle verifier is not part of this installation.")
 
     # -- runs and report ---------------------------------------------------------------------------
     def refresh(self) -> None:
@@ -223,7 +200,7 @@ class ExportScreen(WorkerOwner, QWidget):
     def export(self) -> GeneratorWorker | None:
         """Export the chosen run in a worker; returns it (tests wait on ``exported``)."""
         run_id = self.run.currentData()
-        if run_id is None or not export_available():
+        if run_id is None:
             return None
         workspace = self._settings().workspace_path()
         out = self.out.text().strip() or None
@@ -305,10 +282,8 @@ class ExportScreen(WorkerOwner, QWidget):
         return exports_folder(self._settings().workspace_path())
 
     # -- verify ------------------------------------------------------------------------------------
-    def verify(self, path: str | Path) -> GeneratorWorker | None:
+    def verify(self, path: str | Path) -> GeneratorWorker:
         """Verify the bundle at ``path`` in a worker; the result arrives as ``verified``."""
-        if not verify_available():
-            return None
         key = self.expected_key.text().strip() or None
 
         self.verify_result.setText(f"Verifying {html.escape(str(path))}...")
@@ -355,11 +330,11 @@ class ExportScreen(WorkerOwner, QWidget):
         if path:
             self.verify(path)
 
-    def dragEnterEvent(self, event) -> None:  # noqa: N802 - Qt API
+    def dragEnterEvent(self, event) -> None:
         if event.mimeData().hasUrls():
             event.acceptProposedAction()
 
-    def dropEvent(self, event) -> None:  # noqa: N802 - Qt API
+    def dropEvent(self, event) -> None:
         paths = [url.toLocalFile() for url in event.mimeData().urls() if url.isLocalFile()]
         if paths:
             event.acceptProposedAction()

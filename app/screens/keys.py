@@ -6,21 +6,12 @@ copies the private key: only the public fingerprint, which a recipient compares 
 
 from __future__ import annotations
 
-import importlib.util
-
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QFileDialog, QHBoxLayout, QPushButton, QVBoxLayout, QWidget
 
 from dpsad_workbench import dialogs
 from dpsad_workbench.folders import exports_folder, workspace_of
 from dpsad_workbench.widgets import WrapLabel
-
-
-def signing_available() -> bool:
-    try:
-        return importlib.util.find_spec("dpsad_core.export.signing") is not None
-    except ModuleNotFoundError:
-        return False
 
 
 class KeysPanel(QWidget):
@@ -51,8 +42,6 @@ class KeysPanel(QWidget):
 
     def fingerprint(self) -> str | None:
         """The local public key's fingerprint, or None when no key exists yet (none is created)."""
-        if not signing_available():
-            return None
         from dpsad_core.export import signing
 
         if not signing.key_path().exists():
@@ -60,11 +49,6 @@ class KeysPanel(QWidget):
         return signing.signer_info(signing.load_or_create_signing_key().public_key()).fingerprint
 
     def refresh(self) -> None:
-        if not signing_available():
-            self.info.setText("Not available: bundle signing is not part of this installation.")
-            for button in (self.create_button, self.export_button, self.import_button):
-                button.setEnabled(False)
-            return
         from dpsad_core.export import signing
 
         try:

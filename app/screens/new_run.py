@@ -19,6 +19,7 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QLineEdit,
+    QMessageBox,
     QPushButton,
     QScrollArea,
     QSpinBox,
@@ -119,7 +120,7 @@ class NewRunScreen(WorkerOwner, QWidget):
         self.guarantee_button = QPushButton("What this &guarantee means...")
         self.guarantee_button.setToolTip("The full plain-language text the export's privacy report carries")
         self.guarantee_button.clicked.connect(self.show_guarantee)
-        self.guarantee_box = None
+        self.guarantee_box: QMessageBox | None = None
         form.addRow("", self.guarantee)
         form.addRow("", self.guarantee_button)
         self.epsilon.textChanged.connect(self._epsilon_edited)
@@ -215,7 +216,7 @@ class NewRunScreen(WorkerOwner, QWidget):
         self._offer_public()
         self._schedule_preview()
 
-    def _offer_public(self, *args) -> None:  # noqa: ARG002 - signals pass the new text
+    def _offer_public(self, *args) -> None:  # signals pass the new text
         """Public data: none by default; only sets with the private data's classes, never the private data itself.
 
         A dataset with the private one's fingerprint is the same images under another name, so it is
@@ -277,7 +278,7 @@ class NewRunScreen(WorkerOwner, QWidget):
             return str(self.public_data.itemData(index) or "") or None
         return text or None  # a path typed in
 
-    def _epsilon_edited(self, text: str) -> None:  # noqa: ARG002 - the edit has the text
+    def _epsilon_edited(self, text: str) -> None:  # unused: the edit widget holds the text
         problem = self.epsilon.problem()
         self.epsilon_problem.setText(problem or "")
         self.epsilon_problem.setVisible(problem is not None)
@@ -313,8 +314,6 @@ class NewRunScreen(WorkerOwner, QWidget):
                 + "\n\nWhat it does not mean:\n" + "\n".join(f"- {line}" for line in text["does_not_mean"]))
 
     def show_guarantee(self) -> None:
-        from PySide6.QtWidgets import QMessageBox
-
         box = QMessageBox(QMessageBox.Icon.Information, "What this guarantee means", self.guarantee_text(),
                           QMessageBox.StandardButton.Close, self)
         box.setObjectName("guaranteeDialog")
@@ -358,7 +357,7 @@ class NewRunScreen(WorkerOwner, QWidget):
                            max_steps=self.max_steps.value() or None, resolution=self.resolution.value() or None,
                            device=settings.device, min_records=self.min_records.value())
 
-    def _schedule_preview(self, *args) -> None:  # noqa: ARG002 - signals pass values we do not need
+    def _schedule_preview(self, *args) -> None:  # signals pass values we do not need
         if not self._stopped:
             self._debounce.start()
 
@@ -515,8 +514,9 @@ PROTECTION = {"dp": "private data, noise added (protected)", "public": "public d
 def show_start(combo: QComboBox) -> None:
     """An editable combo box scrolls its text to the end when an entry is chosen: show the start (the name),
     not a cut-off tail ("enerated font digits (public, 10 classes)"), when the column is narrower than it."""
-    if combo.lineEdit() is not None:
-        combo.lineEdit().setCursorPosition(0)
+    edit = combo.lineEdit()
+    if edit is not None:
+        edit.setCursorPosition(0)
 
 
 def render_plan(result: dict[str, Any]) -> str:
@@ -555,9 +555,7 @@ def render_plan(result: dict[str, Any]) -> str:
     else:
         time_line = f"Estimated time: about {format_duration(estimate['seconds'])} ({time_origin(estimate)})."
     budget = result.get("budget")
-    if not result.get("ledger"):
-        budget_line = "Budget left on this dataset: not available (the privacy ledger is not installed)."
-    elif result.get("budget_error"):
+    if result.get("budget_error"):
         budget_line = f"Budget left on this dataset: could not be read ({html.escape(result['budget_error'])})."
     elif budget:
         shared = budget.get("overlaps") or []  # runs on these count here too: say why

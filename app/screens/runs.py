@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import Qt, QUrl, Signal
 from PySide6.QtGui import QDesktopServices
@@ -32,6 +32,10 @@ from dpsad_workbench.images import ImageLabel
 from dpsad_workbench.settings import AppSettings
 from dpsad_workbench.widgets import WrapLabel
 from dpsad_workbench.worker import ProcessGeneratorWorker, WorkerOwner
+
+if TYPE_CHECKING:
+    from dpsad_workbench.screens.evaluate_dialog import EvaluateDialog
+
 
 COLUMNS = ("run", "state", "progress", "recipe", "dataset", "epsilon spent", "target", "created")
 # A cancelled run has ended (Cancel is the final stop; Pause the resumable one). "running" is a run
@@ -299,11 +303,11 @@ class RunsScreen(WorkerOwner, QWidget):
         if self._evaluation is not None:
             self.cancel_evaluation()
             return
-        dialog = self.evaluate_dialog()
-        if dialog is not None and dialog.exec():
-            self.start_evaluation(self.selected_run_id(), test=dialog.test_data(), per_class=dialog.per_class())
+        run_id, dialog = self.selected_run_id(), self.evaluate_dialog()
+        if run_id is not None and dialog is not None and dialog.exec():
+            self.start_evaluation(run_id, test=dialog.test_data(), per_class=dialog.per_class())
 
-    def evaluate_dialog(self):
+    def evaluate_dialog(self) -> EvaluateDialog | None:
         """The dialog asking what to evaluate the selected run against (None without a finished run)."""
         import json
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QStandardItemModel
 from PySide6.QtWidgets import (
     QComboBox,
     QFileDialog,
@@ -46,7 +47,7 @@ class SettingsScreen(QWidget):
         self._build()
         self.load()
 
-    def showEvent(self, event) -> None:  # noqa: N802 - Qt API
+    def showEvent(self, event) -> None:
         # Asked when the screen is first shown: the window opens without starting the helper process.
         if not self._gpus_asked:
             self.check_gpus()
@@ -148,6 +149,7 @@ class SettingsScreen(QWidget):
         self.inventory = inventory
         count = inventory["count"] if inventory else 0
         model = self.devices.model()
+        assert isinstance(model, QStandardItemModel)  # a QComboBox's own model, which has item()
         for row, (key, label, _, all_gpus) in enumerate(DEVICE_CHOICES):
             if all_gpus:
                 self.devices.setItemText(row, f"All {count} GPUs (one worker each)" if count > 1 else label)

@@ -80,15 +80,15 @@ class PhaseStepAxis(pg.AxisItem):
         super().__init__(*args, **kwargs)
         self.phase_starts: list[tuple[float, str]] = []  # (x of the phase's step 0, phase name), in order
 
-    def tickSpacing(self, minVal, maxVal, size):  # noqa: N802,N803 - pyqtgraph API
+    def tickSpacing(self, minVal, maxVal, size):
         levels = super().tickSpacing(minVal, maxVal, size)
         return [(max(1.0, round(spacing)), offset) for spacing, offset in levels]  # no fractional steps
 
-    def tickValues(self, minVal, maxVal, size):  # noqa: N802,N803 - pyqtgraph API
+    def tickValues(self, minVal, maxVal, size):
         return [(spacing, [v for v in values if float(v).is_integer()])
                 for spacing, values in super().tickValues(minVal, maxVal, size)]
 
-    def tickStrings(self, values, scale, spacing):  # noqa: N802 - pyqtgraph API
+    def tickStrings(self, values, scale, spacing):
         return [str(int(round(self.phase_step(v)))) for v in values]
 
     def phase_step(self, x: float) -> float:
@@ -120,7 +120,7 @@ class TrainingScreen(QWidget):
         self._legend: list[str] = []
         self.time_left = TimeLeft()  # the engine's time left, steadied (app/time_left.py)
         self._build()
-        controller.event.connect(self.on_event)
+        controller.run_event.connect(self.on_event)
         controller.state_changed.connect(self.on_state)
         self.timer = QTimer(self)
         self.timer.setInterval(int(1000 / REDRAW_HZ))

@@ -57,7 +57,7 @@ def stop_flag():
     """SIGTERM/SIGINT ask the engine to checkpoint and stop at the next step; a second SIGINT aborts."""
     requested = {"stop": False}
 
-    def handler(signum, frame) -> None:  # noqa: ARG001
+    def handler(signum, frame) -> None:
         if requested["stop"] and signum == signal.SIGINT:
             raise KeyboardInterrupt
         requested["stop"] = True

@@ -116,13 +116,6 @@ class RecordIdentities:
         return self.exact[:, :8].copy().view("<u8").reshape(-1)
 
 
-def record_identities(images: np.ndarray, labels: np.ndarray, class_names: Sequence[str],
-                      key: bytes) -> RecordIdentities:
-    """Exact keyed hashes and size signatures of every record (see the module docstring)."""
-    return RecordIdentities(exact=keyed_record_hashes(key, canonical_pixels(images), labels, class_names),
-                            signatures=size_signatures(images))
-
-
 def dataset_identity(exact: np.ndarray, patient_ids: np.ndarray | None, key: bytes) -> str:
     """Order-independent identity of a dataset: HMAC over the sorted record hashes (and patient pairs)."""
     mac = hmac.new(key, DATASET_ENCODING + b"\n", digestmod=hashlib.sha256)

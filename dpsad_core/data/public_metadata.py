@@ -71,10 +71,6 @@ def published_units(num_units: int, *, declared: bool) -> int:
     return num_units // step * step
 
 
-def dataset_published_units(dataset: ImageDataset) -> int:
-    return published_units(dataset.num_privacy_units, declared=dataset.count_declared)
-
-
 def rare_class_warnings(dataset: ImageDataset, threshold: int = RARE_CLASS_RECORDS) -> list[str]:
     """Local warnings (never exported: they state class sizes) for classes with fewer than ``threshold`` records."""
     rare = {name: count for name, count in dataset.class_counts.items() if count < threshold}

@@ -45,6 +45,11 @@ def ddim_timesteps(schedule: DiffusionSchedule, steps: int) -> list[int]:
     return torch.linspace(schedule.num_steps - 1, 0, steps).round().long().tolist()
 
 
+def predicted_x0(x: torch.Tensor, eps: torch.Tensor, abar_t: torch.Tensor) -> torch.Tensor:
+    """The x_0 that ``eps`` implies at ``x`` (inverting eq. 4), clamped to the data range [-1, 1]."""
+    return ((x - (1 - abar_t).sqrt() * eps) / abar_t.sqrt()).clamp(-1, 1)
+
+
 def ddim_update(x: torch.Tensor, eps: torch.Tensor, abar_t: torch.Tensor,
                 abar_prev: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """One deterministic DDIM step (eta = 0): ``(x_prev, x0)``, with the predicted x0 clamped to [-1, 1].
@@ -52,7 +57,7 @@ def ddim_update(x: torch.Tensor, eps: torch.Tensor, abar_t: torch.Tensor,
     The step depends on the model only through the clamped x0, which is what a few-step student is
     trained to predict (dpsad_core/training/few_step.py).
     """
-    x0 = ((x - (1 - abar_t).sqrt() * eps) / abar_t.sqrt()).clamp(-1, 1)
+    x0 = predicted_x0(x, eps, abar_t)
     eps = (x - abar_t.sqrt() * x0) / (1 - abar_t).sqrt()
     return abar_prev.sqrt() * x0 + (1 - abar_prev).clamp(min=0).sqrt() * eps, x0
 
@@ -83,7 +88,7 @@ def ddim_sample(model: EpsModel, schedule: DiffusionSchedule, labels: torch.Tens
         if eta == 0:
             x, _ = ddim_update(x, eps, abar_t, abar_prev)
             continue
-        x0 = ((x - (1 - abar_t).sqrt() * eps) / abar_t.sqrt()).clamp(-1, 1)
+        x0 = predicted_x0(x, eps, abar_t)
         eps = (x - abar_t.sqrt() * x0) / (1 - abar_t).sqrt()
         sigma = eta * ((1 - abar_prev) / (1 - abar_t) * (1 - abar_t / abar_prev)).clamp(min=0).sqrt()
         x = abar_prev.sqrt() * x0 + (1 - abar_prev - sigma**2).clamp(min=0).sqrt() * eps
@@ -106,7 +111,7 @@ def ddpm_sample(model: EpsModel, schedule: DiffusionSchedule, labels: torch.Tens
         eps = guided_eps(model, x, t_batch, labels, null_label=null_label, guidance=guidance)
         abar_t = abar[t]
         abar_prev = abar[t - 1] if t > 0 else torch.tensor(1.0, device=device)
-        x0 = ((x - (1 - abar_t).sqrt() * eps) / abar_t.sqrt()).clamp(-1, 1)
+        x0 = predicted_x0(x, eps, abar_t)
         # Posterior mean of q(x_{t-1} | x_t, x_0) (Ho et al. 2020, eq. 7).
         mean = (abar_prev.sqrt() * betas[t] / (1 - abar_t)) * x0 + ((1 - betas[t]).sqrt() * (1 - abar_prev) /
                                                                        (1 - abar_t)) * x

@@ -52,7 +52,3 @@ class DiffusionSchedule:
         """Draw ``x_t`` given ``x_0`` (eq. 4)."""
         signal, sigma = self.coefficients(timesteps, x0)
         return signal * x0 + sigma * noise
-
-    def predict_x0(self, x_t: torch.Tensor, timesteps: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
-        signal, sigma = self.coefficients(timesteps, x_t)
-        return (x_t - sigma * eps) / signal

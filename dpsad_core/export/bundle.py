@@ -15,6 +15,7 @@ like a bundle, and the next export into the same folder removes it (:func:`remov
 from __future__ import annotations
 
 import csv
+import functools
 import hashlib
 import io
 import json
@@ -149,12 +150,12 @@ def export_bundle(run_ref: str | os.PathLike[str], *, workspace: Path, out: str 
                                      "NOT DIFFERENTIALLY PRIVATE")
     if rdm:
         source = samples_source(run, result, settings)  # checks the subset now: a clear error before any work
-        make_source = lambda: source  # noqa: E731
+        make_source = lambda: source  # noqa: E731 - the model branch's callable, with nothing left to load
     else:
         if settings.per_class is None and settings.count is None:
             raise ConfigError("give one of per_class and count", field="per_class", value=None,
                               remedy="e.g. --per-class 100 or --count 1000")
-        make_source = lambda: model_source(run, settings)  # noqa: E731  (loads the model when writing starts)
+        make_source = functools.partial(model_source, run, settings)  # loads the model when writing starts
     destination = _destination(out, workspace=workspace, run_id=run.run_id, private=result.private,
                                as_zip=settings.zip)
     return _write_bundle(run, result, destination, settings, make_source)

@@ -43,7 +43,7 @@ OUTSIDE_GUARANTEE = ("OUTSIDE THE PRIVACY GUARANTEE: computed from the private d
 def build_report(*, run_dir: Path, config: dict[str, Any], result: RunResult, metrics: list[dict[str, Any]],
                  evaluation: dict[str, Any] | None, bundle: dict[str, Any], signer: dict[str, str],
                  software: dict[str, str], created: str, include_private_diagnostics: bool,
-                 model_sha256: str | None = None, model: dict[str, Any] | None = None) -> dict[str, Any]:
+                 model: dict[str, Any]) -> dict[str, Any]:
     """The report as a JSON-ready dict.
 
     Parameters
@@ -57,11 +57,9 @@ def build_report(*, run_dir: Path, config: dict[str, Any], result: RunResult, me
         unless ``include_private_diagnostics``).
     evaluation
         The run's ``evaluation.json``, or None; used only with ``include_private_diagnostics``.
-    model_sha256
-        sha256 of the released ``model.pt`` the images were sampled from (the model is not shipped).
     model
-        The whole ``model`` section instead (``ImageSource.model``): for a DP-RDM run, the public
-        model's identity, since no private model exists.
+        The report's ``model`` section (``ImageSource.model``): the released model's sha256 (the model
+        is not shipped), or for a DP-RDM run the public model's identity, since no private model exists.
     bundle
         What the export wrote: image count, classes, sampler settings.
     signer
@@ -107,10 +105,7 @@ def build_report(*, run_dir: Path, config: dict[str, Any], result: RunResult, me
         "plan": plan,
         "dataset": dataset_section(summary, dataset, result, plan=plan),
         "public_dataset": _public_dataset(config.get("public_dataset")),
-        "model": model if model is not None else {
-            "sha256": model_sha256, "file": "model.pt", "shipped": False,
-            "note": "the released model the images were sampled from; it stays with the exporter. Teacher and "
-                    "discriminator weights are never exported"},
+        "model": model,
         "mechanism": rdm_mechanism(result, config),
         "software": {"training": config.get("software", {}), "export": software},
         "curves": {"epsilon": epsilon_curve(metrics), "public_losses": loss_curves(metrics, plan, public=True)},

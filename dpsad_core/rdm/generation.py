@@ -55,7 +55,6 @@ from dpsad_core.runs.records import DP_RDM_RECIPE, RunResult
 __all__ = ["RECIPE", "GenerateConfig", "QuerySpec", "generate_rdm", "plan_query_list"]
 
 RECIPE = DP_RDM_RECIPE
-QUERY_PART = "rdm-retrieval"
 
 
 @dataclass(frozen=True)

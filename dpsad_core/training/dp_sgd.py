@@ -136,16 +136,15 @@ def _chunks(batch: int, units: torch.Tensor | None, size: int, device: torch.dev
     current_len = 0
     for start, end in zip(starts, ends, strict=True):
         if current and current_len + (end - start) > size:
-            yield _unit_chunk(order, sorted_units, current)
+            yield _unit_chunk(order, current)
             current, current_len = [], 0
         current.append((start, end))
         current_len += end - start
     if current:
-        yield _unit_chunk(order, sorted_units, current)
+        yield _unit_chunk(order, current)
 
 
-def _unit_chunk(order: torch.Tensor, sorted_units: torch.Tensor, spans: list[tuple[int, int]]
-                ) -> tuple[torch.Tensor, torch.Tensor]:
+def _unit_chunk(order: torch.Tensor, spans: list[tuple[int, int]]) -> tuple[torch.Tensor, torch.Tensor]:
     positions = torch.cat([torch.arange(s, e, device=order.device) for s, e in spans])
     local = torch.repeat_interleave(torch.arange(len(spans), device=order.device),
                                     torch.tensor([e - s for s, e in spans], device=order.device))

@@ -771,9 +771,6 @@ class _Trainer:
         return epsilon_rdp
 
     # -- results -----------------------------------------------------------------------------------
-    def _privacy_state(self) -> dict[str, Any]:
-        return {"accountant": self.accountant.state_dict(), "updated": utc_now()}
-
     def _finish(self) -> dict[str, Any]:
         if not self.world.is_leader:
             return {"run_id": self.run.run_id}  # rank 0 writes the release and reports it

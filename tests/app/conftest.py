@@ -33,7 +33,7 @@ def answers(monkeypatch):
 
     state = {"answers": [], "questions": []}
 
-    def fake_confirm(parent, title, text, *, default_yes=False):  # noqa: ARG001
+    def fake_confirm(parent, title, text, *, default_yes=False):
         state["questions"].append(title)
         if not state["answers"]:
             raise AssertionError(f"unexpected question: {title}: {text}")
@@ -44,9 +44,10 @@ def answers(monkeypatch):
 
 
 @pytest.fixture
-def window(qtbot, workspace, answers):  # noqa: ARG001 - the isolated workspace must exist first
+def window(qtbot, workspace, answers, monkeypatch):  # the isolated workspace must exist first
     from dpsad_workbench.main import create_window
 
+    answer_step_timing(monkeypatch)
     win = create_window()
     qtbot.addWidget(win)
     win.show()
@@ -60,6 +61,27 @@ def window(qtbot, workspace, answers):  # noqa: ARG001 - the isolated workspace 
     from dpsad_workbench.worker import wait_detached
 
     wait_detached()
+
+
+def answer_step_timing(monkeypatch) -> None:
+    """The New run screen's step timing answers at once with a fixed step time (tests.app.previews).
+
+    Its plan previews still run in the helper process; only the timed DP steps of each new model (seconds
+    to a minute under load, in the one helper process every later call waits behind) are left out. The
+    real timing is tested by test_datasets_and_plan.py, which undoes this.
+    """
+    from dpsad_workbench.screens import new_run
+    from dpsad_workbench.worker import GeneratorWorker
+    from tests.app.previews import fake_measure
+
+    in_helper = new_run.call_in_worker
+
+    def timing_answered(target, *args, parent=None, **kwargs):
+        if target == "dpsad_workbench.core:measure_plan_seconds":
+            return GeneratorWorker(lambda stop: iter([fake_measure(*args, **kwargs)]), parent=parent)
+        return in_helper(target, *args, parent=parent, **kwargs)
+
+    monkeypatch.setattr(new_run, "call_in_worker", timing_answered)
 
 
 def write_class_folder(root: Path, *, classes: int = 3, per_class: int = 40, size: int = 8) -> Path:

@@ -13,7 +13,7 @@ STEP_SECONDS = 0.9
 
 
 def fake_plan(config, *, workspace, budget: dict[str, Any] | None = None,
-              all_gpus: bool = False) -> dict[str, Any]:  # noqa: ARG001 - the real one reads them
+              all_gpus: bool = False) -> dict[str, Any]:  # the real one reads them
     steps = STEPS[config.preset] if config.max_steps is None else min(STEPS[config.preset], config.max_steps)
     phase = {"name": "denoiser", "kind": "denoise", "privacy": "dp", "data": "private", "steps": STEPS[config.preset],
              "expected_batch_size": 64.0, "sample_rate": 0.04, "noise_multiplier": 1.2, "disc_private": False}
@@ -23,10 +23,10 @@ def fake_plan(config, *, workspace, budget: dict[str, Any] | None = None,
                         "num_classes": 10, "resolution": 8, "channels": 1},
             "steps": {"denoiser": steps}, "warnings": [], "raw_warnings": [], "private": True,
             "estimate": {"seconds": None, "basis": "no earlier run with this preset and image size on this machine"},
-            "budget": budget, "budget_error": None, "ledger": True}
+            "budget": budget, "budget_error": None}
 
 
-def fake_measure(*, plan, steps, **shape) -> dict[str, Any]:  # noqa: ARG001
+def fake_measure(*, plan, steps, **shape) -> dict[str, Any]:
     phases = {name: count * STEP_SECONDS for name, count in steps.items()}
     return {"seconds": sum(phases.values()), "phases": phases, "basis": "one step of this model, measured"}
 
@@ -40,7 +40,7 @@ def answer_previews(window, monkeypatch, *, budget: dict[str, Any] | None = None
                "dpsad_workbench.core:measure_plan_seconds": fake_measure}
 
     def in_thread(target, *args, parent=None, **kwargs):
-        return GeneratorWorker(lambda stop: iter([targets[target](*args, **kwargs)]), parent=parent)  # noqa: ARG005
+        return GeneratorWorker(lambda stop: iter([targets[target](*args, **kwargs)]), parent=parent)
 
     monkeypatch.setattr(new_run, "call_in_worker", in_thread)
     window.new_run.stop_previews()  # only the previews the test asks for

@@ -20,7 +20,7 @@ def fake_preview() -> dict:
             "steps": {"denoiser": 400}, "warnings": [], "private": True,
             "raw_warnings": ["denoiser: expected batch 256 >= 200 records, so every record is in every batch "
                              "(sample rate 1): there is no amplification by subsampling"],
-            "estimate": {"seconds": 300.0, "basis": "measured"}, "budget": None, "ledger": True}
+            "estimate": {"seconds": 300.0, "basis": "measured"}, "budget": None}
 
 
 def test_the_plan_speaks_plainly_and_keeps_exact_values_behind_details(window):
@@ -110,7 +110,7 @@ def test_planner_warnings_are_reworded(workspace):
     assert "smaller than one training batch" in reworded and not DEVELOPER_WORDS.search(reworded)
 
 
-def test_the_time_line_says_where_the_time_comes_from_without_the_measurement(window):  # noqa: ARG001
+def test_the_time_line_says_where_the_time_comes_from_without_the_measurement(window):
     """Batches and denoising steps are the estimator's words: the plan says timed or learnt from a run, and when."""
     from dpsad_workbench.screens.new_run import render_plan, render_plan_details
 

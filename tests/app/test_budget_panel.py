@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from dpsad_workbench.core import ledger_available
 from tests.app.conftest import write_class_folder
-
-pytestmark = pytest.mark.skipif(not ledger_available(), reason="the privacy ledger is not installed")
 
 
 @pytest.fixture

@@ -93,7 +93,11 @@ def _preview(qtbot, screen):
 
 
 @pytest.mark.slow  # calibration and the timed step import torch in the helper process
-def test_plan_preview_shows_noise_steps_and_budget(window, qtbot):
+def test_plan_preview_shows_noise_steps_and_budget(window, qtbot, monkeypatch):
+    from dpsad_workbench import worker
+    from dpsad_workbench.screens import new_run
+
+    monkeypatch.setattr(new_run, "call_in_worker", worker.call_in_worker)  # the step is timed for real here
     screen = window.new_run
     screen.select_data("demo")
     screen.preset.setCurrentIndex(screen.preset.findData("tiny"))

@@ -63,7 +63,7 @@ def test_the_plan_names_the_devices():
               "dataset": {"name": "demo", "num_records": 10, "num_privacy_units": 10, "unit": "record",
                           "num_classes": 2, "resolution": 8, "channels": 1},
               "steps": {}, "private": True, "estimate": {"seconds": None, "basis": "unknown"}, "budget": None,
-              "ledger": False, "devices": "all 4 GPUs, one worker each (Pretend GPU)"}
+              "devices": "all 4 GPUs, one worker each (Pretend GPU)"}
     assert "Trains on: all 4 GPUs, one worker each" in render_plan(result)
 
 
@@ -86,7 +86,7 @@ def test_all_gpus_trains_through_one_worker_per_gpu(monkeypatch, workspace):
 
     started = {}
 
-    def fake_train_with_workers(config, *, workspace, nproc, stop, resume=None):  # noqa: ARG001
+    def fake_train_with_workers(config, *, workspace, nproc, stop, resume=None):
         started.update(nproc=nproc, device=config.device)
         return iter(())
 

@@ -19,11 +19,11 @@ def opened(monkeypatch):
     class Recorder(list):
         answers: list[str] = []
 
-        def folder(self, parent, title, start="", *args, **kwargs):  # noqa: ARG002
+        def folder(self, parent, title, start="", *args, **kwargs):
             self.append((title, str(start)))
             return self.answers.pop(0) if self.answers else ""
 
-        def file(self, parent, title, start="", *args, **kwargs):  # noqa: ARG002
+        def file(self, parent, title, start="", *args, **kwargs):
             self.append((title, str(start)))
             return (self.answers.pop(0) if self.answers else "", "")
 

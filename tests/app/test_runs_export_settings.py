@@ -7,9 +7,6 @@ from pathlib import Path
 import pytest
 from PySide6.QtWidgets import QMessageBox
 
-from dpsad_workbench.screens.export import export_available, verify_available
-from dpsad_workbench.screens.keys import signing_available
-
 
 @pytest.fixture
 def finished_run(workspace):
@@ -45,7 +42,6 @@ def test_delete_a_run_only_after_confirmation(finished_run, window, answers):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not (export_available() and verify_available()), reason="dpsad_core.export is not installed")
 def test_export_a_signed_bundle_then_verify_it_and_catch_tampering(finished_run, window, qtbot, tmp_path):
     window.show_screen("export")
     screen = window.export
@@ -101,7 +97,6 @@ def test_an_invalid_settings_file_is_reported_at_startup(workspace, capsys):
     assert "delete the file" in info.value.remedy
 
 
-@pytest.mark.skipif(not signing_available(), reason="dpsad_core.export.signing is not installed")
 def test_signing_key_fingerprint_export_and_import(window, tmp_path):
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -121,8 +116,6 @@ def test_signing_key_fingerprint_export_and_import(window, tmp_path):
 
 
 def test_a_bad_key_file_is_an_error_dialog(window, qtbot, tmp_path):
-    if not signing_available():
-        pytest.skip("dpsad_core.export.signing is not installed")
     (tmp_path / "bad.pem").write_text("not a key")
     with qtbot.waitSignal(window.error_shown, timeout=10_000) as blocker:
         assert window.settings_screen.keys.import_key(str(tmp_path / "bad.pem")) is None
@@ -217,8 +210,8 @@ def test_the_evaluate_dialog_suggests_the_test_split_of_the_training_source(tmp_
     assert suggested_test_data("demo") == "demo"
     assert suggested_test_data(str(tmp_path)) == str(tmp_path)  # a folder or file: its test split
     assert suggested_test_data("chest-xrays") == ""  # a saved dataset is one set: nothing to suggest
-    dialog = EvaluateDialog({"run_id": "r"}, data_spec="chest-xrays", saved_datasets=["chest-xrays", "held-out"],
-                            rdm=True)
+    dialog = EvaluateDialog({"run_id": "r"}, data_spec="chest-xrays",
+                            saved_datasets=[{"name": "chest-xrays"}, {"name": "held-out"}], rdm=True)
     assert dialog.test_data() == "" and dialog.per_class() is None  # DP-RDM: its own images, no count
     assert [dialog.test.itemText(i) for i in range(dialog.test.count())] == ["demo", "held-out"]  # not its data
     dialog.test.setEditText("  held-out ")

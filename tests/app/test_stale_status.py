@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import pytest
 from PySide6.QtWidgets import QMessageBox
 
-from dpsad_workbench.screens.keys import signing_available
 from tests.app.conftest import write_class_folder
 
 
-@pytest.mark.skipif(not signing_available(), reason="dpsad_core.export.signing is not installed")
 def test_the_key_panel_shows_the_key_a_signed_export_created(window):
     from dpsad_core.export import signing
 
@@ -21,7 +18,6 @@ def test_the_key_panel_shows_the_key_a_signed_export_created(window):
     assert fingerprint in keys.info.text() and "No signing key yet" not in keys.info.text()
 
 
-@pytest.mark.skipif(not signing_available(), reason="dpsad_core.export.signing is not installed")
 def test_opening_settings_rereads_the_key(window):
     from dpsad_core.export import signing
 

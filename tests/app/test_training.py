@@ -35,7 +35,7 @@ def wait_state(qtbot, controller, state: str, timeout: int = 120_000) -> None:
 def test_a_tiny_run_plots_losses_and_epsilon_and_shows_samples(window, qtbot):
     tiny_form(window, max_steps=2)
     events = []
-    window.controller.event.connect(events.append)
+    window.controller.run_event.connect(events.append)
     states = []
     window.controller.state_changed.connect(states.append)
     window.new_run.start_button.click()
@@ -81,10 +81,10 @@ def test_pause_resume_then_cancel_ends_the_run(window, qtbot, workspace):
             paused.append(event.epsilon_spent)
             controller.pause()
 
-    controller.event.connect(pause_after_first_step)
+    controller.run_event.connect(pause_after_first_step)
     window.new_run.start_button.click()
     wait_state(qtbot, controller, "paused")
-    controller.event.disconnect(pause_after_first_step)
+    controller.run_event.disconnect(pause_after_first_step)
     run = RunFolder.open(workspace, controller.run_id)
     assert run.status()["state"] == "interrupted" and run.checkpoint_path.is_file()
     steps_before = len(window.training.epsilon_y)
@@ -96,11 +96,11 @@ def test_pause_resume_then_cancel_ends_the_run(window, qtbot, workspace):
             controller.cancel()
 
     started = []
-    controller.event.connect(lambda e: started.append(e) if isinstance(e, RunStarted) else None)
-    controller.event.connect(cancel_after_a_step)
+    controller.run_event.connect(lambda e: started.append(e) if isinstance(e, RunStarted) else None)
+    controller.run_event.connect(cancel_after_a_step)
     window.training.resume_button.click()
     wait_state(qtbot, controller, "cancelled")
-    controller.event.disconnect(cancel_after_a_step)
+    controller.run_event.disconnect(cancel_after_a_step)
     assert started and started[0].resumed
     # The plot continues the run's history instead of starting again at step 1.
     assert len(window.training.epsilon_y) > steps_before
@@ -124,7 +124,7 @@ def test_closing_during_training_asks_and_writes_a_checkpoint(window, qtbot, ans
     tiny_form(window, max_steps=0)
     controller = window.controller
     seen = []
-    controller.event.connect(seen.append)
+    controller.run_event.connect(seen.append)
     window.new_run.start_button.click()
     qtbot.waitUntil(lambda: any(isinstance(e, StepCompleted) for e in seen), timeout=120_000)
     answers["answers"].append(False)

@@ -5,9 +5,7 @@ from __future__ import annotations
 import os
 import threading
 
-import pytest
-
-from dpsad_workbench.worker import GeneratorWorker, ProcessGeneratorWorker, call_in_thread, call_in_worker
+from dpsad_workbench.worker import GeneratorWorker, ProcessGeneratorWorker, call_in_worker
 
 
 def test_yields_then_finishes_in_strict_order(qtbot):
@@ -76,15 +74,6 @@ def test_stop_request_ends_with_aborted(qtbot):
         gate.set()
     worker.wait()
     assert items[-1] == "stopped cleanly"
-
-
-@pytest.mark.parametrize("value", [42, {"a": 1}])
-def test_call_in_thread_yields_the_result_once(qtbot, value):
-    worker = call_in_thread(lambda: value)
-    with qtbot.waitSignal(worker.yielded, timeout=10_000) as blocker:
-        worker.start()
-    worker.wait()
-    assert blocker.args == [value]
 
 
 def test_call_in_worker_runs_in_the_helper_process(qtbot):

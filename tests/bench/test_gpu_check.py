@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "bench" / "gpu_check.sh"
 sys.path.insert(0, str(ROOT / "bench"))
 
-import gpu_check  # noqa: E402
+import gpu_check  # noqa: E402 - needs the sys.path line above
 
 torch = pytest.importorskip("torch")
 needs_no_cuda = pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA: the check would run")
@@ -99,7 +99,7 @@ def test_the_summary_reads_the_numbers_the_steps_print(monkeypatch, tmp_path):
     evaluation = {"downstream": {"cnn": {"accuracy": 0.91}, "logistic": {"accuracy": 0.88}}}
     commands = []
 
-    def fake_run_step(command, *, limit, env=None):  # noqa: ARG001
+    def fake_run_step(command, *, limit, env=None):
         commands.append(command)
         printed = step_time if "bench/step_time.py" in command else train if "train" in command else evaluation
         return {"ok": True, "status": "ok", "seconds": 1.0, "stdout": "progress\n" + json.dumps(printed) + "\n"}

@@ -11,8 +11,8 @@ import pytest
 BENCH = Path(__file__).resolve().parents[2] / "bench"
 sys.path.insert(0, str(BENCH))
 
-import table  # noqa: E402
-import table_cells  # noqa: E402
+import table  # noqa: E402 - needs the sys.path line above
+import table_cells  # noqa: E402 - needs the sys.path line above
 
 
 def test_every_profile_names_steps_for_every_recipe_and_known_datasets():

@@ -25,7 +25,7 @@ def timed_step(monkeypatch):
 
     calls = []
 
-    def measure(hyper, **shape):  # noqa: ARG001 - the real one builds the model from these
+    def measure(hyper, **shape):  # the real one builds the model from these
         calls.append(shape)
         return STEP_SECONDS
 
@@ -33,7 +33,7 @@ def timed_step(monkeypatch):
     return calls
 
 
-def test_the_plan_prints_each_phases_time_and_the_total(workspace, capsys, timed_step):  # noqa: ARG001
+def test_the_plan_prints_each_phases_time_and_the_total(workspace, capsys, timed_step):
     from dpsad_core.training.engine import DISTILL_COST_RATIO
 
     assert main([*PLAN, "--json"]) == 0
@@ -58,7 +58,7 @@ def test_the_plan_prints_each_phases_time_and_the_total(workspace, capsys, timed
     assert "(timed under a minute ago)" in text and len(timed_step) == 1
 
 
-def test_max_steps_shortens_the_estimate(workspace, capsys, timed_step):  # noqa: ARG001
+def test_max_steps_shortens_the_estimate(workspace, capsys, timed_step):
     assert main([*PLAN, "--json", "--max-steps", "3"]) == 0
     plan = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert plan["estimate"]["phases"]["teacher"] == pytest.approx(3 * STEP_SECONDS)
@@ -68,10 +68,10 @@ def test_max_steps_shortens_the_estimate(workspace, capsys, timed_step):  # noqa
     assert teacher.endswith(", 3 of them run (--max-steps), about 2 s")
 
 
-def test_a_step_that_cannot_be_timed_leaves_the_plan_printable(workspace, capsys, monkeypatch):  # noqa: ARG001
+def test_a_step_that_cannot_be_timed_leaves_the_plan_printable(workspace, capsys, monkeypatch):
     from dpsad_core.training import estimate
 
-    def out_of_memory(hyper, **shape):  # noqa: ARG001
+    def out_of_memory(hyper, **shape):
         raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB\nmore details")
 
     monkeypatch.setattr(estimate, "measure_denoise_step", out_of_memory)

@@ -9,7 +9,7 @@ from dpsad_core.cli import build_parser, main
 
 def help_of(command: str) -> str:
     parser = build_parser()
-    sub = parser._subparsers._group_actions[0].choices[command]  # noqa: SLF001 - argparse keeps them there
+    sub = parser._subparsers._group_actions[0].choices[command]  # argparse keeps them there
     return " ".join(sub.format_help().split())
 
 
