@@ -467,10 +467,11 @@ class DatasetsScreen(WorkerOwner, QWidget):
         workspace = self._settings().workspace_path()
         self._last_path = str(path)
         self.retry_button.hide()
-        options = {"name": self.name.text().strip() or None, "resolution": self.resolution.value() or None,
-                   "grey": self.grey.isChecked(), "min_records": self.min_records.value(),
-                   "split": self.split.currentText(), "skip_corrupt": self.skip_corrupt.isChecked(),
-                   "classes": self.classes.text().strip() or None}
+        options: dict[str, Any] = {
+            "name": self.name.text().strip() or None, "resolution": self.resolution.value() or None,
+            "grey": self.grey.isChecked(), "min_records": self.min_records.value(),
+            "split": self.split.currentText(), "skip_corrupt": self.skip_corrupt.isChecked(),
+            "classes": self.classes.text().strip() or None}
         self.status.setText(f"Importing {html.escape(str(path))}...")
         self._set_busy(True)
         worker = call_in_worker("dpsad_workbench.core:import_dataset", str(path), workspace=workspace, parent=self,

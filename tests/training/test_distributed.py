@@ -245,7 +245,7 @@ def test_two_machines_with_their_own_workspaces_train_one_run(tmp_path):
                    "-m", "dpsad_core", *train_args("dpdm")]
         machines.append(subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
     outputs = [machine.communicate(timeout=600) for machine in machines]
-    for machine, (out, err) in zip(machines, outputs, strict=True):
+    for machine, (_, err) in zip(machines, outputs, strict=True):
         assert machine.returncode == 0, err[-3000:]
     result = json.loads(outputs[0][0].strip().splitlines()[-1])
     assert result["workers"] == 2 and result["private"]
