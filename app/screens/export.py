@@ -69,6 +69,16 @@ class ExportScreen(WorkerOwner, QWidget):
         self.per_class.setRange(1, 1_000_000)
         self.per_class.setValue(100)
         form.addRow("Images per &class:", self.per_class)
+        # A dpsad run releases a few-step student and keeps the DP teacher it was distilled from: either
+        # samples for free (both are computed from the teacher alone). Shown only for such runs.
+        self.generator = QComboBox()
+        self.generator.setToolTip("Which network makes the images. Both cost no privacy beyond the run's "
+                                  "epsilon; the teacher is slower and often a little more faithful.")
+        self._generators_for: str | None = None  # the run the choice was offered for
+        self.generator.currentIndexChanged.connect(self.preview_report)  # the report says which network
+        self.generator_label = QLabel("Images &from:")
+        self.generator_label.setBuddy(self.generator)
+        form.addRow(self.generator_label, self.generator)
         self.zip = QCheckBox("Write the bundle as one .zip file")
         form.addRow("", self.zip)
         self.research = QCheckBox("Research export of a NOT private run")
@@ -183,6 +193,9 @@ class ExportScreen(WorkerOwner, QWidget):
         if run is None:
             self.report.setText("No finished run yet: a run must finish before its model can be exported.")
             self.report_details.setText("")
+            self._generators_for = None
+            self.generator.hide()
+            self.generator_label.hide()
             return
         try:
             folder = RunFolder(Path(run["path"]))
@@ -193,8 +206,30 @@ class ExportScreen(WorkerOwner, QWidget):
             self.report.setText(f"The run's result cannot be read: {html.escape(str(error))}")
             self.report_details.setText("")
             return
-        self.report.setText(render_report(result, config))
+        if run["run_id"] != self._generators_for:
+            self._offer_generators(run["recipe"], config)
+            self._generators_for = run["run_id"]
+        self.report.setText(render_report(result, config, self.generator.currentData() or "release"))
         self.report_details.setText(render_report_details(result))
+
+    def _offer_generators(self, recipe: str, config: dict[str, Any]) -> None:
+        """The student / teacher choice for a run that distilled a few-step student, hidden otherwise."""
+        from dpsad_core.training.config import Recipe, TrainConfig
+
+        try:
+            few_step = Recipe(recipe).distills_for_free
+            hyper = TrainConfig.from_dict(config["config"]).hyper if few_step else None
+        except (KeyError, TypeError, ValueError, DpsadError):
+            few_step, hyper = False, None
+        self.generator.blockSignals(True)  # the caller renders the report once, for the first choice
+        self.generator.clear()
+        if hyper is not None:
+            self.generator.addItem(f"the few-step student ({hyper.student_sample_steps} network evaluations "
+                                   "per image)", "release")
+            self.generator.addItem(f"its DP teacher ({hyper.sample_steps} DDIM steps per image: slower)", "teacher")
+        self.generator.blockSignals(False)
+        self.generator.setVisible(few_step)
+        self.generator_label.setVisible(few_step)
 
     # -- export ------------------------------------------------------------------------------------
     def export(self) -> GeneratorWorker | None:
@@ -206,7 +241,8 @@ class ExportScreen(WorkerOwner, QWidget):
         out = self.out.text().strip() or None
         settings = self._settings()
         options = {"per_class": self.per_class.value(), "zip": self.zip.isChecked(),
-                   "research": self.research.isChecked(), "device": settings.device}
+                   "research": self.research.isChecked(), "device": settings.device,
+                   "generator": self.generator.currentData() or "release"}
         worker = ProcessGeneratorWorker("dpsad_workbench.core:export_job",
                                         dict(run_id=run_id, workspace=workspace, out=out, **options),
                                         torch_threads=settings.torch_threads, parent=self)
@@ -341,8 +377,9 @@ class ExportScreen(WorkerOwner, QWidget):
             self.verify(paths[0])
 
 
-def render_report(result: RunResult, config: dict[str, Any]) -> str:
-    """The run's privacy guarantee as the report will state it, in an analyst's words (``config``: config.json)."""
+def render_report(result: RunResult, config: dict[str, Any], generator: str = "release") -> str:
+    """The run's privacy guarantee as the report will state it, in an analyst's words (``config``: config.json;
+    ``generator``: the network the export samples from)."""
     lines = [f"<b>{html.escape(result.run_id)}</b> ({html.escape(result.recipe)})"]
     if result.private:
         lines.append(f"<b>({format_epsilon(result.epsilon)}, {result.delta:.3g})-differentially private</b>: "
@@ -357,7 +394,7 @@ def render_report(result: RunResult, config: dict[str, Any]) -> str:
     # The data's name and size as the bundle's report states them: the exact count only where declared public.
     dataset = dataset_section(config.get("dataset", {}), dict(result.dataset), result, plan=config.get("plan"))
     lines.append(f"dataset: {html.escape(str(dataset['name']))} ({html.escape(size_text(dataset))})")
-    lines.extend(_plain_language_lines(result))
+    lines.extend(_plain_language_lines(result, generator))
     return "<br>".join(lines)
 
 
@@ -376,12 +413,12 @@ def render_report_details(result: RunResult) -> str:
     return "<br>".join(lines) or "No further values recorded."
 
 
-def _plain_language_lines(result: RunResult) -> list[str]:
+def _plain_language_lines(result: RunResult, generator: str) -> list[str]:
     """The report's own plain-language summary (the words the bundle will carry)."""
     from dpsad_core.export.report import plain_language
 
     try:
-        text = plain_language(result)
+        text = plain_language(result, generator=generator)
     except (KeyError, TypeError, ValueError):
         return []  # a result from an older run lacks a field the summary needs: the numbers above stand
     lines = ["", "<b>What this guarantee means</b>"]

@@ -94,7 +94,7 @@ def build_report(*, run_dir: Path, config: dict[str, Any], result: RunResult, me
             "secure_rng": result.secure_rng,
             "secure_rng_note": result.secure_rng_note,
         },
-        "plain_language": plain_language(result),
+        "plain_language": plain_language(result, generator=bundle.get("generator", "release")),
         "mechanisms": [dict(mechanism) for mechanism in result.mechanisms],
         # Days, not times, and no training time: how long a run took grows with its Poisson batches, whose
         # sizes follow the private data's size (a timing channel no mechanism counts).
@@ -216,8 +216,11 @@ def _public_dataset(summary: dict[str, Any] | None) -> dict[str, Any] | None:
         | {key: summary.get(key) for key in keep}
 
 
-def plain_language(result: RunResult) -> dict[str, list[str]]:
-    """What the guarantee means and does not mean, for the run's unit of privacy, in plain words."""
+def plain_language(result: RunResult, generator: str = "release") -> dict[str, list[str]]:
+    """What the guarantee means and does not mean, for the run's unit of privacy, in plain words.
+
+    ``generator``: the network the bundle's images came from ("teacher" for a student's DP teacher).
+    """
     unit = result.unit_of_privacy
     delta = result.delta
     if not result.private or result.epsilon is None:  # epsilon is None exactly when the run is not private
@@ -247,7 +250,12 @@ def plain_language(result: RunResult) -> dict[str, list[str]]:
         "images are samples from the released model, which costs no further privacy (post-processing).",
     ]
     student = result.student
-    if student:
+    if student and generator == "teacher":
+        means.append(
+            f"The images come from the privately trained teacher itself, sampled in {student['teacher_sample_steps']} "
+            f"steps. The run also distilled a faster {student['sample_steps']}-step 'student' from it (for free: "
+            "it never read the private data); this bundle did not use it.")
+    elif student:
         means.append(
             f"The images come from a fast 'student' generator that makes an image in {student['sample_steps']} steps "
             f"instead of the teacher's {student['teacher_sample_steps']}. The student learned only from "

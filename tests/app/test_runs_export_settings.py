@@ -217,3 +217,36 @@ def test_the_evaluate_dialog_suggests_the_test_split_of_the_training_source(tmp_
     dialog.test.setEditText("  held-out ")
     assert dialog.test_data() == "held-out"
     dialog.deleteLater()
+
+
+@pytest.mark.slow
+def test_export_offers_the_student_or_its_teacher_for_a_few_step_run(finished_run, window, qtbot, tmp_path):
+    import json
+
+    import torch
+
+    from dpsad_core.events import RunFinished
+    from dpsad_core.training import TrainConfig, resolve_hyperparameters, start_training
+
+    torch.set_num_threads(1)
+    config = TrainConfig(data="demo", recipe="dpsad", epsilon=8.0, preset="tiny",
+                         hyper=resolve_hyperparameters("tiny"), max_steps=2, device="cpu")
+    few_step = list(start_training(config, workspace=window.export._settings().workspace_path()))[-1]
+    assert isinstance(few_step, RunFinished)
+    window.show_screen("export")
+    screen = window.export
+    screen.refresh()
+    screen.select_run(finished_run["run_id"])  # dpdm: one model, no choice
+    assert screen.generator.isHidden()
+    screen.select_run(few_step.result["run_id"])
+    assert not screen.generator.isHidden()
+    assert [screen.generator.itemData(i) for i in range(screen.generator.count())] == ["release", "teacher"]
+    assert "generator that makes an image in 4 steps" in screen.report.text()
+    screen.generator.setCurrentIndex(1)
+    assert "teacher itself" in screen.report.text() and "generator that makes an image" not in screen.report.text()
+    screen.per_class.setValue(1)
+    screen.out.setText(str(tmp_path / "bundle"))
+    with qtbot.waitSignal(screen.exported, timeout=120_000) as blocker:
+        screen.export()
+    report = json.loads((Path(blocker.args[0]["bundle_path"]) / "privacy-report.json").read_text(encoding="utf-8"))
+    assert report["bundle"]["generator"] == "teacher"

@@ -65,3 +65,9 @@ def nonprivate_run(tmp_path_factory) -> Path:
 
 def workspace_of(run_dir: Path) -> Path:
     return run_dir.parent.parent
+
+
+@pytest.fixture(scope="module")
+def few_step_run(tmp_path_factory) -> Path:
+    """A finished tiny ``dpsad`` run: a few-step student distilled for free from its DP teacher."""
+    return _train_tiny(tmp_path_factory.mktemp("ws"), tmp_path_factory.mktemp("cfg"), "dpsad")
