@@ -424,12 +424,13 @@ def export_job(*, stop, run_id: str, workspace: Path, out: str | None, **options
     return export_bundle(run_id, workspace=workspace, out=out, **options)
 
 
-def evaluate_job(*, stop, run_id: str, workspace: Path, test: str, per_class: int | None, device: str):
+def evaluate_job(*, stop, run_id: str, workspace: Path, test: str, per_class: int | None, device: str,
+                 generator: str = "release"):
     """``dpsad-core evaluate``; stopping between stages leaves the run's earlier evaluation as it was."""
     from dpsad_core.evaluation import EvaluationOptions, evaluate_run
 
     events = evaluate_run(run_id, test=test, workspace=workspace,
-                          options=EvaluationOptions(per_class=per_class, device=device))
+                          options=EvaluationOptions(per_class=per_class, device=device, generator=generator))
     for event in events:
         yield event
         if stop():

@@ -56,10 +56,11 @@ def suggested_test_data(data_spec: str, saved: Sequence[dict[str, Any]] = ()) ->
 
 
 class EvaluateDialog(QDialog):
-    """``test_data()`` and ``per_class()`` once accepted; ``per_class()`` is None for a DP-RDM run."""
+    """``test_data()``, ``per_class()`` and ``generator()`` once accepted; ``per_class()`` is None for a DP-RDM
+    run; ``few_step``: the run distilled a few-step student, so its DP teacher can be evaluated instead."""
 
     def __init__(self, run: dict[str, Any], *, data_spec: str, saved_datasets: Sequence[dict[str, Any]], rdm: bool,
-                 parent: QWidget | None = None) -> None:
+                 few_step: bool = False, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setWindowTitle(f"Evaluate {run['run_id']}")
         layout = QVBoxLayout(self)
@@ -97,6 +98,12 @@ class EvaluateDialog(QDialog):
             self.per_class_box.setToolTip("A DP-RDM run is evaluated on the images it generated: making more "
                                           "would spend privacy.")
         form.addRow("Synthetic images per &class:", self.per_class_box)
+        self.generator_box = QComboBox()
+        self.generator_box.addItem("the few-step student (what the run releases)", "release")
+        self.generator_box.addItem("its DP teacher, with DDIM (slower)", "teacher")
+        self._few_step = few_step
+        if few_step:
+            form.addRow("Images &from:", self.generator_box)
         layout.addLayout(form)
         layout.addStretch(1)
         self._rdm = rdm
@@ -112,6 +119,10 @@ class EvaluateDialog(QDialog):
 
     def per_class(self) -> int | None:
         return None if self._rdm else self.per_class_box.value()
+
+    def generator(self) -> str:
+        """The network whose images are evaluated: "release" unless a few-step run's teacher was chosen."""
+        return str(self.generator_box.currentData()) if self._few_step else "release"
 
     def _choose_folder(self) -> None:
         path = QFileDialog.getExistingDirectory(self, "Real test images: an MNIST folder or class subfolders",

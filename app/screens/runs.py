@@ -26,6 +26,7 @@ from PySide6.QtWidgets import (
 from dpsad_core.errors import DpsadError
 from dpsad_core.runs.folder import RunFolder
 from dpsad_core.runs.records import RunKind, RunState
+from dpsad_core.training.config import Recipe  # no torch
 from dpsad_workbench import dialogs
 from dpsad_workbench.core import format_epsilon
 from dpsad_workbench.images import ImageLabel
@@ -305,7 +306,8 @@ class RunsScreen(WorkerOwner, QWidget):
             return
         run_id, dialog = self.selected_run_id(), self.evaluate_dialog()
         if run_id is not None and dialog is not None and dialog.exec():
-            self.start_evaluation(run_id, test=dialog.test_data(), per_class=dialog.per_class())
+            self.start_evaluation(run_id, test=dialog.test_data(), per_class=dialog.per_class(),
+                                  generator=dialog.generator())
 
     def evaluate_dialog(self) -> EvaluateDialog | None:
         """The dialog asking what to evaluate the selected run against (None without a finished run)."""
@@ -326,11 +328,17 @@ class RunsScreen(WorkerOwner, QWidget):
         except Exception:  # noqa: BLE001 - the names are only suggestions
             saved = []
         rdm = RunKind.of_recipe(run["recipe"]) is RunKind.DP_RDM
-        return EvaluateDialog(run, data_spec=data_spec, saved_datasets=saved, rdm=rdm,
+        try:
+            few_step = Recipe(run["recipe"]).distills_for_free
+        except ValueError:  # a DP-RDM run
+            few_step = False
+        return EvaluateDialog(run, data_spec=data_spec, saved_datasets=saved, rdm=rdm, few_step=few_step,
                               parent=self)
 
-    def start_evaluation(self, run_id: str, *, test: str, per_class: int | None) -> ProcessGeneratorWorker | None:
-        """Evaluate ``run_id`` against ``test`` in a child process; returns the worker."""
+    def start_evaluation(self, run_id: str, *, test: str, per_class: int | None,
+                         generator: str = "release") -> ProcessGeneratorWorker | None:
+        """Evaluate ``run_id``'s images (``generator``: "release" or a few-step run's "teacher") against ``test``
+        in a child process; returns the worker."""
         from dpsad_core.errors import ConfigError
 
         test = test.strip()
@@ -345,7 +353,7 @@ class RunsScreen(WorkerOwner, QWidget):
         worker = ProcessGeneratorWorker(
             "dpsad_workbench.core:evaluate_job",
             dict(run_id=run_id, workspace=settings.workspace_path(), test=test, per_class=per_class,
-                 device=settings.device),
+                 device=settings.device, generator=generator),
             torch_threads=settings.torch_threads, parent=self,
             lost=("the evaluation process", "the run is unchanged: evaluate it again"))
         queued = Qt.ConnectionType.QueuedConnection

@@ -219,10 +219,9 @@ def test_the_evaluate_dialog_suggests_the_test_split_of_the_training_source(tmp_
     dialog.deleteLater()
 
 
-@pytest.mark.slow
-def test_export_offers_the_student_or_its_teacher_for_a_few_step_run(finished_run, window, qtbot, tmp_path):
-    import json
-
+@pytest.fixture
+def few_step_run(workspace):
+    """A tiny finished ``dpsad`` run: a few-step student and the DP teacher it was distilled from."""
     import torch
 
     from dpsad_core.events import RunFinished
@@ -231,14 +230,22 @@ def test_export_offers_the_student_or_its_teacher_for_a_few_step_run(finished_ru
     torch.set_num_threads(1)
     config = TrainConfig(data="demo", recipe="dpsad", epsilon=8.0, preset="tiny",
                          hyper=resolve_hyperparameters("tiny"), max_steps=2, device="cpu")
-    few_step = list(start_training(config, workspace=window.export._settings().workspace_path()))[-1]
-    assert isinstance(few_step, RunFinished)
+    events = list(start_training(config, workspace=workspace))
+    assert isinstance(events[-1], RunFinished)
+    return events[-1].result
+
+
+@pytest.mark.slow
+def test_export_offers_the_student_or_its_teacher_for_a_few_step_run(finished_run, few_step_run, window, qtbot,
+                                                                      tmp_path):
+    import json
+
     window.show_screen("export")
     screen = window.export
     screen.refresh()
     screen.select_run(finished_run["run_id"])  # dpdm: one model, no choice
     assert screen.generator.isHidden()
-    screen.select_run(few_step.result["run_id"])
+    screen.select_run(few_step_run["run_id"])
     assert not screen.generator.isHidden()
     assert [screen.generator.itemData(i) for i in range(screen.generator.count())] == ["release", "teacher"]
     assert "generator that makes an image in 4 steps" in screen.report.text()
@@ -250,3 +257,23 @@ def test_export_offers_the_student_or_its_teacher_for_a_few_step_run(finished_ru
         screen.export()
     report = json.loads((Path(blocker.args[0]["bundle_path"]) / "privacy-report.json").read_text(encoding="utf-8"))
     assert report["bundle"]["generator"] == "teacher"
+
+
+@pytest.mark.slow
+def test_evaluate_offers_a_few_step_runs_teacher(finished_run, few_step_run, window, qtbot):
+    window.show_screen("runs")
+    runs = window.runs
+    runs.refresh()
+    runs.select(finished_run["run_id"])
+    dialog = runs.evaluate_dialog()
+    assert dialog.generator() == "release" and dialog.generator_box.parent() is None  # dpdm: not offered
+    dialog.deleteLater()
+    runs.select(few_step_run["run_id"])
+    dialog = runs.evaluate_dialog()
+    dialog.generator_box.setCurrentIndex(1)
+    assert dialog.generator() == "teacher"
+    dialog.deleteLater()
+    with qtbot.waitSignal(runs.evaluated, timeout=600_000) as finished:
+        runs.start_evaluation(few_step_run["run_id"], test="demo", per_class=3, generator=dialog.generator())
+    qtbot.waitUntil(lambda: runs.evaluating() is None, timeout=60_000)
+    assert finished.args[0]["config"]["generator"] == "teacher"
