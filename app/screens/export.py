@@ -392,8 +392,13 @@ def render_report(result: RunResult, config: dict[str, Any], generator: str = "r
     lines.append("protects: " + {"patient": "each patient (all of a patient's images together)",
                                  "image": "each image with its label"}.get(unit, str(unit)))
     # The data's name and size as the bundle's report states them: the exact count only where declared public.
-    dataset = dataset_section(config.get("dataset", {}), dict(result.dataset), result, plan=config.get("plan"))
+    summary = config.get("dataset", {})
+    dataset = dataset_section(summary, dict(result.dataset), result, plan=config.get("plan"))
     lines.append(f"dataset: {html.escape(str(dataset['name']))} ({html.escape(size_text(dataset))})")
+    local = summary.get("name")
+    if local and local != dataset["name"]:
+        lines.append(f"(its name here, {html.escape(str(local))}, stays on this machine: it was not declared "
+                     "public at import)")
     lines.extend(_plain_language_lines(result, generator))
     return "<br>".join(lines)
 

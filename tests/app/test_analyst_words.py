@@ -96,6 +96,8 @@ def test_verification_and_report_speak_plainly_with_details(window):
     report = render_report(result, config)
     # The size as the bundle states it: the noisy count; the exact 1500 stays on this machine.
     assert "about 1400 privacy units" in report and "1500" not in report
+    undeclared = render_report(result, dict(config, dataset={"name": "ward-7-scans"}))
+    assert "dataset: dataset (" in undeclared and "ward-7-scans, stays on this machine" in undeclared
     assert not DEVELOPER_WORDS.search(report), DEVELOPER_WORDS.search(report)
     assert "What this guarantee means" in report
     assert "1.876" in render_report_details(result) and "rdp 6.5" in render_report_details(result)
