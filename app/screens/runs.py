@@ -23,6 +23,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from dpsad_core.commands.plan_time import format_duration
 from dpsad_core.errors import DpsadError
 from dpsad_core.runs.folder import RunFolder
 from dpsad_core.runs.records import RunKind, RunState
@@ -243,7 +244,7 @@ class RunsScreen(WorkerOwner, QWidget):
                 if result.kind is RunKind.DP_RDM and result.generate_seconds is not None:
                     lines.append(f"generated in {result.generate_seconds:.0f} s")
                 elif result.train_seconds is not None:
-                    lines.append(f"trained in {result.train_seconds:.0f} s on {result.device}")
+                    lines.append(f"trained in {format_duration(result.train_seconds)} on {result.device}")
         lines.extend(_evaluation_lines(Path(run["path"])))
         lines.append(f"folder: {run['path']}")
         return "<br>".join(lines)
