@@ -59,7 +59,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     sub.add_argument("--min-records", type=typed.integer("--min-records", minimum=0), default=100,
                      help="refuse datasets with fewer privacy units")
     sub.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                     help="override one preset setting, e.g. --set teacher_steps=500 (repeatable)")
+                     help="override one preset setting, e.g. --set denoiser_steps=500 (repeatable)")
     sub.add_argument("--plan", action="store_true", help="print the privacy plan and stop without training")
     add_workspace_option(sub)
     sub.add_argument("--json", action="store_true", help="end with one JSON object on the last line of stdout")

@@ -408,7 +408,7 @@ class _Trainer:
             self.student_times = student_timesteps(self.hyper.diffusion_steps, self.hyper.student_sample_steps)
         self.emas = {name: EMA(self.models[name], self.hyper.ema_decay, self.hyper.ema_power)
                      for name in (first, STUDENT) if name in self.models}
-        lrs = {TEACHER: self.hyper.teacher_lr, DENOISER: self.hyper.teacher_lr, STUDENT: self.hyper.student_lr,
+        lrs = {TEACHER: self.hyper.denoiser_lr, DENOISER: self.hyper.denoiser_lr, STUDENT: self.hyper.student_lr,
                "discriminator": self.hyper.disc_lr}
         self.base_lr = {name: lrs[name] for name in self.models}
         self.optimizers = {name: torch.optim.Adam(model.parameters(), lr=self.base_lr[name])
@@ -706,7 +706,7 @@ class _Trainer:
         sample_rate = mechanism.sample_rate if mechanism is not None else phase.sample_rate
         noise = self.randomness.stream("noise")
         batch = draw_batch(data, sample_rate=sample_rate, schedule=self.schedule,
-                           multiplicity=self.hyper.noise_multiplicity, label_dropout=self.hyper.label_dropout,
+                           draws_per_record=self.hyper.draws_per_record, label_dropout=self.hyper.label_dropout,
                            null_label=self.null_label, sampling=self.randomness.stream("sampling"),
                            loss_generator=self.loss_generator, world=self.world)
         if phase.kind == DENOISE:

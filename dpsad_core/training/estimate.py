@@ -48,7 +48,7 @@ def machine_key(device: str) -> str:
 
 def model_key(hyper: Hyperparameters, *, channels: int, resolution: int, num_classes: int, batch: int) -> str:
     """The model shape and batch a step time was measured for (the preset's network, not its name)."""
-    parts = (hyper.channels, hyper.blocks_per_level, hyper.attention_levels, hyper.noise_multiplicity,
+    parts = (hyper.channels, hyper.blocks_per_level, hyper.attention_levels, hyper.draws_per_record,
              hyper.microbatch_size, channels, resolution, num_classes, batch)
     return "|".join(str(part) for part in parts)
 
@@ -83,13 +83,13 @@ def measure_denoise_step(hyper: Hyperparameters, *, channels: int, resolution: i
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
     schedule = DiffusionSchedule(hyper.diffusion_steps, hyper.schedule)
     mechanism = Mechanism(part="teacher", noise_multiplier=1.0, sample_rate=0.5, steps=1,
-                          clip_norm=hyper.teacher_clip_norm)
+                          clip_norm=hyper.denoiser_clip_norm)
     randomness = SecretRandomness.fresh()  # the same secure noise a run draws, so it is timed too
     loss_generator = torch.Generator(device=device).manual_seed(0)
     times = []
     for _ in range(1 + TIMED_STEPS):  # the first step pays one-time costs (allocations, vmap tracing)
         began = time.perf_counter()
-        drawn = draw_batch(data, sample_rate=0.5, schedule=schedule, multiplicity=hyper.noise_multiplicity,
+        drawn = draw_batch(data, sample_rate=0.5, schedule=schedule, draws_per_record=hyper.draws_per_record,
                            label_dropout=hyper.label_dropout, null_label=num_classes,
                            sampling=randomness.stream("sampling"), loss_generator=loss_generator)
         denoise_step(model, optimizer, drawn, mechanism=mechanism, expected_batch_size=float(batch),
