@@ -208,7 +208,7 @@ class ExportScreen(WorkerOwner, QWidget):
         try:
             folder = RunFolder(Path(run["path"]))
             # Privacy from the plan as well as the accountant, as the export itself decides it.
-            result = folder.result().with_plan(folder.read_json("config.json"))
+            result = folder.result().with_plan(folder.config())
         except (OSError, ValueError, DpsadError) as error:
             self.report.setText(f"The run's result cannot be read: {html.escape(str(error))}")
             self.report_details.setText("")

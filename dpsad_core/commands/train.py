@@ -147,7 +147,7 @@ def _workers_of(run_ref: str | None, workspace: Path) -> int:
         return 1
     from dpsad_core.training import RunFolder
 
-    return int(RunFolder.open(workspace, run_ref).read_json("config.json").get("workers", 1))
+    return RunFolder.open(workspace, run_ref).config().workers
 
 
 def _train_worker(args: argparse.Namespace) -> int:

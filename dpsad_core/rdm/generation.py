@@ -50,7 +50,7 @@ from dpsad_core.runs.lifecycle import (
     draw_count,
     secret_randomness,
 )
-from dpsad_core.runs.records import DP_RDM_RECIPE, RunResult
+from dpsad_core.runs.records import DP_RDM_RECIPE, RunConfigRecord, RunResult
 
 __all__ = ["RECIPE", "GenerateConfig", "QuerySpec", "generate_rdm", "plan_query_list"]
 
@@ -310,16 +310,16 @@ def generate_rdm(config: GenerateConfig, *, workspace: Path, stop: Callable[[], 
         planned, note = certified_values(mechanisms=planned_mechanisms, delta=delta)
         life = RunLife.reserve(account, run, delta=delta, private=not nonprivate, planned=planned_mechanisms)
     warnings, local_warnings = _settings_warnings(config, settings, public_model, index)
-    life.create(workspace, {
-        "config": {**config.to_dict(), "sigma": settings.sigma, "sigma_calibrated": config.sigma is None,
-                   "recipe": RECIPE, "queries": len(queries), "delta": delta, "data": index.meta.get("data")},
-        "dataset": dataset, "public_dataset": public_model.meta["public_dataset"],
-        "public_model": {"name": public_model.name, "encoder_digest": public_model.encoder_digest},
-        "plan": {"recipe": RECIPE, "nonprivate_parts": nonprivate,
-                 "mechanisms": [mechanism.to_dict() for mechanism in planned_mechanisms],
-                 "planned_epsilon": planned.to_dict(), "delta": delta, "warnings": warnings, **units},
-        "created": utc_now_str(),
-    })
+    life.create(workspace, RunConfigRecord(
+        config={**config.to_dict(), "sigma": settings.sigma, "sigma_calibrated": config.sigma is None,
+                "recipe": RECIPE, "queries": len(queries), "delta": delta, "data": index.meta.get("data")},
+        dataset=dataset, public_dataset=public_model.meta["public_dataset"],
+        public_model={"name": public_model.name, "encoder_digest": public_model.encoder_digest},
+        plan={"recipe": RECIPE, "nonprivate_parts": nonprivate,
+              "mechanisms": [mechanism.to_dict() for mechanism in planned_mechanisms],
+              "planned_epsilon": planned.to_dict(), "delta": delta, "warnings": warnings, **units},
+        created=utc_now_str(),
+    ))
     accountant = PrivacyAccountant(delta=delta)
     for part in nonprivate:
         accountant.mark_nonprivate(part)

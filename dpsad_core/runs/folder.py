@@ -26,7 +26,7 @@ from typing import Any, Protocol
 
 from dpsad_core.atomic import atomic_write, atomic_write_json
 from dpsad_core.errors import RunError
-from dpsad_core.runs.records import AUDIT_FILE, RunKind, RunResult, RunState, RunStatus
+from dpsad_core.runs.records import AUDIT_FILE, RunConfigRecord, RunKind, RunResult, RunState, RunStatus
 
 RUNS_DIR = "runs"
 
@@ -127,7 +127,11 @@ class RunFolder:
         """What made the run: an audit (canaries, ``audit.json``), DP-RDM generation, or training."""
         if (self.path / AUDIT_FILE).is_file():
             return RunKind.AUDIT
-        return RunKind.of_recipe(self.read_json("config.json")["config"].get("recipe"))
+        return self.config().kind
+
+    def config(self) -> RunConfigRecord:
+        """``config.json`` as a :class:`RunConfigRecord` (a RunError naming the file when missing or unreadable)."""
+        return RunConfigRecord.from_dict(self.read_json("config.json"), source=self.path / "config.json")
 
     @property
     def has_result(self) -> bool:
@@ -185,7 +189,7 @@ class RunFolder:
             self._lock_handle = None
 
 
-def release_privacy(config: dict[str, Any], result: dict[str, Any] | None = None) -> dict[str, Any]:
+def release_privacy(config: RunConfigRecord, result: dict[str, Any] | None = None) -> dict[str, Any]:
     """``result`` (or ``{}``) with ``private``/``nonprivate_parts`` derived from the plan AND the accountant.
 
     A release is private only when neither the run's plan (``config.json``) nor its accountant lists a
@@ -195,7 +199,7 @@ def release_privacy(config: dict[str, Any], result: dict[str, Any] | None = None
     ``runs`` and the GUI.
     """
     result = dict(result or {})
-    parts = [*((config.get("plan") or {}).get("nonprivate_parts") or []), *(result.get("nonprivate_parts") or [])]
+    parts = [*config.nonprivate_parts, *(result.get("nonprivate_parts") or [])]
     parts = list(dict.fromkeys(parts))
     result["nonprivate_parts"] = parts
     result["private"] = not parts and bool(result.get("private", True))
@@ -214,7 +218,7 @@ def list_runs(workspace: Path) -> list[dict[str, Any]]:
         if not (path / "config.json").is_file():
             continue
         run = RunFolder(path)
-        config = run.read_json("config.json")
+        config = run.config()
         status = run.status_record()
         result = run.result().with_plan(config) if run.has_result else None
         summaries.append({
@@ -222,12 +226,12 @@ def list_runs(workspace: Path) -> list[dict[str, Any]]:
             "path": str(path),
             "state": status.state.value,
             "kind": run.kind.value,
-            "recipe": config["config"]["recipe"],
-            "dataset": config["dataset"]["name"],
-            "epsilon_target": config["config"]["epsilon"],
+            "recipe": config.recipe,
+            "dataset": config.dataset_name,
+            "epsilon_target": config.epsilon_target,
             "epsilon": result.epsilon if result is not None else status.epsilon_spent,
             "private": result.private if result is not None else release_privacy(config)["private"],
-            "created": config.get("created"),
+            "created": config.created,
         })
     return summaries
 
@@ -248,6 +252,7 @@ class RunFiles(Protocol):
     def release(self) -> None: ...
     def load_checkpoint(self) -> dict[str, Any] | None: ...
     def read_json(self, name: str) -> dict[str, Any]: ...
+    def config(self) -> RunConfigRecord: ...
     def write_json(self, name: str, data: dict[str, Any]) -> None: ...
     def save_torch(self, path: Path, state: dict[str, Any]) -> None: ...
     def set_status(self, state: RunState | str, **extra: Any) -> None: ...

@@ -35,7 +35,7 @@ from dpsad_core.privacy.mechanisms import Mechanism
 from dpsad_core.privacy.noisy_count import COUNT_STREAM, NoisyCount, count_mechanism, draw_noisy_count
 from dpsad_core.privacy.randomness import SecretRandomness
 from dpsad_core.runs.folder import RunFiles, RunFolder, utc_now
-from dpsad_core.runs.records import RunResult, RunState
+from dpsad_core.runs.records import RunConfigRecord, RunResult, RunState
 
 __all__ = ["LedgerAccount", "RunLife", "certified_values", "count_kept", "count_plan", "draw_count",
            "secret_randomness"]
@@ -152,11 +152,11 @@ class RunLife:
         """Hold the run's whole plan before its folder exists (PrivacyBudgetError, nothing written, if over)."""
         return cls(folder, account.reserve(delta=delta, private=private, planned=planned))
 
-    def create(self, workspace: Path, config: dict[str, Any]) -> None:
+    def create(self, workspace: Path, config: RunConfigRecord) -> None:
         """The folder and its config.json; on failure the reservation is released (the spend so far stays)."""
         try:
             RunFolder.create(workspace, self.folder.run_id)
-            self.folder.write_json("config.json", config)
+            self.folder.write_json("config.json", config.to_dict())
         except BaseException:
             self.release()
             raise

@@ -338,7 +338,7 @@ class TrainConfig:
         return result
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+    def from_dict(cls, data: Mapping[str, Any]) -> TrainConfig:
         data = dict(data)
         if data.pop("format", 1) < 2:  # an older run: its names are read as they were meant
             data["recipe"] = _LEGACY_RECIPE_NAMES.get(data.get("recipe"), data.get("recipe"))

@@ -6,6 +6,7 @@ sees before starting are the numbers the run uses.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -120,7 +121,7 @@ class TrainingPlan:
         return data
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TrainingPlan:
+    def from_dict(cls, data: Mapping[str, Any]) -> TrainingPlan:
         data = dict(data)
         data["recipe"] = Recipe(data["recipe"])
         data["phases"] = tuple(PhasePlan(**p) for p in data["phases"])

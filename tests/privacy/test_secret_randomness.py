@@ -143,9 +143,10 @@ def test_a_paper_run_resumed_without_a_checkpoint_stays_not_private(workspace):
 
 def test_an_export_trusts_the_plan_over_a_result_that_says_private():
     # A result.json written before the fix (private: true beside a plan with unprotected parts).
+    from dpsad_core.runs import RunConfigRecord
     from dpsad_core.runs.folder import release_privacy
 
-    config = {"plan": {"nonprivate_parts": ["teacher", "discriminator"]}}
+    config = RunConfigRecord(config={}, dataset={}, plan={"nonprivate_parts": ["teacher", "discriminator"]})
     derived = release_privacy(config, {"private": True, "epsilon": 7.9, "nonprivate_parts": []})
     assert derived["private"] is False and derived["epsilon"] is None
     assert derived["nonprivate_parts"] == ["teacher", "discriminator"]
