@@ -369,11 +369,11 @@ def delete_run(workspace: Path, run_id: str) -> None:
     from dpsad_core.training import RunFolder
 
     run = RunFolder.open(workspace, run_id)
-    run.acquire()  # raises RunError naming the run when it is being trained
+    run.lock()  # raises RunError naming the run when it is being trained
     try:
         shutil.rmtree(run.path)
     finally:
-        run.release()
+        run.unlock()
 
 
 # -- long jobs, run in a child process by dpsad_workbench.worker.ProcessGeneratorWorker ---------------

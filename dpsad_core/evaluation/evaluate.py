@@ -63,7 +63,7 @@ def evaluate_run(run_ref: str, *, test: str, workspace: Path, options: Evaluatio
     from dpsad_core.data import resolve_data_source
     from dpsad_core.devices import resolve_device
     from dpsad_core.sampling import generate, load_released_model, sampler_times
-    from dpsad_core.sampling_workers import release_workers
+    from dpsad_core.sampling_workers import dismiss_workers
     from dpsad_core.training import RunFolder, TrainConfig
 
     options = options or EvaluationOptions()
@@ -101,7 +101,7 @@ def evaluate_run(run_ref: str, *, test: str, workspace: Path, options: Evaluatio
         shape = (model.config.image_channels, model.config.resolution, model.config.resolution)
         images = generate(model, schedule, labels=labels, image_shape=shape, steps=steps, timesteps=times,
                           guidance=guidance, seed=options.seed, device=device)
-        release_workers()  # under --nproc N: the other workers are done; the scoring below is rank 0's
+        dismiss_workers()  # under --nproc N: the other workers are done; the scoring below is rank 0's
         synthetic = ((images.numpy() + 1) / 2).clip(0, 1).astype(np.float32)
     sample_seconds = time.perf_counter() - began
 

@@ -168,7 +168,8 @@ class RunFolder:
         atomic_write(self.path / "metrics.jsonl", lambda handle: handle.write(text.encode("utf-8")))
 
     # -- lock --------------------------------------------------------------------------------------
-    def acquire(self) -> None:
+    def lock(self) -> None:
+        """Hold ``.lock`` for this process (RunError naming the run when another process holds it)."""
         handle = open(self.path / ".lock", "a+", encoding="utf-8")
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -182,7 +183,7 @@ class RunFolder:
         handle.flush()
         self._lock_handle = handle
 
-    def release(self) -> None:
+    def unlock(self) -> None:
         if self._lock_handle is not None:
             fcntl.flock(self._lock_handle, fcntl.LOCK_UN)
             self._lock_handle.close()
@@ -248,8 +249,8 @@ class RunFiles(Protocol):
     def checkpoint_path(self) -> Path: ...
     @property
     def model_path(self) -> Path: ...
-    def acquire(self) -> None: ...
-    def release(self) -> None: ...
+    def lock(self) -> None: ...
+    def unlock(self) -> None: ...
     def load_checkpoint(self) -> dict[str, Any] | None: ...
     def read_json(self, name: str) -> dict[str, Any]: ...
     def config(self) -> RunConfigRecord: ...

@@ -219,7 +219,7 @@ def start_training(config: TrainConfig, *, workspace: Path, stop: Callable[[], b
             workers=distributed.current_world().size,
         )
     except BaseException:
-        life.release()
+        life.drop_reservation()
         raise
     life.create(workspace, stored)
     trainer.life = life
@@ -314,7 +314,7 @@ def resume_training(run_ref: str, *, workspace: Path, stop: Callable[[], bool] |
     try:
         trainer = _Trainer(run, config, plan, dataset, public)
     except BaseException:
-        life.release()
+        life.drop_reservation()
         raise
     trainer.life = life
     yield from trainer.execute(resumed=True, stop=stop)
@@ -377,8 +377,8 @@ class _FollowerRun:
     def config(self) -> RunConfigRecord:  # pragma: no cover - only rank 0 reads the folder
         return RunConfigRecord.from_dict(self.read_json("config.json"))
 
-    def acquire(self) -> None: ...
-    def release(self) -> None: ...
+    def lock(self) -> None: ...
+    def unlock(self) -> None: ...
     def set_status(self, *args: Any, **kwargs: Any) -> None: ...
     def write_json(self, *args: Any) -> None: ...
     def save_torch(self, *args: Any) -> None: ...
@@ -522,7 +522,7 @@ class _Trainer:
         return phase.steps if cap is None else min(phase.steps, cap)
 
     def execute(self, *, resumed: bool, stop: Callable[[], bool] | None) -> Iterator[Event]:
-        self.run.acquire()
+        self.run.lock()
         try:
             if resumed or self.world.distributed:
                 # Several workers: rank 0's checkpoint (or None on a fresh start) restores every worker.
@@ -568,7 +568,7 @@ class _Trainer:
             self.life.fail(error, phase=self._phase.name, step=self.step)
             raise
         finally:
-            self.run.release()
+            self.run.unlock()
 
     def _eta_seconds(self, recent: dict[str, list[float]]) -> float:
         """Time left: each remaining phase's steps at that kind's recent step time.

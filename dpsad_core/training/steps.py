@@ -187,10 +187,10 @@ def distill_step(*, teacher: nn.Module, student: nn.Module, discriminator: nn.Mo
     return metrics
 
 
-def _noise_of(mechanism: Mechanism, release: str) -> tuple[float, float]:
-    noise = mechanism.noise_of(release)
+def _noise_of(mechanism: Mechanism, part: str) -> tuple[float, float]:
+    noise = mechanism.noise_of(part)
     if noise is None:  # pragma: no cover - the planner always noises the released model
-        raise ValueError(f"mechanism {mechanism.part!r} adds no noise to {release!r}")
+        raise ValueError(f"mechanism {mechanism.part!r} adds no noise to {part!r}")
     return noise
 
 
