@@ -83,7 +83,7 @@ class GenerateConfig:
     index: str
     epsilon: float
     k: int = 10
-    q: float = 0.02
+    sample_rate: float = 0.02          # q in the paper, the CLI (--q) and config.json
     sigma: float | None = 0.1
     mix: float = 1.0
     delta: float | None = None
@@ -103,7 +103,7 @@ class GenerateConfig:
         object.__setattr__(self, "classes", tuple(self.classes))
         object.__setattr__(self, "examples", tuple(str(path) for path in self.examples))
         # Validates k, q and sigma (a sigma still to calibrate is checked when it is).
-        RetrievalSettings(k=self.k, sample_rate=self.q, sigma=1.0 if self.sigma is None else self.sigma)
+        RetrievalSettings(k=self.k, sample_rate=self.sample_rate, sigma=1.0 if self.sigma is None else self.sigma)
         if not 0.0 < self.mix <= 1.0:
             raise ConfigError(f"lambda must be in (0, 1], got {self.mix!r}", field="lambda", value=self.mix,
                               remedy="lambda = 0 would ignore the private data")
@@ -129,11 +129,11 @@ class GenerateConfig:
     def settings(self) -> RetrievalSettings:
         if self.sigma is None:
             raise ConfigError("sigma is calibrated by the run, after its noisy count", field="sigma")
-        return RetrievalSettings(k=self.k, sample_rate=self.q, sigma=self.sigma)
+        return RetrievalSettings(k=self.k, sample_rate=self.sample_rate, sigma=self.sigma)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
-        data["lambda"] = data.pop("mix")
+        data["lambda"], data["q"] = data.pop("mix"), data.pop("sample_rate")  # the paper's symbols, as written
         data["classes"], data["examples"] = list(self.classes), list(self.examples)
         return data
 
@@ -232,9 +232,9 @@ def _fits_run_budget(config: GenerateConfig, queries: int, delta: float, prior: 
     from dpsad_core.rdm.planner import sigma_for_budget
 
     if config.sigma is None:
-        sigma = sigma_for_budget(k=config.k, sample_rate=config.q, queries=queries, epsilon=config.epsilon,
+        sigma = sigma_for_budget(k=config.k, sample_rate=config.sample_rate, queries=queries, epsilon=config.epsilon,
                                  delta=delta, prior=tuple(prior))
-        return RetrievalSettings(k=config.k, sample_rate=config.q, sigma=sigma)
+        return RetrievalSettings(k=config.k, sample_rate=config.sample_rate, sigma=sigma)
     settings = config.settings
     planned, _ = certified_values(mechanisms=[*prior, settings.mechanism(queries)], delta=delta)
     if planned.certified > config.epsilon:
@@ -396,7 +396,7 @@ def _settings_warnings(config: GenerateConfig, settings: RetrievalSettings, publ
                     f"{sigma_max:g}): images may degrade; train a model with a larger --sigma-max")
     counts = index.meta["dataset"]["class_counts"]
     wanted = config.classes or tuple(counts)
-    if config.per_class and min((counts.get(name, 0) for name in wanted), default=0) * config.q < config.k:
+    if config.per_class and min((counts.get(name, 0) for name in wanted), default=0) * config.sample_rate < config.k:
         # Computed from the private class sizes without noise: printed for the user, never written to the
         # run folder, whose files may be exported.
         local.append(f"in some queried class the subsample is expected to hold fewer than k = {config.k} records "
