@@ -194,7 +194,7 @@ def _print_plan(plan, estimate: dict[str, Any]) -> None:
                   f"{phase_time_text(estimate, phase)}")
             continue
         print(f"  {phase.name:<9} {phase.privacy:<10} on {phase.data:<7} data: {phase.steps} steps, "
-              f"expected batch {phase.expected_batch_size:g} (q={phase.sample_rate:.4f}), {noise}"
+              f"expected batch {phase.expected_batch_size:g} (sample rate {phase.sample_rate:.4f}), {noise}"
               f"{phase_time_text(estimate, phase)}")
     eps = plan.planned_epsilon.get("certified")
     print(f"  planned epsilon (RDP): {'infinity: NOT differentially private' if eps is None else f'{eps:.4f}'}")
