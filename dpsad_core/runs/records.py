@@ -226,8 +226,9 @@ class RunConfigRecord:
         Raises
         ------
         RunError
-            Not an object, ``config``, ``dataset`` or ``plan`` is missing or not an object, or the
-            schema is newer than this version reads.
+            Not an object, ``config`` is missing, ``config``, ``dataset`` or ``plan`` is not an object,
+            or the schema is newer than this version reads. (A missing ``dataset`` or ``plan`` reads as
+            empty, as the readers before this record took it: a plan can only take privacy away.)
         """
         if not isinstance(data, Mapping):
             raise RunError(f"{source} is not a JSON object", remedy="restore it or start a new run")
@@ -235,10 +236,14 @@ class RunConfigRecord:
         if not isinstance(schema, int) or schema > CONFIG_SCHEMA:
             raise RunError(f"{source} has config schema {schema!r}; this version reads schema {CONFIG_SCHEMA} and "
                            "older", remedy="open the run with the dpsad-core version that wrote it, or upgrade")
-        broken = [key for key in ("config", "dataset", "plan") if not isinstance(data.get(key), Mapping)]
+        if "config" not in data:
+            raise RunError(f"{source} lacks config", remedy="restore it or start a new run")
+        parts = {key: data.get(key, {}) for key in ("config", "dataset", "plan")}
+        broken = [key for key, value in parts.items() if not isinstance(value, Mapping)]
         if broken:
-            raise RunError(f"{source} lacks {', '.join(broken)}", remedy="restore it or start a new run")
-        return cls(config=data["config"], dataset=data["dataset"], plan=data["plan"],
+            raise RunError(f"{source}: {', '.join(broken)} is not a JSON object",
+                           remedy="restore it or start a new run")
+        return cls(config=parts["config"], dataset=parts["dataset"], plan=parts["plan"],
                    public_dataset=data.get("public_dataset"), public_model=data.get("public_model"),
                    created=data.get("created"), software=data.get("software"),
                    workers=int(data.get("workers") or 1), schema=CONFIG_SCHEMA)

@@ -93,8 +93,8 @@ def test_an_old_run_folders_config_reads_into_the_renamed_settings(workspace):
 
 @pytest.mark.parametrize(("data", "words"), [
     ({**OLD_TRAINING_CONFIG, "schema": CONFIG_SCHEMA + 1}, "config schema"),
-    ({key: value for key, value in OLD_TRAINING_CONFIG.items() if key != "plan"}, "lacks plan"),
-    ({**OLD_TRAINING_CONFIG, "dataset": "demo"}, "lacks dataset"),
+    ({key: value for key, value in OLD_TRAINING_CONFIG.items() if key != "config"}, "lacks config"),
+    ({**OLD_TRAINING_CONFIG, "dataset": "demo"}, "dataset is not a JSON object"),
     ("not an object", "not a JSON object"),
 ])
 def test_a_config_that_cannot_be_read_is_refused_naming_the_file(data, words):
