@@ -226,9 +226,9 @@ class RunConfigRecord:
         Raises
         ------
         RunError
-            Not an object, ``config`` is missing, ``config``, ``dataset`` or ``plan`` is not an object,
-            or the schema is newer than this version reads. (A missing ``dataset`` or ``plan`` reads as
-            empty, as the readers before this record took it: a plan can only take privacy away.)
+            Not an object, ``config``, ``dataset`` or ``plan`` is not an object, or the schema is newer
+            than this version reads. (A missing one reads as empty, as the readers before this record
+            took it: each reader refuses what it lacks, and a plan can only take privacy away.)
         """
         if not isinstance(data, Mapping):
             raise RunError(f"{source} is not a JSON object", remedy="restore it or start a new run")
@@ -236,8 +236,6 @@ class RunConfigRecord:
         if not isinstance(schema, int) or schema > CONFIG_SCHEMA:
             raise RunError(f"{source} has config schema {schema!r}; this version reads schema {CONFIG_SCHEMA} and "
                            "older", remedy="open the run with the dpsad-core version that wrote it, or upgrade")
-        if "config" not in data:
-            raise RunError(f"{source} lacks config", remedy="restore it or start a new run")
         parts = {key: data.get(key, {}) for key in ("config", "dataset", "plan")}
         broken = [key for key, value in parts.items() if not isinstance(value, Mapping)]
         if broken:

@@ -93,7 +93,7 @@ def test_an_old_run_folders_config_reads_into_the_renamed_settings(workspace):
 
 @pytest.mark.parametrize(("data", "words"), [
     ({**OLD_TRAINING_CONFIG, "schema": CONFIG_SCHEMA + 1}, "config schema"),
-    ({key: value for key, value in OLD_TRAINING_CONFIG.items() if key != "config"}, "lacks config"),
+    ({**OLD_TRAINING_CONFIG, "plan": ["teacher"]}, "plan is not a JSON object"),
     ({**OLD_TRAINING_CONFIG, "dataset": "demo"}, "dataset is not a JSON object"),
     ("not an object", "not a JSON object"),
 ])
