@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from dpsad_core.errors import DpsadError
+from dpsad_core.runs.folder import RunFolder
 from dpsad_core.runs.records import RunState
 
 PREVIEW_PER_CLASS = 8
@@ -153,9 +155,8 @@ def label_rows(grid: np.ndarray, names: list[str]) -> np.ndarray:
 def run_class_names(run_dir: Path) -> list[str]:
     """The class names of the data a run trained on, in label order (empty when unknown)."""
     try:
-        stored = json.loads((Path(run_dir) / "config.json").read_text(encoding="utf-8"))
-        return [str(name) for name in stored["dataset"]["class_counts"]]
-    except (OSError, ValueError, KeyError, TypeError):
+        return RunFolder(Path(run_dir)).config().class_names
+    except (OSError, ValueError, TypeError, DpsadError):
         return []
 
 
@@ -308,12 +309,11 @@ def training_process_alive(run_path: Path) -> bool:
 def run_progress(run_dir: Path) -> tuple[int, int] | None:
     """(steps done, steps planned) over all phases of a run, from its plan and status (None if unknown)."""
     try:
-        stored = json.loads((Path(run_dir) / "config.json").read_text(encoding="utf-8"))
+        stored = RunFolder(Path(run_dir)).config()
         status = json.loads((Path(run_dir) / "status.json").read_text(encoding="utf-8"))
-        limit = stored["config"].get("max_steps")
-        totals = [(p["name"], p["steps"] if limit is None else min(p["steps"], limit))
-                  for p in stored["plan"]["phases"]]
-    except (OSError, ValueError, KeyError, TypeError):
+        limit = stored.max_steps
+        totals = [(p["name"], p["steps"] if limit is None else min(p["steps"], limit)) for p in stored.phases]
+    except (OSError, ValueError, KeyError, TypeError, DpsadError):
         return None
     total = sum(steps for _, steps in totals)
     if status.get("state") == RunState.FINISHED:
@@ -344,11 +344,11 @@ def delete_run(workspace: Path, run_id: str) -> None:
     from dpsad_core.training import RunFolder
 
     run = RunFolder.open(workspace, run_id)
-    run.acquire()  # raises RunError naming the run when it is being trained
+    run.lock()  # raises RunError naming the run when it is being trained
     try:
         shutil.rmtree(run.path)
     finally:
-        run.release()
+        run.unlock()
 
 
 # -- long jobs, run in a child process by dpsad_workbench.worker.ProcessGeneratorWorker ---------------
@@ -368,7 +368,7 @@ def resume_job(*, stop, run_id: str, workspace: Path):
     """Resume with as many workers as the run was started with (as ``dpsad-core train --resume`` does)."""
     from dpsad_core.training import RunFolder, resume_training
 
-    workers = int(RunFolder.open(workspace, run_id).read_json("config.json").get("workers", 1))
+    workers = RunFolder.open(workspace, run_id).config().workers
     if workers > 1:
         from dpsad_core.training.local_workers import train_with_workers
 

@@ -58,10 +58,11 @@ def parse_variant(text: str, base: Variant) -> Variant:
 
 
 def load_teacher(run_dir: Path):
+    from dpsad_core.runs.folder import RunFolder
     from dpsad_core.sampling import load_released_model
 
     teacher, schedule, meta = load_released_model(run_dir / "model.pt", generator="teacher")
-    hyper = json.loads((run_dir / "config.json").read_text())["config"]["hyper"]
+    hyper = RunFolder(run_dir).config().config["hyper"]
     return teacher, schedule, meta, hyper
 
 

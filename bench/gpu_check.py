@@ -115,7 +115,7 @@ def step_time_step(preset: str, limit: float, device: str) -> dict:
         step["numbers"] = {key: numbers.get(key) for key in (
             "denoise_ratio", "student_ratio", "denoise_dp_s", "denoise_plain_s", "student_dp_s", "student_plain_s",
             "student_dp_records_per_s", "ddim_images_per_s", "ddim_steps", "peak_memory_mib", "batch",
-            "noise_multiplicity", "unet_params")}
+            "draws_per_record", "unet_params")}
         step["target_ratio_at_most_1_3"] = max(numbers["denoise_ratio"], numbers["student_ratio"]) <= 1.3
     return public(step)
 

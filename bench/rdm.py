@@ -71,7 +71,8 @@ def _train_public(workspace: Path, args) -> float:
     return time.monotonic() - started
 
 
-def _query_contexts(model, index, *, per_class: int, k: int, q: float, mode: str, rng) -> tuple[np.ndarray, np.ndarray]:
+def _query_contexts(model, index, *, per_class: int, k: int, sample_rate: float, mode: str,
+                    rng) -> tuple[np.ndarray, np.ndarray]:
     """Contexts of the two comparison conditions (bench only): 'public-only' or 'non-private'."""
     from dpsad_core.privacy.randomness import SecretRandomness
     from dpsad_core.rdm.mechanism import neighbour_mean, poisson_subsample
@@ -88,7 +89,7 @@ def _query_contexts(model, index, *, per_class: int, k: int, q: float, mode: str
             if mode == "public-only":
                 contexts.append(query)
             else:
-                keep = poisson_subsample(index.units, q, sampling) & (index.labels == label)
+                keep = poisson_subsample(index.units, sample_rate, sampling) & (index.labels == label)
                 contexts.append(neighbour_mean(index.embeddings[keep], query, k=k))
             labels.append(label)
     return np.asarray(contexts, dtype=np.float32), np.asarray(labels, dtype=np.int64)
@@ -162,7 +163,7 @@ def main() -> None:
 
     tick = time.monotonic()
     config = GenerateConfig(model=args.model, index=index.name, epsilon=args.epsilon, delta=args.delta, k=args.k,
-                            q=args.q, sigma=None, per_class=args.per_class, guidance=args.guidance,
+                            sample_rate=args.q, sigma=None, per_class=args.per_class, guidance=args.guidance,
                             sample_steps=args.sample_steps, seed=0)
     result = list(generate_rdm(config, workspace=workspace))[-1].result
     sigma = result["mechanism"]["sigma"]  # calibrated by the run, after its noisy count (composed with it)
@@ -175,8 +176,8 @@ def main() -> None:
     for mode in ("public-only", "non-private"):
         tick = time.monotonic()
         rng = np.random.default_rng(1)
-        contexts, labels = _query_contexts(model, index, per_class=args.per_class, k=args.k, q=args.q, mode=mode,
-                                           rng=rng)
+        contexts, labels = _query_contexts(model, index, per_class=args.per_class, k=args.k, sample_rate=args.q,
+                                           mode=mode, rng=rng)
         images = to_uint8(sample_from_contexts(model.model, model.schedule, torch.as_tensor(contexts)[:, None],
                                                image_shape=model.image_shape, steps=args.sample_steps,
                                                guidance=args.guidance, seed=2))

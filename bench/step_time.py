@@ -90,7 +90,7 @@ def main() -> None:
     hyper = resolve_hyperparameters(args.preset)
     device = args.device
     torch.manual_seed(0)
-    n, res, batch, k = 4096, args.resolution, hyper.student_batch_size, hyper.noise_multiplicity
+    n, res, batch, k = 4096, args.resolution, hyper.student_batch_size, hyper.draws_per_record
     images = torch.rand(n, 1, res, res, device=device) * 2 - 1
     data = DataTensors(images, torch.randint(0, 10, (n,), device=device), torch.arange(n), n, False)
     schedule = DiffusionSchedule(hyper.diffusion_steps, hyper.schedule)
@@ -104,7 +104,7 @@ def main() -> None:
     randomness = SecretRandomness.fresh()
     secure, fast = randomness.stream("noise"), TorchRandnStream(generator)
     # Fixed batch of exactly the expected size, so both variants see the same work.
-    batch_obj = draw_batch(data, sample_rate=1.0, schedule=schedule, multiplicity=k, label_dropout=0.1,
+    batch_obj = draw_batch(data, sample_rate=1.0, schedule=schedule, draws_per_record=k, label_dropout=0.1,
                            null_label=10, sampling=randomness.stream("sampling"), loss_generator=generator)
     for field in ("x_t", "t", "labels", "noise"):
         setattr(batch_obj, field, getattr(batch_obj, field)[:batch])
@@ -152,7 +152,7 @@ def main() -> None:
     sample_s = timed(lambda: generate(student, schedule, labels=labels, image_shape=(1, res, res),
                                       steps=hyper.sample_steps, device=device), 1)
     results.update({
-        "resolution": res, "preset": args.preset, "batch": batch, "noise_multiplicity": k,
+        "resolution": res, "preset": args.preset, "batch": batch, "draws_per_record": k,
         "unet_params": sum(p.numel() for p in student.parameters()),
         "disc_params": sum(p.numel() for p in disc.parameters()),
         "denoise_ratio": results["denoise_dp_s"] / results["denoise_plain_s"],

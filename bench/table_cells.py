@@ -75,22 +75,22 @@ class Profile:
 # steps on the private data; dpsad's teacher is dpdm's model, and its free distillation (no per-record
 # gradients, a few minutes) comes on top.
 _CPU_STEPS = {
-    "dpsad": {"teacher_steps": 260},
-    "dpsad-split": {"teacher_steps": 130, "student_steps": 70},
-    "dpdm": {"teacher_steps": 260},
-    "dpdm-public": {"pretrain_steps": 130, "teacher_steps": 130},
-    "dpsad-public-teacher": {"teacher_steps": 130, "student_steps": 70},
-    "dpsad-paper": {"teacher_steps": 130, "student_steps": 70},
+    "dpsad": {"denoiser_steps": 260},
+    "dpsad-split": {"denoiser_steps": 130, "student_steps": 70},
+    "dpdm": {"denoiser_steps": 260},
+    "dpdm-public": {"pretrain_steps": 130, "denoiser_steps": 130},
+    "dpsad-public-teacher": {"denoiser_steps": 130, "student_steps": 70},
+    "dpsad-paper": {"denoiser_steps": 130, "student_steps": 70},
 }
 _GPU_STEPS = {
-    "dpdm": {"teacher_steps": 4000},
-    "dpdm-public": {"pretrain_steps": 2000, "teacher_steps": 4000},
-    "dpsad": {"teacher_steps": 4000},
-    "dpsad-split": {"teacher_steps": 2000, "student_steps": 2000},
-    "dpsad-public-teacher": {"teacher_steps": 2000, "student_steps": 2000},
-    "dpsad-paper": {"teacher_steps": 2000, "student_steps": 2000},
+    "dpdm": {"denoiser_steps": 4000},
+    "dpdm-public": {"pretrain_steps": 2000, "denoiser_steps": 4000},
+    "dpsad": {"denoiser_steps": 4000},
+    "dpsad-split": {"denoiser_steps": 2000, "student_steps": 2000},
+    "dpsad-public-teacher": {"denoiser_steps": 2000, "student_steps": 2000},
+    "dpsad-paper": {"denoiser_steps": 2000, "student_steps": 2000},
 }
-_SMOKE_STEPS = {recipe: {"teacher_steps": 3, "pretrain_steps": 2, "student_steps": 2} for recipe in RECIPES}
+_SMOKE_STEPS = {recipe: {"denoiser_steps": 3, "pretrain_steps": 2, "student_steps": 2} for recipe in RECIPES}
 
 PROFILES = {
     "cpu": Profile("cpu", preset="quick", resolution=16, per_class=500,
@@ -98,8 +98,8 @@ PROFILES = {
                    overrides={"accountant": "prv"}, max_minutes=15),
     "gpu": Profile("gpu", preset="standard", resolution=None, per_class=6000,
                    datasets=("mnist", "fashion-mnist", "pneumoniamnist"), steps=_GPU_STEPS,
-                   overrides={"accountant": "prv", "teacher_batch_size": 2048, "student_batch_size": 2048,
-                              "noise_multiplicity": 8, "sample_steps": 50}, cnn_epochs=20),
+                   overrides={"accountant": "prv", "denoiser_batch_size": 2048, "student_batch_size": 2048,
+                              "draws_per_record": 8, "sample_steps": 50}, cnn_epochs=20),
     "smoke": Profile("smoke", preset="tiny", resolution=8, per_class=5, datasets=("demo",), steps=_SMOKE_STEPS,
                      cnn_epochs=1, feature_spec={"epochs": 1, "min_steps": 20}),
 }

@@ -5,7 +5,7 @@ Rank 0 runs the command as one process would; the other ranks only sample. Each 
 every worker; the blocks of images (:data:`~dpsad_core.sampling.SAMPLING_BLOCK` each) are dealt
 round-robin, every worker makes its blocks, and rank 0 gathers them back in block order. A block's
 images depend only on the public sampling seed and the images' indices, so the result is the same
-whatever N. When rank 0's command ends (or it has no more to sample: :func:`release_workers`), it
+whatever N. When rank 0's command ends (or it has no more to sample: :func:`dismiss_workers`), it
 tells the workers to stop; only rank 0 writes anything.
 
 Started by the same launcher as ``train --nproc`` (torch's elastic launcher: gloo on CPU, NCCL with
@@ -30,7 +30,7 @@ class _Crew:
     def __init__(self, world: distributed.World) -> None:
         self.world = world
         self._sent_model = None  # the model whose weights the workers hold
-        self.released = False
+        self.dismissed = False
 
     def generate(self, model, schedule, request, *, device: str):
         from dpsad_core.sampling import sample_span
@@ -50,15 +50,15 @@ class _Crew:
             raise RuntimeError("only rank 0 leads a sampling crew")
         return assemble(gathered, len(spans))
 
-    def release(self) -> None:
-        if not self.released:
-            self.released = True
+    def dismiss(self) -> None:
+        if not self.dismissed:
+            self.dismissed = True
             distributed.share(_STOP)
 
 
 def active_crew() -> _Crew | None:
     """The crew of this command's workers, on rank 0 of a multi-worker sampling command (else None)."""
-    return _crew if _crew is not None and not _crew.released else None
+    return _crew if _crew is not None and not _crew.dismissed else None
 
 
 def crew_size() -> int:
@@ -80,18 +80,18 @@ def leading():
         yield
     except BaseException:
         with contextlib.suppress(distributed.WorkerLostError):  # the command's own error is the one to report
-            crew.release()
+            crew.dismiss()
         raise
     finally:
         _crew = None
-    crew.release()
+    crew.dismiss()
 
 
-def release_workers() -> None:
+def dismiss_workers() -> None:
     """Rank 0 will sample no more in this command: let the workers end now (a no-op without workers)."""
     crew = active_crew()
     if crew is not None:
-        crew.release()
+        crew.dismiss()
 
 
 def follow(device: str) -> None:

@@ -34,7 +34,7 @@ from dpsad_core.errors import DpsadError
 from dpsad_core.export.names import size_text
 from dpsad_core.export.report import dataset_section
 from dpsad_core.runs.folder import RunFolder
-from dpsad_core.runs.records import RunResult, RunState
+from dpsad_core.runs.records import RunConfigRecord, RunResult, RunState
 from dpsad_workbench.core import format_epsilon
 from dpsad_workbench.settings import AppSettings
 from dpsad_workbench.widgets import WrapLabel
@@ -200,7 +200,7 @@ class ExportScreen(WorkerOwner, QWidget):
         try:
             folder = RunFolder(Path(run["path"]))
             # Privacy from the plan as well as the accountant, as the export itself decides it.
-            config = folder.read_json("config.json")
+            config = folder.config()
             result = folder.result().with_plan(config)
         except (OSError, ValueError, DpsadError) as error:
             self.report.setText(f"The run's result cannot be read: {html.escape(str(error))}")
@@ -212,13 +212,13 @@ class ExportScreen(WorkerOwner, QWidget):
         self.report.setText(render_report(result, config, self.generator.currentData() or "release"))
         self.report_details.setText(render_report_details(result))
 
-    def _offer_generators(self, recipe: str, config: dict[str, Any]) -> None:
+    def _offer_generators(self, recipe: str, config: RunConfigRecord) -> None:
         """The student / teacher choice for a run that distilled a few-step student, hidden otherwise."""
         from dpsad_core.training.config import Recipe, TrainConfig
 
         try:
             few_step = Recipe(recipe).distills_for_free
-            hyper = TrainConfig.from_dict(config["config"]).hyper if few_step else None
+            hyper = TrainConfig.from_dict(dict(config.config)).hyper if few_step else None
         except (KeyError, TypeError, ValueError, DpsadError):
             few_step, hyper = False, None
         self.generator.blockSignals(True)  # the caller renders the report once, for the first choice
@@ -377,7 +377,7 @@ class ExportScreen(WorkerOwner, QWidget):
             self.verify(paths[0])
 
 
-def render_report(result: RunResult, config: dict[str, Any], generator: str = "release") -> str:
+def render_report(result: RunResult, config: RunConfigRecord, generator: str = "release") -> str:
     """The run's privacy guarantee as the report will state it, in an analyst's words (``config``: config.json;
     ``generator``: the network the export samples from)."""
     lines = [f"<b>{html.escape(result.run_id)}</b> ({html.escape(result.recipe)})"]
@@ -392,8 +392,8 @@ def render_report(result: RunResult, config: dict[str, Any], generator: str = "r
     lines.append("protects: " + {"patient": "each patient (all of a patient's images together)",
                                  "image": "each image with its label"}.get(unit, str(unit)))
     # The data's name and size as the bundle's report states them: the exact count only where declared public.
-    summary = config.get("dataset", {})
-    dataset = dataset_section(summary, dict(result.dataset), result, plan=config.get("plan"))
+    summary = dict(config.dataset)
+    dataset = dataset_section(summary, dict(result.dataset), result, plan=dict(config.plan))
     lines.append(f"dataset: {html.escape(str(dataset['name']))} ({html.escape(size_text(dataset))})")
     local = summary.get("name")
     if local and local != dataset["name"]:

@@ -312,7 +312,6 @@ class RunsScreen(WorkerOwner, QWidget):
 
     def evaluate_dialog(self) -> EvaluateDialog | None:
         """The dialog asking what to evaluate the selected run against (None without a finished run)."""
-        import json
 
         from dpsad_workbench.core import list_datasets
         from dpsad_workbench.screens.evaluate_dialog import EvaluateDialog
@@ -321,8 +320,8 @@ class RunsScreen(WorkerOwner, QWidget):
         if run is None or run["state"] != FINISHED:
             return None
         try:
-            data_spec = str(json.loads((Path(run["path"]) / "config.json").read_text())["config"].get("data", ""))
-        except (OSError, ValueError, KeyError, TypeError):
+            data_spec = RunFolder(Path(run["path"])).config().data or ""
+        except (OSError, ValueError, DpsadError):
             data_spec = ""
         try:
             saved = list_datasets(self._settings().workspace_path())

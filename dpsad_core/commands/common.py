@@ -48,7 +48,7 @@ def parse_overrides(pairs: list[str]) -> dict[str, str]:
         key, sep, value = pair.partition("=")
         if not sep or not key:
             raise ConfigError(f"--set expects KEY=VALUE, got {pair!r}", field="set", value=pair,
-                              remedy="e.g. --set teacher_steps=500")
+                              remedy="e.g. --set denoiser_steps=500")
         overrides[key.strip()] = value.strip()
     return overrides
 

@@ -32,7 +32,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     cap = sub.add_mutually_exclusive_group()
     cap.add_argument("--cap", type=float, metavar="EPSILON", help="set the dataset's budget cap")
     cap.add_argument("--remove-cap", action="store_true", help="remove the dataset's budget cap")
-    sub.add_argument("--release", metavar="RUN",
+    # --release: its name before "release" meant only what leaves the machine (still accepted)
+    sub.add_argument("--drop-reservation", "--release", dest="drop_reservation", metavar="RUN",
                      help="drop the planned spend still held by a run that was killed and will not be resumed "
                           "(what it spent stays counted)")
     add_workspace_option(sub)
@@ -45,8 +46,8 @@ def _cmd_ledger(args: argparse.Namespace) -> int:
 
     workspace = workspace_from_args(args)
     ledger = PrivacyLedger(workspace)
-    if args.release:
-        return _release(ledger, workspace, args.release)
+    if args.drop_reservation:
+        return _drop_reservation(ledger, workspace, args.drop_reservation)
     if args.dataset is None:
         if args.cap is not None or args.remove_cap:
             raise ConfigError("--cap and --remove-cap need a DATASET", field="dataset",
@@ -73,7 +74,7 @@ def _cmd_ledger(args: argparse.Namespace) -> int:
     return 0
 
 
-def _release(ledger, workspace: Path, run_id: str) -> int:
+def _drop_reservation(ledger, workspace: Path, run_id: str) -> int:
     """A run's reservation counts against the cap until it ends; a run killed with -9 never ends."""
     from dpsad_core.errors import RunError
     from dpsad_core.runs.folder import RUNS_DIR, RunFolder
@@ -83,10 +84,10 @@ def _release(ledger, workspace: Path, run_id: str) -> int:
     folder = Path(workspace) / RUNS_DIR / run_id
     if folder.is_dir():
         run = RunFolder(folder)
-        run.acquire()  # RunError while the run is being trained: its reservation is still needed
-        run.release()
-    ledger.release(run_id)
-    print(f"released the planned spend held by run {run_id}; what it spent stays counted "
+        run.lock()  # RunError while the run is being trained: its reservation is still needed
+        run.unlock()
+    ledger.drop_reservation(run_id)
+    print(f"dropped the planned spend held by run {run_id}; what it spent stays counted "
           f"(resuming it reserves its plan again)")
     return 0
 

@@ -41,7 +41,7 @@ def _register_plan(commands: argparse._SubParsersAction) -> None:
                                           "sigma*k/2 and rate q; queries compose under RDP.")
     sub.add_argument("--n", type=int, required=True, help="records (privacy units) in the private index")
     sub.add_argument("--k", type=int, required=True, help="neighbours averaged per query")
-    sub.add_argument("--q", type=typed.number("--q", above=0.0, maximum=1.0), required=True,
+    sub.add_argument("--q", dest="sample_rate", type=typed.number("--q", above=0.0, maximum=1.0), required=True,
                      help="Poisson subsampling rate per query")
     sub.add_argument("--sigma", type=typed.number("--sigma", above=0.0), required=True,
                      help="std of the noise added to the mean")
@@ -56,7 +56,7 @@ def _register_plan(commands: argparse._SubParsersAction) -> None:
 def _cmd_plan(args: argparse.Namespace) -> int:
     from dpsad_core.rdm.planner import RetrievalSettings, plan_queries, queries_for_budget
 
-    settings = RetrievalSettings(k=args.k, sample_rate=args.q, sigma=args.sigma)
+    settings = RetrievalSettings(k=args.k, sample_rate=args.sample_rate, sigma=args.sigma)
     if args.queries is not None:
         plan = plan_queries(num_records=args.n, settings=settings, queries=args.queries, delta=args.delta)
     else:
@@ -183,7 +183,7 @@ def _register_generate(commands: argparse._SubParsersAction) -> None:
     sub.add_argument("--epsilon", type=typed.epsilon(), required=True, help="budget of this run")
     sub.add_argument("--delta", type=typed.delta(), help="target delta (default min(1e-5, 0.1/N))")
     sub.add_argument("--k", type=int, default=10)
-    sub.add_argument("--q", type=typed.number("--q", above=0.0, maximum=1.0), default=0.02,
+    sub.add_argument("--q", dest="sample_rate", type=typed.number("--q", above=0.0, maximum=1.0), default=0.02,
                      help="Poisson subsampling rate per query")
     sub.add_argument("--sigma", type=typed.number("--sigma", above=0.0),
                      help="noise std (default: the smallest that fits the budget)")
@@ -216,11 +216,12 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     workspace = workspace_from_args(args)
     classes = tuple(name.strip() for name in args.classes.split(",")) if args.classes else ()
     # sigma None: the run calibrates it after its noisy count (the default delta comes from that count).
-    common = {"model": args.model, "index": args.index, "epsilon": args.epsilon, "k": args.k, "q": args.q,
-              "sigma": args.sigma, "mix": args.mix, "delta": args.delta, "per_class": args.per_class,
-              "classes": classes, "query_mode": args.query_mode, "examples": tuple(args.example),
-              "per_example": args.per_example, "guidance": args.guidance, "sample_steps": args.steps,
-              "seed": args.seed, "privacy_seed": args.privacy_seed, "allow_public_overlap": args.allow_public_overlap}
+    common = {"model": args.model, "index": args.index, "epsilon": args.epsilon, "k": args.k,
+              "sample_rate": args.sample_rate, "sigma": args.sigma, "mix": args.mix, "delta": args.delta,
+              "per_class": args.per_class, "classes": classes, "query_mode": args.query_mode,
+              "examples": tuple(args.example), "per_example": args.per_example, "guidance": args.guidance,
+              "sample_steps": args.steps, "seed": args.seed, "privacy_seed": args.privacy_seed,
+              "allow_public_overlap": args.allow_public_overlap}
     result = None
     for event in show_progress(generate_rdm(GenerateConfig(**common), workspace=workspace, stop=stop_flag()),
                                interrupted=lambda event: event.message):

@@ -63,7 +63,7 @@ def _sample_here(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     model, schedule, meta = load_released_model(run.model_path, device, generator=args.generator)
     steps, times = sampler_times(meta, args.steps, args.sampler)
-    privacy = release_privacy(run.read_json("config.json"), {"private": meta["private"]})
+    privacy = release_privacy(run.config(), {"private": meta["private"]})
     classes = len(meta["class_names"])
     labels = torch.arange(classes).repeat_interleave(args.per_class)
     config = model.config

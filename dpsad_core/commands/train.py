@@ -59,7 +59,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     sub.add_argument("--min-records", type=typed.integer("--min-records", minimum=0), default=100,
                      help="refuse datasets with fewer privacy units")
     sub.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                     help="override one preset setting, e.g. --set teacher_steps=500 (repeatable)")
+                     help="override one preset setting, e.g. --set denoiser_steps=500 (repeatable)")
     sub.add_argument("--plan", action="store_true", help="print the privacy plan and stop without training")
     add_workspace_option(sub)
     sub.add_argument("--json", action="store_true", help="end with one JSON object on the last line of stdout")
@@ -147,7 +147,7 @@ def _workers_of(run_ref: str | None, workspace: Path) -> int:
         return 1
     from dpsad_core.training import RunFolder
 
-    return int(RunFolder.open(workspace, run_ref).read_json("config.json").get("workers", 1))
+    return RunFolder.open(workspace, run_ref).config().workers
 
 
 def _train_worker(args: argparse.Namespace) -> int:
@@ -194,7 +194,7 @@ def _print_plan(plan, estimate: dict[str, Any]) -> None:
                   f"{phase_time_text(estimate, phase)}")
             continue
         print(f"  {phase.name:<9} {phase.privacy:<10} on {phase.data:<7} data: {phase.steps} steps, "
-              f"expected batch {phase.expected_batch_size:g} (q={phase.sample_rate:.4f}), {noise}"
+              f"expected batch {phase.expected_batch_size:g} (sample rate {phase.sample_rate:.4f}), {noise}"
               f"{phase_time_text(estimate, phase)}")
     eps = plan.planned_epsilon.get("certified")
     print(f"  planned epsilon: {'infinity: NOT differentially private' if eps is None else f'{eps:.4f}'}"

@@ -34,7 +34,7 @@ from dpsad_core.evaluation.report import (
     EvaluationStage,
     write_evaluation,
 )
-from dpsad_core.runs.records import RunKind, RunState
+from dpsad_core.runs.records import RunConfigRecord, RunKind, RunState
 
 STAGES = ("load", "sample", "downstream", "fidelity", "memorisation")
 
@@ -63,23 +63,22 @@ def evaluate_run(run_ref: str, *, test: str, workspace: Path, options: Evaluatio
     from dpsad_core.data import resolve_data_source
     from dpsad_core.devices import resolve_device
     from dpsad_core.sampling import generate, load_released_model, sampler_times
-    from dpsad_core.sampling_workers import release_workers
+    from dpsad_core.sampling_workers import dismiss_workers
     from dpsad_core.training import RunFolder, TrainConfig
 
     options = options or EvaluationOptions()
     total = len(STAGES)
     yield EvaluationStage("load", 1, total, "loading the released model, the training data and the test data")
     run = RunFolder.open(workspace, run_ref)
-    stored = run.read_json("config.json")
-    if RunKind.of_recipe(stored.get("config", {}).get("recipe")) is RunKind.DP_RDM:
+    stored = run.config()
+    if stored.kind is RunKind.DP_RDM:
         yield from _evaluate_rdm_run(run, stored, test=test, workspace=workspace, options=options)
         return
     device = resolve_device(options.device)
     model, schedule, meta = load_released_model(run.model_path, device, generator=options.generator)
-    config = TrainConfig.from_dict(stored["config"])
-    training = resolve_data_source(config.data, workspace=workspace, resolution=stored["dataset"]["resolution"],
-                                   min_records=0)
-    if training.fingerprint(workspace) != stored["dataset"]["fingerprint"]:
+    config = TrainConfig.from_dict(stored.config)
+    training = resolve_data_source(config.data, workspace=workspace, resolution=stored.resolution, min_records=0)
+    if training.fingerprint(workspace) != stored.fingerprint:
         raise RunError(f"the data at {config.data!r} is not the data run {run.run_id} was trained on "
                        "(its fingerprint differs)", remedy="restore the original training data")
     real_test = resolve_data_source(test, workspace=workspace, split="test", duplicates="keep",
@@ -102,7 +101,7 @@ def evaluate_run(run_ref: str, *, test: str, workspace: Path, options: Evaluatio
         shape = (model.config.image_channels, model.config.resolution, model.config.resolution)
         images = generate(model, schedule, labels=labels, image_shape=shape, steps=steps, timesteps=times,
                           guidance=guidance, seed=options.seed, device=device)
-        release_workers()  # under --nproc N: the other workers are done; the scoring below is rank 0's
+        dismiss_workers()  # under --nproc N: the other workers are done; the scoring below is rank 0's
         synthetic = ((images.numpy() + 1) / 2).clip(0, 1).astype(np.float32)
     sample_seconds = time.perf_counter() - began
 
@@ -130,7 +129,7 @@ def _check_held_out(real_test, training, test: str, workspace: Path) -> None:
                                  "(for example the MNIST folder or the .npz file) or a held-out dataset")
 
 
-def _evaluate_rdm_run(run, stored: dict[str, Any], *, test: str, workspace: Path, options: EvaluationOptions
+def _evaluate_rdm_run(run, stored: RunConfigRecord, *, test: str, workspace: Path, options: EvaluationOptions
                      ) -> Iterator[EvaluationStage | EvaluationFinished]:
     """Evaluate a DP-RDM run's generated images (no sampling: each image cost privacy when it was made)."""
     from dpsad_core.data import resolve_data_source
@@ -177,7 +176,7 @@ def _evaluate_rdm_run(run, stored: dict[str, Any], *, test: str, workspace: Path
     yield EvaluationFinished(run_id=run.run_id, path=written, result=result)
 
 
-def rdm_private_data(stored: dict[str, Any], *, workspace: Path, run_id: str):
+def rdm_private_data(stored: RunConfigRecord, *, workspace: Path, run_id: str):
     """The private retrieval set of a DP-RDM run, as its index was built (see ``rdm.index.build_index``).
 
     Resolved from ``config.json``'s ``data``, checked by the fingerprint of the records as imported,
@@ -186,17 +185,17 @@ def rdm_private_data(stored: dict[str, Any], *, workspace: Path, run_id: str):
     from dpsad_core.data import conform_dataset, resolve_data_source
     from dpsad_core.errors import DataImportError
 
-    data, summary = stored["config"].get("data"), stored["dataset"]
+    data = stored.data
     if not data:
         raise RunError(f"DP-RDM run {run_id} does not record where its private data is",
                        remedy="the run predates this record: evaluate a newer DP-RDM run")
-    resolution, channels = summary["resolution"], summary["channels"]
+    resolution, channels = stored.resolution, stored.channels
     try:
         dataset = resolve_data_source(data, workspace=workspace, min_records=0)
     except DataImportError:  # images of mixed sizes: converted while loading, as the index did
         dataset = resolve_data_source(data, workspace=workspace, resolution=resolution, channels=channels,
                                       min_records=0)
-    if dataset.fingerprint(workspace) != summary["fingerprint"]:
+    if dataset.fingerprint(workspace) != stored.fingerprint:
         raise RunError(f"the data at {data!r} is not the private data DP-RDM run {run_id} retrieved from (its "
                        "fingerprint differs)", remedy="restore the original private data")
     return conform_dataset(dataset, resolution=resolution, channels=channels)

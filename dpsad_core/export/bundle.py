@@ -130,11 +130,10 @@ def export_bundle(run_ref: str | os.PathLike[str], *, workspace: Path, out: str 
     settings = ExportOptions(**options)
     run = RunFolder.open(workspace, str(run_ref))
     state = run.state
-    config = run.read_json("config.json")
+    config = run.config()
     # Privacy from the plan as well as the accountant: a lost accountant never makes a release private.
     result = run.result().with_plan(config) if run.has_result else None
-    rdm = RunKind.DP_RDM in (RunKind.of_recipe(config.get("config", {}).get("recipe")),
-                             result.kind if result is not None else None)
+    rdm = RunKind.DP_RDM in (config.kind, result.kind if result is not None else None)
     if rdm and (state is not RunState.FINISHED or result is None or not (run.path / "samples.npz").is_file()):
         raise RunError(f"DP-RDM run {run.run_id} did not finish (state: {state}), so it has no complete set of "
                        "images to export", remedy="a DP-RDM run is not resumed: generate a new one with "
@@ -372,7 +371,7 @@ def _write_reports(run, result: RunResult, partial: Path, settings: ExportOption
               "count": settings.count, "class_names": class_names, "class_counts": counts, **source.settings,
               "npz": settings.npz, "research_export": not result.private, "contents": source.contents}
     created = utc_now()
-    report = build_report(run_dir=run.path, config=run.read_json("config.json"), result=result,
+    report = build_report(run_dir=run.path, config=run.config(), result=result,
                           metrics=run.read_metrics(), evaluation=evaluation, model=source.model,
                           bundle=bundle, signer=signer_info(load_or_create_signing_key().public_key()).to_dict(),
                           software=export_software_versions(), created=created,

@@ -9,6 +9,7 @@ name is replaced the same way.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 PRIVATE_NAME = "dataset"
@@ -16,7 +17,7 @@ PUBLIC_NAME = "public dataset"
 INDEX_NAME = "private index"
 
 
-def exported_name(summary: dict[str, Any] | None, default: str) -> str:
+def exported_name(summary: Mapping[str, Any] | None, default: str) -> str:
     """``summary["name"]`` when the analyst declared it (``name_declared``), else ``default``."""
     if summary and summary.get("name_declared") and isinstance(summary.get("name"), str):
         return summary["name"]
@@ -26,7 +27,7 @@ def exported_name(summary: dict[str, Any] | None, default: str) -> str:
 BUILT_IN_SOURCES = ("demo", "rendered-digits")
 
 
-def shareable_spec(spec: str, summary: dict[str, Any] | None, default: str) -> str:
+def shareable_spec(spec: str, summary: Mapping[str, Any] | None, default: str) -> str:
     """What the analyst typed for the data (``--data``), if it is a built-in source or the declared name; else
     the name a bundle may carry."""
     if spec in BUILT_IN_SOURCES or (summary and summary.get("name_declared") and spec == summary.get("name")):

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import platform
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,7 @@ from dpsad_core.export.names import (
     shareable_spec,
 )
 from dpsad_core.privacy.plain_words import likelihood_factor
-from dpsad_core.runs.records import RunKind, RunResult
+from dpsad_core.runs.records import RunConfigRecord, RunKind, RunResult
 
 REPORT_FORMAT = "dpsad-privacy-report/1"
 MAX_CURVE_POINTS = 400
@@ -40,7 +41,7 @@ OUTSIDE_GUARANTEE = ("OUTSIDE THE PRIVACY GUARANTEE: computed from the private d
                      "information that epsilon does not cover")
 
 
-def build_report(*, run_dir: Path, config: dict[str, Any], result: RunResult, metrics: list[dict[str, Any]],
+def build_report(*, run_dir: Path, config: RunConfigRecord, result: RunResult, metrics: list[dict[str, Any]],
                  evaluation: dict[str, Any] | None, bundle: dict[str, Any], signer: dict[str, str],
                  software: dict[str, str], created: str, include_private_diagnostics: bool,
                  model: dict[str, Any]) -> dict[str, Any]:
@@ -72,9 +73,9 @@ def build_report(*, run_dir: Path, config: dict[str, Any], result: RunResult, me
         Add the diagnostics that are not covered by the guarantee (labelled as such).
     """
     private = result.private
-    plan = config["plan"]
+    plan = dict(config.plan)
     dataset = dict(result.dataset)
-    summary = config.get("dataset", {})
+    summary = dict(config.dataset)
     report: dict[str, Any] = {
         "format": REPORT_FORMAT,
         "title": _title(result),
@@ -99,15 +100,15 @@ def build_report(*, run_dir: Path, config: dict[str, Any], result: RunResult, me
         # Days, not times, and no training time: how long a run took grows with its Poisson batches, whose
         # sizes follow the private data's size (a timing channel no mechanism counts).
         "run": {"run_id": result.run_id, "folder_name": Path(run_dir).name, "recipe": result.recipe,
-                "created": _day(config.get("created")), "finished": _day(result.finished),
+                "created": _day(config.created), "finished": _day(result.finished),
                 "steps": None if result.steps is None else dict(result.steps), "device": result.device},
         "config": shareable_config(config),
         "plan": plan,
         "dataset": dataset_section(summary, dataset, result, plan=plan),
-        "public_dataset": _public_dataset(config.get("public_dataset")),
+        "public_dataset": _public_dataset(config.public_dataset),
         "model": model,
         "mechanism": rdm_mechanism(result, config),
-        "software": {"training": config.get("software", {}), "export": software},
+        "software": {"training": dict(config.software or {}), "export": software},
         "curves": {"epsilon": epsilon_curve(metrics), "public_losses": loss_curves(metrics, plan, public=True)},
         "outside_guarantee": None,
         "bundle": bundle,
@@ -173,7 +174,7 @@ def dataset_section(summary: dict[str, Any], dataset: dict[str, Any], result: Ru
     }
 
 
-def shareable_config(config: dict[str, Any]) -> dict[str, Any]:
+def shareable_config(config: RunConfigRecord) -> dict[str, Any]:
     """The run's resolved config with every local name replaced (:mod:`dpsad_core.export.names`).
 
     ``data``, ``public_data`` and an audit's ``ledger_data`` may be paths on the exporting machine, or
@@ -181,9 +182,9 @@ def shareable_config(config: dict[str, Any]) -> dict[str, Any]:
     the report gives the names the analyst declared, or neutral ones. Example query images are numbered,
     and a DP-RDM index (named after its dataset by default) is called "private index".
     """
-    resolved = dict(config["config"])
-    summaries = {"data": (config.get("dataset"), PRIVATE_NAME), "ledger_data": (config.get("dataset"), PRIVATE_NAME),
-                 "public_data": (config.get("public_dataset"), PUBLIC_NAME)}
+    resolved = dict(config.config)
+    summaries = {"data": (config.dataset, PRIVATE_NAME), "ledger_data": (config.dataset, PRIVATE_NAME),
+                 "public_data": (config.public_dataset, PUBLIC_NAME)}
     for key, (summary, default) in summaries.items():
         if resolved.get(key) is not None:
             resolved[key] = shareable_spec(resolved[key], summary, default)
@@ -207,7 +208,7 @@ def _day(timestamp: str | None) -> str | None:
     return timestamp[:10] if isinstance(timestamp, str) else None
 
 
-def _public_dataset(summary: dict[str, Any] | None) -> dict[str, Any] | None:
+def _public_dataset(summary: Mapping[str, Any] | None) -> dict[str, Any] | None:
     if not summary:
         return None
     keep = ("fingerprint", "num_records", "num_classes", "resolution", "channels")
@@ -286,7 +287,7 @@ def is_rdm(result: RunResult) -> bool:
     return result.kind is RunKind.DP_RDM
 
 
-def rdm_mechanism(result: RunResult, config: dict[str, Any]) -> dict[str, Any] | None:
+def rdm_mechanism(result: RunResult, config: RunConfigRecord) -> dict[str, Any] | None:
     """The DP-RDM mechanism section (None for other recipes); see :mod:`dpsad_core.export.report_rdm`."""
     if not is_rdm(result):
         return None

@@ -13,15 +13,15 @@ from __future__ import annotations
 from typing import Any
 
 from dpsad_core.privacy.plain_words import likelihood_factor
-from dpsad_core.runs.records import RunResult
+from dpsad_core.runs.records import RunConfigRecord, RunResult
 
 MECHANISM_NAME = "DP-RDM private retrieval (Lebensold et al. 2024, arXiv 2403.14421; docs/method.md §2)"
 
 
-def rdm_mechanism_section(result: RunResult, config: dict[str, Any]) -> dict[str, Any]:
+def rdm_mechanism_section(result: RunResult, config: RunConfigRecord) -> dict[str, Any]:
     """The report's ``mechanism`` section: the retrieval mechanism, its parameters and the public model."""
     mechanism = result.mechanism or {}
-    public = result.public_model or config.get("public_model") or {}
+    public = result.public_model or config.public_model or {}
     k, sigma = int(mechanism["k"]), float(mechanism["sigma"])
     return {
         "name": MECHANISM_NAME,
@@ -34,7 +34,7 @@ def rdm_mechanism_section(result: RunResult, config: dict[str, Any]) -> dict[str
         "query_mode": mechanism.get("query_mode"), "guidance": mechanism.get("guidance"),
         "sampler": mechanism.get("sampler"),
         "public_model": public.get("name"),
-        "public_dataset": public.get("public_dataset") or (config.get("public_dataset") or {}).get("name"),
+        "public_dataset": public.get("public_dataset") or (config.public_dataset or {}).get("name"),
         "encoder": f"the frozen image encoder of public model {public.get('name')!r}",
         "encoder_digest": public.get("encoder_digest"),
         "per_query": "Poisson-subsample the private index with rate q, take the k nearest neighbours of the query "

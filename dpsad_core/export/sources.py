@@ -64,7 +64,7 @@ def model_source(run, settings) -> ImageSource:
     from dpsad_core.devices import resolve_device
     from dpsad_core.export.manifest import sha256_file
     from dpsad_core.sampling import SAMPLING_BLOCK, generate, load_released_model, sampler_times, to_uint8
-    from dpsad_core.sampling_workers import crew_size, release_workers
+    from dpsad_core.sampling_workers import crew_size, dismiss_workers
 
     if settings.per_class is None and settings.count is None:
         raise ConfigError("give one of per_class and count", field="per_class", value=None,
@@ -90,7 +90,7 @@ def model_source(run, settings) -> ImageSource:
                               sampler=settings.sampler, steps=steps, guidance=guidance, seed=settings.seed,
                               device=device, first_index=start, timesteps=times)
             yield start, to_uint8(images)
-        release_workers()  # under --nproc N: all sampled; the other workers need not wait for the report and zip
+        dismiss_workers()  # under --nproc N: all sampled; the other workers need not wait for the report and zip
 
     return ImageSource(
         class_names=class_names, labels=labels, chunks=chunks,

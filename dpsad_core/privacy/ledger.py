@@ -189,7 +189,7 @@ class PrivacyLedger:
         dataset_name, recipe : str, optional
             For display.
         finished : bool
-            The run ended (finished, stopped or failed): its reservation is released.
+            The run ended (finished, stopped or failed): its reservation is dropped.
         """
         row = _spend_row(run_id=run_id, dataset_fingerprint=dataset_fingerprint, kind=kind, delta=delta,
                          mechanisms=mechanisms, private=private, recipe=recipe)
@@ -231,7 +231,7 @@ class PrivacyLedger:
                 " private=excluded.private, updated=excluded.updated", row)
         return check
 
-    def release(self, run_id: str) -> None:
+    def drop_reservation(self, run_id: str) -> None:
         """Drop ``run_id``'s reservation and keep its spend (a run that failed or was aborted mid-step)."""
         with self._connect(write=True) as connection:
             connection.execute("UPDATE spends SET reserved=NULL, updated=? WHERE run_id=?", (_utc_now(), run_id))

@@ -135,7 +135,7 @@ class BudgetCheck:
 
 # -- composition -----------------------------------------------------------------------------------
 def _upper_envelope(first: Sequence[Mechanism], second: Sequence[Mechanism]) -> tuple[Mechanism, ...]:
-    """Per (part, sigma, q), the larger step count of the two lists: at least what either spends."""
+    """Per (part, sigma, sample rate), the larger step count of the two lists: at least what either spends."""
     steps: dict[tuple[str, float, float], int] = {}
     template: dict[tuple[str, float, float], Mechanism] = {}
     for source in (first, second):

@@ -47,7 +47,7 @@ class RunSpend:
                finished: bool = False) -> None:
         """Record the accountant's history plus ``upcoming`` (the step about to run).
 
-        ``finished``: the run ended at a step boundary (finished or stopped); its reservation is released.
+        ``finished``: the run ended at a step boundary (finished or stopped); its reservation is dropped.
         """
         mechanisms = list(accountant.mechanisms)
         if upcoming is not None:
@@ -59,11 +59,11 @@ class RunSpend:
                                  private=self.private and accountant.is_private, finished=finished)
         self._last = mechanisms
 
-    def release(self) -> None:
+    def drop_reservation(self) -> None:
         """The run failed or was cut off inside a step: keep the recorded spend (that step included),
         drop the reservation. Never raises: the error being handled matters more, and a kept
         reservation errs on the safe side."""
         try:
-            self.ledger.release(self.run_id)
+            self.ledger.drop_reservation(self.run_id)
         except Exception:  # noqa: BLE001 - see the docstring
             pass

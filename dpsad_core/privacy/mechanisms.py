@@ -141,17 +141,17 @@ class Mechanism:
         components = tuple(tuple(sorted(item.items(), key=lambda kv: kv[0])) for item in self.components)
         return hash((self.part, self.noise_multiplier, self.sample_rate, self.steps, self.clip_norm, components))
 
-    def noise_of(self, release: str) -> tuple[float, float] | None:
-        """``(noise multiplier, clip norm)`` that one step adds to ``release``, or None if it adds no noise.
+    def noise_of(self, part: str) -> tuple[float, float] | None:
+        """``(noise multiplier, clip norm)`` that one step adds to ``part``, or None if it adds no noise.
 
         A step is driven by this: the noise it draws is exactly what the accountant composes. With
         components (releases sharing one subsample), each component names its own; otherwise the
         mechanism's own part is the one release.
         """
         for item in self.components:
-            if item.get("part") == release:
+            if item.get("part") == part:
                 return float(item["noise_multiplier"]), float(item["clip_norm"])
-        if not self.components and release == self.part and self.clip_norm is not None:
+        if not self.components and part == self.part and self.clip_norm is not None:
             return self.noise_multiplier, self.clip_norm
         return None
 

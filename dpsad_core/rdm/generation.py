@@ -50,7 +50,7 @@ from dpsad_core.runs.lifecycle import (
     draw_count,
     secret_randomness,
 )
-from dpsad_core.runs.records import DP_RDM_RECIPE, RunResult
+from dpsad_core.runs.records import DP_RDM_RECIPE, RunConfigRecord, RunResult
 
 __all__ = ["RECIPE", "GenerateConfig", "QuerySpec", "generate_rdm", "plan_query_list"]
 
@@ -82,7 +82,7 @@ class GenerateConfig:
     index: str
     epsilon: float
     k: int = 10
-    q: float = 0.02
+    sample_rate: float = 0.02          # q in the paper, the CLI (--q) and config.json
     sigma: float | None = 0.1
     mix: float = 1.0
     delta: float | None = None
@@ -102,7 +102,7 @@ class GenerateConfig:
         object.__setattr__(self, "classes", tuple(self.classes))
         object.__setattr__(self, "examples", tuple(str(path) for path in self.examples))
         # Validates k, q and sigma (a sigma still to calibrate is checked when it is).
-        RetrievalSettings(k=self.k, sample_rate=self.q, sigma=1.0 if self.sigma is None else self.sigma)
+        RetrievalSettings(k=self.k, sample_rate=self.sample_rate, sigma=1.0 if self.sigma is None else self.sigma)
         if not 0.0 < self.mix <= 1.0:
             raise ConfigError(f"lambda must be in (0, 1], got {self.mix!r}", field="lambda", value=self.mix,
                               remedy="lambda = 0 would ignore the private data")
@@ -128,11 +128,11 @@ class GenerateConfig:
     def settings(self) -> RetrievalSettings:
         if self.sigma is None:
             raise ConfigError("sigma is calibrated by the run, after its noisy count", field="sigma")
-        return RetrievalSettings(k=self.k, sample_rate=self.q, sigma=self.sigma)
+        return RetrievalSettings(k=self.k, sample_rate=self.sample_rate, sigma=self.sigma)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
-        data["lambda"] = data.pop("mix")
+        data["lambda"], data["q"] = data.pop("mix"), data.pop("sample_rate")  # the paper's symbols, as written
         data["classes"], data["examples"] = list(self.classes), list(self.examples)
         return data
 
@@ -231,9 +231,9 @@ def _fits_run_budget(config: GenerateConfig, queries: int, delta: float, prior: 
     from dpsad_core.rdm.planner import sigma_for_budget
 
     if config.sigma is None:
-        sigma = sigma_for_budget(k=config.k, sample_rate=config.q, queries=queries, epsilon=config.epsilon,
+        sigma = sigma_for_budget(k=config.k, sample_rate=config.sample_rate, queries=queries, epsilon=config.epsilon,
                                  delta=delta, prior=tuple(prior))
-        return RetrievalSettings(k=config.k, sample_rate=config.q, sigma=sigma)
+        return RetrievalSettings(k=config.k, sample_rate=config.sample_rate, sigma=sigma)
     settings = config.settings
     planned, _ = certified_values(mechanisms=[*prior, settings.mechanism(queries)], delta=delta)
     if planned.certified > config.epsilon:
@@ -309,16 +309,16 @@ def generate_rdm(config: GenerateConfig, *, workspace: Path, stop: Callable[[], 
         planned, note = certified_values(mechanisms=planned_mechanisms, delta=delta)
         life = RunLife.reserve(account, run, delta=delta, private=not nonprivate, planned=planned_mechanisms)
     warnings, local_warnings = _settings_warnings(config, settings, public_model, index)
-    life.create(workspace, {
-        "config": {**config.to_dict(), "sigma": settings.sigma, "sigma_calibrated": config.sigma is None,
-                   "recipe": RECIPE, "queries": len(queries), "delta": delta, "data": index.meta.get("data")},
-        "dataset": dataset, "public_dataset": public_model.meta["public_dataset"],
-        "public_model": {"name": public_model.name, "encoder_digest": public_model.encoder_digest},
-        "plan": {"recipe": RECIPE, "nonprivate_parts": nonprivate,
-                 "mechanisms": [mechanism.to_dict() for mechanism in planned_mechanisms],
-                 "planned_epsilon": planned.to_dict(), "delta": delta, "warnings": warnings, **units},
-        "created": utc_now_str(),
-    })
+    life.create(workspace, RunConfigRecord(
+        config={**config.to_dict(), "sigma": settings.sigma, "sigma_calibrated": config.sigma is None,
+                "recipe": RECIPE, "queries": len(queries), "delta": delta, "data": index.meta.get("data")},
+        dataset=dataset, public_dataset=public_model.meta["public_dataset"],
+        public_model={"name": public_model.name, "encoder_digest": public_model.encoder_digest},
+        plan={"recipe": RECIPE, "nonprivate_parts": nonprivate,
+              "mechanisms": [mechanism.to_dict() for mechanism in planned_mechanisms],
+              "planned_epsilon": planned.to_dict(), "delta": delta, "warnings": warnings, **units},
+        created=utc_now_str(),
+    ))
     accountant = PrivacyAccountant(delta=delta)
     for part in nonprivate:
         accountant.mark_nonprivate(part)
@@ -393,7 +393,7 @@ def _settings_warnings(config: GenerateConfig, settings: RetrievalSettings, publ
                     f"{sigma_max:g}): images may degrade; train a model with a larger --sigma-max")
     counts = index.meta["dataset"]["class_counts"]
     wanted = config.classes or tuple(counts)
-    if config.per_class and min((counts.get(name, 0) for name in wanted), default=0) * config.q < config.k:
+    if config.per_class and min((counts.get(name, 0) for name in wanted), default=0) * config.sample_rate < config.k:
         # Computed from the private class sizes without noise: printed for the user, never written to the
         # run folder, whose files may be exported.
         local.append(f"in some queried class the subsample is expected to hold fewer than k = {config.k} records "

@@ -26,7 +26,7 @@ from typing import Any, Protocol
 
 from dpsad_core.atomic import atomic_write, atomic_write_json
 from dpsad_core.errors import RunError
-from dpsad_core.runs.records import AUDIT_FILE, RunKind, RunResult, RunState, RunStatus
+from dpsad_core.runs.records import AUDIT_FILE, RunConfigRecord, RunKind, RunResult, RunState, RunStatus
 
 RUNS_DIR = "runs"
 
@@ -127,7 +127,11 @@ class RunFolder:
         """What made the run: an audit (canaries, ``audit.json``), DP-RDM generation, or training."""
         if (self.path / AUDIT_FILE).is_file():
             return RunKind.AUDIT
-        return RunKind.of_recipe(self.read_json("config.json")["config"].get("recipe"))
+        return self.config().kind
+
+    def config(self) -> RunConfigRecord:
+        """``config.json`` as a :class:`RunConfigRecord` (a RunError naming the file when missing or unreadable)."""
+        return RunConfigRecord.from_dict(self.read_json("config.json"), source=self.path / "config.json")
 
     @property
     def has_result(self) -> bool:
@@ -164,7 +168,8 @@ class RunFolder:
         atomic_write(self.path / "metrics.jsonl", lambda handle: handle.write(text.encode("utf-8")))
 
     # -- lock --------------------------------------------------------------------------------------
-    def acquire(self) -> None:
+    def lock(self) -> None:
+        """Hold ``.lock`` for this process (RunError naming the run when another process holds it)."""
         handle = open(self.path / ".lock", "a+", encoding="utf-8")
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -178,14 +183,14 @@ class RunFolder:
         handle.flush()
         self._lock_handle = handle
 
-    def release(self) -> None:
+    def unlock(self) -> None:
         if self._lock_handle is not None:
             fcntl.flock(self._lock_handle, fcntl.LOCK_UN)
             self._lock_handle.close()
             self._lock_handle = None
 
 
-def release_privacy(config: dict[str, Any], result: dict[str, Any] | None = None) -> dict[str, Any]:
+def release_privacy(config: RunConfigRecord, result: dict[str, Any] | None = None) -> dict[str, Any]:
     """``result`` (or ``{}``) with ``private``/``nonprivate_parts`` derived from the plan AND the accountant.
 
     A release is private only when neither the run's plan (``config.json``) nor its accountant lists a
@@ -195,7 +200,7 @@ def release_privacy(config: dict[str, Any], result: dict[str, Any] | None = None
     ``runs`` and the GUI.
     """
     result = dict(result or {})
-    parts = [*((config.get("plan") or {}).get("nonprivate_parts") or []), *(result.get("nonprivate_parts") or [])]
+    parts = [*config.nonprivate_parts, *(result.get("nonprivate_parts") or [])]
     parts = list(dict.fromkeys(parts))
     result["nonprivate_parts"] = parts
     result["private"] = not parts and bool(result.get("private", True))
@@ -214,7 +219,7 @@ def list_runs(workspace: Path) -> list[dict[str, Any]]:
         if not (path / "config.json").is_file():
             continue
         run = RunFolder(path)
-        config = run.read_json("config.json")
+        config = run.config()
         status = run.status_record()
         result = run.result().with_plan(config) if run.has_result else None
         summaries.append({
@@ -222,12 +227,12 @@ def list_runs(workspace: Path) -> list[dict[str, Any]]:
             "path": str(path),
             "state": status.state.value,
             "kind": run.kind.value,
-            "recipe": config["config"]["recipe"],
-            "dataset": config["dataset"]["name"],
-            "epsilon_target": config["config"]["epsilon"],
+            "recipe": config.recipe,
+            "dataset": config.dataset_name,
+            "epsilon_target": config.epsilon_target,
             "epsilon": result.epsilon if result is not None else status.epsilon_spent,
             "private": result.private if result is not None else release_privacy(config)["private"],
-            "created": config.get("created"),
+            "created": config.created,
         })
     return summaries
 
@@ -244,10 +249,11 @@ class RunFiles(Protocol):
     def checkpoint_path(self) -> Path: ...
     @property
     def model_path(self) -> Path: ...
-    def acquire(self) -> None: ...
-    def release(self) -> None: ...
+    def lock(self) -> None: ...
+    def unlock(self) -> None: ...
     def load_checkpoint(self) -> dict[str, Any] | None: ...
     def read_json(self, name: str) -> dict[str, Any]: ...
+    def config(self) -> RunConfigRecord: ...
     def write_json(self, name: str, data: dict[str, Any]) -> None: ...
     def save_torch(self, path: Path, state: dict[str, Any]) -> None: ...
     def set_status(self, state: RunState | str, **extra: Any) -> None: ...

@@ -36,7 +36,7 @@ from dpsad_core.privacy.mechanisms import Mechanism
 from dpsad_core.privacy.noisy_count import COUNT_STREAM, NoisyCount, count_mechanism, draw_noisy_count
 from dpsad_core.privacy.randomness import SecretRandomness
 from dpsad_core.runs.folder import RunFiles, RunFolder, utc_now
-from dpsad_core.runs.records import RunResult, RunState
+from dpsad_core.runs.records import RunConfigRecord, RunResult, RunState
 
 __all__ = ["LedgerAccount", "RunLife", "certified_values", "count_kept", "count_plan", "draw_count",
            "secret_randomness"]
@@ -95,7 +95,7 @@ def draw_count(account: LedgerAccount, *, num_units: int, declared: bool, random
     """The run's noisy count of its privacy units, charged in the ledger before it is used; None when declared.
 
     The count alone is held first (a data-independent check: with the cap spent the run is refused and nothing is
-    drawn), recorded as spent (the hold released), then drawn once from ``randomness``'s "count" stream: the
+    drawn), recorded as spent (the hold dropped), then drawn once from ``randomness``'s "count" stream: the
     run reserves its whole plan next, and if that is refused the count stays counted (module docstring).
     ``delta``: the run's delta when the analyst gave one; else the count is held at :data:`COUNT_HOLD_DELTA`.
     """
@@ -107,10 +107,10 @@ def draw_count(account: LedgerAccount, *, num_units: int, declared: bool, random
     accountant = PrivacyAccountant(delta=at)
     accountant.record(count_mechanism())
     try:
-        # Recorded as spent before it is drawn (the engine's rule for every mechanism), the hold released.
+        # Recorded as spent before it is drawn (the engine's rule for every mechanism), the hold dropped.
         spend.record(accountant, finished=True)
     except BaseException:
-        spend.release()
+        spend.drop_reservation()
         raise
     return draw_noisy_count(num_units, randomness.stream(COUNT_STREAM))
 
@@ -157,13 +157,13 @@ class RunLife:
         """Hold the run's whole plan before its folder exists (PrivacyBudgetError, nothing written, if over)."""
         return cls(folder, account.reserve(delta=delta, private=private, planned=planned))
 
-    def create(self, workspace: Path, config: dict[str, Any]) -> None:
-        """The folder and its config.json; on failure the reservation is released (the spend so far stays)."""
+    def create(self, workspace: Path, config: RunConfigRecord) -> None:
+        """The folder and its config.json; on failure the reservation is dropped (the spend so far stays)."""
         try:
             RunFolder.create(workspace, self.folder.run_id)
-            self.folder.write_json("config.json", config)
+            self.folder.write_json("config.json", config.to_dict())
         except BaseException:
-            self.release()
+            self.drop_reservation()
             raise
 
     def record(self, accountant: PrivacyAccountant, upcoming: Mechanism | None = None) -> None:
@@ -178,14 +178,14 @@ class RunLife:
         self.folder.set_status(RunState.RUNNING, phase=phase, step=step, **extra)
 
     def finish(self, accountant: PrivacyAccountant, result: RunResult, *, phase: str, step: int) -> None:
-        """The run ended: its privacy state, its final spend (reservation released), result.json, status."""
+        """The run ended: its privacy state, its final spend (reservation dropped), result.json, status."""
         self.save_privacy(accountant)
         self._close(accountant)
         self.folder.write_result(result)
         self.folder.set_status(RunState.FINISHED, phase=phase, step=step, epsilon_spent=result.epsilon)
 
     def interrupt(self, accountant: PrivacyAccountant, *, phase: str, step: int, message: str) -> None:
-        """Stopped at a step boundary: what was spent stays recorded, the reservation is released.
+        """Stopped at a step boundary: what was spent stays recorded, the reservation is dropped.
 
         The status states the spend as the ledger composes it (min of RDP and PRV, not the cheaper bound
         progress shows at every step), so the run's list and its dataset's budget print one number.
@@ -198,17 +198,17 @@ class RunLife:
 
     def abort(self, *, phase: str, step: int, message: str) -> None:
         """Cut off inside a step (a lost worker, a second Ctrl-C): the last checkpoint stands and resumes."""
-        self.release()
+        self.drop_reservation()
         self.folder.set_status(RunState.INTERRUPTED, phase=phase, step=step, message=message)
 
     def fail(self, error: BaseException, *, phase: str, step: int, **extra: Any) -> None:
         """An error ended the run: the recorded spend (the step cut short included) stays, the hold goes."""
-        self.release()
+        self.drop_reservation()
         self.folder.set_status(RunState.FAILED, phase=phase, step=step, error=str(error), **extra)
 
-    def release(self) -> None:
+    def drop_reservation(self) -> None:
         if self.spend is not None:
-            self.spend.release()
+            self.spend.drop_reservation()
 
     def _close(self, accountant: PrivacyAccountant) -> None:
         if self.spend is not None:

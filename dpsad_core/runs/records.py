@@ -1,14 +1,15 @@
-"""Typed records of a run folder: its kind, its state, ``status.json`` and ``result.json``.
+"""Typed records of a run folder: its kind, its state, ``config.json``, ``status.json`` and ``result.json``.
 
 Two processes write these files (the training engine and DP-RDM generation) and many read them
-(export, evaluation, audit, the CLI, the GUI). Each reader goes through :class:`RunResult` and
-:class:`RunStatus` rather than string keys, so a renamed or missing key fails here, once, with the
-file's name, and never as a ``KeyError`` deep in a report.
+(export, evaluation, audit, the CLI, the GUI). Each reader goes through :class:`RunConfigRecord`,
+:class:`RunResult` and :class:`RunStatus` rather than string keys, so a renamed or missing key fails
+here, once, with the file's name, and never as a ``KeyError`` deep in a report.
 
 The JSON keys are those the writers have always used: a ``result.json`` written by an older
 version (without ``schema``, ``student``, ``workers`` or ``secure_rng``) still reads, with the
-missing optional keys at their defaults. ``schema`` is written from version 1 on; a file from a
-newer version is refused rather than half-read.
+missing optional keys at their defaults, and so does a ``config.json`` without ``schema``,
+``workers`` or ``software``. ``schema`` is written from version 1 on; a file from a newer version is
+refused rather than half-read.
 
 Nothing here imports torch or numpy: the GUI reads runs without loading the training stack.
 """
@@ -24,10 +25,14 @@ from typing import Any
 
 from dpsad_core.errors import RunError
 
-__all__ = ["AUDIT_FILE", "RESULT_SCHEMA", "RunKind", "RunResult", "RunState", "RunStatus"]
+__all__ = ["AUDIT_FILE", "CONFIG_SCHEMA", "RESULT_SCHEMA", "RunConfigRecord", "RunKind", "RunResult", "RunState",
+           "RunStatus"]
 
 #: Version of the ``result.json`` layout written by :meth:`RunResult.to_dict`.
 RESULT_SCHEMA = 1
+#: Version of the ``config.json`` layout written by :meth:`RunConfigRecord.to_dict` (the settings inside
+#: ``config`` carry their own ``format``: ``dpsad_core.training.config.CONFIG_FORMAT``).
+CONFIG_SCHEMA = 1
 
 #: The recipe name DP-RDM generation writes (``dpsad_core.rdm.generation.RECIPE`` is this value).
 DP_RDM_RECIPE = "dp-rdm"
@@ -121,6 +126,127 @@ class RunStatus:
                    extra={k: v for k, v in data.items() if k not in known})
 
 
+@dataclass(frozen=True)
+class RunConfigRecord:
+    """``config.json``: what a run was asked to do, written once at its start and never changed.
+
+    ``config`` is the request (a training run's ``TrainConfig.to_dict()``, or DP-RDM's settings with
+    the sigma it calibrated); ``dataset`` the private data's summary (name, fingerprint, resolution,
+    classes, the published count); ``plan`` the privacy plan (a training run's phases, or DP-RDM's
+    mechanisms), whose ``nonprivate_parts`` no result can take back (:meth:`RunResult.with_plan`).
+    A DP-RDM run also names its public model; a training run the software versions and its workers.
+    """
+
+    config: Mapping[str, Any]
+    dataset: Mapping[str, Any]
+    plan: Mapping[str, Any]
+    public_dataset: Mapping[str, Any] | None = None
+    public_model: Mapping[str, Any] | None = None      # DP-RDM: the public model's name and encoder digest
+    created: str | None = None
+    software: Mapping[str, Any] | None = None
+    workers: int = 1                                   # processes that trained the run (``--nproc``)
+    schema: int = CONFIG_SCHEMA
+
+    @property
+    def recipe(self) -> str:
+        return str(self.config.get("recipe"))
+
+    @property
+    def kind(self) -> RunKind:
+        """Training or DP-RDM (an audit run is a training run with ``audit.json``: ``RunFolder.kind``)."""
+        return RunKind.of_recipe(self.recipe)
+
+    @property
+    def epsilon_target(self) -> float | None:
+        return self.config.get("epsilon")
+
+    @property
+    def data(self) -> str | None:
+        """The private data as the analyst named it (what a resume or an evaluation reads again)."""
+        return self.config.get("data")
+
+    @property
+    def device(self) -> str:
+        return str(self.config.get("device") or "auto")
+
+    @property
+    def max_steps(self) -> int | None:
+        return self.config.get("max_steps")
+
+    @property
+    def dataset_name(self) -> str:
+        return str(self.dataset.get("name"))
+
+    @property
+    def fingerprint(self) -> str | None:
+        """The fingerprint of the private records as imported at the start (a resume must find the same)."""
+        return self.dataset.get("fingerprint")
+
+    @property
+    def resolution(self) -> int | None:
+        return self.dataset.get("resolution")
+
+    @property
+    def channels(self) -> int | None:
+        return self.dataset.get("channels")
+
+    @property
+    def num_classes(self) -> int | None:
+        return self.dataset.get("num_classes")
+
+    @property
+    def class_names(self) -> list[str]:
+        return [str(name) for name in self.dataset.get("class_counts") or {}]
+
+    @property
+    def phases(self) -> tuple[Mapping[str, Any], ...]:
+        """A training plan's phases (none for DP-RDM, whose plan lists mechanisms)."""
+        return tuple(self.plan.get("phases") or ())
+
+    @property
+    def nonprivate_parts(self) -> tuple[str, ...]:
+        return tuple(self.plan.get("nonprivate_parts") or ())
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON object of ``config.json``, with the keys the writers have always used."""
+        data: dict[str, Any] = {"schema": self.schema, "config": dict(self.config), "dataset": dict(self.dataset),
+                                "public_dataset": _plain(self.public_dataset), "plan": dict(self.plan)}
+        if self.public_model is not None:
+            data["public_model"] = dict(self.public_model)
+        data["created"] = self.created
+        if self.software is not None:
+            data["software"] = dict(self.software)
+        data["workers"] = self.workers
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], *, source: str | Path = "config.json") -> RunConfigRecord:
+        """Read a ``config.json`` object; ``source`` names the file in errors.
+
+        Raises
+        ------
+        RunError
+            Not an object, ``config``, ``dataset`` or ``plan`` is not an object, or the schema is newer
+            than this version reads. (A missing one reads as empty, as the readers before this record
+            took it: each reader refuses what it lacks, and a plan can only take privacy away.)
+        """
+        if not isinstance(data, Mapping):
+            raise RunError(f"{source} is not a JSON object", remedy="restore it or start a new run")
+        schema = data.get("schema", CONFIG_SCHEMA)
+        if not isinstance(schema, int) or schema > CONFIG_SCHEMA:
+            raise RunError(f"{source} has config schema {schema!r}; this version reads schema {CONFIG_SCHEMA} and "
+                           "older", remedy="open the run with the dpsad-core version that wrote it, or upgrade")
+        parts = {key: data.get(key, {}) for key in ("config", "dataset", "plan")}
+        broken = [key for key, value in parts.items() if not isinstance(value, Mapping)]
+        if broken:
+            raise RunError(f"{source}: {', '.join(broken)} is not a JSON object",
+                           remedy="restore it or start a new run")
+        return cls(config=parts["config"], dataset=parts["dataset"], plan=parts["plan"],
+                   public_dataset=data.get("public_dataset"), public_model=data.get("public_model"),
+                   created=data.get("created"), software=data.get("software"),
+                   workers=int(data.get("workers") or 1), schema=CONFIG_SCHEMA)
+
+
 _REQUIRED = ("run_id", "recipe", "private", "epsilon", "delta")
 
 
@@ -172,15 +298,14 @@ class RunResult:
     def kind(self) -> RunKind:
         return RunKind.of_recipe(self.recipe)
 
-    def with_plan(self, config: Mapping[str, Any]) -> RunResult:
+    def with_plan(self, config: RunConfigRecord) -> RunResult:
         """This result with ``private`` and ``nonprivate_parts`` derived from the plan AND the accountant.
 
         A release is private only when neither the run's plan (``config.json``) nor its accountant lists
         a part without protection, so a result that lost its accountant cannot make a non-private run
         look private. Every reader of a run's privacy goes through this (or ``release_privacy``).
         """
-        planned = (config.get("plan") or {}).get("nonprivate_parts") or []
-        parts = tuple(dict.fromkeys([*planned, *self.nonprivate_parts]))
+        parts = tuple(dict.fromkeys([*config.nonprivate_parts, *self.nonprivate_parts]))
         private = not parts and self.private
         return dataclasses.replace(self, nonprivate_parts=parts, private=private,
                                    epsilon=self.epsilon if private else None)

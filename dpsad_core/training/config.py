@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
@@ -74,8 +75,20 @@ DEFAULT_RECIPE = Recipe.DPDM
 #: Recipe names as ``config.json`` files written before ``dpsad`` meant free distillation.
 _LEGACY_RECIPE_NAMES: dict[object, str] = {"dpsad": Recipe.DPSAD_SPLIT.value}
 
-#: ``config.json``'s format: 2 since ``dpsad`` is the free-distillation recipe (format 1 meant dpsad-split).
-CONFIG_FORMAT = 2
+#: ``config.json``'s format: 2 since ``dpsad`` is the free-distillation recipe (format 1 meant dpsad-split);
+#: 3 since the denoiser's settings and ``draws_per_record`` have their names (:data:`LEGACY_SETTING_NAMES`).
+CONFIG_FORMAT = 3
+
+#: Hyper-parameter names before format 3, and the names they are read as: the phase they drive trains
+#: dpdm's only model as well as a teacher, and K draws per record sat beside the noise multiplier. A
+#: ``config.json`` of an older run and ``--set old_name=value`` both keep working through this table.
+LEGACY_SETTING_NAMES: dict[str, str] = {
+    "teacher_steps": "denoiser_steps",
+    "teacher_batch_size": "denoiser_batch_size",
+    "teacher_lr": "denoiser_lr",
+    "teacher_clip_norm": "denoiser_clip_norm",
+    "noise_multiplicity": "draws_per_record",
+}
 
 
 #: Widest layer accepted for a network level (``--set channels=...``): far past any preset (128).
@@ -96,12 +109,12 @@ class Hyperparameters:
     # diffusion
     diffusion_steps: int = 500
     schedule: ScheduleKind = "linear"
-    # optimisation (teacher / DPDM denoiser phase)
-    teacher_steps: int = 400
+    # optimisation (the denoiser phase: dpdm's only model, the DP-SAD recipes' teacher)
+    denoiser_steps: int = 400
     pretrain_steps: int = 400              # dpdm with public data: free pre-training steps before DP-SGD
-    teacher_batch_size: int = 256          # expected Poisson batch size
-    teacher_lr: float = 2e-3
-    teacher_clip_norm: float = 0.1
+    denoiser_batch_size: int = 256         # expected Poisson batch size
+    denoiser_lr: float = 2e-3
+    denoiser_clip_norm: float = 0.1
     # optimisation (student + discriminator phase)
     student_steps: int = 100
     student_batch_size: int = 256
@@ -113,7 +126,7 @@ class Hyperparameters:
     adversarial_weight: float = 1.0        # lambda in docs/method.md §1.3 (paper: 1)
     distillation_weight: float = 1.0       # weight of the teacher term in L_dis (paper: 1)
     # shared
-    noise_multiplicity: int = 4            # K draws of (t, eps) per record, averaged before clipping
+    draws_per_record: int = 4              # K draws of (t, eps) per record, averaged before clipping
     warmup_steps: int = 20
     ema_decay: float = 0.9995
     ema_power: float = 3.0                 # power-function EMA: averages about the last 1/(power+1) of a phase
@@ -154,16 +167,16 @@ class Hyperparameters:
             value = getattr(self, item.name)
             if isinstance(value, float) and not math.isfinite(value):
                 raise ConfigError(f"{item.name} must be a finite number, got {value}", field=item.name, value=value)
-        positive_ints = ("diffusion_steps", "teacher_batch_size", "student_batch_size", "noise_multiplicity",
+        positive_ints = ("diffusion_steps", "denoiser_batch_size", "student_batch_size", "draws_per_record",
                          "sample_steps", "sample_every", "checkpoint_every", "microbatch_size", "blocks_per_level",
                          "distill_batch_size", "pool_size", "student_sample_steps")
         for name in positive_ints:
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"{name} must be >= 1", field=name, value=getattr(self, name))
-        for name in ("teacher_steps", "student_steps", "warmup_steps", "pretrain_steps", "distill_steps"):
+        for name in ("denoiser_steps", "student_steps", "warmup_steps", "pretrain_steps", "distill_steps"):
             if int(getattr(self, name)) < 0:
                 raise ConfigError(f"{name} must be >= 0", field=name, value=getattr(self, name))
-        for name in ("teacher_lr", "student_lr", "disc_lr", "teacher_clip_norm", "student_clip_norm",
+        for name in ("denoiser_lr", "student_lr", "disc_lr", "denoiser_clip_norm", "student_clip_norm",
                      "disc_clip_norm"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0):
@@ -206,9 +219,9 @@ class Hyperparameters:
 
 PRESETS: dict[str, Hyperparameters] = {
     # Seconds on 2 CPU cores: for tests and smoke checks. Learns nothing useful.
-    "tiny": Hyperparameters(channels=(8, 16), disc_channels=(8, 8), diffusion_steps=100, teacher_steps=4,
-                            pretrain_steps=4, teacher_batch_size=16, student_steps=4, student_batch_size=16,
-                            noise_multiplicity=2,
+    "tiny": Hyperparameters(channels=(8, 16), disc_channels=(8, 8), diffusion_steps=100, denoiser_steps=4,
+                            pretrain_steps=4, denoiser_batch_size=16, student_steps=4, student_batch_size=16,
+                            draws_per_record=2,
                             warmup_steps=1, sample_steps=5, sample_every=2, checkpoint_every=2,
                             microbatch_size=16, distill_steps=4, distill_batch_size=16, pool_size=32),
     # A few minutes on 2 CPU cores at 8 x 8 (the demo); roughly 4x per step at 16 x 16. Noise is
@@ -217,7 +230,7 @@ PRESETS: dict[str, Hyperparameters] = {
     "quick": Hyperparameters(accountant="prv"),
     # Larger model and longer run (GPU, or an hour-scale CPU run).
     "standard": Hyperparameters(channels=(32, 64, 128), attention_levels=(2,), disc_channels=(32, 64),
-                                teacher_steps=1000, teacher_batch_size=512, student_steps=500,
+                                denoiser_steps=1000, denoiser_batch_size=512, student_steps=500,
                                 student_batch_size=512, sample_every=100, checkpoint_every=50, accountant="prv",
                                 distill_steps=3000, distill_batch_size=256, pool_size=8192),
 }
@@ -233,12 +246,27 @@ def resolve_hyperparameters(preset: str, overrides: dict[str, Any] | None = None
         return base
     known = {f.name: f for f in fields(Hyperparameters)}
     parsed: dict[str, Any] = {}
-    for key, value in overrides.items():
+    for key, value in current_setting_names(overrides).items():
         if key not in known:
             raise ConfigError(f"unknown setting {key!r}", field=key, value=value,
                               remedy=f"known settings: {', '.join(sorted(known))}")
         parsed[key] = _parse_like(getattr(base, key), value, key)
     return dataclasses.replace(base, **parsed)
+
+
+def current_setting_names(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """``settings`` with every name of :data:`LEGACY_SETTING_NAMES` replaced by the name it has now.
+
+    Raises
+    ------
+    ConfigError
+        A setting is given under both its old and its new name.
+    """
+    for old, name in LEGACY_SETTING_NAMES.items():
+        if old in settings and name in settings:
+            raise ConfigError(f"{name} is given twice: as {name} and by its former name {old}", field=name,
+                              value=settings[old], remedy=f"keep only {name}")
+    return {LEGACY_SETTING_NAMES.get(key, key): value for key, value in settings.items()}
 
 
 def _parse_like(example: Any, value: Any, name: str) -> Any:
@@ -310,9 +338,9 @@ class TrainConfig:
         return result
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+    def from_dict(cls, data: Mapping[str, Any]) -> TrainConfig:
         data = dict(data)
         if data.pop("format", 1) < 2:  # an older run: its names are read as they were meant
             data["recipe"] = _LEGACY_RECIPE_NAMES.get(data.get("recipe"), data.get("recipe"))
-        data["hyper"] = Hyperparameters(**data.get("hyper", {}))
+        data["hyper"] = Hyperparameters(**current_setting_names(data.get("hyper", {})))
         return cls(**data)

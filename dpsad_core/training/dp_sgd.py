@@ -1,9 +1,9 @@
 """DP-SGD pieces: Poisson sampling, per-unit clipped gradient sums, Gaussian noise (Abadi et al. 2016).
 
 Per-record gradients come from ``torch.func.vmap(grad(...))`` (measured fastest on CPU). A record's
-loss may itself average K draws of (t, eps) ("noise multiplicity"): the average is clipped once, so
-the sensitivity stays C. When records belong to patients, a patient's record gradients are summed
-before clipping, so the unit of privacy is the patient.
+loss may itself average K draws of (t, eps) (``draws_per_record``, DPDM's "noise multiplicity"): the
+average is clipped once, so the sensitivity stays C. When records belong to patients, a patient's record
+gradients are summed before clipping, so the unit of privacy is the patient.
 """
 
 from __future__ import annotations

@@ -33,7 +33,7 @@ from dpsad_core.events import (
 from dpsad_core.privacy.calibration import default_delta
 from dpsad_core.runs.folder import RUNS_DIR, RunFiles, RunFolder, new_run_id, utc_now
 from dpsad_core.runs.lifecycle import RunLife, certified_values, secret_randomness
-from dpsad_core.runs.records import RunResult, RunState
+from dpsad_core.runs.records import RunConfigRecord, RunResult, RunState
 from dpsad_core.training.config import Recipe, TrainConfig
 from dpsad_core.training.estimate import learn_from_run
 from dpsad_core.training.planner import (
@@ -212,14 +212,14 @@ def start_training(config: TrainConfig, *, workspace: Path, stop: Callable[[], b
         # The count is spent before its first use leaves the process (the plan in config.json and the events).
         trainer.record_prior()
         life.record(trainer.accountant)
-        stored = {
-            "config": config.to_dict(), "dataset": dataset.summary(workspace),
-            "public_dataset": public.summary(workspace) if public is not None else None,
-            "plan": plan.to_dict(), "created": utc_now(), "software": _software_versions(),
-            "workers": distributed.current_world().size,
-        }
+        stored = RunConfigRecord(
+            config=config.to_dict(), dataset=dataset.summary(workspace),
+            public_dataset=public.summary(workspace) if public is not None else None,
+            plan=plan.to_dict(), created=utc_now(), software=_software_versions(),
+            workers=distributed.current_world().size,
+        )
     except BaseException:
-        life.release()
+        life.drop_reservation()
         raise
     life.create(workspace, stored)
     trainer.life = life
@@ -275,33 +275,35 @@ def resume_training(run_ref: str, *, workspace: Path, stop: Callable[[], bool] |
 
     if not distributed.current_world().is_leader:
         # The run folder may be on another machine: rank 0 sends what this worker needs.
-        stored = distributed.share(None)
-        config = TrainConfig.from_dict(stored["config"])
-        dataset = resolve_data_source(config.data, workspace=workspace, resolution=stored["dataset"]["resolution"],
+        shared = distributed.share(None)
+        record = RunConfigRecord.from_dict(shared["config_json"], source=f"rank 0's config.json of {shared['run_id']}")
+        config = TrainConfig.from_dict(record.config)
+        dataset = resolve_data_source(config.data, workspace=workspace, resolution=record.resolution,
                                       min_records=config.min_records)
         public = _load_public_data(config, dataset, workspace)
-        yield from _follow(config, dataset, public, {"run_id": stored["run_id"], "plan": stored["plan"],
-                                                     "records_digest": stored["records_digest"]}, stop, workspace)
+        yield from _follow(config, dataset, public, {"run_id": shared["run_id"], "plan": dict(record.plan),
+                                                     "records_digest": shared["records_digest"]}, stop, workspace)
         return
     run = RunFolder.open(workspace, run_ref)
     _check_run_in_workspace(run, workspace)
-    stored = run.read_json("config.json")
+    stored = run.config()
     state = run.state
     if state is RunState.FINISHED:
         raise RunError(f"run {run.run_id} has already finished", remedy="start a new run instead")
     if state is RunState.CANCELLED:
         raise RunError(f"run {run.run_id} was cancelled: it has ended, and what it spent stays counted on its dataset",
                        remedy="start a new run instead")
-    config = _resume_device(TrainConfig.from_dict(stored["config"]), device, run.run_id)
-    plan = TrainingPlan.from_dict(stored["plan"])
-    dataset = resolve_data_source(config.data, workspace=workspace, resolution=stored["dataset"]["resolution"],
+    config = _resume_device(TrainConfig.from_dict(stored.config), device, run.run_id)
+    plan = TrainingPlan.from_dict(stored.plan)
+    dataset = resolve_data_source(config.data, workspace=workspace, resolution=stored.resolution,
                                   min_records=config.min_records)
-    if dataset.fingerprint(workspace) != stored["dataset"]["fingerprint"]:
+    if dataset.fingerprint(workspace) != stored.fingerprint:
         raise RunError(f"the data at {config.data!r} is not the data run {run.run_id} started with "
                        "(its fingerprint differs)", remedy="restore the original data, or start a new run")
     public = _load_public_data(config, dataset, workspace)
     _public_overlap(config, dataset, public)  # the plan recorded any override at the start
-    distributed.share(dict(stored, run_id=run.run_id, config=config.to_dict(), records_digest=dataset.records_digest()))
+    distributed.share({"run_id": run.run_id, "records_digest": dataset.records_digest(),
+                       "config_json": dataclasses.replace(stored, config=config.to_dict()).to_dict()})
     # The same run: its own earlier entry is replaced, not added to.
     account = LedgerAccount(workspace=Path(workspace), run_id=run.run_id,
                             fingerprint=ledger_fingerprint(config, dataset, workspace),
@@ -312,7 +314,7 @@ def resume_training(run_ref: str, *, workspace: Path, stop: Callable[[], bool] |
     try:
         trainer = _Trainer(run, config, plan, dataset, public)
     except BaseException:
-        life.release()
+        life.drop_reservation()
         raise
     trainer.life = life
     yield from trainer.execute(resumed=True, stop=stop)
@@ -374,8 +376,11 @@ class _FollowerRun:
     def read_json(self, name: str) -> dict[str, Any]:  # pragma: no cover - only rank 0 reads the folder
         raise RunError(f"worker rank {distributed.current_world().rank} has no run folder to read {name} from")
 
-    def acquire(self) -> None: ...
-    def release(self) -> None: ...
+    def config(self) -> RunConfigRecord:  # pragma: no cover - only rank 0 reads the folder
+        return RunConfigRecord.from_dict(self.read_json("config.json"))
+
+    def lock(self) -> None: ...
+    def unlock(self) -> None: ...
     def set_status(self, *args: Any, **kwargs: Any) -> None: ...
     def write_json(self, *args: Any) -> None: ...
     def save_torch(self, *args: Any) -> None: ...
@@ -409,7 +414,7 @@ class _Trainer:
             self.student_times = student_timesteps(self.hyper.diffusion_steps, self.hyper.student_sample_steps)
         self.emas = {name: EMA(self.models[name], self.hyper.ema_decay, self.hyper.ema_power)
                      for name in (first, STUDENT) if name in self.models}
-        lrs = {TEACHER: self.hyper.teacher_lr, DENOISER: self.hyper.teacher_lr, STUDENT: self.hyper.student_lr,
+        lrs = {TEACHER: self.hyper.denoiser_lr, DENOISER: self.hyper.denoiser_lr, STUDENT: self.hyper.student_lr,
                "discriminator": self.hyper.disc_lr}
         self.base_lr = {name: lrs[name] for name in self.models}
         self.optimizers = {name: torch.optim.Adam(model.parameters(), lr=self.base_lr[name])
@@ -519,7 +524,7 @@ class _Trainer:
         return phase.steps if cap is None else min(phase.steps, cap)
 
     def execute(self, *, resumed: bool, stop: Callable[[], bool] | None) -> Iterator[Event]:
-        self.run.acquire()
+        self.run.lock()
         try:
             if resumed or self.world.distributed:
                 # Several workers: rank 0's checkpoint (or None on a fresh start) restores every worker.
@@ -565,7 +570,7 @@ class _Trainer:
             self.life.fail(error, phase=self._phase.name, step=self.step)
             raise
         finally:
-            self.run.release()
+            self.run.unlock()
 
     def _eta_seconds(self, recent: dict[str, list[float]]) -> float:
         """Time left: each remaining phase's steps at that kind's recent step time.
@@ -707,7 +712,7 @@ class _Trainer:
         sample_rate = mechanism.sample_rate if mechanism is not None else phase.sample_rate
         noise = self.randomness.stream("noise")
         batch = draw_batch(data, sample_rate=sample_rate, schedule=self.schedule,
-                           multiplicity=self.hyper.noise_multiplicity, label_dropout=self.hyper.label_dropout,
+                           draws_per_record=self.hyper.draws_per_record, label_dropout=self.hyper.label_dropout,
                            null_label=self.null_label, sampling=self.randomness.stream("sampling"),
                            loss_generator=self.loss_generator, world=self.world)
         if phase.kind == DENOISE:
@@ -806,7 +811,7 @@ class _Trainer:
             unit_of_privacy="patient" if self.dataset.patient_ids is not None else "image",
             # As config.json recorded it at the start (keyed with the workspace's identity key).
             dataset={"name": self.dataset.name,
-                     "fingerprint": self.run.read_json("config.json")["dataset"]["fingerprint"],
+                     "fingerprint": self.run.config().fingerprint,
                      "num_records": self.dataset.num_records, "num_units": self.dataset.num_privacy_units},
             steps={p.name: self._phase_limit(p) for p in self.plan.phases},
             model_path=str(self.run.model_path),

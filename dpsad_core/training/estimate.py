@@ -19,11 +19,14 @@ import os
 import platform
 import statistics
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dpsad_core.atomic import atomic_write_json
+from dpsad_core.errors import RunError
 from dpsad_core.paths import cache_dir
+from dpsad_core.runs.records import RunConfigRecord
 
 if TYPE_CHECKING:
     from dpsad_core.training.config import Hyperparameters
@@ -48,7 +51,7 @@ def machine_key(device: str) -> str:
 
 def model_key(hyper: Hyperparameters, *, channels: int, resolution: int, num_classes: int, batch: int) -> str:
     """The model shape and batch a step time was measured for (the preset's network, not its name)."""
-    parts = (hyper.channels, hyper.blocks_per_level, hyper.attention_levels, hyper.noise_multiplicity,
+    parts = (hyper.channels, hyper.blocks_per_level, hyper.attention_levels, hyper.draws_per_record,
              hyper.microbatch_size, channels, resolution, num_classes, batch)
     return "|".join(str(part) for part in parts)
 
@@ -83,13 +86,13 @@ def measure_denoise_step(hyper: Hyperparameters, *, channels: int, resolution: i
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
     schedule = DiffusionSchedule(hyper.diffusion_steps, hyper.schedule)
     mechanism = Mechanism(part="teacher", noise_multiplier=1.0, sample_rate=0.5, steps=1,
-                          clip_norm=hyper.teacher_clip_norm)
+                          clip_norm=hyper.denoiser_clip_norm)
     randomness = SecretRandomness.fresh()  # the same secure noise a run draws, so it is timed too
     loss_generator = torch.Generator(device=device).manual_seed(0)
     times = []
     for _ in range(1 + TIMED_STEPS):  # the first step pays one-time costs (allocations, vmap tracing)
         began = time.perf_counter()
-        drawn = draw_batch(data, sample_rate=0.5, schedule=schedule, multiplicity=hyper.noise_multiplicity,
+        drawn = draw_batch(data, sample_rate=0.5, schedule=schedule, draws_per_record=hyper.draws_per_record,
                            label_dropout=hyper.label_dropout, null_label=num_classes,
                            sampling=randomness.stream("sampling"), loss_generator=loss_generator)
         denoise_step(model, optimizer, drawn, mechanism=mechanism, expected_batch_size=float(batch),
@@ -154,7 +157,7 @@ def denoise_step_seconds(hyper: Hyperparameters, *, channels: int, resolution: i
     return seconds, False
 
 
-def plan_batch(plan: dict[str, Any]) -> int:
+def plan_batch(plan: Mapping[str, Any]) -> int:
     """The batch a plan's step is priced at: its largest expected denoising batch."""
     denoise = [p for p in plan["phases"] if p["kind"] == "denoise"] or plan["phases"]
     return max(1, int(round(max(p["expected_batch_size"] for p in denoise))))
@@ -170,7 +173,7 @@ def learn_from_run(folder: Path, device: str) -> dict[str, Any] | None:
     """
     try:
         return _learn_from_run(folder, device)
-    except (OSError, ValueError, KeyError, TypeError):  # a run folder without what it takes: nothing to learn
+    except (OSError, ValueError, KeyError, TypeError, RunError):  # a folder without what it takes: nothing to learn
         return None
 
 
@@ -178,8 +181,9 @@ def _learn_from_run(folder: Path, device: str) -> dict[str, Any] | None:
     from dpsad_core.training.config import TrainConfig
     from dpsad_core.training.engine import PHASE_COST_RATIO
 
-    stored = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-    kinds = {p["name"]: p["kind"] for p in stored["plan"]["phases"]}
+    stored = RunConfigRecord.from_dict(json.loads((folder / "config.json").read_text(encoding="utf-8")),
+                                       source=folder / "config.json")
+    kinds = {p["name"]: p["kind"] for p in stored.phases}
     seconds = priced = 0.0
     with open(folder / "metrics.jsonl", encoding="utf-8") as lines:
         for line in lines:
@@ -194,11 +198,13 @@ def _learn_from_run(folder: Path, device: str) -> dict[str, Any] | None:
     if priced == 0 or seconds <= 0:
         return None
     measured = seconds / priced
-    hyper = TrainConfig.from_dict(stored["config"]).hyper
-    dataset = stored["dataset"]
+    hyper = TrainConfig.from_dict(stored.config).hyper
+    channels, resolution, classes = stored.channels, stored.resolution, stored.num_classes
+    if channels is None or resolution is None or classes is None:
+        return None  # a dataset summary without the model's shape: nothing to learn
     machine = machine_key(device)
-    model = model_key(hyper, channels=dataset["channels"], resolution=dataset["resolution"],
-                      num_classes=dataset["num_classes"], batch=plan_batch(stored["plan"]))
+    model = model_key(hyper, channels=channels, resolution=resolution, num_classes=classes,
+                      batch=plan_batch(stored.plan))
     now = time.time()
     machine_entries = _read_cache().get(machine)
     entry = _fresh_entry(machine_entries.get(model) if isinstance(machine_entries, dict) else None, now)

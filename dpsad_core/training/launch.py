@@ -87,7 +87,7 @@ def _mark_interrupted(workspace: Path, run_id: str, message: str) -> None:
 
     try:
         run = RunFolder.open(workspace, run_id)
-        run.acquire()
+        run.lock()
     except RunError:
         return  # never created, or somebody is training it
     try:
@@ -96,4 +96,4 @@ def _mark_interrupted(workspace: Path, run_id: str, message: str) -> None:
             run.set_status(RunState.INTERRUPTED, phase=status.get("phase"), step=status.get("step"),
                            message=f"{message}; resuming continues from the last checkpoint")
     finally:
-        run.release()
+        run.unlock()

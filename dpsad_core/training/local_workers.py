@@ -42,7 +42,7 @@ def train_with_workers(config: TrainConfig | None, *, workspace: Path, nproc: in
 
     if resume:
         run = RunFolder.open(workspace, resume)
-        run_id, device = run.run_id, run.read_json("config.json")["config"].get("device", "auto")
+        run_id, device = run.run_id, run.config().device
     elif config is not None:
         run_id, device = new_run_id(config.recipe.value), config.device
     else:

@@ -2,7 +2,7 @@
 
 Each takes ``call`` (runs the network being trained, with the parameters being differentiated) and
 one record's tensors, all with a leading K axis (K draws of (t, eps) for the record): the loss is the
-mean over the K draws, so the record's gradient is clipped once (noise multiplicity, DPDM).
+mean over the K draws, so the record's gradient is clipped once (``draws_per_record``: DPDM's noise multiplicity).
 """
 
 from __future__ import annotations

@@ -6,6 +6,7 @@ sees before starting are the numbers the run uses.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -68,7 +69,7 @@ class PhasePlan:
         steps = self.steps if steps is None else steps
         if self.kind == DENOISE:
             return Mechanism(part=self.name, noise_multiplier=self.noise_multiplier, sample_rate=self.sample_rate,
-                             steps=steps, clip_norm=hyper.teacher_clip_norm)
+                             steps=steps, clip_norm=hyper.denoiser_clip_norm)
         if not self.disc_private:
             # dpsad-paper: only the student's release is noised (the discriminator is non-private).
             return Mechanism(part=STUDENT, noise_multiplier=self.noise_multiplier, sample_rate=self.sample_rate,
@@ -120,7 +121,7 @@ class TrainingPlan:
         return data
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TrainingPlan:
+    def from_dict(cls, data: Mapping[str, Any]) -> TrainingPlan:
         data = dict(data)
         data["recipe"] = Recipe(data["recipe"])
         data["phases"] = tuple(PhasePlan(**p) for p in data["phases"])
@@ -175,14 +176,14 @@ def plan_training(*, recipe: Recipe, hyper: Hyperparameters, epsilon: float, del
     def whole_budget_denoiser(name: str, network: str) -> None:
         """dpdm's model (dpsad's teacher): DP-SGD with the whole budget, after free public pre-training if given
         (DP-Promise-style: DP-SGD then fine-tunes from the public phase's averaged weights)."""
-        q, batch = rate(hyper.teacher_batch_size, private_units, name)
-        sigma = calibrate_noise_multiplier(target_epsilon=epsilon, delta=delta, sample_rate=q,
-                                           steps=hyper.teacher_steps, prior=prior, accountant=accountant)
+        sample_rate, batch = rate(hyper.denoiser_batch_size, private_units, name)
+        sigma = calibrate_noise_multiplier(target_epsilon=epsilon, delta=delta, sample_rate=sample_rate,
+                                           steps=hyper.denoiser_steps, prior=prior, accountant=accountant)
         if public_records > 0:
-            public_q, public_batch = _public_rate(hyper.teacher_batch_size, public_records)
+            public_rate, public_batch = _public_rate(hyper.denoiser_batch_size, public_records)
             phases.append(_denoise_phase(PRETRAIN, "public", "public", hyper.pretrain_steps, public_batch,
-                                         public_q, 0.0, network=network))
-        phases.append(_denoise_phase(name, "dp", "private", hyper.teacher_steps, batch, q, sigma))
+                                         public_rate, 0.0, network=network))
+        phases.append(_denoise_phase(name, "dp", "private", hyper.denoiser_steps, batch, sample_rate, sigma))
 
     if recipe is Recipe.DPDM:
         whole_budget_denoiser(DENOISER, network="")
@@ -196,25 +197,26 @@ def plan_training(*, recipe: Recipe, hyper: Hyperparameters, epsilon: float, del
                                 disc_noise_multiplier=0.0, disc_private=False))
         release = STUDENT
     elif recipe is Recipe.DPSAD_SPLIT:
-        q, batch = rate(hyper.teacher_batch_size, private_units, TEACHER)
+        sample_rate, batch = rate(hyper.denoiser_batch_size, private_units, TEACHER)
         sigma_t = calibrate_noise_multiplier(target_epsilon=epsilon * hyper.teacher_budget_share, delta=delta,
-                                             sample_rate=q, steps=hyper.teacher_steps, prior=prior,
+                                             sample_rate=sample_rate, steps=hyper.denoiser_steps, prior=prior,
                                              accountant=accountant)
-        teacher = _denoise_phase(TEACHER, "dp", "private", hyper.teacher_steps, batch, q, sigma_t)
+        teacher = _denoise_phase(TEACHER, "dp", "private", hyper.denoiser_steps, batch, sample_rate, sigma_t)
         phases += [teacher, joint_phase([m for m in [teacher.mechanism(hyper)] if m is not None])]  # a dp phase
         release = STUDENT
     elif recipe is Recipe.DPSAD_PUBLIC_TEACHER:
         if public_records < 1:
             raise ConfigError("the public dataset is empty", field="public_data", value=public_records)
-        q, batch = _public_rate(hyper.teacher_batch_size, public_records)
-        phases += [_denoise_phase(TEACHER, "public", "public", hyper.teacher_steps, batch, q, 0.0), joint_phase([])]
+        sample_rate, batch = _public_rate(hyper.denoiser_batch_size, public_records)
+        phases += [_denoise_phase(TEACHER, "public", "public", hyper.denoiser_steps, batch, sample_rate, 0.0),
+                   joint_phase([])]
         release = STUDENT
     elif recipe is Recipe.DPSAD_PAPER:
-        q, batch = rate(hyper.teacher_batch_size, private_units, TEACHER)
+        sample_rate, batch = rate(hyper.denoiser_batch_size, private_units, TEACHER)
         # The paper calibrates the student's noise as if the student were the only mechanism.
         sigma_s = calibrate_noise_multiplier(target_epsilon=epsilon, delta=delta, sample_rate=q_s,
                                              steps=hyper.student_steps, accountant=accountant)
-        phases.append(_denoise_phase(TEACHER, "nonprivate", "private", hyper.teacher_steps, batch, q, 0.0))
+        phases.append(_denoise_phase(TEACHER, "nonprivate", "private", hyper.denoiser_steps, batch, sample_rate, 0.0))
         phases.append(PhasePlan(name=STUDENT, kind=DISTILL, privacy="dp", data="private", steps=hyper.student_steps,
                                 expected_batch_size=batch_s, sample_rate=q_s, noise_multiplier=sigma_s,
                                 model_noise_multiplier=sigma_s, disc_noise_multiplier=0.0, disc_private=False))
@@ -251,8 +253,8 @@ def _public_rate(batch: int, records: int) -> tuple[float, float]:
     return min(1.0, batch / records), float(min(batch, records))
 
 
-def _denoise_phase(name: str, privacy: str, data: str, steps: int, batch: float, q: float, sigma: float,
+def _denoise_phase(name: str, privacy: str, data: str, steps: int, batch: float, sample_rate: float, sigma: float,
                    network: str = "") -> PhasePlan:
     return PhasePlan(name=name, kind=DENOISE, privacy=privacy, data=data, steps=steps, expected_batch_size=batch,
-                     sample_rate=q, noise_multiplier=sigma, model_noise_multiplier=sigma, disc_noise_multiplier=0.0,
-                     disc_private=False, network=network)
+                     sample_rate=sample_rate, noise_multiplier=sigma, model_noise_multiplier=sigma,
+                     disc_noise_multiplier=0.0, disc_private=False, network=network)

@@ -65,7 +65,7 @@ class NoisyBatch:
         return tensor.reshape(-1, *tensor.shape[2:])
 
 
-def draw_batch(data: DataTensors, *, sample_rate: float, schedule: DiffusionSchedule, multiplicity: int,
+def draw_batch(data: DataTensors, *, sample_rate: float, schedule: DiffusionSchedule, draws_per_record: int,
                label_dropout: float, null_label: int, sampling: SecretStream,
                loss_generator: torch.Generator, world: World = SOLO) -> NoisyBatch:
     """A Poisson batch with K draws of (t, eps) per record and x_t formed from each draw.
@@ -82,16 +82,16 @@ def draw_batch(data: DataTensors, *, sample_rate: float, schedule: DiffusionSche
     index = index.to(data.images.device)
     x0 = data.images[index]
     batch, device = x0.shape[0], x0.device
-    t = torch.randint(0, schedule.num_steps, (batch, multiplicity), generator=loss_generator, device=device)
-    noise = torch.randn((batch, multiplicity, *x0.shape[1:]), generator=loss_generator, device=device)
-    labels = data.labels[index][:, None].expand(batch, multiplicity).clone()
+    t = torch.randint(0, schedule.num_steps, (batch, draws_per_record), generator=loss_generator, device=device)
+    noise = torch.randn((batch, draws_per_record, *x0.shape[1:]), generator=loss_generator, device=device)
+    labels = data.labels[index][:, None].expand(batch, draws_per_record).clone()
     if label_dropout > 0:
-        drop = torch.rand((batch, multiplicity), generator=loss_generator, device=device) < label_dropout
+        drop = torch.rand((batch, draws_per_record), generator=loss_generator, device=device) < label_dropout
         labels[drop] = null_label
     if world.distributed:
         mine = shard_positions(data.unit_of_record[index.cpu()], world)
         index, x0, t, noise, labels = (v[mine.to(v.device)] for v in (index, x0, t, noise, labels))
-    x0_k = x0[:, None].expand(x0.shape[0], multiplicity, *x0.shape[1:])
+    x0_k = x0[:, None].expand(x0.shape[0], draws_per_record, *x0.shape[1:])
     x_t = schedule.q_sample(x0_k.reshape(-1, *x0.shape[1:]), t.reshape(-1), noise.reshape(-1, *x0.shape[1:]))
     units = data.unit_of_record[index.cpu()].to(device) if data.has_units else None
     return NoisyBatch(x_t=x_t.reshape(noise.shape), t=t, labels=labels, noise=noise, units=units, total=batch)
@@ -187,10 +187,10 @@ def distill_step(*, teacher: nn.Module, student: nn.Module, discriminator: nn.Mo
     return metrics
 
 
-def _noise_of(mechanism: Mechanism, release: str) -> tuple[float, float]:
-    noise = mechanism.noise_of(release)
+def _noise_of(mechanism: Mechanism, part: str) -> tuple[float, float]:
+    noise = mechanism.noise_of(part)
     if noise is None:  # pragma: no cover - the planner always noises the released model
-        raise ValueError(f"mechanism {mechanism.part!r} adds no noise to {release!r}")
+        raise ValueError(f"mechanism {mechanism.part!r} adds no noise to {part!r}")
     return noise
 
 

@@ -87,16 +87,16 @@ def test_verification_and_report_speak_plainly_with_details(window):
               "unit_of_privacy": "image", "dataset": {"name": "xrays", "num_units": 1500},
               "accountant_values": {"rdp": 6.5, "prv": 6.32},
               "mechanisms": [{"part": "denoiser", "noise_multiplier": 1.876, "sample_rate": 0.17, "steps": 400}]}
-    from dpsad_core.runs.records import RunResult
+    from dpsad_core.runs.records import RunConfigRecord, RunResult
 
     result = RunResult.from_dict(dict(result, dataset={"name": "xrays", "num_units": 1500, "num_records": 1500,
                                                        "fingerprint": "f" * 16}))
     config = {"dataset": {"name": "xrays", "name_declared": True},
               "plan": {"units_from": "noisy count", "private_units": 1400, "count_mechanism": {"noise_multiplier": 80}}}
-    report = render_report(result, config)
+    report = render_report(result, RunConfigRecord.from_dict(config))
     # The size as the bundle states it: the noisy count; the exact 1500 stays on this machine.
     assert "about 1400 privacy units" in report and "1500" not in report
-    undeclared = render_report(result, dict(config, dataset={"name": "ward-7-scans"}))
+    undeclared = render_report(result, RunConfigRecord.from_dict(dict(config, dataset={"name": "ward-7-scans"})))
     assert "dataset: dataset (" in undeclared and "ward-7-scans, stays on this machine" in undeclared
     assert not DEVELOPER_WORDS.search(report), DEVELOPER_WORDS.search(report)
     assert "What this guarantee means" in report

@@ -94,7 +94,7 @@ def test_default_recipe_is_dpdm_pretrained_on_public_data_when_given(workspace):
 
 
 def _start_long_run(workspace: Path) -> subprocess.Popen:
-    args = ["train", "--data", "demo", "--recipe", "dpsad-split", *TINY, "--json", "--set", "teacher_steps=30",
+    args = ["train", "--data", "demo", "--recipe", "dpsad-split", *TINY, "--json", "--set", "denoiser_steps=30",
             "--set", "student_steps=30", "--set", "checkpoint_every=3", "--set", "sample_every=100"]
     return subprocess.Popen([sys.executable, "-m", "dpsad_core.cli", *args], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)

@@ -43,7 +43,7 @@ class DeviceRecorder(TorchDispatchMode):
         return out
 
 
-def setting(multiplicity: int = 2):
+def setting(draws_per_record: int = 2):
     config = UNetConfig(image_channels=1, resolution=8, num_classes=3, channels=(8, 16))
     schedule = DiffusionSchedule(100, "linear")
     records = 64
@@ -51,7 +51,7 @@ def setting(multiplicity: int = 2):
                        labels=(torch.arange(records) % 3).to(CUDA), unit_of_record=torch.arange(records),
                        num_units=records, has_units=False)
     randomness = SecretRandomness.from_seed(1)
-    batch = draw_batch(data, sample_rate=0.5, schedule=schedule, multiplicity=multiplicity, label_dropout=0.1,
+    batch = draw_batch(data, sample_rate=0.5, schedule=schedule, draws_per_record=draws_per_record, label_dropout=0.1,
                        null_label=3, sampling=randomness.stream("sampling"),
                        loss_generator=torch.Generator(device=CUDA).manual_seed(0))
     return config, batch, randomness

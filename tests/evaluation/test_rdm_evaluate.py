@@ -21,7 +21,7 @@ def rdm_run(rdm_workspace, tmp_path):
     """A finished DP-RDM run: 2 class queries per digit (20 images) and 1 example query."""
     example = tmp_path / "public-example.png"
     Image.fromarray((np.eye(16) * 255).astype(np.uint8)).save(example)
-    config = GenerateConfig(model=MODEL, index=INDEX, epsilon=10.0, k=5, q=0.1, sigma=0.3, per_class=2,
+    config = GenerateConfig(model=MODEL, index=INDEX, epsilon=10.0, k=5, sample_rate=0.1, sigma=0.3, per_class=2,
                             sample_steps=3, seed=0, examples=(str(example),))
     events = list(generate_rdm(config, workspace=rdm_workspace))
     return rdm_workspace / "runs" / events[-1].result["run_id"]

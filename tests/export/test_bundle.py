@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import re
 import shutil
@@ -305,13 +306,15 @@ def test_html_and_svg_are_well_formed(private_run, tmp_path):
 
 def test_report_names_the_dataset_instead_of_a_local_path():
     from dpsad_core.export.report import shareable_config
+    from dpsad_core.runs import RunConfigRecord
 
-    config = {"config": {"data": "/home/analyst/ward-7/smith_john", "public_data": "rendered-digits", "seed": 0},
-              "dataset": {"name": "chest-xrays", "name_declared": True}, "public_dataset": {"name": "rendered-digits"}}
+    config = RunConfigRecord(
+        config={"data": "/home/analyst/ward-7/smith_john", "public_data": "rendered-digits", "seed": 0},
+        dataset={"name": "chest-xrays", "name_declared": True}, plan={}, public_dataset={"name": "rendered-digits"})
     shared = shareable_config(config)
     assert "smith_john" not in json.dumps(shared)
     assert shared["data"] == "chest-xrays"  # the name the analyst declared at import
     assert shared["public_data"] == "rendered-digits"  # a source name, not a path: kept
     assert shared["seed"] == 0
-    config["dataset"] = {"name": "smith_john"}  # derived from the folder, never declared
+    config = dataclasses.replace(config, dataset={"name": "smith_john"})  # derived from the folder, never declared
     assert shareable_config(config)["data"] == "dataset"

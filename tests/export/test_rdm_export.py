@@ -23,7 +23,7 @@ def rdm_run(rdm_workspace, tmp_path):
     """A finished DP-RDM run: 2 class queries for each of the 10 digits and 2 example queries (22 images)."""
     example = tmp_path / "public-example.png"
     Image.fromarray((np.eye(16) * 255).astype(np.uint8)).save(example)
-    config = GenerateConfig(model=MODEL, index=INDEX, epsilon=10.0, k=5, q=0.1, sigma=0.3, per_class=2,
+    config = GenerateConfig(model=MODEL, index=INDEX, epsilon=10.0, k=5, sample_rate=0.1, sigma=0.3, per_class=2,
                             sample_steps=3, seed=0, examples=(str(example),), per_example=2)
     events = list(generate_rdm(config, workspace=rdm_workspace))
     return rdm_workspace / "runs" / events[-1].result["run_id"]

@@ -51,8 +51,8 @@ def bundle_of(rdm_base: Path, tmp_path: Path, name: str, records: int) -> tuple[
     save_dataset(study, workspace)
     build_index(workspace=workspace, public_model=load_public_model(MODEL, workspace=workspace), data="study",
                 name="study-index")
-    config = GenerateConfig(model=MODEL, index="study-index", epsilon=10.0, k=5, q=0.1, sigma=0.3, per_class=1,
-                            sample_steps=2, seed=0)
+    config = GenerateConfig(model=MODEL, index="study-index", epsilon=10.0, k=5, sample_rate=0.1, sigma=0.3,
+                            per_class=1, sample_steps=2, seed=0)
     result = list(generate_rdm(config, workspace=workspace))[-1].result
     events = list(export_bundle(result["run_id"], workspace=workspace, out=tmp_path / f"out-{name}" / "bundle"))
     return events[-1].bundle_path, result

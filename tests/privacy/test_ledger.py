@@ -165,11 +165,11 @@ def test_active_reservations_count_against_the_cap_and_a_resume_is_not_counted_t
     assert summary.remaining == pytest.approx(summary.cap_epsilon - summary.spent.certified)
 
 
-def test_release_keeps_the_spend(workspace):
+def test_dropping_a_reservation_keeps_the_spend(workspace):
     ledger = PrivacyLedger(workspace)
     ledger.reserve(run_id="r", dataset_fingerprint=FP, kind="train", delta=1e-5, planned=RUN_B)
     record(ledger, "r", [mech(1.5, 0.05, 7)], finished=False)
-    ledger.release("r")
+    ledger.drop_reservation("r")
     (entry,) = ledger.entries(FP)
     assert not entry.active and entry.mechanisms == (mech(1.5, 0.05, 7),)
 

@@ -93,7 +93,7 @@ def test_train_over_the_cap_exits_4_with_the_numbers(workspace, capsys, demo_fp)
 
 
 @pytest.mark.slow
-def test_release_drops_a_dead_runs_reservation_but_not_a_live_one(workspace, capsys, demo_fp):
+def test_drop_reservation_drops_a_dead_runs_reservation_but_not_a_live_one(workspace, capsys, demo_fp):
     from dpsad_core.runs.folder import RunFolder
 
     ledger = PrivacyLedger(workspace)
@@ -104,15 +104,15 @@ def test_release_drops_a_dead_runs_reservation_but_not_a_live_one(workspace, cap
     assert held.committed.certified > held.spent.certified  # the plan still counts against the cap
 
     live = RunFolder.create(workspace, "killed")
-    live.acquire()  # as if the run were still training
-    code, _, err = run_cli(capsys, "--release", "killed")
+    live.lock()  # as if the run were still training
+    code, _, err = run_cli(capsys, "--drop-reservation", "killed")
     assert code == 6 and "being trained" in err
-    live.release()
+    live.unlock()
 
-    code, out, _ = run_cli(capsys, "--release", "killed")
-    assert code == 0 and "released" in out
+    code, out, _ = run_cli(capsys, "--release", "killed")  # its former name still works
+    assert code == 0 and "dropped" in out
     after = ledger.summary(demo_fp)
     assert after.committed.certified == pytest.approx(after.spent.certified)
     assert after.spent.certified == pytest.approx(compute_epsilon(SPEND, delta=1e-5).certified)
-    code, _, err = run_cli(capsys, "--release", "no-such-run")
+    code, _, err = run_cli(capsys, "--drop-reservation", "no-such-run")
     assert code == 6 and "not in the ledger" in err

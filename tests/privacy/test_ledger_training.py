@@ -112,7 +112,7 @@ def _ledger_steps_and_epsilon(ledger: PrivacyLedger) -> tuple[int, float]:
 
 def test_the_ledger_never_shows_less_than_the_run_spent_even_after_kill_9(workspace):
     args = ["train", "--data", "demo", "--recipe", "dpsad-split", "--preset", "tiny", "--device", "cpu", "--json",
-            "--set", "teacher_steps=10", "--set", "student_steps=30", "--set", "checkpoint_every=7",
+            "--set", "denoiser_steps=10", "--set", "student_steps=30", "--set", "checkpoint_every=7",
             "--set", "sample_every=100"]
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     # Import the accountant here first, so that the polling below keeps up with the training steps.

@@ -143,9 +143,10 @@ def test_a_paper_run_resumed_without_a_checkpoint_stays_not_private(workspace):
 
 def test_an_export_trusts_the_plan_over_a_result_that_says_private():
     # A result.json written before the fix (private: true beside a plan with unprotected parts).
+    from dpsad_core.runs import RunConfigRecord
     from dpsad_core.runs.folder import release_privacy
 
-    config = {"plan": {"nonprivate_parts": ["teacher", "discriminator"]}}
+    config = RunConfigRecord(config={}, dataset={}, plan={"nonprivate_parts": ["teacher", "discriminator"]})
     derived = release_privacy(config, {"private": True, "epsilon": 7.9, "nonprivate_parts": []})
     assert derived["private"] is False and derived["epsilon"] is None
     assert derived["nonprivate_parts"] == ["teacher", "discriminator"]
@@ -259,7 +260,7 @@ def test_every_dp_rdm_query_adds_exactly_what_the_accountant_composes(rdm_worksp
     from dpsad_core.rdm.index import load_index
     from tests.fixtures.rdm import INDEX, MODEL
 
-    config = GenerateConfig(model=MODEL, index=INDEX, epsilon=10.0, k=5, q=0.1, sigma=0.3, per_class=2,
+    config = GenerateConfig(model=MODEL, index=INDEX, epsilon=10.0, k=5, sample_rate=0.1, sigma=0.3, per_class=2,
                             sample_steps=3, seed=0)
     result = list(generate_rdm(config, workspace=rdm_workspace))[-1].result
     index = load_index(INDEX, workspace=rdm_workspace)
@@ -282,7 +283,7 @@ def test_a_dp_rdm_run_with_a_privacy_seed_is_not_private(rdm_workspace):
     from dpsad_core.rdm.generation import GenerateConfig, generate_rdm
     from tests.fixtures.rdm import INDEX, MODEL
 
-    config = GenerateConfig(model=MODEL, index=INDEX, epsilon=10.0, k=5, q=0.1, sigma=0.3, per_class=1,
+    config = GenerateConfig(model=MODEL, index=INDEX, epsilon=10.0, k=5, sample_rate=0.1, sigma=0.3, per_class=1,
                             sample_steps=3, seed=0, privacy_seed=3)
     result = list(generate_rdm(config, workspace=rdm_workspace))[-1].result
     assert result["private"] is False and result["epsilon"] is None

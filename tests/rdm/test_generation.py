@@ -22,7 +22,7 @@ from tests.fixtures.rdm import INDEX, MODEL
 
 
 def _config(**overrides) -> GenerateConfig:
-    values = {"model": MODEL, "index": INDEX, "epsilon": 10.0, "k": 5, "q": 0.1, "sigma": 0.3, "per_class": 2,
+    values = {"model": MODEL, "index": INDEX, "epsilon": 10.0, "k": 5, "sample_rate": 0.1, "sigma": 0.3, "per_class": 2,
               "sample_steps": 3, "seed": 0}
     return GenerateConfig(**{**values, **overrides})
 

@@ -10,6 +10,7 @@ from dpsad_core.privacy import PrivacyAccountant, noisy_count
 from dpsad_core.privacy.ledger import PrivacyLedger
 from dpsad_core.privacy.mechanisms import Mechanism
 from dpsad_core.privacy.randomness import STREAM_IDS, SecretRandomness
+from dpsad_core.runs import RunConfigRecord
 from dpsad_core.runs.folder import RUNS_DIR, RunFolder
 from dpsad_core.runs.lifecycle import (
     LedgerAccount,
@@ -89,7 +90,7 @@ def test_the_ends_of_a_run(workspace):
         folder = RunFolder(workspace / RUNS_DIR / run_id)
         life = RunLife.reserve(account(workspace, run_id), folder, delta=1e-5, private=True, planned=[STEP])
         assert not folder.path.exists()  # the reservation comes before the folder
-        life.create(workspace, {"config": {}})
+        life.create(workspace, RunConfigRecord(config={}, dataset={}, plan={}))
         life.record(accountant, STEP)  # the step is recorded before it runs
         if end == "interrupt":
             life.interrupt(accountant, phase="denoiser", step=0, message="stopped")

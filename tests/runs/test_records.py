@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -9,7 +10,7 @@ import pytest
 
 from dpsad_core.cli import main
 from dpsad_core.errors import RunError
-from dpsad_core.runs import RESULT_SCHEMA, RunKind, RunResult, RunState
+from dpsad_core.runs import CONFIG_SCHEMA, RESULT_SCHEMA, RunConfigRecord, RunKind, RunResult, RunState
 from dpsad_core.runs.folder import RunFolder, list_runs
 
 # A training run's result.json as written before the typed records (no schema, student, workers, secure_rng).
@@ -36,6 +37,71 @@ OLD_DP_RDM = {
     "generate_seconds": 3.2, "warnings": [], "finished": "2025-01-01T12:01:00+00:00",
 }
 
+# A training run's config.json as written before the typed records (no schema), with the hyper-parameter
+# names of config format 2.
+OLD_TRAINING_CONFIG = {
+    "config": {"data": "demo", "recipe": "dpdm", "epsilon": 8.0, "delta": None, "preset": "tiny", "device": "cpu",
+               "max_steps": 30, "format": 2, "hyper": {"teacher_steps": 40, "noise_multiplicity": 2}},
+    "dataset": {"name": "demo", "fingerprint": "ab" * 16, "resolution": 8, "channels": 1, "num_classes": 10,
+                "class_counts": {"zero": 40, "one": 40}},
+    "public_dataset": None,
+    "plan": {"recipe": "dpdm", "nonprivate_parts": [], "phases": [{"name": "denoiser", "kind": "denoise",
+                                                                   "steps": 40}]},
+    "created": "2025-01-01T12:00:00+00:00", "software": {"torch": "2.5.0"}, "workers": 2,
+}
+# A DP-RDM run's config.json as written before the typed records (no schema, workers or software).
+OLD_DP_RDM_CONFIG = {
+    "config": {"recipe": "dp-rdm", "epsilon": 3.0, "k": 5, "q": 0.1, "sigma": 0.3, "data": "demo"},
+    "dataset": {"name": "demo", "fingerprint": "cd" * 16, "resolution": 16, "channels": 1},
+    "public_dataset": {"name": "public"}, "public_model": {"name": "pm", "encoder_digest": "ef"},
+    "plan": {"recipe": "dp-rdm", "nonprivate_parts": ["reproducible-noise"], "mechanisms": []},
+    "created": "2025-01-01T12:00:00+00:00",
+}
+
+
+def test_an_old_training_config_reads_typed_and_keeps_its_keys():
+    config = RunConfigRecord.from_dict(OLD_TRAINING_CONFIG)
+    assert config.kind is RunKind.TRAINING and config.recipe == "dpdm" and config.epsilon_target == 8.0
+    assert (config.data, config.device, config.max_steps, config.workers) == ("demo", "cpu", 30, 2)
+    assert (config.fingerprint, config.resolution, config.channels, config.num_classes) == ("ab" * 16, 8, 1, 10)
+    assert config.class_names == ["zero", "one"] and config.phases[0]["steps"] == 40
+    assert config.nonprivate_parts == () and config.dataset_name == "demo"
+    written = config.to_dict()
+    assert {key: written[key] for key in OLD_TRAINING_CONFIG} == OLD_TRAINING_CONFIG
+    assert set(written) - set(OLD_TRAINING_CONFIG) == {"schema"} and written["schema"] == CONFIG_SCHEMA
+    assert RunConfigRecord.from_dict(written) == config
+
+
+def test_an_old_dp_rdm_config_reads_as_dp_rdm_and_keeps_its_keys():
+    config = RunConfigRecord.from_dict(OLD_DP_RDM_CONFIG)
+    assert config.kind is RunKind.DP_RDM and config.workers == 1 and config.software is None
+    assert config.public_model == {"name": "pm", "encoder_digest": "ef"}
+    assert config.nonprivate_parts == ("reproducible-noise",) and config.phases == ()
+    written = config.to_dict()
+    assert {key: written[key] for key in OLD_DP_RDM_CONFIG} == OLD_DP_RDM_CONFIG
+    assert set(written) - set(OLD_DP_RDM_CONFIG) == {"schema", "workers"}
+
+
+def test_an_old_run_folders_config_reads_into_the_renamed_settings(workspace):
+    from dpsad_core.training.config import TrainConfig
+
+    run = RunFolder.create(workspace, "20250101-120000-dpdm-0005")
+    run.write_json("config.json", OLD_TRAINING_CONFIG)
+    hyper = TrainConfig.from_dict(run.config().config).hyper
+    assert (hyper.denoiser_steps, hyper.draws_per_record) == (40, 2)
+
+
+@pytest.mark.parametrize(("data", "words"), [
+    ({**OLD_TRAINING_CONFIG, "schema": CONFIG_SCHEMA + 1}, "config schema"),
+    ({**OLD_TRAINING_CONFIG, "plan": ["teacher"]}, "plan is not a JSON object"),
+    ({**OLD_TRAINING_CONFIG, "dataset": "demo"}, "dataset is not a JSON object"),
+    ("not an object", "not a JSON object"),
+])
+def test_a_config_that_cannot_be_read_is_refused_naming_the_file(data, words):
+    with pytest.raises(RunError, match=words) as error:
+        RunConfigRecord.from_dict(data, source="/ws/runs/r/config.json")
+    assert "/ws/runs/r/config.json" in str(error.value)
+
 
 def test_an_old_training_result_reads_with_defaults_and_keeps_its_keys():
     result = RunResult.from_dict(OLD_TRAINING)
@@ -59,9 +125,11 @@ def test_an_old_dp_rdm_result_reads_as_dp_rdm_and_keeps_its_keys():
 
 
 def test_the_plan_can_only_take_privacy_away():
-    result = RunResult.from_dict(OLD_TRAINING).with_plan({"plan": {"nonprivate_parts": ["teacher"]}})
+    config = RunConfigRecord.from_dict(OLD_TRAINING_CONFIG)
+    result = RunResult.from_dict(OLD_TRAINING).with_plan(dataclasses.replace(config, plan={"nonprivate_parts": [
+        "teacher"]}))
     assert not result.private and result.epsilon is None and result.nonprivate_parts == ("teacher",)
-    assert RunResult.from_dict(OLD_TRAINING).with_plan({"plan": {}}).epsilon == 7.91
+    assert RunResult.from_dict(OLD_TRAINING).with_plan(dataclasses.replace(config, plan={})).epsilon == 7.91
 
 
 @pytest.mark.parametrize(("data", "words"), [

@@ -142,7 +142,7 @@ def draw(data: DataTensors, world: World, step: int, sample_rate: float = 0.2):
     tagged = DataTensors(images=torch.arange(data.images.shape[0], dtype=torch.float32)[:, None, None, None]
                          .expand(-1, 1, 4, 4).clone(), labels=data.labels, unit_of_record=data.unit_of_record,
                          num_units=data.num_units, has_units=True)
-    batch = draw_batch(tagged, sample_rate=sample_rate, schedule=DiffusionSchedule(10, "linear"), multiplicity=1,
+    batch = draw_batch(tagged, sample_rate=sample_rate, schedule=DiffusionSchedule(10, "linear"), draws_per_record=1,
                        label_dropout=0.0, null_label=3, sampling=randomness.stream("sampling"),
                        loss_generator=torch.Generator().manual_seed(step), world=world)
     return batch
@@ -195,7 +195,7 @@ def _worker_pids(launcher: int) -> dict[int, int]:
 
 @pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs /proc to find the worker processes")
 def test_a_killed_worker_stops_the_run_which_resumes_to_the_same_epsilon(workspace):
-    overrides = ["--set", "teacher_steps=60", "--set", "checkpoint_every=2", "--set", "sample_every=1000"]
+    overrides = ["--set", "denoiser_steps=60", "--set", "checkpoint_every=2", "--set", "sample_every=1000"]
     launcher = cli(workspace, *train_args("dpdm", "--nproc", "2", *overrides), wait=False)
     deadline = time.monotonic() + 120
     runs = workspace / "runs"
@@ -221,7 +221,7 @@ def test_a_killed_worker_stops_the_run_which_resumes_to_the_same_epsilon(workspa
     assert resumed.returncode == 0, resumed.stderr
     result = json.loads(resumed.stdout.strip().splitlines()[-1])
     assert result["workers"] == 2 and result["mechanisms"][0]["steps"] == 60
-    straight = one_process(workspace, "dpdm", None, {"teacher_steps": 60, "checkpoint_every": 2,
+    straight = one_process(workspace, "dpdm", None, {"denoiser_steps": 60, "checkpoint_every": 2,
                                                      "sample_every": 1000})
     assert result["epsilon"] == straight["epsilon"]
     assert len(run.read_metrics()) == 60

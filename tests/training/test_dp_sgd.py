@@ -166,7 +166,7 @@ def test_student_loss_terms_add_up_to_the_clipped_loss(adversarial_weight):
     disc = Discriminator(DiscriminatorConfig(image_channels=1, num_classes=3, channels=(8, 8)))
     data = DataTensors(images=torch.rand(200, 1, 8, 8) * 2 - 1, labels=torch.randint(0, 3, (200,)),
                        unit_of_record=torch.arange(200), num_units=200, has_units=False)
-    batch = draw_batch(data, sample_rate=0.2, schedule=DiffusionSchedule(50, "linear"), multiplicity=2,
+    batch = draw_batch(data, sample_rate=0.2, schedule=DiffusionSchedule(50, "linear"), draws_per_record=2,
                        label_dropout=0.0, null_label=3, sampling=SecretRandomness.from_seed(1).stream("sampling"),
                        loss_generator=torch.Generator().manual_seed(2))
     metrics = distill_step(teacher=teacher, student=student, discriminator=disc,

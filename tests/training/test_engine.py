@@ -171,8 +171,8 @@ def test_resume_refuses_changed_data(workspace):
 def test_unknown_setting_and_bad_values_are_config_errors():
     with pytest.raises(ConfigError, match="unknown setting"):
         resolve_hyperparameters("tiny", {"no_such_thing": "1"})
-    with pytest.raises(ConfigError, match="teacher_steps"):
-        resolve_hyperparameters("tiny", {"teacher_steps": "-3"})
+    with pytest.raises(ConfigError, match="denoiser_steps"):
+        resolve_hyperparameters("tiny", {"denoiser_steps": "-3"})
     with pytest.raises(ConfigError, match="epsilon"):
         TrainConfig(data="demo", epsilon=-1)
     with pytest.raises(ConfigError, match="public"):

@@ -31,7 +31,7 @@ def _left_behind(workspace: Path) -> tuple[list[str], list[str]]:
     ("disc_channels=8,-1", "disc_channels must be"),
     ("ema_power=nan", "ema_power must be a finite number, got nan"),
     ("guidance=inf", "guidance must be a finite number"),
-    ("teacher_clip_norm=-inf", "teacher_clip_norm must be"),
+    ("denoiser_clip_norm=-inf", "denoiser_clip_norm must be"),
     ("attention_levels=7", "attention_levels must name levels"),
 ])
 def test_a_bad_setting_is_refused_before_any_folder_or_reservation(workspace, capsys, setting, words):
