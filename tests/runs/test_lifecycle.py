@@ -120,7 +120,7 @@ def test_a_stopped_run_states_the_epsilon_its_ledger_entry_holds(workspace):
     run_id = "20260101-000000-dpdm-stop"
     folder = RunFolder(workspace / RUNS_DIR / run_id)
     life = RunLife.reserve(account(workspace, run_id), folder, delta=1e-5, private=True, planned=[STEP] * 40)
-    life.create(workspace, {"config": {}})
+    life.create(workspace, RunConfigRecord(config={}, dataset={}, plan={}))
     for _ in range(40):
         life.record(accountant, STEP)
         accountant.step(part="denoiser", noise_multiplier=1.0, sample_rate=0.01, clip_norm=1.0)
