@@ -364,16 +364,17 @@ def train_job(*, stop, config, workspace: Path, all_gpus: bool = False):
     return start_training(config, workspace=workspace, stop=stop)
 
 
-def resume_job(*, stop, run_id: str, workspace: Path):
-    """Resume with as many workers as the run was started with (as ``dpsad-core train --resume`` does)."""
+def resume_job(*, stop, run_id: str, workspace: Path, device: str | None = None):
+    """Resume with as many workers as the run was started with (as ``dpsad-core train --resume`` does), on
+    ``device`` (the workbench passes its Settings' device, as ``--device`` would) or else where it started."""
     from dpsad_core.training import RunFolder, resume_training
 
     workers = RunFolder.open(workspace, run_id).config().workers
     if workers > 1:
         from dpsad_core.training.local_workers import train_with_workers
 
-        return train_with_workers(None, workspace=workspace, nproc=workers, stop=stop, resume=run_id)
-    return resume_training(run_id, workspace=workspace, stop=stop)
+        return train_with_workers(None, workspace=workspace, nproc=workers, stop=stop, resume=run_id, device=device)
+    return resume_training(run_id, workspace=workspace, stop=stop, device=device)
 
 
 def training_workers(device: str, all_gpus: bool) -> int:

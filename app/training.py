@@ -78,7 +78,9 @@ class TrainingController(QObject):
         settings = self._settings()
         workspace = settings.workspace_path()
         self.run_id = run_id
-        self._launch("dpsad_workbench.core:resume_job", {"run_id": run_id, "workspace": workspace}, settings)
+        # On the devices the Settings choose now (a run paused on a GPU continues on the CPU when asked to).
+        self._launch("dpsad_workbench.core:resume_job",
+                     {"run_id": run_id, "workspace": workspace, "device": settings.device}, settings)
 
     def pause(self) -> None:
         if self.state in (STARTING, RUNNING) and self._worker is not None:

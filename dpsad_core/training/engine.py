@@ -293,7 +293,7 @@ def resume_training(run_ref: str, *, workspace: Path, stop: Callable[[], bool] |
     if state is RunState.CANCELLED:
         raise RunError(f"run {run.run_id} was cancelled: it has ended, and what it spent stays counted on its dataset",
                        remedy="start a new run instead")
-    config = _resume_device(TrainConfig.from_dict(stored.config), device, run.run_id)
+    config = resume_device(TrainConfig.from_dict(stored.config), device, run.run_id)
     plan = TrainingPlan.from_dict(stored.plan)
     dataset = resolve_data_source(config.data, workspace=workspace, resolution=stored.resolution,
                                   min_records=config.min_records)
@@ -320,7 +320,7 @@ def resume_training(run_ref: str, *, workspace: Path, stop: Callable[[], bool] |
     yield from trainer.execute(resumed=True, stop=stop)
 
 
-def _resume_device(config: TrainConfig, device: str | None, run_id: str) -> TrainConfig:
+def resume_device(config: TrainConfig, device: str | None, run_id: str) -> TrainConfig:
     """The settings a resume trains with: the start's, on ``device`` when one is given (config.json keeps the start's).
 
     A run started on a GPU that this machine lacks is refused in one line naming the way to continue it.

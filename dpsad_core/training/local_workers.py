@@ -35,19 +35,25 @@ WORKER_EXIT_WAIT_S = 30.0
 
 
 def train_with_workers(config: TrainConfig | None, *, workspace: Path, nproc: int,
-                       stop: Callable[[], bool] | None = None, resume: str | None = None) -> Iterator[Event]:
-    """The events of ``start_training(config)`` (or ``resume_training(resume)``) run by ``nproc`` workers."""
+                       stop: Callable[[], bool] | None = None, resume: str | None = None,
+                       device: str | None = None) -> Iterator[Event]:
+    """The events of ``start_training(config)`` (or ``resume_training(resume, device=device)``) run by ``nproc``
+    workers. A resume trains on ``device`` when given, else where it started (refused, naming the remedy, when
+    this machine cannot use that device), exactly as ``train --resume`` decides it."""
     from dpsad_core.devices import resolve_device
     from dpsad_core.runs.folder import RunFolder, new_run_id
+    from dpsad_core.training.config import TrainConfig
+    from dpsad_core.training.engine import resume_device
 
     if resume:
         run = RunFolder.open(workspace, resume)
-        run_id, device = run.run_id, run.config().device
+        run_id = run.run_id
+        device = resume_device(TrainConfig.from_dict(dict(run.config().config)), device, run_id).device
     elif config is not None:
         run_id, device = new_run_id(config.recipe.value), config.device
     else:
         raise ConfigError("a new run needs its settings", field="config", value=None, remedy="pass a TrainConfig")
-    device = resolve_device(device)
+    device = resolve_device(device)  # one resolved name for every worker (their devices follow LOCAL_RANK)
     with _job_file({"config": config, "resume": resume, "run_id": run_id, "workspace": str(workspace),
                     "device": device}) as job, \
             _world_env(nproc, rank=0) as env:
@@ -56,18 +62,18 @@ def train_with_workers(config: TrainConfig | None, *, workspace: Path, nproc: in
                      for rank in range(1, nproc)]
         try:
             distributed.init_world(device)
-            yield from _events(config, workspace=workspace, stop=stop, resume=resume, run_id=run_id)
+            yield from _events(config, workspace=workspace, stop=stop, resume=resume, run_id=run_id, device=device)
         finally:
             distributed.shutdown_world()
             _end(followers)
 
 
 def _events(config: TrainConfig | None, *, workspace: Path, stop: Callable[[], bool] | None, resume: str | None,
-            run_id: str | None) -> Iterator[Event]:
+            run_id: str | None, device: str) -> Iterator[Event]:
     from dpsad_core.training import resume_training, start_training
 
     if resume:
-        return resume_training(resume, workspace=workspace, stop=stop)
+        return resume_training(resume, workspace=workspace, stop=stop, device=device)
     if config is None:
         raise ConfigError("a new run needs its settings", field="config", value=None, remedy="pass a TrainConfig")
     return start_training(config, workspace=workspace, stop=stop, run_id=run_id)
@@ -129,7 +135,7 @@ def _follower_main(job_path: str) -> int:
     distributed.init_world(resolve_device(job["device"]))
     try:
         for _ in _events(job["config"], workspace=Path(job["workspace"]), stop=None, resume=job["resume"],
-                         run_id=job["run_id"]):
+                         run_id=job["run_id"], device=job["device"]):
             pass
     finally:
         distributed.shutdown_world()

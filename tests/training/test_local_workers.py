@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from dpsad_core import distributed
+from dpsad_core.errors import DeviceError
 from dpsad_core.events import RunFinished, RunStarted, StepCompleted
 from dpsad_core.training import RunFolder, TrainConfig, resolve_hyperparameters, start_training
 from dpsad_core.training.local_workers import train_with_workers
@@ -53,8 +54,17 @@ def test_a_two_worker_run_stopped_by_its_caller_resumes_with_two_workers(workspa
             steps.append(event)
     assert isinstance(events[-1], RunInterrupted)
     run_id = events[-1].run_id
+    # As if it had been started on a GPU this machine lacks: the stored device is refused in one line, and the
+    # workbench's Settings device (here the CPU) continues it, as train --resume --device does.
+    folder = RunFolder.open(workspace, run_id)
+    stored = folder.read_json("config.json")
+    stored["config"]["device"] = "cuda"
+    folder.write_json("config.json", stored)
+    if not torch.cuda.is_available():
+        with pytest.raises(DeviceError, match="--device cpu"):
+            list(resume_job(stop=lambda: False, run_id=run_id, workspace=workspace))
     # The workbench resumes it as it was started: two workers (config.json says so).
-    resumed = list(resume_job(stop=lambda: False, run_id=run_id, workspace=workspace))
+    resumed = list(resume_job(stop=lambda: False, run_id=run_id, workspace=workspace, device="cpu"))
     assert isinstance(resumed[-1], RunFinished) and resumed[-1].result["workers"] == 2
     one = list(start_training(config(), workspace=workspace))[-1].result
     assert resumed[-1].result["mechanisms"] == one["mechanisms"]
