@@ -394,6 +394,8 @@ class _Trainer:
                  public: ImageDataset | None, randomness: SecretRandomness | None = None) -> None:
         import torch
 
+        self._began = time.monotonic()  # what the run costs besides its steps is learnt for the time estimate
+
         from dpsad_core.diffusion import DiffusionSchedule
         from dpsad_core.models import EMA
         from dpsad_core.privacy import PrivacyAccountant
@@ -547,7 +549,9 @@ class _Trainer:
                 return
             result = self._finish()
             if self.world.size == 1:  # the plan estimator's step time, from the best measurement there is
-                learn_from_run(self.run.path, self.device)
+                # What the run cost besides its steps, when it ran in one go (a resume pays a second start).
+                overhead = None if resumed else time.monotonic() - self._began - self.elapsed
+                learn_from_run(self.run.path, self.device, overhead_seconds=overhead)
             self.ended = True
             yield RunFinished(run_id=self.run.run_id, result=result)
         except GeneratorExit:

@@ -163,8 +163,13 @@ def plan_batch(plan: Mapping[str, Any]) -> int:
     return max(1, int(round(max(p["expected_batch_size"] for p in denoise))))
 
 
-def learn_from_run(folder: Path, device: str) -> dict[str, Any] | None:
+def learn_from_run(folder: Path, device: str, overhead_seconds: float | None = None) -> dict[str, Any] | None:
     """Record what a run's steps took on this machine (``device`` as the engine resolved it) in the cache.
+
+    ``overhead_seconds``: what the run spent besides its timed steps (loading the data, building the
+    models, sample grids, checkpoints, the released model), for a run that went from start to end in one
+    go; kept per recipe beside the step time, and added to the plans of that recipe and model. A 4-step
+    run was priced at 2 s and took 20 s without it.
 
     The run's denoising-step time is the one that would have priced its trained steps exactly: its
     measured step seconds over its steps counted in denoising steps (``PHASE_COST_RATIO``). It replaces
@@ -172,12 +177,12 @@ def learn_from_run(folder: Path, device: str) -> dict[str, Any] | None:
     its age starts again. Returns the entry now cached, or None when the run has no timed step to learn from.
     """
     try:
-        return _learn_from_run(folder, device)
+        return _learn_from_run(folder, device, overhead_seconds)
     except (OSError, ValueError, KeyError, TypeError, RunError):  # a folder without what it takes: nothing to learn
         return None
 
 
-def _learn_from_run(folder: Path, device: str) -> dict[str, Any] | None:
+def _learn_from_run(folder: Path, device: str, overhead_seconds: float | None) -> dict[str, Any] | None:
     from dpsad_core.training.config import TrainConfig
     from dpsad_core.training.engine import PHASE_COST_RATIO
 
@@ -207,10 +212,14 @@ def _learn_from_run(folder: Path, device: str) -> dict[str, Any] | None:
                       batch=plan_batch(stored.plan))
     now = time.time()
     machine_entries = _read_cache().get(machine)
-    entry = _fresh_entry(machine_entries.get(model) if isinstance(machine_entries, dict) else None, now)
+    previous = _fresh_entry(machine_entries.get(model) if isinstance(machine_entries, dict) else None, now)
+    entry = previous
     if entry is None or abs(measured - entry["seconds"]) > REFRESH_FRACTION * entry["seconds"]:
         entry = {"seconds": measured, "source": "run"}
-    entry = dict(entry, measured=now)
+    overheads = dict((previous or {}).get("overhead") or {})
+    if overhead_seconds is not None and overhead_seconds >= 0:
+        overheads[stored.recipe] = round(float(overhead_seconds), 2)
+    entry = dict(entry, measured=now, **({"overhead": overheads} if overheads else {}))
     _write_entry(machine, model, entry)
     return entry
 
@@ -250,9 +259,14 @@ def estimate_plan_seconds(plan: dict[str, Any], steps: dict[str, int], hyper: Hy
                 "basis": "no recent measurement of this model on this machine"}
     phases = {p["name"]: steps.get(p["name"], p["steps"]) * step * PHASE_COST_RATIO.get(p["kind"], 1.0)
               for p in plan["phases"]}
+    overhead = ((entry or {}).get("overhead") or {}).get(plan.get("recipe"))
+    overhead = float(overhead) if isinstance(overhead, (int, float)) else None
     when = _age_text(entry)
     origin = {"source": "timed", "age_seconds": 0.0} if entry is None else {
         "source": entry.get("source", "timed"), "age_seconds": max(0.0, time.time() - entry["measured"])}
-    return {"seconds": sum(phases.values()), "phases": phases, "step_seconds": step, **origin,
+    rest = ("samples and checkpoints add a little" if overhead is None else
+            f"plus {overhead:.0f} s to load the data, build the models, draw samples and save (from a run)")
+    return {"seconds": sum(phases.values()) + (overhead or 0.0), "phases": phases, "step_seconds": step,
+            "overhead_seconds": overhead, **origin,
             "basis": f"one step of this model at a batch of {batch}, measured on this machine's {device} ({when}): "
-                     f"{step:.2f} s per denoising step; samples and checkpoints add a little"}
+                     f"{step:.2f} s per denoising step; {rest}"}

@@ -173,3 +173,23 @@ def test_a_finished_training_run_records_its_step_time(tiny, workspace):
     cached = json.loads((cache_dir() / CACHE_FILE).read_text())
     entries = [entry for models in cached.values() for entry in models.values()]
     assert [entry["source"] for entry in entries] == ["run"] and entries[0]["seconds"] > 0
+
+
+def test_a_run_in_one_go_teaches_what_it_costs_besides_its_steps(tiny, workspace):
+    """Found in the walk-through: a 4-step run priced at 2 s took 20 s (data, models, sample grids, saving)."""
+    from dpsad_core.runs.folder import RunFolder
+    from dpsad_core.training import TrainConfig, start_training
+    from dpsad_core.training.estimate import estimate_plan_seconds
+
+    config = TrainConfig(data="demo", recipe="dpdm", epsilon=8.0, preset="tiny", hyper=tiny, device="cpu",
+                         max_steps=2)
+    result = list(start_training(config, workspace=workspace))[-1].result
+    plan = RunFolder.open(workspace, result["run_id"]).config().plan
+    priced = estimate_plan_seconds(dict(plan), {"denoiser": 2}, tiny, channels=1, resolution=8, num_classes=10,
+                                   device="cpu", measure=False)
+    overhead = priced["overhead_seconds"]
+    assert overhead is not None and overhead > 0 and "to load the data, build the models" in priced["basis"]
+    assert priced["seconds"] == pytest.approx(sum(priced["phases"].values()) + overhead)
+    other = estimate_plan_seconds(dict(plan, recipe="dpsad"), {"denoiser": 2}, tiny, channels=1, resolution=8,
+                                  num_classes=10, device="cpu", measure=False)
+    assert other["overhead_seconds"] is None  # learnt per recipe: a dpsad run also distils
